@@ -1,0 +1,51 @@
+# Two commands on a fresh clone: `make demo`, `make test`. `make up` / `make down` run the local stack.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .local/tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced
+
+.PHONY: help env up down status demo test test-fast bench clean
+
+help:
+	@echo "make demo   - start the local stack and run the pipeline end to end on sample batches"
+	@echo "make test   - run the whole test suite (starts its own stack)"
+	@echo "make up     - start S3/SQS (moto), PostgreSQL and Prefect in the background; settings in .local/env"
+	@echo "make down   - stop the local stack"
+
+# uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
+$(UV):
+	@mkdir -p .local
+	$(PYTHON) -m venv .local/tools
+	.local/tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+up: env
+	$(PY) -m deployments.local_stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m deployments.local_stack down; else echo "nothing to stop"; fi
+
+status: env
+	$(PY) -m deployments.local_stack status
+
+demo: up
+	$(PY) -m deployments.demo
+
+test: env
+	$(PY) -m pytest
+
+test-fast: env
+	$(PY) -m pytest -m "not slow"
+
+clean: down
+	rm -rf .local $(VENV)
