@@ -1,0 +1,140 @@
+"""Stream the JSON-lines members of a batch zip, line by line, in bounded memory."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+_CHUNK = 1 << 20
+
+
+class BadArchive(ValueError):
+    """The object is not a usable batch (not a zip, empty, truncated, a zip bomb). Terminal."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    member: str
+    line_number: int  # 1-based within the member
+    raw: bytes  # without the line break; b"" never reaches the transform
+    too_long: bool = False
+
+
+def _is_json_member(info: zipfile.ZipInfo) -> bool:
+    name = info.filename
+    return (
+        not info.is_dir()
+        and not name.startswith("__MACOSX/")
+        and name.rsplit("/", 1)[-1][:1] != "."
+        and name.lower().endswith(JSON_SUFFIXES)
+    )
+
+
+def json_members(archive: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
+    infos = archive.infolist()
+    if not infos:
+        raise BadArchive(f"{name}: the zip archive is empty")
+    members = [info for info in infos if _is_json_member(info)]
+    if not members:
+        listed = ", ".join(info.filename for info in infos[:5])
+        raise BadArchive(f"{name}: no JSON-lines member (.json/.jsonl/.ndjson) in the archive ({listed})")
+    return members
+
+
+def open_archive(path_or_file: str | Path | BinaryIO, name: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path_or_file)
+    except zipfile.BadZipFile as exc:
+        raise BadArchive(f"{name}: not a zip archive ({exc})") from exc
+    except (EOFError, OSError) as exc:
+        raise BadArchive(f"{name}: unreadable zip archive ({exc})") from exc
+
+
+def iter_member_lines(
+    archive: zipfile.ZipFile,
+    member: zipfile.ZipInfo,
+    name: str,
+    *,
+    max_member_bytes: int,
+    max_line_bytes: int,
+) -> Iterator[SourceLine]:
+    """Yield the non-blank lines of one member.
+
+    The inflated size is counted as we read, not trusted from the header, so a zip bomb is
+    refused after `max_member_bytes` without ever holding more than one chunk plus one line.
+    A line longer than `max_line_bytes` is yielded truncated with `too_long` set, so it can be
+    rejected with its reason instead of exhausting memory.
+    """
+    inflated = 0
+    line_number = 0
+    pending = bytearray()
+    pending_too_long = False
+    try:
+        with archive.open(member) as stream:
+            while True:
+                chunk = stream.read(_CHUNK)
+                if not chunk:
+                    break
+                inflated += len(chunk)
+                if inflated > max_member_bytes:
+                    raise BadArchive(
+                        f"{name}: member {member.filename} inflates past {max_member_bytes} bytes; "
+                        "refused as a possible zip bomb (ETL_MAX_MEMBER_BYTES)"
+                    )
+                start = 0
+                while True:
+                    end = chunk.find(b"\n", start)
+                    if end < 0:
+                        if not pending_too_long:
+                            pending += chunk[start:]
+                            if len(pending) > max_line_bytes:
+                                del pending[max_line_bytes:]
+                                pending_too_long = True
+                        break
+                    line_number += 1
+                    if pending or pending_too_long:
+                        if not pending_too_long:
+                            pending += chunk[start:end]
+                            if len(pending) > max_line_bytes:
+                                del pending[max_line_bytes:]
+                                pending_too_long = True
+                        raw, too_long = bytes(pending), pending_too_long
+                        pending.clear()
+                        pending_too_long = False
+                    else:
+                        raw, too_long = chunk[start:end], end - start > max_line_bytes
+                        if too_long:
+                            raw = raw[:max_line_bytes]
+                    start = end + 1
+                    raw = raw.rstrip(b"\r")
+                    if raw.strip():
+                        yield SourceLine(member.filename, line_number, raw, too_long)
+            if pending.strip():
+                yield SourceLine(member.filename, line_number + 1, bytes(pending).rstrip(b"\r"), pending_too_long)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise BadArchive(f"{name}: member {member.filename} is corrupt or truncated ({exc})") from exc
+    except NotImplementedError as exc:  # unsupported compression or encryption
+        raise BadArchive(f"{name}: member {member.filename} cannot be read ({exc})") from exc
+
+
+def iter_lines(
+    path_or_file: str | Path | BinaryIO | bytes,
+    name: str,
+    *,
+    max_member_bytes: int = 4 * 1024**3,
+    max_line_bytes: int = 64 * 1024**2,
+) -> Iterator[SourceLine]:
+    """All non-blank lines of all JSON-lines members, in archive order."""
+    if isinstance(path_or_file, bytes):
+        path_or_file = io.BytesIO(path_or_file)
+    with open_archive(path_or_file, name) as archive:
+        for member in json_members(archive, name):
+            yield from iter_member_lines(
+                archive, member, name, max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes
+            )

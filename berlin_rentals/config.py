@@ -1,0 +1,91 @@
+"""The one place for configuration: every setting comes from the environment.
+
+`make up` writes the local stack's values to `.local/env`; in production the worker's
+task definition sets them (credentials come from the IAM role, never from here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _prefix(value: str) -> str:
+    value = value.strip().lstrip("/")
+    return value if not value or value.endswith("/") else value + "/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    warehouse_url: str
+    warehouse_schema: str = "berlin_rentals"
+    raw_bucket: str = "rentals-raw"
+    raw_prefix: str = "raw/"
+    staging_bucket: str = "rentals-staging"
+    staging_prefix: str = "clean/"
+    queue_name: str = "rentals-raw-events"
+    dlq_name: str = "rentals-raw-events-dlq"
+    aws_endpoint_url: str | None = None
+    aws_region: str = "eu-central-1"
+    # Redshift COPY reads the staged Parquet with this role; unused on PostgreSQL.
+    redshift_iam_role_arn: str | None = None
+    # A zip member that inflates past this is refused: protects the worker from zip bombs.
+    max_member_bytes: int = 4 * 1024**3
+    # A single line past this is rejected without being decoded.
+    max_line_bytes: int = 64 * 1024**2
+    # After this many failed attempts a file is parked until someone releases it.
+    max_attempts: int = 3
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _IDENTIFIER.match(self.warehouse_schema):
+            raise ConfigError(
+                f"WAREHOUSE_SCHEMA={self.warehouse_schema!r} is not a plain lower-case SQL identifier"
+            )
+        for name in ("raw_bucket", "staging_bucket"):
+            if not _BUCKET.match(getattr(self, name)):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid S3 bucket name")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if environ is None else environ)
+        url = env.get("WAREHOUSE_URL")
+        if not url:
+            raise ConfigError("WAREHOUSE_URL is not set (run `make up` and source .local/env)")
+        return cls(
+            warehouse_url=url,
+            warehouse_schema=env.get("WAREHOUSE_SCHEMA", cls.warehouse_schema),
+            raw_bucket=env.get("ETL_RAW_BUCKET", cls.raw_bucket),
+            raw_prefix=_prefix(env.get("ETL_RAW_PREFIX", cls.raw_prefix)),
+            staging_bucket=env.get("ETL_STAGING_BUCKET", cls.staging_bucket),
+            staging_prefix=_prefix(env.get("ETL_STAGING_PREFIX", cls.staging_prefix)),
+            queue_name=env.get("ETL_QUEUE_NAME", cls.queue_name),
+            dlq_name=env.get("ETL_DLQ_NAME", cls.dlq_name),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or cls.aws_region,
+            redshift_iam_role_arn=env.get("REDSHIFT_IAM_ROLE_ARN") or None,
+            max_member_bytes=int(env.get("ETL_MAX_MEMBER_BYTES", cls.max_member_bytes)),
+            max_line_bytes=int(env.get("ETL_MAX_LINE_BYTES", cls.max_line_bytes)),
+            max_attempts=int(env.get("ETL_MAX_ATTEMPTS", cls.max_attempts)),
+        )
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """Parse the KEY=VALUE lines that `make up` writes to `.local/env`."""
+    values: dict[str, str] = {}
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip()
+    return values

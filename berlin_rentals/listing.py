@@ -1,0 +1,220 @@
+"""Decode one JSON line into a typed listing, or say exactly why it cannot be one.
+
+Only the fields the warehouse model needs are declared; msgspec skips the rest of the
+~150 keys (and the multi-kilobyte ad links) without building Python objects for them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+
+# Values that real records use for "missing" (see shared/data/README.md).
+SENTINELS = frozenset({"", "NO_INFORMATION", "NOT_APPLICABLE"})
+_TRUE = frozenset({"true", "TRUE", "True", "YES", "Y"})
+_FALSE = frozenset({"false", "FALSE", "False", "NO", "N"})
+
+Text = str | int | float | None
+Flag = str | bool | None
+
+_FIELDS = {
+    "id": "id",
+    "modification": "modification",
+    "publish_date": "publishDate",
+    "creation": "creation",
+    "last_modification_date": "realEstate_lastModificationDate",
+    "customer_id": "companyWideCustomerId",
+    "company": "contactDetails_company",
+    "salutation": "contactDetails_salutation",
+    "firstname": "contactDetails_firstname",
+    "lastname": "contactDetails_lastname",
+    "email": "contactDetails_email",
+    "phone_number": "contactDetails_phoneNumber",
+    "phone_area_code": "contactDetails_phoneNumberAreaCode",
+    "phone_country_code": "contactDetails_phoneNumberCountryCode",
+    "phone_subscriber": "contactDetails_phoneNumberSubscriber",
+    "cell_phone_number": "contactDetails_cellPhoneNumber",
+    "cell_phone_area_code": "contactDetails_cellPhoneNumberAreaCode",
+    "cell_phone_country_code": "contactDetails_cellPhoneNumberCountryCode",
+    "cell_phone_subscriber": "contactDetails_cellPhoneNumberSubscriber",
+    "address_city": "realEstate_address_city",
+    "postcode": "realEstate_address_postcode",
+    "address_quarter": "realEstate_address_quarter",
+    "street": "realEstate_address_street",
+    "house_number": "realEstate_address_houseNumber",
+    "geo_city": "realEstate_address_geoHierarchy_city_name",
+    "geo_country": "realEstate_address_geoHierarchy_country_name",
+    "geo_region": "realEstate_address_geoHierarchy_region_name",
+    "geo_quarter": "realEstate_address_geoHierarchy_quarter_name",
+    "apartment_type": "realEstate_apartmentType",
+    "assisted_living": "realEstate_assistedLiving",
+    "balcony": "realEstate_balcony",
+    "base_rent": "realEstate_baseRent",
+    "built_in_kitchen": "realEstate_builtInKitchen",
+    "calculated_total_rent": "realEstate_calculatedTotalRent",
+    "calculated_total_rent_scope": "realEstate_calculatedTotalRentScope",
+    "cellar": "realEstate_cellar",
+    "certificate_of_eligibility_needed": "realEstate_certificateOfEligibilityNeeded",
+    "condition": "realEstate_condition",
+    "construction_year": "realEstate_constructionYear",
+    "deposit": "realEstate_deposit",
+    "description_note": "realEstate_descriptionNote",
+    "floor": "realEstate_floor",
+    "free_from": "realEstate_freeFrom",
+    "garden": "realEstate_garden",
+    "guest_toilet": "realEstate_guestToilet",
+    "handicapped_accessible": "realEstate_handicappedAccessible",
+    "heating_costs": "realEstate_heatingCosts",
+    "heating_costs_in_service_charge": "realEstate_heatingCostsInServiceCharge",
+    "heating_type": "realEstate_heatingType",
+    "interior_quality": "realEstate_interiorQuality",
+    "last_refurbishment": "realEstate_lastRefurbishment",
+    "lift": "realEstate_lift",
+    "living_space": "realEstate_livingSpace",
+    "number_of_floors": "realEstate_numberOfFloors",
+    "number_of_rooms": "realEstate_numberOfRooms",
+    "pets_allowed": "realEstate_petsAllowed",
+    "service_charge": "realEstate_serviceCharge",
+    "state": "realEstate_state",
+    "total_rent": "realEstate_totalRent",
+}
+
+
+class Listing(msgspec.Struct, rename=_FIELDS, gc=False):
+    id: str | int | None = None
+    modification: datetime | None = None
+    publish_date: datetime | None = None
+    creation: datetime | None = None
+    last_modification_date: datetime | None = None
+    customer_id: Text = None
+    company: Text = None
+    salutation: Text = None
+    firstname: Text = None
+    lastname: Text = None
+    email: Text = None
+    phone_number: Text = None
+    phone_area_code: Text = None
+    phone_country_code: Text = None
+    phone_subscriber: Text = None
+    cell_phone_number: Text = None
+    cell_phone_area_code: Text = None
+    cell_phone_country_code: Text = None
+    cell_phone_subscriber: Text = None
+    address_city: Text = None
+    postcode: Text = None
+    address_quarter: Text = None
+    street: Text = None
+    house_number: Text = None
+    geo_city: Text = None
+    geo_country: Text = None
+    geo_region: Text = None
+    geo_quarter: Text = None
+    apartment_type: Text = None
+    assisted_living: Flag = None
+    balcony: Flag = None
+    base_rent: Decimal | None = None
+    built_in_kitchen: Flag = None
+    calculated_total_rent: Decimal | None = None
+    calculated_total_rent_scope: Text = None
+    cellar: Flag = None
+    certificate_of_eligibility_needed: Flag = None
+    condition: Text = None
+    construction_year: int | None = None
+    deposit: Text = None
+    description_note: Text = None
+    floor: int | None = None
+    free_from: Text = None
+    garden: Flag = None
+    guest_toilet: Flag = None
+    handicapped_accessible: Flag = None
+    heating_costs: Decimal | None = None
+    heating_costs_in_service_charge: Flag = None
+    heating_type: Text = None
+    interior_quality: Text = None
+    last_refurbishment: int | None = None
+    lift: Flag = None
+    living_space: Decimal | None = None
+    number_of_floors: int | None = None
+    number_of_rooms: Decimal | None = None
+    pets_allowed: Text = None
+    service_charge: Decimal | None = None
+    state: Text = None
+    total_rent: Decimal | None = None
+
+
+class Line(msgspec.Struct, gc=False):
+    ok: bool | None = None
+    data: Listing | None = None
+
+
+class RejectedLine(ValueError):
+    """A line that cannot become a listing. `code` is stable; the message says why, for a person."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+_decoder = msgspec.json.Decoder(Line)
+
+
+def decode_line(raw: bytes) -> Listing:
+    """Decode and check one line; raise RejectedLine with the reason when it is not a listing."""
+    try:
+        line = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if message.startswith("Expected `object`") and "- at `$" not in message:
+            raise RejectedLine("not_an_object", f"the line is JSON but not an object ({message})") from None
+        raise RejectedLine("invalid_value", message) from None
+    except msgspec.DecodeError as exc:
+        raise RejectedLine("not_json", f"the line is not valid JSON ({exc})") from None
+    if line.ok is not True:
+        raise RejectedLine("not_ok", f"`ok` is {line.ok!r}: the scraper marked this record as failed")
+    listing = line.data
+    if listing is None:
+        raise RejectedLine("no_data", "the line has no `data` object")
+    if listing.id is None or listing.id == "":
+        raise RejectedLine("no_id", "`data.id` is missing")
+    return listing
+
+
+def listing_id(value: str | int) -> int:
+    """Listing ids are digit strings; anything else cannot key a listing."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        number = int(value)
+    else:
+        raise RejectedLine("bad_id", f"`data.id` {str(value)[:40]!r} is not a numeric listing id")
+    if not 0 < number < 2**63:
+        raise RejectedLine("bad_id", f"`data.id` {number} is out of range")
+    return number
+
+
+def text(value: Text) -> str | None:
+    """Free text and enums: sentinels and blanks are missing; numbers become their text."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return str(value)
+    if value in SENTINELS:
+        return None
+    stripped = value.strip()
+    return stripped or None
+
+
+def flag(value: Flag, field: str) -> bool | None:
+    """"true"/"false" and YES/NO are booleans; NOT_APPLICABLE and NO_INFORMATION are unknown."""
+    if value is None or value in SENTINELS:
+        return None
+    if isinstance(value, bool):
+        return value
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise RejectedLine("invalid_value", f"`{_FIELDS[field]}` {value[:40]!r} is not a boolean")

@@ -1,0 +1,165 @@
+"""The warehouse model, defined once: each staged table's columns with their Arrow and SQL types.
+
+The staged Parquet files, the temporary staging tables and the target tables are all built
+from these lists. Column order matters: Redshift's COPY of Parquet maps columns by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+# Redshift counts VARCHAR length in bytes; the transform caps long text at this many UTF-8 bytes
+# so both engines hold exactly the same value.
+MAX_TEXT_BYTES = 65535
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    arrow: pa.DataType
+    sql: Callable[[], sa.types.TypeEngine]
+    nullable: bool = True
+
+
+def _money() -> sa.Numeric:
+    return sa.Numeric(12, 2)
+
+
+def _text(length: int) -> Callable[[], sa.String]:
+    return lambda: sa.String(length)
+
+
+def _ts() -> sa.DateTime:
+    return sa.DateTime(timezone=True)
+
+
+MONEY = pa.decimal128(12, 2)
+AREA = pa.decimal128(10, 2)
+ROOMS = pa.decimal128(6, 2)
+TS = pa.timestamp("us", tz="UTC")
+
+DIM_CITY = [
+    Col("city_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("city", pa.string(), _text(256)),
+    Col("country", pa.string(), _text(256)),
+]
+
+DIM_ADDRESS = [
+    Col("address_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("city_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("postcode", pa.string(), _text(16)),
+    Col("quarter", pa.string(), _text(256)),
+    Col("region", pa.string(), _text(256)),
+    Col("street", pa.string(), _text(256)),
+    Col("house_number", pa.string(), _text(64)),
+]
+
+DIM_AGENCY = [
+    Col("agency_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("customer_id", pa.string(), _text(64)),
+    Col("company", pa.string(), _text(512)),
+    Col("salutation", pa.string(), _text(32)),
+    Col("firstname", pa.string(), _text(256)),
+    Col("lastname", pa.string(), _text(256)),
+    Col("email", pa.string(), _text(512)),
+    Col("phone_number", pa.string(), _text(64)),
+    Col("phone_area_code", pa.string(), _text(16)),
+    Col("phone_country_code", pa.string(), _text(16)),
+    Col("phone_subscriber", pa.string(), _text(64)),
+    Col("cell_phone_number", pa.string(), _text(64)),
+    Col("cell_phone_area_code", pa.string(), _text(16)),
+    Col("cell_phone_country_code", pa.string(), _text(16)),
+    Col("cell_phone_subscriber", pa.string(), _text(64)),
+    # the listing modification that supplied these attributes: a late batch never overwrites newer ones
+    Col("source_modified_at", TS, _ts),
+]
+
+# Lineage columns of the target tables. They are not staged: staged data depends only on the
+# object's content, so it is keyed by the ETag alone; the load binds these per object.
+LINEAGE = [
+    Col("source_key", pa.string(), _text(1024), nullable=False),
+    Col("source_etag", pa.string(), _text(64), nullable=False),
+    Col("batch_hour", TS, _ts, nullable=False),
+]
+
+FACT_FLATS = [
+    Col("listing_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("address_id", pa.int64(), sa.BigInteger),
+    Col("agency_id", pa.int64(), sa.BigInteger),
+    Col("publish_date", TS, _ts),
+    Col("apartment_type", pa.string(), _text(64)),
+    Col("assisted_living", pa.bool_(), sa.Boolean),
+    Col("balcony", pa.bool_(), sa.Boolean),
+    Col("base_rent", MONEY, _money),
+    Col("built_in_kitchen", pa.bool_(), sa.Boolean),
+    Col("calculated_total_rent", MONEY, _money),
+    Col("calculated_total_rent_scope", pa.string(), _text(64)),
+    Col("cellar", pa.bool_(), sa.Boolean),
+    Col("certificate_of_eligibility_needed", pa.bool_(), sa.Boolean),
+    Col("condition", pa.string(), _text(64)),
+    Col("construction_year", pa.int32(), sa.Integer),
+    Col("deposit", pa.string(), _text(1024)),
+    Col("description_note", pa.string(), _text(MAX_TEXT_BYTES)),
+    Col("floor", pa.int32(), sa.Integer),
+    Col("free_from", pa.string(), _text(1024)),
+    Col("garden", pa.bool_(), sa.Boolean),
+    Col("guest_toilet", pa.bool_(), sa.Boolean),
+    Col("handicapped_accessible", pa.bool_(), sa.Boolean),
+    Col("heating_costs", MONEY, _money),
+    Col("heating_costs_in_service_charge", pa.bool_(), sa.Boolean),
+    Col("heating_type", pa.string(), _text(64)),
+    Col("interior_quality", pa.string(), _text(64)),
+    Col("last_modified_at", TS, _ts, nullable=False),
+    Col("last_refurbishment", pa.int32(), sa.Integer),
+    Col("lift", pa.bool_(), sa.Boolean),
+    Col("living_space", AREA, lambda: sa.Numeric(10, 2)),
+    Col("number_of_floors", pa.int32(), sa.Integer),
+    Col("number_of_rooms", ROOMS, lambda: sa.Numeric(6, 2)),
+    Col("pets_allowed", pa.string(), _text(64)),
+    Col("service_charge", MONEY, _money),
+    Col("state", pa.string(), _text(64)),
+    Col("total_rent", MONEY, _money),
+    Col("source_member", pa.string(), _text(1024)),
+    Col("source_line", pa.int32(), sa.Integer),
+]
+
+FLAT_SNAPSHOTS = [
+    Col("listing_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("last_modified_at", TS, _ts, nullable=False),
+    Col("base_rent", MONEY, _money),
+    Col("total_rent", MONEY, _money),
+    Col("service_charge", MONEY, _money),
+    Col("heating_costs", MONEY, _money),
+    Col("calculated_total_rent", MONEY, _money),
+    Col("living_space", AREA, lambda: sa.Numeric(10, 2)),
+    Col("number_of_rooms", ROOMS, lambda: sa.Numeric(6, 2)),
+]
+
+REJECTED_RECORDS = [
+    Col("member", pa.string(), _text(1024), nullable=False),
+    Col("line_number", pa.int32(), sa.Integer, nullable=False),
+    Col("reason", pa.string(), _text(2048), nullable=False),
+    Col("raw_line", pa.string(), _text(MAX_TEXT_BYTES)),
+    Col("raw_line_bytes", pa.int64(), sa.BigInteger),
+]
+
+STAGED_TABLES: dict[str, list[Col]] = {
+    "dim_city": DIM_CITY,
+    "dim_address": DIM_ADDRESS,
+    "dim_agency": DIM_AGENCY,
+    "fact_flats": FACT_FLATS,
+    "flat_snapshots": FLAT_SNAPSHOTS,
+    "rejected_records": REJECTED_RECORDS,
+}
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.arrow, nullable=c.nullable) for c in STAGED_TABLES[table]])
+
+
+def column_names(table: str) -> list[str]:
+    return [c.name for c in STAGED_TABLES[table]]

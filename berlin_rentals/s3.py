@@ -1,0 +1,66 @@
+"""S3 access with boto3: AWS in production, the moto server locally (AWS_ENDPOINT_URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from berlin_rentals.config import Settings
+from berlin_rentals.errors import ObjectChanged, ObjectGone
+from berlin_rentals.source import SourceObject, normalize_etag, validate_key
+
+_BOTO_CONFIG = botocore.config.Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60
+)
+
+
+def s3_client(settings: Settings):
+    return boto3.client(
+        "s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=_BOTO_CONFIG
+    )
+
+
+def _missing(exc: botocore.exceptions.ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code")
+    return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+
+
+def head_source(s3, bucket: str, key: str, expected_etag: str | None, *, prefix: str = "") -> SourceObject:
+    """Confirm the object exists and is the version we were told about (event payloads are untrusted)."""
+    validate_key(key, prefix)
+    expected = normalize_etag(expected_etag)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if _missing(exc):
+            raise ObjectGone(f"s3://{bucket}/{key} does not exist (deleted after its event?)") from exc
+        raise
+    etag = normalize_etag(head["ETag"])
+    if expected and etag != expected:
+        raise ObjectChanged(
+            f"s3://{bucket}/{key} now has ETag {etag}, not {expected}: a newer version replaced it"
+        )
+    return SourceObject(
+        bucket=bucket, key=key, etag=etag, size=int(head["ContentLength"]),
+        last_modified=head["LastModified"], version_id=head.get("VersionId"),
+    )
+
+
+def download_source(s3, source: SourceObject, destination: Path) -> Path:
+    """Stream the exact version to disk; IfMatch makes S3 refuse a version swapped in meanwhile."""
+    try:
+        response = s3.get_object(Bucket=source.bucket, Key=source.key, IfMatch=f'"{source.etag}"')
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if _missing(exc):
+            raise ObjectGone(f"{source.uri} disappeared before it could be read") from exc
+        if code in ("PreconditionFailed", "412"):
+            raise ObjectChanged(f"{source.uri} changed (ETag is no longer {source.etag})") from exc
+        raise
+    with destination.open("wb") as out:
+        for chunk in response["Body"].iter_chunks(chunk_size=1 << 20):
+            out.write(chunk)
+    return destination

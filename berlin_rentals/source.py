@@ -1,0 +1,84 @@
+"""What identifies one object version in the raw bucket, and what its name tells us."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import unquote_plus
+
+# S3 keys reach us from event payloads: treat them as untrusted text.
+_MAX_KEY_BYTES = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ETAG = re.compile(r'^"?([0-9a-fA-F]{32}(?:-[0-9]{1,5})?)"?$')
+_BATCH_HOUR = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})_(\d{2})(?!\d)")
+
+
+class InvalidSource(ValueError):
+    """The bucket, key or ETag cannot name an object this pipeline will read. Terminal."""
+
+
+def normalize_etag(etag: str | None) -> str | None:
+    """S3 quotes ETags; multipart uploads add `-N`. Keep the bare hex form, reject anything else."""
+    if etag is None or etag == "":
+        return None
+    match = _ETAG.match(etag.strip())
+    if not match:
+        raise InvalidSource(f"ETag {etag!r} is not an S3 ETag")
+    return match.group(1).lower()
+
+
+def validate_key(key: str, prefix: str = "") -> str:
+    if not key or len(key.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES:
+        raise InvalidSource(f"object key {key[:80]!r} is empty or longer than {_MAX_KEY_BYTES} bytes")
+    if _CONTROL.search(key):
+        raise InvalidSource(f"object key {key[:80]!r} contains control characters")
+    if any(part in ("..", ".") for part in key.split("/")):
+        raise InvalidSource(f"object key {key[:80]!r} contains a relative path segment")
+    if prefix and not key.startswith(prefix):
+        raise InvalidSource(f"object key {key!r} is outside the raw prefix {prefix!r}")
+    return key
+
+
+def decode_event_key(raw_key: str) -> str:
+    """S3 event notifications URL-encode the key (spaces as '+')."""
+    return unquote_plus(raw_key)
+
+
+def batch_hour_from_key(key: str) -> datetime | None:
+    """`immobilienscout24_berlin_20190113_15.zip` -> 2019-01-13 15:00 UTC (the name's hour is read as UTC)."""
+    name = key.rsplit("/", 1)[-1]
+    for match in _BATCH_HOUR.finditer(name):
+        year, month, day, hour = (int(g) for g in match.groups())
+        try:
+            return datetime(year, month, day, hour, tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """One version of one raw object, as confirmed by a HEAD request."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+    version_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def batch_hour(self) -> datetime:
+        return batch_hour_from_key(self.key) or self.last_modified.astimezone(UTC).replace(
+            minute=0, second=0, microsecond=0
+        )
+
+    @property
+    def batch_hour_source(self) -> str:
+        """Lineage: whether the hour came from the object's name or its LastModified."""
+        return "name" if batch_hour_from_key(self.key) else "last_modified"

@@ -1,0 +1,62 @@
+"""The clean zone of the lake: each table of a batch as Parquet under a prefix keyed by the ETag."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from berlin_rentals.model import STAGED_TABLES, arrow_schema
+from berlin_rentals.transform import TRANSFORM_VERSION, Batch
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """Where a batch's tables lie in the staging bucket; enough for either engine to load them."""
+
+    bucket: str
+    prefix: str  # e.g. clean/v1/etag=<etag>/ ; each table is <prefix><table>/part-00000.parquet
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def table_prefix(self, table: str) -> str:
+        return f"{self.prefix}{table}/"
+
+    def table_key(self, table: str) -> str:
+        return f"{self.table_prefix(table)}part-00000.parquet"
+
+    def uri(self, table: str) -> str:
+        return f"s3://{self.bucket}/{self.table_key(table)}"
+
+
+def staged_prefix(staging_prefix: str, etag: str) -> str:
+    return f"{staging_prefix}v{TRANSFORM_VERSION}/etag={etag}/"
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    # Snappy: the codec every Parquet reader, Redshift's COPY included, accepts.
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="snappy")
+    return buffer.getvalue()
+
+
+def stage_batch(s3, batch: Batch, *, bucket: str, staging_prefix: str, etag: str) -> StagedBatch:
+    """Write every table (even an empty one: COPY wants the prefix to exist), then the manifest."""
+    prefix = staged_prefix(staging_prefix, etag)
+    staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: batch.rows(n) for n in STAGED_TABLES})
+    for name in STAGED_TABLES:
+        s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(batch.tables[name]))
+    manifest = {"transform_version": TRANSFORM_VERSION, "etag": etag, "rows": staged.rows}
+    s3.put_object(Bucket=bucket, Key=f"{prefix}_manifest.json", Body=json.dumps(manifest).encode())
+    return staged
+
+
+def read_staged_table(s3, staged: StagedBatch, table: str) -> pa.Table:
+    body = s3.get_object(Bucket=staged.bucket, Key=staged.table_key(table))["Body"].read()
+    result = pq.read_table(io.BytesIO(body))
+    expected = arrow_schema(table)
+    if not result.schema.equals(expected, check_metadata=False):
+        raise ValueError(f"{staged.uri(table)} does not have the schema of {table}: {result.schema}")
+    return result

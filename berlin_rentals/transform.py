@@ -1,0 +1,266 @@
+"""Turn the lines of one batch into the snowflake's tables. Pure: no I/O, no Prefect.
+
+One pass over the lines; for each listing we keep only its newest version in the file, and
+derive the city, address and agency it points at. Rejected lines are kept with their reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+import pyarrow as pa
+
+from berlin_rentals.archive import SourceLine
+from berlin_rentals.keys import surrogate_key
+from berlin_rentals.listing import Listing, RejectedLine, decode_line, flag, listing_id, text
+from berlin_rentals.model import MAX_TEXT_BYTES, STAGED_TABLES, arrow_schema, column_names
+
+# Bump when the transform's output changes for the same input: it is part of the cache key,
+# so a fixed transform re-runs on files whose previous result is cached.
+TRANSFORM_VERSION = "1"
+
+_CENT = Decimal("0.01")
+_MONEY_LIMIT = Decimal("1E10")
+_AREA_LIMIT = Decimal("1E8")
+_ROOMS_LIMIT = Decimal("1E4")
+
+
+@dataclass
+class TransformStats:
+    lines_read: int = 0
+    listings: int = 0
+    older_versions_in_file: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class Batch:
+    """The tables of one batch, ready to stage: Arrow tables keyed by staged table name."""
+
+    tables: dict[str, pa.Table]
+    stats: TransformStats
+
+    def rows(self, table: str) -> int:
+        return self.tables[table].num_rows
+
+
+def _decimal(value: Decimal | None, field_name: str, limit: Decimal) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        if not value.is_finite() or abs(value) >= limit:
+            raise InvalidOperation
+        return value.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        raise RejectedLine("invalid_value", f"`{field_name}` {value} is out of range") from None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _int32(value: int | None, field_name: str) -> int | None:
+    if value is not None and not -(2**31) <= value < 2**31:
+        raise RejectedLine("invalid_value", f"`{field_name}` {value} is out of range")
+    return value
+
+
+def cap_text(value: str | None, limit: int = MAX_TEXT_BYTES) -> str | None:
+    """Cap at `limit` UTF-8 bytes without splitting a character; drop NULs PostgreSQL cannot store."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if len(value) * 4 > limit:
+        encoded = value.encode("utf-8", "surrogatepass")
+        if len(encoded) > limit:
+            value = encoded[:limit].decode("utf-8", "ignore")
+    return value
+
+
+def _capped(value, limit: int) -> str | None:
+    return cap_text(text(value), limit)
+
+
+class _Accumulator:
+    """Rows of one batch, deduplicated by natural key, before they become Arrow tables."""
+
+    def __init__(self) -> None:
+        self.facts: dict[int, tuple] = {}
+        self.cities: dict[int, tuple] = {}
+        self.addresses: dict[int, tuple] = {}
+        self.agencies: dict[int, tuple] = {}
+        self.rejects: list[tuple] = []
+        self.stats = TransformStats()
+
+    def add(self, line: SourceLine) -> None:
+        self.stats.lines_read += 1
+        try:
+            if line.too_long:
+                raise RejectedLine("line_too_long", f"the line is longer than the limit ({len(line.raw)} bytes kept)")
+            self._add_listing(decode_line(line.raw), line)
+        except RejectedLine as exc:
+            self.stats.rejected += 1
+            self.stats.rejected_by_reason[exc.code] += 1
+            raw_text = line.raw.decode("utf-8", "replace")
+            self.rejects.append(
+                (
+                    line.member,
+                    line.line_number,
+                    cap_text(f"{line.member} line {line.line_number}: {exc}", 2048),
+                    cap_text(raw_text),
+                    len(line.raw),
+                )
+            )
+
+    def _add_listing(self, listing: Listing, line: SourceLine) -> None:
+        lid = listing_id(listing.id)
+        modified = _utc(listing.modification or listing.last_modification_date)
+        if modified is None:
+            raise RejectedLine("no_timestamp", "`modification` is missing: the listing's version cannot be ordered")
+        previous = self.facts.get(lid)
+        # Newest version wins; on a tie the later line wins, as it was written later.
+        if previous is not None:
+            self.stats.older_versions_in_file += 1
+            if previous[_FACT_MODIFIED] > modified:
+                return
+
+        city = text(listing.geo_city) or text(listing.address_city)
+        country = text(listing.geo_country)
+        city_id = surrogate_key("city", city, country)
+        postcode = text(listing.postcode)
+        quarter = text(listing.geo_quarter) or text(listing.address_quarter)
+        street = text(listing.street)
+        house_number = text(listing.house_number)
+        address_id = surrogate_key("address", city_id, postcode, quarter, street, house_number)
+        customer_id = text(listing.customer_id)
+        company = text(listing.company)
+        email = text(listing.email)
+        firstname = text(listing.firstname)
+        lastname = text(listing.lastname)
+        if customer_id:
+            agency_id = surrogate_key("customer", customer_id)
+        else:
+            agency_id = surrogate_key("contact", company, firstname, lastname, email)
+
+        fact = (
+            lid,
+            address_id,
+            agency_id,
+            _utc(listing.publish_date),
+            text(listing.apartment_type),
+            flag(listing.assisted_living, "assisted_living"),
+            flag(listing.balcony, "balcony"),
+            _decimal(listing.base_rent, "realEstate_baseRent", _MONEY_LIMIT),
+            flag(listing.built_in_kitchen, "built_in_kitchen"),
+            _decimal(listing.calculated_total_rent, "realEstate_calculatedTotalRent", _MONEY_LIMIT),
+            text(listing.calculated_total_rent_scope),
+            flag(listing.cellar, "cellar"),
+            flag(listing.certificate_of_eligibility_needed, "certificate_of_eligibility_needed"),
+            text(listing.condition),
+            _int32(listing.construction_year, "realEstate_constructionYear"),
+            _capped(listing.deposit, 1024),
+            _capped(listing.description_note, MAX_TEXT_BYTES),
+            _int32(listing.floor, "realEstate_floor"),
+            _capped(listing.free_from, 1024),
+            flag(listing.garden, "garden"),
+            flag(listing.guest_toilet, "guest_toilet"),
+            flag(listing.handicapped_accessible, "handicapped_accessible"),
+            _decimal(listing.heating_costs, "realEstate_heatingCosts", _MONEY_LIMIT),
+            flag(listing.heating_costs_in_service_charge, "heating_costs_in_service_charge"),
+            text(listing.heating_type),
+            text(listing.interior_quality),
+            modified,
+            _int32(listing.last_refurbishment, "realEstate_lastRefurbishment"),
+            flag(listing.lift, "lift"),
+            _decimal(listing.living_space, "realEstate_livingSpace", _AREA_LIMIT),
+            _int32(listing.number_of_floors, "realEstate_numberOfFloors"),
+            _decimal(listing.number_of_rooms, "realEstate_numberOfRooms", _ROOMS_LIMIT),
+            text(listing.pets_allowed),
+            _decimal(listing.service_charge, "realEstate_serviceCharge", _MONEY_LIMIT),
+            text(listing.state),
+            _decimal(listing.total_rent, "realEstate_totalRent", _MONEY_LIMIT),
+            line.member,
+            line.line_number,
+        )
+        # Only a listing that fully coerced reaches the dimensions.
+        self.facts[lid] = fact
+        self.cities.setdefault(city_id, (city_id, cap_text(city, 256), cap_text(country, 256)))
+        self.addresses.setdefault(
+            address_id,
+            (
+                address_id,
+                city_id,
+                cap_text(postcode, 16),
+                cap_text(quarter, 256),
+                _capped(listing.geo_region, 256),
+                cap_text(street, 256),
+                cap_text(house_number, 64),
+            ),
+        )
+        agency = self.agencies.get(agency_id)
+        if agency is None or agency[-1] <= modified:
+            self.agencies[agency_id] = (
+                agency_id,
+                cap_text(customer_id, 64),
+                cap_text(company, 512),
+                _capped(listing.salutation, 32),
+                cap_text(firstname, 256),
+                cap_text(lastname, 256),
+                cap_text(email, 512),
+                _capped(listing.phone_number, 64),
+                _capped(listing.phone_area_code, 16),
+                _capped(listing.phone_country_code, 16),
+                _capped(listing.phone_subscriber, 64),
+                _capped(listing.cell_phone_number, 64),
+                _capped(listing.cell_phone_area_code, 16),
+                _capped(listing.cell_phone_country_code, 16),
+                _capped(listing.cell_phone_subscriber, 64),
+                modified,
+            )
+
+    def batch(self) -> Batch:
+        facts = list(self.facts.values())
+        self.stats.listings = len(facts)
+        snapshot_positions = [_FACT_INDEX[name] for name in column_names("flat_snapshots")]
+        snapshots = [tuple(row[i] for i in snapshot_positions) for row in facts]
+        tables = {
+            "dim_city": _table("dim_city", self.cities.values()),
+            "dim_address": _table("dim_address", self.addresses.values()),
+            "dim_agency": _table("dim_agency", self.agencies.values()),
+            "fact_flats": _table("fact_flats", facts),
+            "flat_snapshots": _table("flat_snapshots", snapshots),
+            "rejected_records": _table("rejected_records", self.rejects),
+        }
+        return Batch(tables=tables, stats=self.stats)
+
+
+_FACT_INDEX = {name: i for i, name in enumerate(column_names("fact_flats"))}
+_FACT_MODIFIED = _FACT_INDEX["last_modified_at"]
+
+
+def _table(name: str, rows: Iterable[tuple]) -> pa.Table:
+    schema = arrow_schema(name)
+    rows = list(rows)
+    if not rows:
+        return schema.empty_table()
+    columns = list(zip(*rows, strict=True))
+    arrays = [pa.array(values, type=col.arrow) for values, col in zip(columns, STAGED_TABLES[name], strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def transform_lines(lines: Iterable[SourceLine]) -> Batch:
+    """All lines of one object version -> its batch of tables. Depends on the content alone."""
+    acc = _Accumulator()
+    for line in lines:
+        acc.add(line)
+    return acc.batch()

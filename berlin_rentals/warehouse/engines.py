@@ -1,0 +1,149 @@
+"""What differs between PostgreSQL (local, tests) and Redshift (production). Everything else is shared SQL.
+
+- getting rows into the staging tables: COPY FROM STDIN here, COPY FROM S3 Parquet with an IAM role there;
+- claiming a ledger row: ON CONFLICT row locks here, a table LOCK there (Redshift has no upsert);
+- recording a failure: the same difference.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable, DropTable
+
+from berlin_rentals.model import column_names
+from berlin_rentals.staging import StagedBatch
+from berlin_rentals.warehouse.sql import statement, statements
+from berlin_rentals.warehouse.tables import staging_table
+
+_IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+_S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*()/=-]{1,1024}$")
+
+
+class Target(Protocol):
+    name: str
+
+    def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None: ...
+    def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None: ...
+    def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool: ...
+    def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]: ...
+
+
+def dialect_name(url: str | sa.URL) -> str:
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "redshift":
+        return "redshift"
+    if backend == "postgresql":
+        return "postgresql"
+    raise ValueError(f"unsupported warehouse backend {backend!r}: use postgresql+psycopg:// or redshift+...://")
+
+
+def _recreate(conn: sa.Connection, tables: list[str]) -> None:
+    # Temporary tables live as long as the session; a pooled session may still hold the last load's.
+    for name in tables:
+        table = staging_table(name)
+        conn.execute(DropTable(table, if_exists=True))
+        conn.execute(CreateTable(table))
+
+
+@dataclass
+class PostgresTarget:
+    schema: str
+    name: str = "postgresql"
+
+    def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
+        _recreate(conn, tables)
+
+    def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None:
+        if data is None:
+            raise ValueError("PostgreSQL staging needs the staged table's data")
+        if data.num_rows == 0:
+            return
+        columns = column_names(table)
+        buffer = io.BytesIO()
+        # Every non-null value quoted, nulls bare: PostgreSQL's CSV COPY then tells NULL from ''.
+        pacsv.write_csv(data.select(columns), buffer,
+                        write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+        copy_sql = f"COPY stage_{table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+        driver = conn.connection.driver_connection
+        with driver.cursor() as cursor:
+            with cursor.copy(copy_sql) as copy:
+                copy.write(buffer.getbuffer())
+
+    def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool:
+        return conn.execute(statement("postgresql/claim_file.sql", self.schema), params).first() is not None
+
+    def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]:
+        row = conn.execute(statement("postgresql/record_file_failure.sql", self.schema), params).first()
+        if row is None:  # the file was loaded meanwhile: a failure no longer matters
+            return "loaded", 0
+        return row.status, row.attempts
+
+
+@dataclass
+class RedshiftTarget:
+    schema: str
+    iam_role_arn: str | None
+    name: str = "redshift"
+
+    def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
+        _recreate(conn, tables)
+
+    def copy_sql(self, table: str, staged: StagedBatch) -> str:
+        """COPY reads the staged Parquet straight from S3 with the cluster's IAM role: no keys anywhere.
+
+        COPY takes no bind parameters, so every piece is validated against a strict pattern first.
+        """
+        role = self.iam_role_arn or ""
+        if not _IAM_ROLE.match(role):
+            raise ValueError("REDSHIFT_IAM_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        prefix = staged.table_prefix(table)
+        if not _S3_PREFIX.match(prefix) or not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", staged.bucket):
+            raise ValueError(f"refusing to COPY from an unexpected location s3://{staged.bucket}/{prefix}")
+        template = statement("redshift/copy_stage_from_parquet.sql", self.schema).text
+        return (template.replace("{table}", f"stage_{table}")
+                .replace("{s3_uri}", f"s3://{staged.bucket}/{prefix}")
+                .replace("{iam_role}", role))
+
+    def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None:
+        conn.exec_driver_sql(self.copy_sql(table, staged))
+
+    def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool:
+        # Redshift enforces no unique keys: a table lock serialises claims instead.
+        for stmt in statements("redshift/lock_load_ledger.sql", self.schema):
+            conn.execute(stmt)
+        row = conn.execute(statement("ledger/select_file_status.sql", self.schema), params).first()
+        if row is None:
+            conn.execute(statement("ledger/insert_file_loading.sql", self.schema), params)
+            return True
+        if row.status in ("loaded", "parked") and not params["force"]:
+            return False
+        conn.execute(statement("ledger/update_file_loading.sql", self.schema), params)
+        return True
+
+    def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]:
+        for stmt in statements("redshift/lock_load_ledger.sql", self.schema):
+            conn.execute(stmt)
+        row = conn.execute(statement("ledger/select_file_status.sql", self.schema), params).first()
+        if row is not None and row.status == "loaded":
+            return "loaded", 0
+        attempts = (row.attempts if row is not None else 0) + 1
+        status = "parked" if params["terminal"] or attempts >= params["max_attempts"] else "failed"
+        values = dict(params, status=status, attempts=attempts)
+        if row is None:
+            conn.execute(statement("ledger/insert_file_failure.sql", self.schema), values)
+        else:
+            conn.execute(statement("ledger/update_file_failure.sql", self.schema), values)
+        return status, attempts
+
+
+def target_for(url: str, schema: str, iam_role_arn: str | None = None) -> Target:
+    if dialect_name(url) == "redshift":
+        return RedshiftTarget(schema=schema, iam_role_arn=iam_role_arn)
+    return PostgresTarget(schema=schema)

@@ -1,0 +1,175 @@
+"""Load one staged batch: claim the ledger row, COPY into staging, merge, mark loaded. One transaction.
+
+Either everything of a file is committed together with its ledger row, or nothing is: a crash at any
+point leaves the warehouse as it was, and the ledger row committed with the data is what makes a
+second delivery of the same object version a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from berlin_rentals.model import STAGED_TABLES
+from berlin_rentals.source import SourceObject
+from berlin_rentals.staging import StagedBatch
+from berlin_rentals.transform import TransformStats
+from berlin_rentals.warehouse.engines import Target
+from berlin_rentals.warehouse.sql import statement, statements
+
+# Dimensions before facts: a fact row never points at a key its transaction has not written.
+MERGE_FILES = (
+    "merge/merge_into_dim_city.sql",
+    "merge/merge_into_dim_address.sql",
+    "merge/merge_into_dim_agency.sql",
+    "merge/merge_into_fact_flats.sql",
+    "merge/replace_flat_snapshots.sql",
+    "merge/replace_rejected_records.sql",
+)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    status: str  # "loaded" | "skipped"
+    reason: str = ""
+    fact_inserted: int = 0
+    fact_updated: int = 0
+    fact_stale: int = 0
+    snapshots_written: int = 0
+    rejected: int = 0
+    dim_city_inserted: int = 0
+    dim_address_inserted: int = 0
+    dim_agency_inserted: int = 0
+    dim_agency_updated: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ledger_params(source: SourceObject, flow_run_id: str | None, now: datetime) -> dict[str, Any]:
+    return {
+        "bucket": source.bucket,
+        "key": source.key,
+        "etag": source.etag,
+        "flow_run_id": flow_run_id,
+        "started_at": now,
+    }
+
+
+def file_status(engine: sa.Engine, schema: str, source: SourceObject) -> str | None:
+    """The ledger's word on this object version: None, loading, loaded, failed, parked or superseded."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            statement("ledger/select_file_status.sql", schema),
+            {"bucket": source.bucket, "key": source.key, "etag": source.etag},
+        ).first()
+    return None if row is None else row.status
+
+
+def load_staged_batch(
+    engine: sa.Engine,
+    target: Target,
+    source: SourceObject,
+    staged: StagedBatch,
+    stats: TransformStats,
+    *,
+    data: dict[str, pa.Table] | None = None,
+    force: bool = False,
+    flow_run_id: str | None = None,
+    now: datetime | None = None,
+) -> LoadReport:
+    now = now or datetime.now(UTC)
+    schema = target.schema
+    params = _ledger_params(source, flow_run_id, now) | {
+        "force": force,
+        "source_key": source.key,
+        "source_etag": source.etag,
+        "batch_hour": source.batch_hour,
+        "loaded_at": now,
+    }
+    with engine.begin() as conn:
+        if not target.claim(conn, params):
+            return LoadReport(status="skipped", reason="already loaded (or parked) per the ledger")
+
+        tables = list(STAGED_TABLES)
+        target.create_staging_tables(conn, tables)
+        for name in tables:
+            target.copy_into_staging(conn, name, staged, (data or {}).get(name))
+
+        fact = conn.execute(statement("merge/count_fact_changes.sql", schema), params).one()
+        dims = conn.execute(statement("merge/count_new_dimension_rows.sql", schema), params).one()
+        agency_merged = 0
+        for path in MERGE_FILES:
+            for stmt in statements(path, schema):
+                result = conn.execute(stmt, params)
+                if path.endswith("merge_into_dim_agency.sql"):
+                    agency_merged = result.rowcount
+        report = LoadReport(
+            status="loaded",
+            fact_inserted=int(fact.inserted or 0),
+            fact_updated=int(fact.updated or 0),
+            fact_stale=int(fact.staged or 0) - int(fact.inserted or 0) - int(fact.updated or 0),
+            snapshots_written=staged.rows.get("flat_snapshots", 0),
+            rejected=staged.rows.get("rejected_records", 0),
+            dim_city_inserted=int(dims.city_inserted or 0),
+            dim_address_inserted=int(dims.address_inserted or 0),
+            dim_agency_inserted=int(dims.agency_inserted or 0),
+            dim_agency_updated=max(agency_merged - int(dims.agency_inserted or 0), 0),
+        )
+        for stmt in statements("ledger/mark_file_loaded.sql", schema):
+            conn.execute(
+                stmt,
+                params
+                | {
+                    "finished_at": datetime.now(UTC),
+                    "size_bytes": source.size,
+                    "last_modified": source.last_modified,
+                    "batch_hour_source": source.batch_hour_source,
+                    "staged_prefix": f"s3://{staged.bucket}/{staged.prefix}",
+                    "records_read": stats.lines_read,
+                    "listings": stats.listings,
+                    "rejected_count": stats.rejected,
+                    "fact_inserted": report.fact_inserted,
+                    "fact_updated": report.fact_updated,
+                    "fact_stale": report.fact_stale,
+                    "snapshots_written": report.snapshots_written,
+                    "dim_city_inserted": report.dim_city_inserted,
+                    "dim_address_inserted": report.dim_address_inserted,
+                    "dim_agency_inserted": report.dim_agency_inserted,
+                    "dim_agency_updated": report.dim_agency_updated,
+                },
+            )
+    return report
+
+
+def record_load_failure(
+    engine: sa.Engine,
+    target: Target,
+    source_bucket: str,
+    source_key: str,
+    source_etag: str,
+    error: str,
+    *,
+    terminal: bool,
+    max_attempts: int,
+    flow_run_id: str | None = None,
+) -> tuple[str, int]:
+    """Count a failed attempt in its own transaction; park the file when it is terminal or out of attempts."""
+    now = datetime.now(UTC)
+    params = {
+        "bucket": source_bucket,
+        "key": source_key,
+        "etag": source_etag,
+        "flow_run_id": flow_run_id,
+        "started_at": now,
+        "finished_at": now,
+        "error": error[:4000],
+        "terminal": terminal,
+        "max_attempts": max_attempts,
+    }
+    with engine.begin() as conn:
+        return target.record_failure(conn, params)

@@ -1,0 +1,106 @@
+"""Warehouse tables as SQLAlchemy Core, compiled for PostgreSQL or (via sqlalchemy-redshift) Redshift.
+
+Distribution and sort keys only mean something on Redshift; the PostgreSQL dialect ignores them.
+- fact_flats and flat_snapshots are distributed on listing_id, so the MERGE on listing_id and
+  joins of a listing's history stay on one slice; they sort on time, which analysts filter by.
+- the dimensions are small and joined from every fact row: DISTSTYLE ALL copies them to each node.
+- load_ledger and rejected_records are small operational tables: DISTSTYLE ALL / EVEN.
+Column encodings are left to Redshift's ENCODE AUTO.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from berlin_rentals.model import LINEAGE, STAGED_TABLES, Col
+
+_DIST_SORT = {
+    "dim_city": dict(redshift_diststyle="ALL", redshift_sortkey="city_id"),
+    "dim_address": dict(redshift_diststyle="ALL", redshift_sortkey="address_id"),
+    "dim_agency": dict(redshift_diststyle="ALL", redshift_sortkey="agency_id"),
+    "fact_flats": dict(redshift_diststyle="KEY", redshift_distkey="listing_id", redshift_sortkey="last_modified_at"),
+    "flat_snapshots": dict(
+        redshift_diststyle="KEY", redshift_distkey="listing_id", redshift_sortkey=("batch_hour", "listing_id")
+    ),
+    "rejected_records": dict(redshift_diststyle="EVEN", redshift_sortkey="batch_hour"),
+    "load_ledger": dict(redshift_diststyle="ALL", redshift_sortkey=("bucket", "key")),
+}
+
+_PRIMARY_KEYS = {
+    "dim_city": ("city_id",),
+    "dim_address": ("address_id",),
+    "dim_agency": ("agency_id",),
+    "fact_flats": ("listing_id",),
+    "flat_snapshots": ("source_key", "listing_id"),
+    "rejected_records": ("source_key", "member", "line_number"),
+}
+
+# Columns the load adds to a staged table: who loaded the row, and when.
+_LOAD_COLUMNS = {
+    "fact_flats": ("flow_run_id", "loaded_at"),
+    "flat_snapshots": ("flow_run_id", "loaded_at"),
+    "rejected_records": ("flow_run_id", "rejected_at"),
+}
+
+
+def _column(col: Col, primary_key: bool) -> sa.Column:
+    return sa.Column(col.name, col.sql(), primary_key=primary_key, nullable=col.nullable and not primary_key)
+
+
+def _load_column(name: str) -> sa.Column:
+    if name == "flow_run_id":
+        return sa.Column(name, sa.String(64))
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False)
+
+
+def warehouse_metadata(schema: str) -> sa.MetaData:
+    metadata = sa.MetaData(schema=schema)
+    for name, cols in STAGED_TABLES.items():
+        pk = _PRIMARY_KEYS[name]
+        columns = [_column(c, c.name in pk) for c in cols]
+        if name in _LOAD_COLUMNS:
+            columns += [_column(c, c.name in pk) for c in LINEAGE]
+            columns += [_load_column(n) for n in _LOAD_COLUMNS[name]]
+        sa.Table(name, metadata, *columns, **_DIST_SORT[name])
+    sa.Table(
+        "load_ledger",
+        metadata,
+        sa.Column("bucket", sa.String(63), primary_key=True),
+        sa.Column("key", sa.String(1024), primary_key=True),
+        sa.Column("etag", sa.String(64), primary_key=True),
+        # loading | loaded | failed | parked | superseded
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("size_bytes", sa.BigInteger),
+        sa.Column("last_modified", sa.DateTime(timezone=True)),
+        sa.Column("batch_hour", sa.DateTime(timezone=True)),
+        sa.Column("batch_hour_source", sa.String(16)),
+        sa.Column("staged_prefix", sa.String(1024)),
+        sa.Column("records_read", sa.Integer),
+        sa.Column("listings", sa.Integer),
+        sa.Column("rejected_count", sa.Integer),
+        sa.Column("fact_inserted", sa.Integer),
+        sa.Column("fact_updated", sa.Integer),
+        sa.Column("fact_stale", sa.Integer),
+        sa.Column("snapshots_written", sa.Integer),
+        sa.Column("dim_city_inserted", sa.Integer),
+        sa.Column("dim_address_inserted", sa.Integer),
+        sa.Column("dim_agency_inserted", sa.Integer),
+        sa.Column("dim_agency_updated", sa.Integer),
+        sa.Column("flow_run_id", sa.String(64)),
+        sa.Column("started_at", sa.DateTime(timezone=True)),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("error", sa.String(4096)),
+        **_DIST_SORT["load_ledger"],
+    )
+    return metadata
+
+
+def staging_table(name: str) -> sa.Table:
+    """The session-local table a load COPYs one staged Parquet file into (same columns, same order)."""
+    return sa.Table(
+        f"stage_{name}",
+        sa.MetaData(),
+        *[sa.Column(c.name, c.sql(), nullable=True) for c in STAGED_TABLES[name]],
+        prefixes=["TEMPORARY"],
+    )

@@ -1,0 +1,2 @@
+INSERT INTO {schema}.load_ledger (bucket, key, etag, status, attempts, flow_run_id, started_at, finished_at, error)
+VALUES (:bucket, :key, :etag, :status, :attempts, :flow_run_id, :started_at, :finished_at, :error);
