@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from berlin_rentals.config import Settings
+from berlin_rentals.s3 import download_source, head_source, s3_client
+from berlin_rentals.source import SourceObject
+from tasks.common import RETRY
+
+
+@task(name="inspect-source", **RETRY)
+def inspect_source(settings: Settings, bucket: str, key: str, etag: str | None) -> SourceObject:
+    """HEAD the object: it must exist under the raw prefix with the ETag the caller named."""
+    return head_source(s3_client(settings), bucket, key, etag, prefix=settings.raw_prefix)
+
+
+@task(name="extract", **RETRY)
+def extract(settings: Settings, source: SourceObject, workdir: Path) -> Path:
+    return download_source(s3_client(settings), source, workdir / "batch.zip")

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from berlin_rentals.archive import iter_lines
+from berlin_rentals.config import Settings
+from berlin_rentals.source import SourceObject
+from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
+
+
+def etag_cache_key(context, parameters) -> str:
+    """Same content, same result: the ETag (and the transform's version) is the whole key."""
+    return f"transform-v{TRANSFORM_VERSION}-{parameters['source'].etag}"
+
+
+@task(
+    name="transform",
+    cache_key_fn=etag_cache_key,
+    persist_result=True,
+    cache_expiration=timedelta(days=14),
+)
+def transform(settings: Settings, source: SourceObject, archive_path: Path) -> Batch:
+    """Decode and reshape the batch. Data errors never retry: bad lines are kept, bad files fail once."""
+    batch = transform_lines(
+        iter_lines(
+            archive_path,
+            source.uri,
+            max_member_bytes=settings.max_member_bytes,
+            max_line_bytes=settings.max_line_bytes,
+        )
+    )
+    logger = get_run_logger()
+    stats = batch.stats
+    logger.info(
+        "%s: %d lines, %d listings, %d rejected %s",
+        source.uri, stats.lines_read, stats.listings, stats.rejected, dict(stats.rejected_by_reason),
+    )
+    rejected = batch.tables["rejected_records"]
+    for reason in rejected.column("reason").to_pylist()[:10]:
+        logger.warning("%s: rejected %s", source.uri, reason)
+    return batch
