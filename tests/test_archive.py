@@ -1,0 +1,83 @@
+"""Reading batch zips: members, lines, and the archive-level failures that fail a file."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from berlin_rentals.archive import BadArchive, iter_lines
+
+
+def make_zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    return buffer.getvalue()
+
+
+def test_sample_has_eleven_lines_numbered_from_one(sample_zip):
+    lines = list(iter_lines(sample_zip, "sample"))
+    assert len(lines) == 11
+    assert [line.line_number for line in lines] == list(range(1, 12))
+    assert all(line.raw.startswith(b'{"ok"') for line in lines)
+
+
+def test_blank_lines_and_crlf_are_skipped_but_numbering_follows_the_file():
+    body = b'{"a":1}\r\n\r\n   \n{"b":2}'
+    lines = list(iter_lines(make_zip({"x.json": body}), "f.zip"))
+    assert [(line.line_number, line.raw) for line in lines] == [(1, b'{"a":1}'), (4, b'{"b":2}')]
+
+
+def test_every_json_member_is_read_in_order_and_other_members_ignored():
+    data = make_zip({"a.json": b"1\n2\n", "readme.txt": b"x\n", "b.jsonl": b"3\n", "__MACOSX/._a.json": b"junk"})
+    lines = list(iter_lines(data, "f.zip"))
+    assert [(line.member, line.raw) for line in lines] == [("a.json", b"1"), ("a.json", b"2"), ("b.jsonl", b"3")]
+
+
+def test_lines_spanning_read_chunks_are_reassembled():
+    long_line = b'{"k":"' + b"x" * (3 << 20) + b'"}'
+    data = make_zip({"a.json": b"first\n" + long_line + b"\nlast\n"})
+    lines = list(iter_lines(data, "f.zip"))
+    assert [len(line.raw) for line in lines] == [5, len(long_line), 4]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"this is not a zip", "not a zip archive"),
+        (make_zip({}), "the zip archive is empty"),
+        (make_zip({"notes.txt": b"hello"}), "no JSON-lines member"),
+        (make_zip({"a.json": b'{"ok":true}\n' * 5000})[:-200], "f.zip"),
+        (b"", "not a zip archive"),
+    ],
+    ids=["not-zip", "empty-zip", "no-json-member", "truncated", "zero-bytes"],
+)
+def test_unusable_archives_fail_the_file_with_its_name(data, message):
+    with pytest.raises(BadArchive, match=message) as info:
+        list(iter_lines(data, "f.zip"))
+    assert "f.zip" in str(info.value)
+
+
+def test_truncated_member_data_is_a_bad_archive():
+    data = bytearray(make_zip({"a.json": b'{"ok":true,"data":{}}\n' * 20000}))
+    # Corrupt the compressed stream itself, keeping the central directory intact.
+    for i in range(200, 400):
+        data[i] = 0
+    with pytest.raises(BadArchive, match="corrupt or truncated"):
+        list(iter_lines(bytes(data), "f.zip"))
+
+
+def test_a_member_inflating_past_the_limit_is_refused_as_a_zip_bomb():
+    bomb = make_zip({"a.json": b"0" * (8 << 20)})
+    assert len(bomb) < 100_000
+    with pytest.raises(BadArchive, match="zip bomb"):
+        list(iter_lines(bomb, "bomb.zip", max_member_bytes=4 << 20))
+
+
+def test_an_overlong_line_is_cut_and_flagged_not_held_whole():
+    data = make_zip({"a.json": b"ok\n" + b"y" * 5000 + b"\nok\n"})
+    lines = list(iter_lines(data, "f.zip", max_line_bytes=1000))
+    assert [(len(line.raw), line.too_long) for line in lines] == [(2, False), (1000, True), (2, False)]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from berlin_rentals.source import InvalidSource, SourceObject, batch_hour_from_key, decode_event_key, normalize_etag, validate_key
+
+
+def test_batch_hour_comes_from_the_name():
+    assert batch_hour_from_key("raw/immobilienscout24_berlin_20190113_15.zip") == datetime(2019, 1, 13, 15, tzinfo=UTC)
+    assert batch_hour_from_key("raw/2019/immobilienscout24_berlin_20191399_15.zip") is None
+    assert batch_hour_from_key("raw/export.zip") is None
+
+
+def test_without_an_hour_in_the_name_the_last_modified_hour_is_used_and_said():
+    source = SourceObject("b", "raw/export.zip", "e" * 32, 1, datetime(2024, 3, 1, 10, 42, 7, tzinfo=UTC))
+    assert source.batch_hour == datetime(2024, 3, 1, 10, tzinfo=UTC)
+    assert source.batch_hour_source == "last_modified"
+
+
+def test_etags_are_normalised_and_anything_else_refused():
+    assert normalize_etag('"793FB4AE6D07BB5B55EA181AD1FED13A"') == "793fb4ae6d07bb5b55ea181ad1fed13a"
+    assert normalize_etag('"793fb4ae6d07bb5b55ea181ad1fed13a-12"') == "793fb4ae6d07bb5b55ea181ad1fed13a-12"
+    with pytest.raises(InvalidSource):
+        normalize_etag("'; drop table x; --")
+
+
+def test_event_keys_are_url_decoded_and_checked():
+    assert decode_event_key("raw/my+file%C3%A4.zip") == "raw/my fileä.zip"
+    assert validate_key("raw/a b.zip", "raw/") == "raw/a b.zip"
+    for bad in ("", "raw/../etc/passwd", "raw/a\x00.zip", "other/a.zip", "raw/" + "x" * 1100):
+        with pytest.raises(InvalidSource):
+            validate_key(bad, "raw/")
