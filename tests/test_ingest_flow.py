@@ -1,0 +1,186 @@
+"""The ingest flow end to end on real parts: moto server over HTTP, PostgreSQL, a Prefect server."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import zipfile
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records, zip_lines
+from flows.ingest import ingest_file
+from tests.helpers import artifacts_of, query, scalar, table_counts, task_runs_of, upload
+
+SAMPLE_NAME = "immobilienscout24_berlin_20190113_15.zip"
+
+
+def run(settings, key, etag=None, force=False):
+    state = ingest_file(settings.raw_bucket, key, etag, force, return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+@pytest.fixture
+def loaded_sample(settings, s3, sample_zip):
+    key, etag = upload(s3, settings, SAMPLE_NAME, sample_zip.read_bytes())
+    state, result = run(settings, key, etag)
+    assert state.is_completed(), result
+    return key, etag, state, result
+
+
+def test_sample_lands_in_the_snowflake_with_the_known_answer(settings, loaded_sample):
+    key, etag, _, result = loaded_sample
+    assert result["status"] == "loaded" and result["fact_inserted"] == 11
+    row = query(settings, """
+        SELECT c.city, a.quarter, a.postcode, f.base_rent, f.number_of_rooms, f.living_space, f.balcony,
+               f.publish_date, f.source_key, f.source_etag, f.batch_hour, f.flow_run_id
+        FROM {schema}.fact_flats f
+        JOIN {schema}.dim_address a ON a.address_id = f.address_id
+        JOIN {schema}.dim_city c ON c.city_id = a.city_id
+        JOIN {schema}.dim_agency g ON g.agency_id = f.agency_id
+        WHERE f.listing_id = 56906504""")[0]
+    assert (row.city, row.quarter, row.postcode) == ("Berlin", "Mitte (Mitte)", "10115")
+    assert row.base_rent == Decimal("1715.19") and row.number_of_rooms == Decimal("3.00")
+    assert row.living_space == Decimal("115.00") and row.balcony is True
+    assert row.publish_date == datetime(2017, 7, 14, 14, 20, 6, tzinfo=UTC)
+    assert (row.source_key, row.source_etag) == (key, etag)
+    assert row.batch_hour == datetime(2019, 1, 13, 15, tzinfo=UTC)
+    assert row.flow_run_id == str(loaded_sample[2].state_details.flow_run_id)
+    assert table_counts(settings) == {"dim_city": 1, "dim_address": 11, "dim_agency": 10, "fact_flats": 11,
+                                      "flat_snapshots": 11, "rejected_records": 0, "load_ledger": 1}
+    ledger = query(settings, "SELECT * FROM {schema}.load_ledger")[0]
+    assert (ledger.key, ledger.etag, ledger.status, ledger.records_read, ledger.fact_inserted) == (key, etag, "loaded", 11, 11)
+    assert ledger.staged_prefix.endswith(f"etag={etag}/")
+
+
+def test_lineage_artifacts_are_written_for_the_run(settings, loaded_sample):
+    key, etag, state, _ = loaded_sample
+    deadline = time.monotonic() + 15
+    while True:  # the API may index artifacts a moment after the run returns
+        artifacts = artifacts_of(state.state_details.flow_run_id)
+        if len(artifacts) >= 9 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    tables = [a for a in artifacts if a.type == "table"]
+    assert len(tables) == 1
+    assert key in str(tables[0].data) and etag in str(tables[0].data) and '"records_read": 11' in str(tables[0].data)
+    links = [str(a.data) for a in artifacts if a.key and a.key != tables[0].key]
+    link_keys = sorted(a.key.removeprefix(tables[0].key + "-") for a in artifacts if a.key and a.key != tables[0].key)
+    assert link_keys == ["dim-address", "dim-agency", "dim-city", "fact-flats", "flat-snapshots",
+                         "rejected-records", "source"]
+    assert f"etag={etag}/fact_flats/part-00000.parquet" in str(links)
+    summaries = [a for a in artifacts if a.key is None and a.type == "markdown"]
+    assert len(summaries) == 1 and "**loaded**" in summaries[0].data and key in summaries[0].data
+
+
+def test_the_same_etag_is_skipped(settings, loaded_sample):
+    key, etag, _, _ = loaded_sample
+    before = table_counts(settings)
+    state, result = run(settings, key, etag)
+    assert state.is_completed() and result["status"] == "skipped"
+    assert table_counts(settings) == before
+
+
+def test_force_replaces_the_files_rows_without_doubling(settings, loaded_sample):
+    key, etag, _, _ = loaded_sample
+    before = table_counts(settings)
+    first_load = scalar(settings, "SELECT MAX(loaded_at) FROM {schema}.fact_flats")
+    state, result = run(settings, key, etag, force=True)
+    assert state.is_completed() and result["status"] == "loaded"
+    assert result["fact_updated"] == 11 and result["fact_inserted"] == 0
+    assert table_counts(settings) == before
+    assert scalar(settings, "SELECT MIN(loaded_at) FROM {schema}.fact_flats") > first_load
+
+
+def test_new_content_under_the_same_key_is_a_correction(settings, s3, loaded_sample):
+    key, old_etag, _, _ = loaded_sample
+    records = read_sample_records()
+    changed = derived_batch(records, datetime(2019, 1, 13, 15, tzinfo=UTC), rent_factor=1.5,
+                            modified=datetime(2019, 1, 13, 14, 59, tzinfo=UTC))
+    _, new_etag = upload(s3, settings, SAMPLE_NAME, changed, folder=key.split("/")[-2])
+    state, result = run(settings, key, new_etag)
+    assert state.is_completed() and result["fact_updated"] == 11
+    assert scalar(settings, "SELECT base_rent FROM {schema}.fact_flats WHERE listing_id = 56906504") == Decimal("2572.78")  # 1715.19 x 1.5, rounded half-even
+    statuses = dict(query(settings, "SELECT etag, status FROM {schema}.load_ledger"))
+    assert statuses == {old_etag: "superseded", new_etag: "loaded"}
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.flat_snapshots WHERE source_key = :k", k=key) == 11
+
+
+def test_a_late_batch_adds_history_but_never_overwrites_newer_state(settings, s3):
+    records = read_sample_records()
+    later_hour, earlier_hour = datetime(2019, 1, 14, 9, tzinfo=UTC), datetime(2019, 1, 14, 8, tzinfo=UTC)
+    newer = derived_batch(records, later_hour, rent_factor=1.1, modified=datetime(2019, 1, 14, 8, 30, tzinfo=UTC))
+    older = derived_batch(records, earlier_hour, rent_factor=0.9, modified=datetime(2019, 1, 14, 7, 30, tzinfo=UTC))
+    key_new, _ = upload(s3, settings, batch_name(later_hour) + ".zip", newer)
+    key_old, _ = upload(s3, settings, batch_name(earlier_hour) + ".zip", older)
+    assert run(settings, key_new)[1]["fact_inserted"] == 11
+    late = run(settings, key_old)[1]
+    assert (late["fact_inserted"], late["fact_updated"], late["fact_stale"]) == (0, 0, 11)
+    assert scalar(settings, "SELECT base_rent FROM {schema}.fact_flats WHERE listing_id = 56906504") == Decimal("1886.71")
+    history = query(settings, """SELECT batch_hour, base_rent FROM {schema}.flat_snapshots
+                                  WHERE listing_id = 56906504 ORDER BY batch_hour""")
+    assert [(h, r) for h, r in history] == [(earlier_hour, Decimal("1543.67")), (later_hour, Decimal("1886.71"))]
+
+
+def test_rejected_lines_are_kept_and_good_lines_of_the_file_load(settings, s3, sample_zip):
+    with zipfile.ZipFile(sample_zip) as archive:
+        good = archive.read(archive.namelist()[0]).splitlines()
+    bad = [b'{"ok": true, "data": {"id": "1"', b'{"ok": false, "data": {"id": "5"}}',
+           b'{"ok": true, "data": {"id": "77", "modification": "2019-01-12T11:32:11.975Z", "realEstate_baseRent": "viel"}}']
+    body = zip_lines("mixed.json", good[:5] + bad + good[5:])
+    key, etag = upload(s3, settings, "immobilienscout24_berlin_20190113_16.zip", body)
+    state, result = run(settings, key, etag)
+    assert state.is_completed() and result["fact_inserted"] == 11 and result["rejected"] == 3
+    rows = query(settings, "SELECT source_key, source_etag, member, line_number, reason, raw_line FROM {schema}.rejected_records ORDER BY line_number")
+    assert [(r.member, r.line_number) for r in rows] == [("mixed.json", 6), ("mixed.json", 7), ("mixed.json", 8)]
+    assert all(r.source_key == key and r.source_etag == etag for r in rows)
+    assert [r.reason.split(": ")[1] for r in rows] == ["not_json", "not_ok", "invalid_value"]
+    assert "realEstate_baseRent" in rows[2].reason
+    assert [r.raw_line.encode() for r in rows] == bad
+    assert scalar(settings, "SELECT rejected_count FROM {schema}.load_ledger") == 3
+
+
+def test_a_file_that_is_not_a_batch_fails_clearly_and_is_parked(settings, s3):
+    key, etag = upload(s3, settings, "immobilienscout24_berlin_20190113_17.zip", b"<html>not a zip</html>")
+    state, _ = run(settings, key, etag)
+    assert state.is_failed()
+    ledger = query(settings, "SELECT status, attempts, error FROM {schema}.load_ledger")[0]
+    assert ledger.status == "parked" and ledger.attempts == 1
+    assert key in ledger.error and "not a zip archive" in ledger.error
+    assert table_counts(settings)["fact_flats"] == 0
+
+
+def test_the_transform_is_cached_by_etag(settings, s3, loaded_sample, sample_zip):
+    # The same bytes under another key: the ledger has never seen this key, but the content is known.
+    key, etag = upload(s3, settings, SAMPLE_NAME, sample_zip.read_bytes())
+    assert etag == loaded_sample[1]
+    state, result = run(settings, key, etag)
+    assert result["status"] == "loaded"
+    transform_runs = [t for t in task_runs_of(state.state_details.flow_run_id) if t.name.startswith("transform")]
+    assert [t.state.name for t in transform_runs] == ["Cached"]
+    # Both keys' snapshots exist; the fact rows keep the first key (same modification, other object).
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.flat_snapshots") == 22
+    assert result["fact_stale"] == 11
+
+
+def test_two_loads_of_one_etag_at_once_load_once(settings, s3, sample_zip):
+    """The database decides: the second claim waits on the first transaction, then sees 'loaded'."""
+    key, etag = upload(s3, settings, SAMPLE_NAME, sample_zip.read_bytes())
+    results, barrier = [], threading.Barrier(4)
+
+    def go():
+        barrier.wait()
+        results.append(run(settings, key, etag)[1]["status"])
+
+    # Prefect's settings live in context variables: each thread runs in a copy of this context.
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(go,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == ["loaded", "skipped", "skipped", "skipped"]
+    counts = table_counts(settings)
+    assert (counts["fact_flats"], counts["flat_snapshots"], counts["load_ledger"]) == (11, 11, 1)
