@@ -1,0 +1,65 @@
+"""Create or update the event path's AWS resources, idempotently: buckets, queue, DLQ, S3 notification.
+
+Used by `make up` against the moto server; the same calls work against AWS.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import botocore.exceptions
+
+
+def _ensure_bucket(s3, bucket: str, region: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError:
+        config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, **config)
+
+
+def _queue_arn(sqs, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def ensure_event_resources(
+    *, endpoint_url: str | None, region: str, raw_bucket: str, raw_prefix: str, staging_bucket: str,
+    queue_name: str, dlq_name: str, visibility_timeout: int = 60, max_receive_count: int = 5,
+) -> dict[str, str]:
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+    sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
+    for bucket in (raw_bucket, staging_bucket):
+        _ensure_bucket(s3, bucket, region)
+
+    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_arn = _queue_arn(sqs, dlq_url)
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = _queue_arn(sqs, queue_url)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AllowRawBucketNotifications",
+            "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{raw_bucket}"}},
+        }],
+    }
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
+        # Longer than one ingest takes to hand over, so a message is not redelivered while in flight.
+        "VisibilityTimeout": str(visibility_timeout),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+        "Policy": json.dumps(policy),
+    })
+    s3.put_bucket_notification_configuration(
+        Bucket=raw_bucket,
+        NotificationConfiguration={"QueueConfigurations": [{
+            "Id": "raw-objects-to-ingest-queue",
+            "QueueArn": queue_arn,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}},
+        }]},
+    )
+    return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "dlq_arn": dlq_arn}
