@@ -71,6 +71,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _terminate(pid: int, sig: int, *, group: bool) -> None:
+    """Signal, wait up to 10 s, then SIGKILL: a stuck service must not outlive `make down`."""
+    send = os.killpg if group else os.kill
+    try:
+        send(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        send(pid, signal.SIGKILL)
+
+
 def _wait(check, what: str, timeout: float, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,15 +142,7 @@ class LocalStack:
     def _stop_pid(self, name: str) -> None:
         pid = self._running_pid(name)
         if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _pid_alive(pid):
-                time.sleep(0.2)
-            if _pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
+            _terminate(pid, signal.SIGTERM, group=True)
             _log(f"stopped {name} (pid {pid})")
         self._pid_file(name).unlink(missing_ok=True)
 
@@ -206,6 +212,8 @@ class LocalStack:
             self._pg("pg_ctl", ["-D", str(data), "-w", "-t", "60", "-l", str(log),
                                 "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "start"], user)
             _log(f"PostgreSQL 16 on 127.0.0.1:{port}")
+        pid_line = (data / "postmaster.pid").read_text().splitlines()[0]
+        self._pid_file("postgres").write_text(pid_line.strip())
         exists = self._pg("psql", ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-tAc",
                                    "SELECT 1 FROM pg_database WHERE datname = 'rentals'"], None).stdout.strip()
         if exists != "1":
@@ -214,13 +222,17 @@ class LocalStack:
 
     def _stop_postgres(self) -> None:
         data = self.root / "pgdata"
-        if not (data / "PG_VERSION").exists():
-            return
         user = PG_SYSTEM_USER if os.geteuid() == 0 else None
         stopped = subprocess.run([str(self._pg_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
                                  user=user, capture_output=True, text=True)
         if stopped.returncode == 0:
             _log("stopped PostgreSQL")
+        # pg_ctl needs the data directory; if it vanished under a running server, stop it by pid.
+        pid = self._running_pid("postgres")
+        if pid is not None:
+            _terminate(pid, signal.SIGINT, group=False)  # SIGINT is the postmaster's "fast shutdown"
+            _log(f"stopped PostgreSQL (pid {pid})")
+        self._pid_file("postgres").unlink(missing_ok=True)
 
     # ---- Prefect server -------------------------------------------------------------------
     def _prefect_env(self, api_url: str | None = None) -> dict[str, str]:

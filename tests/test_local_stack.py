@@ -55,7 +55,7 @@ def test_up_twice_keeps_the_same_services_and_down_stops_them(tmp_path, monkeypa
     stack = LocalStack(tmp_path / "stack", services=("s3", "postgres"))
     try:
         first = stack.up()
-        pids = {name: stack._running_pid(name) for name in ("moto",)}
+        pids = {name: stack._running_pid(name) for name in ("moto", "postgres")}
         second = stack.up()
         assert first == second == read_env_file(tmp_path / "stack" / "env")
         assert {name: stack._running_pid(name) for name in pids} == pids
