@@ -100,7 +100,7 @@ def _wait(check, what: str, timeout: float, log: Path | None = None) -> None:
 @dataclass
 class LocalStack:
     root: Path = DEFAULT_ROOT
-    services: tuple[str, ...] = ("s3", "postgres", "prefect")
+    services: tuple[str, ...] = ("s3", "postgres", "prefect", "worker", "bridge")
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -261,6 +261,57 @@ class LocalStack:
         _log(f"Prefect server on {api} (UI http://127.0.0.1:{port})")
         return api
 
+    # ---- work pool, deployments, worker, bridge ---------------------------------------------
+    def _runtime_env(self, env: dict[str, str]) -> dict[str, str]:
+        """What the worker's flow runs and the bridge see: the stack's settings, fast polling."""
+        runtime = dict(os.environ)
+        runtime.update(env)
+        runtime.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
+        runtime.setdefault("PREFECT_WORKER_PREFETCH_SECONDS", "5")
+        runtime.setdefault("ETL_BRIDGE_WAIT_SECONDS", "1")
+        runtime["PYTHONUNBUFFERED"] = "1"
+        return runtime
+
+    def _deploy(self, env: dict[str, str]) -> None:
+        runtime = self._runtime_env(env)
+        prefect = str(self.bin / "prefect")
+        subprocess.run([prefect, "work-pool", "create", env["ETL_WORK_POOL"], "--type", "process", "--overwrite"],
+                       env=runtime, cwd=REPO, check=True, capture_output=True, text=True)
+        deployed = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], env=runtime, cwd=REPO,
+                                  capture_output=True, text=True)
+        if deployed.returncode != 0:
+            raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-3000:]}\n{deployed.stderr[-3000:]}")
+        _log(f"deployed ingest-file (S3 event trigger) and catch-up (hourly) to pool {env['ETL_WORK_POOL']}")
+
+    def _start_worker(self, env: dict[str, str]) -> None:
+        if self._running_pid("worker"):
+            _log("worker already running")
+            return
+        self._spawn("worker", [str(self.bin / "prefect"), "worker", "start", "--pool", env["ETL_WORK_POOL"],
+                               "--type", "process", "--limit", env.get("ETL_WORKER_LIMIT", "4")],
+                    self._runtime_env(env))
+        _log(f"worker polling pool {env['ETL_WORK_POOL']} (logs: {self.log_dir / 'worker.log'})")
+
+    def _start_bridge(self, env: dict[str, str]) -> None:
+        if self._running_pid("bridge"):
+            _log("SQS bridge already running")
+            return
+        self._spawn("bridge", [sys.executable, "-m", "deployments.sqs_bridge"], self._runtime_env(env) | {
+            "PYTHONPATH": str(REPO)})
+        _log(f"SQS bridge forwarding {env['ETL_QUEUE_NAME']} to Prefect events (logs: {self.log_dir / 'bridge.log'})")
+
+    def deploy(self) -> None:
+        """Create the work pool and deploy prefect.yaml (what `make up` does after the server is up)."""
+        self._deploy(self._previous())
+
+    def stop_service(self, name: str) -> None:
+        """Stop one background service (tests stop the worker or the bridge to simulate an outage)."""
+        self._stop_pid(name)
+
+    def start_service(self, name: str) -> None:
+        env = self._previous()
+        {"worker": self._start_worker, "bridge": self._start_bridge}[name](env)
+
     # ---- AWS resources and warehouse ------------------------------------------------------
     def _ensure_aws_resources(self, env: dict[str, str]) -> None:
         from deployments.aws_resources import ensure_event_resources
@@ -312,11 +363,22 @@ class LocalStack:
             env["LOCAL_PREFECT_PORT"] = str(port)
             env["PREFECT_API_URL"] = self._start_prefect(port)
             env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
+        env["ETL_PROJECT_DIR"] = str(REPO)
+        env["ETL_WORK_POOL"] = os.environ.get("ETL_WORK_POOL") or previous.get("ETL_WORK_POOL") or "local-process"
+        # The env file first: the worker and the bridge are started from it.
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+        if "worker" in self.services and "prefect" in self.services:
+            self._deploy(env)
+            self._start_worker(env)
+        if "bridge" in self.services and "prefect" in self.services and "s3" in self.services:
+            self._start_bridge(env)
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
         _log(f"settings written to {self.env_file}")
         return env
 
     def down(self) -> None:
+        self._stop_pid("bridge")
+        self._stop_pid("worker")
         self._stop_pid("prefect")
         self._stop_pid("moto")
         self._stop_postgres()
@@ -330,6 +392,9 @@ class LocalStack:
             health["postgres"] = _port_open(int(previous["LOCAL_PG_PORT"]))
         if previous.get("PREFECT_API_URL"):
             health["prefect"] = _http_ok(previous["PREFECT_API_URL"] + "/health")
+        for name in ("worker", "bridge"):
+            if self._pid_file(name).exists():
+                health[name] = self._running_pid(name) is not None
         return health
 
 

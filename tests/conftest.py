@@ -19,22 +19,32 @@ def sample_zip() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack_env(tmp_path_factory) -> dict[str, str]:
+def local_stack(tmp_path_factory):
     """A real local stack for the session: moto server (S3/SQS), PostgreSQL, Prefect server.
 
+    The worker and the SQS bridge are not started here: the event-driven tests start them, so that
+    elsewhere no background run competes for the queue or the CPU.
     TEST_STACK_ENV_FILE=.local/env reuses a stack started by `make up` (faster when iterating).
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from deployments.local_stack import LocalStack
 
     reuse = os.environ.get("TEST_STACK_ENV_FILE")
-    stack = None
     if reuse:
-        env = read_env_file(reuse)
-    else:
-        from deployments.local_stack import LocalStack
+        stack = LocalStack(Path(reuse).resolve().parent)
+        yield stack, read_env_file(reuse)
+        return
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), services=("s3", "postgres", "prefect"))
+    try:
+        yield stack, stack.up()
+    finally:
+        stack.down()
 
-        stack = LocalStack(tmp_path_factory.mktemp("stack"))
-        env = stack.up()
+
+@pytest.fixture(scope="session")
+def stack_env(local_stack, tmp_path_factory) -> dict[str, str]:
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    _, env = local_stack
     saved = dict(os.environ)
     os.environ.update(env)
     storage = tmp_path_factory.mktemp("prefect-results")
@@ -44,8 +54,6 @@ def stack_env(tmp_path_factory) -> dict[str, str]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        if stack is not None:
-            stack.down()
 
 
 @pytest.fixture

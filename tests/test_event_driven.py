@@ -1,0 +1,164 @@
+"""End to end on the whole local stack: upload → S3 event → SQS → bridge → Prefect event → worker → warehouse.
+
+Nothing here calls the flow: runs come from the `ingest-file` deployment's trigger (prefect.yaml),
+executed by a real process worker. Exactly once must hold whatever the queue delivers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+
+from berlin_rentals.config import Settings
+from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
+from tests.helpers import query, scalar, upload
+
+pytestmark = pytest.mark.slow
+
+ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+
+
+@pytest.fixture(scope="module")
+def event_path(local_stack, stack_env):
+    """Deploy prefect.yaml, start a worker and the bridge; stop what this module started."""
+    stack, _ = local_stack
+    stack.deploy()
+    started = [name for name in ("worker", "bridge") if not stack._running_pid(name)]
+    for name in started:
+        stack.start_service(name)
+    yield stack
+    for name in started:
+        stack.stop_service(name)
+
+
+@pytest.fixture
+def warehouse(stack_env) -> Settings:
+    # Runs happen in the worker, which loads into the stack's own schema.
+    return Settings.from_env(stack_env)
+
+
+def hourly(n: int, *, seed: int, factor: float = 1.0) -> tuple[str, bytes]:
+    hour = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=seed * 24 + n)
+    body = derived_batch(read_sample_records(), hour, rent_factor=factor, modified=hour - timedelta(minutes=5),
+                         seed=seed * 100 + n, new_listings=2)
+    return batch_name(hour) + ".zip", body
+
+
+def wait_for_status(settings: Settings, key: str, etag: str, status: str = "loaded", timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    found = None
+    while time.monotonic() < deadline:
+        rows = query(settings, "SELECT status FROM {schema}.load_ledger WHERE key = :k AND etag = :e", k=key, e=etag)
+        found = rows[0].status if rows else None
+        if found == status:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{key} ({etag}) is {found!r} after {timeout} s, expected {status!r}")
+
+
+def wait_until_idle(timeout: float = 120) -> None:
+    """No ingest run scheduled, pending or running: every event has been acted on."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            active = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))))
+            if not active:
+                return
+            time.sleep(0.5)
+    raise AssertionError(f"flow runs still active after {timeout} s")
+
+
+def loads_of(settings: Settings, key: str) -> tuple[int, int]:
+    """(snapshot rows, distinct flow runs that wrote them) for one key: a second load would show."""
+    row = query(settings, """SELECT COUNT(*) AS n, COUNT(DISTINCT flow_run_id) AS runs
+                             FROM {schema}.flat_snapshots WHERE source_key = :k""", k=key)[0]
+    return row.n, row.runs
+
+
+def s3_notification(bucket: str, key: str, etag: str, size: int) -> str:
+    return json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-central-1", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "size": size, "eTag": etag}}}]})
+
+
+def test_each_version_loads_exactly_once_whatever_the_queue_delivers(event_path, warehouse, s3):
+    folder = uuid.uuid4().hex[:8]
+    sqs = boto3.client("sqs", endpoint_url=warehouse.aws_endpoint_url, region_name=warehouse.aws_region)
+    queue = sqs.get_queue_url(QueueName=warehouse.queue_name)["QueueUrl"]
+    uploads = [upload(s3, warehouse, name, body, folder=folder) for name, body in (hourly(n, seed=1) for n in range(3))]
+    for key, etag in uploads:
+        wait_for_status(warehouse, key, etag)
+
+    first_key, first_etag = uploads[0]
+    body = s3.get_object(Bucket=warehouse.raw_bucket, Key=first_key)["Body"].read()
+    # A duplicate notification, and the same content uploaded again (S3 notifies again, same ETag).
+    sqs.send_message(QueueUrl=queue, MessageBody=s3_notification(warehouse.raw_bucket, first_key, first_etag, len(body)))
+    assert upload(s3, warehouse, first_key.rsplit("/", 1)[-1], body, folder=folder) == (first_key, first_etag)
+    # New content under the last key: a correction.
+    last_key, old_etag = uploads[2]
+    name, changed = hourly(2, seed=1, factor=1.5)
+    _, new_etag = upload(s3, warehouse, name, changed, folder=folder)
+    wait_for_status(warehouse, last_key, new_etag)
+    wait_until_idle()
+
+    for key, _ in uploads:
+        assert loads_of(warehouse, key) == (13, 1), key
+    statuses = dict(query(warehouse, "SELECT etag, status FROM {schema}.load_ledger WHERE key = :k", k=last_key))
+    assert statuses == {old_etag: "superseded", new_etag: "loaded"}
+    assert scalar(warehouse, "SELECT COUNT(*) FROM {schema}.load_ledger WHERE key = :k", k=first_key) == 1
+
+
+def test_a_file_uploaded_while_the_worker_is_down_loads_when_it_returns(event_path, warehouse, s3):
+    event_path.stop_service("worker")
+    try:
+        name, body = hourly(0, seed=2)
+        key, etag = upload(s3, warehouse, name, body)
+        time.sleep(5)
+        assert not query(warehouse, "SELECT 1 FROM {schema}.load_ledger WHERE key = :k", k=key)
+    finally:
+        event_path.start_service("worker")
+    wait_for_status(warehouse, key, etag)
+    assert loads_of(warehouse, key) == (13, 1)
+
+
+def test_a_malformed_message_goes_to_the_dlq_and_the_bridge_keeps_going(event_path, warehouse, s3):
+    sqs = boto3.client("sqs", endpoint_url=warehouse.aws_endpoint_url, region_name=warehouse.aws_region)
+    queue = sqs.get_queue_url(QueueName=warehouse.queue_name)["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=warehouse.dlq_name)["QueueUrl"]
+    marker = f"garbage-{uuid.uuid4().hex}"
+    sqs.send_message(QueueUrl=queue, MessageBody=marker)
+    deadline, dead = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not dead:
+        for message in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                           MessageAttributeNames=["All"]).get("Messages", []):
+            if message["Body"] == marker:
+                dead.append(message)
+            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
+    assert dead, "the malformed message never reached the DLQ"
+    assert "not JSON" in dead[0]["MessageAttributes"]["reason"]["StringValue"]
+    name, body = hourly(0, seed=3)
+    key, etag = upload(s3, warehouse, name, body)
+    wait_for_status(warehouse, key, etag)
+
+
+def test_two_deployment_runs_of_one_etag_at_once_load_once(event_path, warehouse, s3):
+    name, body = hourly(0, seed=4)
+    key, etag = upload(s3, warehouse, name, body)  # its event starts one run
+    params = {"bucket": warehouse.raw_bucket, "key": key, "etag": etag}
+    for _ in range(2):  # and two more, at once, as from the UI or the CLI
+        run_deployment("ingest-file/ingest-file", parameters=params, timeout=0)
+    wait_for_status(warehouse, key, etag)
+    wait_until_idle()
+    assert loads_of(warehouse, key) == (13, 1)
+    assert scalar(warehouse, "SELECT COUNT(*) FROM {schema}.load_ledger WHERE key = :k", k=key) == 1
