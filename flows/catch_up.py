@@ -68,8 +68,11 @@ def _ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: i
         logger.info("[%d/%d] %s: %s (%.2f s)", n, total, obj.key, status, time.perf_counter() - started)
 
     with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
-        # Prefect's run context lives in context variables: each thread runs in a copy of ours.
-        list(pool.map(lambda item: contextvars.copy_context().run(ingest, item), enumerate(objects, start=1)))
+        # Prefect's run context and settings live in context variables: each task runs in its own
+        # copy of this flow's context, taken here in the submitting thread.
+        futures = [pool.submit(contextvars.copy_context().run, ingest, item) for item in enumerate(objects, start=1)]
+        for future in futures:
+            future.result()
     return outcome
 
 

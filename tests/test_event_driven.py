@@ -162,3 +162,28 @@ def test_two_deployment_runs_of_one_etag_at_once_load_once(event_path, warehouse
     wait_until_idle()
     assert loads_of(warehouse, key) == (13, 1)
     assert scalar(warehouse, "SELECT COUNT(*) FROM {schema}.load_ledger WHERE key = :k", k=key) == 1
+
+
+def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, warehouse, s3):
+    from deployments.aws_resources import ensure_event_resources
+    from flows.catch_up import catch_up
+
+    folder = uuid.uuid4().hex[:8]
+    name, body = hourly(1, seed=5)
+    s3.put_bucket_notification_configuration(Bucket=warehouse.raw_bucket, NotificationConfiguration={})
+    try:
+        key, etag = upload(s3, warehouse, name, body, folder=folder)
+        time.sleep(3)
+        assert not query(warehouse, "SELECT 1 FROM {schema}.load_ledger WHERE key = :k", k=key)
+    finally:
+        ensure_event_resources(endpoint_url=warehouse.aws_endpoint_url, region=warehouse.aws_region,
+                               raw_bucket=warehouse.raw_bucket, raw_prefix=warehouse.raw_prefix,
+                               staging_bucket=warehouse.staging_bucket, queue_name=warehouse.queue_name,
+                               dlq_name=warehouse.dlq_name)
+    hour = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=5 * 24 + 1)
+    report = catch_up(since=hour - timedelta(hours=2), until=hour + timedelta(hours=1),
+                      prefix=f"{warehouse.raw_prefix}{folder}/")
+    assert (report["found"], report["loaded_now"]) == (1, 1)
+    assert report["gaps"] == [(hour - timedelta(hours=2)).isoformat(), (hour - timedelta(hours=1)).isoformat()]
+    wait_for_status(warehouse, key, etag)
+    assert loads_of(warehouse, key) == (13, 1)
