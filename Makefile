@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down status demo test test-fast bench clean
+.PHONY: help env up down status demo test test-fast bench bench-events clean
 
 help:
 	@echo "make demo   - start the local stack and run the pipeline end to end on sample batches"
@@ -49,3 +49,6 @@ test-fast: env
 
 clean: down
 	rm -rf .local $(VENV)
+
+bench-events: up
+	$(PY) -m bench.event_latency --uploads 20
