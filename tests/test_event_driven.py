@@ -187,3 +187,18 @@ def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, 
     assert report["gaps"] == [(hour - timedelta(hours=2)).isoformat(), (hour - timedelta(hours=1)).isoformat()]
     wait_for_status(warehouse, key, etag)
     assert loads_of(warehouse, key) == (13, 1)
+
+
+def test_sigterm_stops_the_bridge_cleanly_and_nothing_sent_meanwhile_is_lost(event_path, warehouse, s3):
+    log = event_path.log_dir / "bridge.log"
+    stopped_before = log.read_text().count("bridge stopped")
+    started = time.monotonic()
+    event_path.stop_service("bridge")  # SIGTERM, then SIGKILL only after 10 s
+    assert time.monotonic() - started < 8
+    assert log.read_text().count("bridge stopped") == stopped_before + 1
+    name, body = hourly(0, seed=6)
+    key, etag = upload(s3, warehouse, name, body)
+    time.sleep(2)
+    assert not query(warehouse, "SELECT 1 FROM {schema}.load_ledger WHERE key = :k", k=key)
+    event_path.start_service("bridge")
+    wait_for_status(warehouse, key, etag)

@@ -184,3 +184,21 @@ def test_two_loads_of_one_etag_at_once_load_once(settings, s3, sample_zip):
     assert sorted(results) == ["loaded", "skipped", "skipped", "skipped"]
     counts = table_counts(settings)
     assert (counts["fact_flats"], counts["flat_snapshots"], counts["load_ledger"]) == (11, 11, 1)
+
+
+def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample_zip):
+    from berlin_rentals.warehouse.engines import target_for
+    from berlin_rentals.warehouse.load import record_load_failure
+    from tasks.common import warehouse_engine
+
+    key, etag = upload(s3, settings, SAMPLE_NAME, sample_zip.read_bytes())
+    engine, target = warehouse_engine(settings.warehouse_url), target_for(settings.warehouse_url, settings.warehouse_schema)
+    # Three transient failures in a row (say, the warehouse was down for hours): parked after the third.
+    outcomes = [record_load_failure(engine, target, settings.raw_bucket, key, etag, "connection refused",
+                                    terminal=False, max_attempts=3) for _ in range(3)]
+    assert outcomes == [("failed", 1), ("failed", 2), ("parked", 3)]
+    state, result = run(settings, key, etag)
+    assert state.is_completed() and (result["status"], result["ledger"]) == ("skipped", "parked")
+    state, result = run(settings, key, etag, force=True)
+    assert state.is_completed() and result["status"] == "loaded" and result["fact_inserted"] == 11
+    assert query(settings, "SELECT status, attempts FROM {schema}.load_ledger")[0] == ("loaded", 3)
