@@ -19,6 +19,17 @@ def _ensure_bucket(s3, bucket: str, region: str) -> None:
         s3.create_bucket(Bucket=bucket, **config)
 
 
+def _ensure_queue(sqs, name: str, attributes: dict[str, str]) -> str:
+    # Look up first: CreateQueue refuses an existing queue whose attributes differ from the request.
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:
+        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    if attributes:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url
+
+
 def _queue_arn(sqs, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
@@ -32,9 +43,9 @@ def ensure_event_resources(
     for bucket in (raw_bucket, staging_bucket):
         _ensure_bucket(s3, bucket, region)
 
-    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_url = _ensure_queue(sqs, dlq_name, {"MessageRetentionPeriod": "1209600"})  # 14 days to look into it
     dlq_arn = _queue_arn(sqs, dlq_url)
-    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_url = _ensure_queue(sqs, queue_name, {})
     queue_arn = _queue_arn(sqs, queue_url)
     policy = {
         "Version": "2012-10-17",

@@ -1,0 +1,91 @@
+"""Create or update the pipeline's AWS resources, and print the IAM policies its roles need.
+
+    python -m deployments.aws ensure      # buckets, queue + DLQ (redrive), S3 notification; idempotent
+    python -m deployments.aws policies    # least-privilege policy documents for the worker, bridge, Redshift
+
+Settings come from the environment (ETL_RAW_BUCKET, ETL_RAW_PREFIX, ETL_STAGING_BUCKET,
+ETL_STAGING_PREFIX, ETL_QUEUE_NAME, ETL_DLQ_NAME, AWS_DEFAULT_REGION; AWS_ENDPOINT_URL for the
+moto server). Credentials come from the caller's AWS profile or role: none are read or written here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import boto3
+
+from berlin_rentals.config import Settings
+from deployments.aws_resources import ensure_event_resources
+
+
+def _account_and_partition(region: str, endpoint_url: str | None) -> tuple[str, str]:
+    if os.environ.get("AWS_ACCOUNT_ID"):
+        return os.environ["AWS_ACCOUNT_ID"], "aws"
+    arn = boto3.client("sts", endpoint_url=endpoint_url, region_name=region).get_caller_identity()["Arn"]
+    return arn.split(":")[4], arn.split(":")[1]
+
+
+def policies(settings: Settings, account: str, partition: str = "aws") -> dict[str, dict[str, Any]]:
+    """Least privilege: raw prefix read-only, staging prefix read/write, the queue's receive/delete."""
+    raw = f"arn:{partition}:s3:::{settings.raw_bucket}"
+    staging = f"arn:{partition}:s3:::{settings.staging_bucket}"
+    queue = f"arn:{partition}:sqs:{settings.aws_region}:{account}:{settings.queue_name}"
+    dlq = f"arn:{partition}:sqs:{settings.aws_region}:{account}:{settings.dlq_name}"
+
+    def listing(bucket: str, prefix: str) -> dict[str, Any]:
+        return {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
+                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}}
+
+    return {
+        # The flows (ingest-file, catch-up) on the worker's ECS task role.
+        "worker-task-role": {"Version": "2012-10-17", "Statement": [
+            {"Sid": "ReadRawBatches", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+             "Resource": f"{raw}/{settings.raw_prefix}*"},
+            {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
+            {"Sid": "WriteStaging", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": f"{staging}/{settings.staging_prefix}*"},
+            {"Sid": "ListStaging", **listing(staging, settings.staging_prefix)},
+        ]},
+        # The SQS bridge's ECS task role: read the queue, confirm objects, dead-letter what it cannot parse.
+        "bridge-task-role": {"Version": "2012-10-17", "Statement": [
+            {"Sid": "ConsumeEvents", "Effect": "Allow",
+             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility"], "Resource": queue},
+            {"Sid": "DeadLetter", "Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"], "Resource": dlq},
+            {"Sid": "ConfirmObjects", "Effect": "Allow", "Action": ["s3:GetObject"],  # HEAD needs GetObject
+             "Resource": f"{raw}/{settings.raw_prefix}*"},
+        ]},
+        # The role attached to the Redshift cluster (REDSHIFT_IAM_ROLE_ARN): COPY reads staged Parquet only.
+        "redshift-copy-role": {"Version": "2012-10-17", "Statement": [
+            {"Sid": "ReadStagedParquet", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": f"{staging}/{settings.staging_prefix}*"},
+            {"Sid": "ListStagedParquet", **listing(staging, settings.staging_prefix)},
+        ]},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["ensure", "policies"])
+    parser.add_argument("--visibility-timeout", type=int, default=300,
+                        help="seconds a received message stays hidden (longer than the bridge needs per message)")
+    args = parser.parse_args()
+    # The warehouse is not needed here; a placeholder keeps one Settings type for everything.
+    settings = Settings.from_env({**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")})
+    if args.command == "ensure":
+        created = ensure_event_resources(
+            endpoint_url=settings.aws_endpoint_url, region=settings.aws_region,
+            raw_bucket=settings.raw_bucket, raw_prefix=settings.raw_prefix, staging_bucket=settings.staging_bucket,
+            queue_name=settings.queue_name, dlq_name=settings.dlq_name, visibility_timeout=args.visibility_timeout,
+        )
+        print(json.dumps(created, indent=2))
+    else:
+        account, partition = _account_and_partition(settings.aws_region, settings.aws_endpoint_url)
+        print(json.dumps(policies(settings, account, partition), indent=2))
+
+
+if __name__ == "__main__":
+    main()
