@@ -1,0 +1,87 @@
+"""A DB-API module that records every statement and answers with plausible rows, so the Redshift
+path can run end to end here and show exactly what it would send to a cluster."""
+
+from __future__ import annotations
+
+import re
+
+apilevel, threadsafety, paramstyle = "2.0", 1, "format"
+__version__ = "2.1.0"
+STATEMENTS: list[tuple[str, object]] = []
+
+
+class Error(Exception):
+    pass
+
+
+class Warning(Exception):  # noqa: A001 - DB-API name
+    pass
+
+
+InterfaceError = DatabaseError = DataError = OperationalError = IntegrityError = Error
+InternalError = ProgrammingError = NotSupportedError = Error
+
+_ANSWERS = [
+    (re.compile(r"version\(\)", re.I), [("PostgreSQL 8.0.2 on i686-pc-linux-gnu, Redshift 1.0.77467",)], ["version"]),
+    (re.compile(r"show standard_conforming_strings", re.I), [("on",)], ["standard_conforming_strings"]),
+    (re.compile(r"current_schema", re.I), [("public",)], ["current_schema"]),
+    (re.compile(r"show transaction isolation level", re.I), [("serializable",)], ["transaction_isolation"]),
+    (re.compile(r"AS staged", re.I), [(11, 11, 0)], ["staged", "inserted", "updated"]),
+    (re.compile(r"AS city_inserted", re.I), [(1, 11, 10)], ["city_inserted", "address_inserted", "agency_inserted"]),
+    (re.compile(r"SELECT status, attempts, error", re.I), [], ["status", "attempts", "error"]),
+]
+
+
+class Cursor:
+    def __init__(self):
+        self.description, self.rowcount, self._rows = None, -1, []
+
+    def execute(self, sql, params=None):
+        STATEMENTS.append((sql, params))
+        for pattern, rows, columns in _ANSWERS:
+            if pattern.search(sql):
+                self._rows = list(rows)
+                self.description = [(c, None, None, None, None, None, None) for c in columns]
+                self.rowcount = len(rows)
+                return
+        self._rows, self.description, self.rowcount = [], None, 0
+
+    def executemany(self, sql, seq):
+        for params in seq:
+            self.execute(sql, params)
+
+    def fetchone(self):
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self):
+        rows, self._rows = self._rows, []
+        return rows
+
+    def fetchmany(self, size=None):
+        return self.fetchall()
+
+    def close(self):
+        pass
+
+
+class Connection:
+    autocommit = False
+
+    def __init__(self):
+        self.py_types = {str: "varchar"}  # redshift_connector's type map, which the dialect extends
+
+    def cursor(self):
+        return Cursor()
+
+    def commit(self):
+        STATEMENTS.append(("COMMIT", None))
+
+    def rollback(self):
+        STATEMENTS.append(("ROLLBACK", None))
+
+    def close(self):
+        pass
+
+
+def connect(*args, **kwargs):
+    return Connection()
