@@ -52,3 +52,6 @@ clean: down
 
 bench-events: up
 	$(PY) -m bench.event_latency --uploads 20
+
+bench: up
+	$(PY) -m bench.ingest
