@@ -22,7 +22,7 @@ from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import normalize_etag, validate_key
 from berlin_rentals.warehouse.sql import statement
 from flows.ingest import ingest_file
-from tasks.common import RETRY, warehouse_engine
+from tasks.common import IO_STEP, warehouse_engine
 
 
 def _utc(moment: datetime) -> datetime:
@@ -33,7 +33,7 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-@task(name="list-raw-objects", **RETRY)
+@task(name="list-raw-objects", **IO_STEP)
 def list_raw_objects(settings: Settings, prefix: str) -> list[RawObject]:
     objects = []
     paginator = s3_client(settings).get_paginator("list_objects_v2")
@@ -44,7 +44,7 @@ def list_raw_objects(settings: Settings, prefix: str) -> list[RawObject]:
     return objects
 
 
-@task(name="read-ledger", **RETRY)
+@task(name="read-ledger", **IO_STEP)
 def read_ledger(settings: Settings, prefix: str) -> dict[tuple[str, str], str]:
     with warehouse_engine(settings.warehouse_url).connect() as conn:
         rows = conn.execute(statement("ledger/select_ledger_for_bucket.sql", settings.warehouse_schema),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from berlin_rentals.config import Settings
@@ -11,7 +12,7 @@ from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.load import LoadReport
 
 
-@task(name="record-lineage", retries=2, retry_delay_seconds=2)
+@task(name="record-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def record_lineage(
     settings: Settings, source: SourceObject, stats: TransformStats | None, staged: StagedBatch | None,
     report: LoadReport | None, status: str, seconds: float, error: str | None = None,

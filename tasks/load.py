@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from berlin_rentals.config import Settings
 from berlin_rentals.s3 import s3_client
@@ -9,19 +10,19 @@ from berlin_rentals.staging import StagedBatch, read_staged_table
 from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.engines import target_for
 from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch, record_load_failure
-from tasks.common import RETRY, warehouse_engine
+from tasks.common import IO_STEP, warehouse_engine
 
 
 def _target(settings: Settings):
     return target_for(settings.warehouse_url, settings.warehouse_schema, settings.redshift_iam_role_arn)
 
 
-@task(name="check-ledger", **RETRY)
+@task(name="check-ledger", **IO_STEP)
 def ledger_status(settings: Settings, source: SourceObject) -> str | None:
     return file_status(warehouse_engine(settings.warehouse_url), settings.warehouse_schema, source)
 
 
-@task(name="load", **RETRY)
+@task(name="load", **IO_STEP)
 def load(
     settings: Settings, source: SourceObject, staged: StagedBatch, stats: TransformStats,
     force: bool, flow_run_id: str | None,
@@ -39,7 +40,7 @@ def load(
     )
 
 
-@task(name="record-failure", retries=3, retry_delay_seconds=[1, 5, 15])
+@task(name="record-failure", retries=3, retry_delay_seconds=[1, 5, 15], cache_policy=NO_CACHE)
 def record_failure(
     settings: Settings, bucket: str, key: str, etag: str, error: str, terminal: bool, flow_run_id: str | None
 ) -> tuple[str, int]:

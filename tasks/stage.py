@@ -7,10 +7,10 @@ from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, stage_batch
 from berlin_rentals.transform import Batch
-from tasks.common import RETRY
+from tasks.common import IO_STEP
 
 
-@task(name="stage", **RETRY)
+@task(name="stage", **IO_STEP)
 def stage(settings: Settings, source: SourceObject, batch: Batch) -> StagedBatch:
     """Parquet per table under the ETag's prefix in the staging bucket (idempotent: same key, same bytes)."""
     return stage_batch(
