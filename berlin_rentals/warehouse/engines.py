@@ -24,6 +24,7 @@ from berlin_rentals.warehouse.tables import staging_table
 
 _IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*()/=-]{1,1024}$")
+_COPY_ROWS = 5000
 
 
 class Target(Protocol):
@@ -66,15 +67,17 @@ class PostgresTarget:
         if data.num_rows == 0:
             return
         columns = column_names(table)
-        buffer = io.BytesIO()
         # Every non-null value quoted, nulls bare: PostgreSQL's CSV COPY then tells NULL from ''.
-        pacsv.write_csv(data.select(columns), buffer,
-                        write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+        options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
         copy_sql = f"COPY stage_{table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
         driver = conn.connection.driver_connection
         with driver.cursor() as cursor:
             with cursor.copy(copy_sql) as copy:
-                copy.write(buffer.getbuffer())
+                # In slices, so the CSV of a big batch never sits in memory whole.
+                for part in data.select(columns).to_batches(max_chunksize=_COPY_ROWS):
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(part, buffer, write_options=options)
+                    copy.write(buffer.getbuffer())
 
     def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool:
         return conn.execute(statement("postgresql/claim_file.sql", self.schema), params).first() is not None
