@@ -14,11 +14,9 @@ Results go to bench/results/ingest.json and bench/results/ingest.png.
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import time

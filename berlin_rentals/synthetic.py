@@ -10,7 +10,7 @@ import os
 import json
 import random
 import zipfile
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 

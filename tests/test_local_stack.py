@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 
 import boto3
 import psycopg
-import pytest
 import sqlalchemy as sa
 
 from berlin_rentals.config import read_env_file
