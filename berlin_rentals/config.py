@@ -44,6 +44,9 @@ class Settings:
     max_line_bytes: int = 64 * 1024**2
     # After this many failed attempts a file is parked until someone releases it.
     max_attempts: int = 3
+    # Contact persons' names, e-mail and phone numbers replaced by a salted hash (see masking.py).
+    mask_personal_data: bool = False
+    mask_salt: str | None = field(default=None, repr=False)
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,7 +79,19 @@ class Settings:
             max_member_bytes=int(env.get("ETL_MAX_MEMBER_BYTES", cls.max_member_bytes)),
             max_line_bytes=int(env.get("ETL_MAX_LINE_BYTES", cls.max_line_bytes)),
             max_attempts=int(env.get("ETL_MAX_ATTEMPTS", cls.max_attempts)),
+            mask_personal_data=env.get("ETL_MASK_PERSONAL_DATA", "").strip().lower() in ("1", "true", "yes"),
+            mask_salt=env.get("ETL_MASK_SALT") or None,
         )
+
+    def masker(self):
+        """The Masker when masking is on; a missing salt is a configuration error, not silent clear text."""
+        if not self.mask_personal_data:
+            return None
+        if not self.mask_salt:
+            raise ConfigError("ETL_MASK_PERSONAL_DATA is on but ETL_MASK_SALT is not set")
+        from berlin_rentals.masking import Masker
+
+        return Masker(self.mask_salt.encode())
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:

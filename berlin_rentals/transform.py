@@ -17,6 +17,7 @@ import pyarrow as pa
 from berlin_rentals.archive import SourceLine
 from berlin_rentals.keys import surrogate_key
 from berlin_rentals.listing import Listing, RejectedLine, decode_line, flag, listing_id, text
+from berlin_rentals.masking import Masker
 from berlin_rentals.model import MAX_TEXT_BYTES, STAGED_TABLES, arrow_schema, column_names
 
 # Bump when the transform's output changes for the same input: it is part of the cache key,
@@ -94,7 +95,8 @@ def _capped(value, limit: int) -> str | None:
 class _Accumulator:
     """Rows of one batch, deduplicated by natural key, before they become Arrow tables."""
 
-    def __init__(self) -> None:
+    def __init__(self, masker: Masker | None = None) -> None:
+        self.masker = masker
         self.facts: dict[int, tuple] = {}
         self.cities: dict[int, tuple] = {}
         self.addresses: dict[int, tuple] = {}
@@ -111,7 +113,9 @@ class _Accumulator:
         except RejectedLine as exc:
             self.stats.rejected += 1
             self.stats.rejected_by_reason[exc.code] += 1
-            raw_text = line.raw.decode("utf-8", "replace")
+            # Masked warehouses keep no raw lines (they hold contact data); member and line number
+            # still point at the line in the raw object, which stays in the raw bucket.
+            raw_text = None if self.masker else line.raw.decode("utf-8", "replace")
             self.rejects.append(
                 (
                     line.member,
@@ -147,6 +151,12 @@ class _Accumulator:
         email = text(listing.email)
         firstname = text(listing.firstname)
         lastname = text(listing.lastname)
+        phones = [_capped(v, 64) for v in (listing.phone_number, listing.phone_subscriber,
+                                           listing.cell_phone_number, listing.cell_phone_subscriber)]
+        if self.masker is not None:
+            mask = self.masker.mask
+            firstname, lastname, email = mask(firstname), mask(lastname), mask(email)
+            phones = [mask(v) for v in phones]
         if customer_id:
             agency_id = surrogate_key("customer", customer_id)
         else:
@@ -217,14 +227,14 @@ class _Accumulator:
                 cap_text(firstname, 256),
                 cap_text(lastname, 256),
                 cap_text(email, 512),
-                _capped(listing.phone_number, 64),
+                phones[0],
                 _capped(listing.phone_area_code, 16),
                 _capped(listing.phone_country_code, 16),
-                _capped(listing.phone_subscriber, 64),
-                _capped(listing.cell_phone_number, 64),
+                phones[1],
+                phones[2],
                 _capped(listing.cell_phone_area_code, 16),
                 _capped(listing.cell_phone_country_code, 16),
-                _capped(listing.cell_phone_subscriber, 64),
+                phones[3],
                 modified,
             )
 
@@ -258,9 +268,9 @@ def _table(name: str, rows: Iterable[tuple]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def transform_lines(lines: Iterable[SourceLine]) -> Batch:
-    """All lines of one object version -> its batch of tables. Depends on the content alone."""
-    acc = _Accumulator()
+def transform_lines(lines: Iterable[SourceLine], masker: Masker | None = None) -> Batch:
+    """All lines of one object version -> its batch of tables. Depends on the content (and the masking) alone."""
+    acc = _Accumulator(masker)
     for line in lines:
         acc.add(line)
     return acc.batch()

@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 
 from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged, is_retryable
-from berlin_rentals.source import SourceObject, normalize_etag
+from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
 from tasks.extract import extract, inspect_source
 from tasks.lineage import record_lineage
 from tasks.load import ledger_status, load, record_failure
@@ -37,6 +37,9 @@ def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = Fa
     except ObjectChanged as exc:
         logger.warning("skipping: %s", exc)
         return {"status": "superseded", "key": key, "etag": etag, "reason": str(exc)}
+    except InvalidSource:
+        # An untrusted key or ETag that fails validation never reaches the ledger (or any SQL).
+        raise
     except Exception as exc:
         # No confirmed object: the ledger can only hold what the event named.
         expected = normalize_etag(etag) if etag else None

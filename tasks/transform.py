@@ -13,8 +13,10 @@ from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
 
 
 def etag_cache_key(context, parameters) -> str:
-    """Same content, same result: the ETag (and the transform's version) is the whole key."""
-    return f"transform-v{TRANSFORM_VERSION}-{parameters['source'].etag}"
+    """Same content, same result: the ETag (with the transform's version and masking) is the whole key."""
+    masker = parameters["settings"].masker()
+    masking = f"-masked-{masker.fingerprint}" if masker else ""
+    return f"transform-v{TRANSFORM_VERSION}{masking}-{parameters['source'].etag}"
 
 
 @task(
@@ -31,7 +33,8 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
             source.uri,
             max_member_bytes=settings.max_member_bytes,
             max_line_bytes=settings.max_line_bytes,
-        )
+        ),
+        masker=settings.masker(),
     )
     logger = get_run_logger()
     stats = batch.stats

@@ -202,3 +202,11 @@ def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample
     state, result = run(settings, key, etag, force=True)
     assert state.is_completed() and result["status"] == "loaded" and result["fact_inserted"] == 11
     assert query(settings, "SELECT status, attempts FROM {schema}.load_ledger")[0] == ("loaded", 3)
+
+
+def test_a_key_outside_the_raw_prefix_is_refused_and_never_reaches_the_ledger(settings, s3):
+    s3.put_object(Bucket=settings.raw_bucket, Key="elsewhere/immobilienscout24_berlin_20190113_15.zip", Body=b"x")
+    state = ingest_file(settings.raw_bucket, "elsewhere/immobilienscout24_berlin_20190113_15.zip",
+                        "793fb4ae6d07bb5b55ea181ad1fed13a", return_state=True)
+    assert state.is_failed() and "outside the raw prefix" in str(state.result(raise_on_failure=False))
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.load_ledger") == 0
