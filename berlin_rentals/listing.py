@@ -172,6 +172,8 @@ def decode_line(raw: bytes) -> Listing:
         raise RejectedLine("invalid_value", message) from None
     except msgspec.DecodeError as exc:
         raise RejectedLine("not_json", f"the line is not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad bytes in a string
+        raise RejectedLine("not_utf8", f"a text value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     if line.ok is not True:
         raise RejectedLine("not_ok", f"`ok` is {line.ok!r}: the scraper marked this record as failed")
     listing = line.data
