@@ -1,18 +1,50 @@
-"""Catch-up planning, pure: which raw objects in a window still need loading, and which hours have no file."""
+"""Catch-up planning, pure (no I/O): the window, which raw objects still need loading, the gaps, the report."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from berlin_rentals.source import batch_hour_from_key
+from berlin_rentals.source import batch_hour_from_key, validate_key
 
 HOUR = timedelta(hours=1)
+DEFAULT_WINDOW = timedelta(hours=24)
+
+# Per-file outcomes of this run's ingests, as the progress lines and the report name them.
+LOADED, SKIPPED, FAILED = "loaded", "skipped", "failed"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A naive time is read as UTC (as the batch hour in a file name is); an aware one is converted."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return as_utc(moment).replace(minute=0, second=0, microsecond=0)
+
+
+def catch_up_window(since: datetime | None, until: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """[since, until) in UTC: until defaults to now, since to one day before until."""
+    until = as_utc(until if until is not None else now)
+    since = as_utc(since) if since is not None else until - DEFAULT_WINDOW
+    if since > until:
+        raise ValueError(f"the window is reversed: since {since.isoformat()} is after until {until.isoformat()}")
+    return since, until
+
+
+def listing_prefix(raw_prefix: str, prefix: str | None) -> str:
+    """The raw prefix, or a sub-prefix of it: catch-up never lists (or ingests) outside the raw zone."""
+    if not prefix:
+        return raw_prefix
+    return validate_key(prefix, raw_prefix)
 
 
 @dataclass(frozen=True)
 class RawObject:
+    """One object version as a bucket listing shows it (key, normalised ETag, size, LastModified)."""
+
     key: str
     etag: str
     size: int
@@ -20,7 +52,18 @@ class RawObject:
 
     @property
     def batch_hour(self) -> datetime:
-        return batch_hour_from_key(self.key) or self.last_modified.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        # The same rule as SourceObject.batch_hour, so the window agrees with the hour the load records.
+        return batch_hour_from_key(self.key) or floor_hour(self.last_modified)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    status: str
+    attempts: int = 0
+    error: str | None = None
+
+
+Ledger = dict[tuple[str, str], LedgerEntry]
 
 
 @dataclass
@@ -30,16 +73,13 @@ class Plan:
     parked: list[RawObject] = field(default_factory=list)
 
 
-def floor_hour(moment: datetime) -> datetime:
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
 def hours_in(since: datetime, until: datetime) -> list[datetime]:
     """The whole hours h with since <= h < until."""
-    hours, hour = [], floor_hour(since)
-    if hour < since.astimezone(UTC):
+    since, until = as_utc(since), as_utc(until)
+    hour = floor_hour(since)
+    if hour < since:
         hour += HOUR
+    hours = []
     while hour < until:
         hours.append(hour)
         hour += HOUR
@@ -47,21 +87,41 @@ def hours_in(since: datetime, until: datetime) -> list[datetime]:
 
 
 def in_window(objects: list[RawObject], since: datetime, until: datetime) -> list[RawObject]:
+    since, until = as_utc(since), as_utc(until)
     return [o for o in objects if since <= o.batch_hour < until]
 
 
-def plan_catch_up(objects: list[RawObject], ledger: dict[tuple[str, str], str]) -> Plan:
-    """ledger maps (key, etag) to its status. Loaded and parked versions are left alone; the rest is ingested."""
+def plan_catch_up(objects: list[RawObject], ledger: Ledger) -> Plan:
+    """Classify each listed version by its own ledger row (key and ETag): loaded and parked ones are left alone.
+
+    Everything else is ingested: no row, 'failed' (the ingest itself parks it after its last attempt),
+    'superseded' (an older content re-uploaded is the current object again) and 'loading' (a crashed
+    run's leftover; were another run loading it right now, the ledger claim makes our ingest a no-op).
+    """
     plan = Plan()
     for obj in sorted(objects, key=lambda o: (o.batch_hour, o.key)):
-        status = ledger.get((obj.key, obj.etag))
-        if status == "loaded":
+        entry = ledger.get((obj.key, obj.etag))
+        if entry is not None and entry.status == "loaded":
             plan.already_loaded.append(obj)
-        elif status == "parked":
+        elif entry is not None and entry.status == "parked":
             plan.parked.append(obj)
-        else:  # never seen, failed, or a 'loading' row left by a crashed run
+        else:
             plan.to_ingest.append(obj)
     return plan
+
+
+def outcome_of(result: Any) -> tuple[str, str]:
+    """(loaded|skipped|failed, detail) from what an ingest-file run returned (its dict, or its exception)."""
+    if isinstance(result, BaseException):
+        return FAILED, f"{type(result).__name__}: {result}"
+    status = result.get("status") if isinstance(result, dict) else None
+    if status == "loaded":
+        return LOADED, ""
+    if status == "skipped":
+        return SKIPPED, f"ledger says {result.get('ledger')}"
+    if status == "superseded":  # replaced between our listing and its HEAD: the new version is its own file
+        return SKIPPED, str(result.get("reason", "superseded"))
+    return FAILED, f"unexpected result {result!r}"
 
 
 def files_per_hour(objects: list[RawObject], hours: list[datetime]) -> dict[datetime, int]:
@@ -73,21 +133,136 @@ def gaps(per_hour: dict[datetime, int]) -> list[datetime]:
     return [hour for hour, count in per_hour.items() if count == 0]
 
 
-def bar_chart(per_hour: dict[datetime, int], width: int = 20) -> str:
-    """One line per hour; runs of three or more empty hours collapse to one line."""
-    lines, hours = [], list(per_hour)
-    peak = max(per_hour.values(), default=0) or 1
-    i = 0
-    while i < len(hours):
+def hour_runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Consecutive hours as (first, last) pairs: [15:00, 16:00, 18:00] -> [(15:00, 16:00), (18:00, 18:00)]."""
+    runs: list[tuple[datetime, datetime]] = []
+    for hour in sorted(hours):
+        if runs and hour - runs[-1][1] == HOUR:
+            runs[-1] = (runs[-1][0], hour)
+        else:
+            runs.append((hour, hour))
+    return runs
+
+
+def _span(first: datetime, last: datetime) -> str:
+    if first == last:
+        return f"{first:%Y-%m-%d %H:00}"
+    hours = int((last - first) / HOUR) + 1
+    end = f"{last:%H:00}" if first.date() == last.date() else f"{last:%Y-%m-%d %H:00}"
+    return f"{first:%Y-%m-%d %H:00} – {end} ({hours} h)"
+
+
+def _bars(rows: list[tuple[str, int]], width: int, empty_run: int, unit: str) -> list[str]:
+    peak = max((count for _, count in rows), default=0) or 1
+    lines, i = [], 0
+    while i < len(rows):
         j = i
-        while j < len(hours) and per_hour[hours[j]] == 0:
+        while j < len(rows) and rows[j][1] == 0:
             j += 1
-        if j - i >= 3:
-            lines.append(f"{hours[i]:%Y-%m-%d %H:00} … {hours[j - 1]:%Y-%m-%d %H:00}  (no files, {j - i} hours)")
+        if j - i >= empty_run:  # a long empty stretch says one thing: nothing came
+            lines.append(f"{rows[i][0]} … {rows[j - 1][0]}  no files ({j - i} {unit})")
             i = j
             continue
-        count = per_hour[hours[i]]
+        label, count = rows[i]
         bar = "█" * max(1, round(count / peak * width)) if count else "·"
-        lines.append(f"{hours[i]:%Y-%m-%d %H:00}  {bar} {count}")
+        lines.append(f"{label}  {bar} {count}")
         i += 1
+    return lines
+
+
+def bar_chart(per_hour: dict[datetime, int], width: int = 20, max_lines: int = 72) -> str:
+    """Files per hour, one line an hour; runs of 3+ empty hours collapse to one line.
+
+    A window that would still need more than `max_lines` lines is charted per day instead.
+    """
+    hourly = _bars([(f"{h:%Y-%m-%d %H:00}", n) for h, n in per_hour.items()], width, 3, "hours")
+    if len(hourly) <= max_lines:
+        return "\n".join(hourly)
+    per_day: dict[str, int] = {}
+    for hour, count in per_hour.items():
+        per_day[f"{hour:%Y-%m-%d}"] = per_day.get(f"{hour:%Y-%m-%d}", 0) + count
+    return "\n".join(["(files per day)"] + _bars(list(per_day.items()), width, 3, "days"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    obj: RawObject
+    status: str  # loaded | skipped | failed
+    detail: str
+    seconds: float
+
+
+def summarise(
+    since: datetime, until: datetime, objects: list[RawObject], plan: Plan, outcomes: list[Outcome],
+    ledger_after: Ledger,
+) -> dict[str, Any]:
+    """The run's figures. Parked is read from the ledger after the run: the ingest decides who is parked."""
+    by_status = Counter(o.status for o in outcomes)
+    # Skipped because another run (an event's) loaded it meanwhile: it is loaded all the same.
+    loaded_meanwhile = [o for o in outcomes if o.status == SKIPPED
+                        and _status(ledger_after, o.obj) == "loaded"]
+    per_hour = files_per_hour(objects, hours_in(since, until))
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "found": len(objects),
+        "loaded_now": by_status[LOADED],
+        "already_loaded": len(plan.already_loaded) + len(loaded_meanwhile),
+        "failed_now": by_status[FAILED],
+        "skipped_now": by_status[SKIPPED] - len(loaded_meanwhile),
+        "parked": sorted(o.key for o in objects if _status(ledger_after, o) == "parked"),
+        "failed": sorted(o.obj.key for o in outcomes if o.status == FAILED),
+        "gaps": [hour.isoformat() for hour in gaps(per_hour)],
+    }
+
+
+def _status(ledger: Ledger, obj: RawObject) -> str | None:
+    entry = ledger.get((obj.key, obj.etag))
+    return entry.status if entry else None
+
+
+def _keys(keys: list[str], limit: int = 20) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table artifact: one row per figure, with the keys that need someone's attention."""
+    return [
+        {"figure": "files found", "files": report["found"], "keys": ""},
+        {"figure": "loaded now", "files": report["loaded_now"], "keys": ""},
+        {"figure": "already loaded", "files": report["already_loaded"], "keys": ""},
+        {"figure": "failed now", "files": report["failed_now"], "keys": _keys(report["failed"])},
+        {"figure": "skipped now (changed or parked meanwhile)", "files": report["skipped_now"], "keys": ""},
+        {"figure": "parked", "files": len(report["parked"]), "keys": _keys(report["parked"])},
+        {"figure": "hours without a file", "files": len(report["gaps"]), "keys": ""},
+    ]
+
+
+def gaps_markdown(
+    since: datetime, until: datetime, objects: list[RawObject], ledger_after: Ledger, report: dict[str, Any],
+    max_gap_lines: int = 48,
+) -> str:
+    per_hour = files_per_hour(objects, hours_in(since, until))
+    missing = hour_runs(gaps(per_hour))
+    parked = [o for o in objects if _status(ledger_after, o) == "parked"]
+    lines = [
+        f"### Catch-up {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"{report['found']} files found: {report['loaded_now']} loaded now, {report['already_loaded']} already "
+        f"loaded, {report['failed_now']} failed now, {len(report['parked'])} parked.",
+        "",
+        f"#### Hours with no file: {len(report['gaps'])}",
+        "",
+    ]
+    lines += [f"- {_span(first, last)}" for first, last in missing[:max_gap_lines]] or ["none"]
+    if len(missing) > max_gap_lines:
+        lines.append(f"- … and {len(missing) - max_gap_lines} more stretches (all in the returned `gaps`)")
+    if parked:
+        lines += ["", "#### Parked (fix the cause, then re-run `ingest-file` with `force=true`)", ""]
+        for obj in sorted(parked, key=lambda o: o.key):
+            entry = ledger_after[(obj.key, obj.etag)]
+            error = (entry.error or "").splitlines()[0][:200] if entry.error else ""
+            lines.append(f"- `{obj.key}` (ETag {obj.etag}, {entry.attempts} attempt(s)): {error}")
+    lines += ["", "#### Files per hour", "", "```", bar_chart(per_hour) or "(empty window)", "```", ""]
     return "\n".join(lines)

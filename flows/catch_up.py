@@ -1,128 +1,161 @@
 """Scheduled catch-up: ingest raw objects whose event was missed or whose load failed; report the gaps.
 
 Runs hourly from prefect.yaml. Each missing file is ingested by the `ingest-file` flow as a subflow,
-so the ledger claim still guarantees exactly once if an event-driven run loads the same file meanwhile.
+so the ledger claim still guarantees exactly once if an event-driven run loads the same file meanwhile,
+and failures are counted and parked by the ingest itself, not here.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from berlin_rentals.catch_up import RawObject, bar_chart, files_per_hour, gaps, hours_in, in_window, plan_catch_up
+from berlin_rentals.catch_up import (
+    FAILED, LOADED, Ledger, LedgerEntry, Outcome, RawObject, catch_up_window, gaps_markdown, in_window, listing_prefix,
+    outcome_of, plan_catch_up, report_table, summarise,
+)
 from berlin_rentals.config import Settings
 from berlin_rentals.s3 import s3_client
-from berlin_rentals.source import normalize_etag, validate_key
+from berlin_rentals.source import InvalidSource, normalize_etag
 from berlin_rentals.warehouse.sql import statement
 from flows.ingest import ingest_file
 from tasks.common import IO_STEP, warehouse_engine
 
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+# Keys per ledger query: a month's backfill stays well inside any driver's bind-parameter limit.
+_KEYS_PER_QUERY = 500
 
 
 @task(name="list-raw-objects", **IO_STEP)
 def list_raw_objects(settings: Settings, prefix: str) -> list[RawObject]:
+    """Every .zip under the prefix, as the listing shows it (one current version per key)."""
+    logger = get_run_logger()
     objects = []
     paginator = s3_client(settings).get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=settings.raw_bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            if item["Key"].lower().endswith(".zip"):
-                objects.append(RawObject(item["Key"], normalize_etag(item["ETag"]), item["Size"], item["LastModified"]))
+            if not item["Key"].endswith(".zip"):
+                continue
+            try:
+                etag = normalize_etag(item["ETag"])
+            except InvalidSource as exc:
+                # The ingest would refuse it too; one odd object must not hide the others.
+                logger.warning("ignoring s3://%s/%s: %s", settings.raw_bucket, item["Key"], exc)
+                continue
+            objects.append(RawObject(item["Key"], etag, item["Size"], item["LastModified"]))
     return objects
 
 
 @task(name="read-ledger", **IO_STEP)
-def read_ledger(settings: Settings, prefix: str) -> dict[tuple[str, str], str]:
+def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
+    """The ledger rows of these keys only: the whole ledger grows by one row per file, forever."""
+    query = statement("ledger/select_ledger_for_keys.sql", settings.warehouse_schema).bindparams(
+        sa.bindparam("keys", expanding=True)
+    )
+    ledger: Ledger = {}
+    unique = sorted(set(keys))
     with warehouse_engine(settings.warehouse_url).connect() as conn:
-        rows = conn.execute(statement("ledger/select_ledger_for_bucket.sql", settings.warehouse_schema),
-                            {"bucket": settings.raw_bucket, "key_prefix": _like_prefix(prefix)}).all()
-    return {(row.key, row.etag): row.status for row in rows}
+        for start in range(0, len(unique), _KEYS_PER_QUERY):
+            rows = conn.execute(query, {"bucket": settings.raw_bucket,
+                                        "keys": unique[start:start + _KEYS_PER_QUERY]})
+            for row in rows:
+                ledger[(row.key, row.etag)] = LedgerEntry(row.status, row.attempts, row.error)
+    return ledger
 
 
-def _ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int) -> dict[str, str]:
-    """Subflow per file, at most `max_concurrency` at once; one failure never stops the others."""
+def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int) -> list[Outcome]:
+    """An ingest-file subflow per object, at most `max_concurrency` at once; a failure never stops the others."""
     logger = get_run_logger()
-    outcome: dict[str, str] = {}
-    total = len(objects)
+    outcomes: list[Outcome] = []
+    done = threading.Lock()
 
-    def ingest(numbered: tuple[int, RawObject]) -> None:
-        n, obj = numbered
+    def ingest(obj: RawObject) -> None:
         started = time.perf_counter()
-        state = ingest_file(settings.raw_bucket, obj.key, obj.etag, return_state=True)
-        result = state.result(raise_on_failure=False)
-        status = result.get("status", "?") if isinstance(result, dict) else "failed"
-        outcome[obj.key] = status
-        logger.info("[%d/%d] %s: %s (%.2f s)", n, total, obj.key, status, time.perf_counter() - started)
+        try:
+            result = ingest_file(settings.raw_bucket, obj.key, obj.etag, return_state=True).result(
+                raise_on_failure=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. the API refused the subflow run: still one file's failure
+            result = exc
+        status, detail = outcome_of(result)
+        outcome = Outcome(obj, status, detail, time.perf_counter() - started)
+        with done:
+            outcomes.append(outcome)
+            n = len(outcomes)
+        logger.log(logging.WARNING if status == FAILED else logging.INFO, "[%d/%d] %s: %s (%.2f s)%s",
+                   n, len(objects), obj.key, status, outcome.seconds, f" {detail}" if status != LOADED else "")
 
-    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
-        # Prefect's run context and settings live in context variables: each task runs in its own
-        # copy of this flow's context, taken here in the submitting thread.
-        futures = [pool.submit(contextvars.copy_context().run, ingest, item) for item in enumerate(objects, start=1)]
+    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="catch-up") as pool:
+        # Prefect's run context and settings live in context variables, which a new thread does not
+        # inherit: each ingest runs in its own copy of this flow's context, taken here.
+        futures = [pool.submit(contextvars.copy_context().run, ingest, obj) for obj in objects]
         for future in futures:
             future.result()
-    return outcome
+    return outcomes
+
+
+@task(name="publish-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def publish_report(report: dict[str, Any], markdown: str) -> None:
+    create_table_artifact(
+        key="catch-up-report", table=report_table(report),
+        description=f"Catch-up of batch hours [{report['since']}, {report['until']})",
+    )
+    create_markdown_artifact(
+        key="catch-up-gaps", markdown=markdown,
+        description="Hours with no file, parked files, and files per hour",
+    )
 
 
 @flow(name="catch-up", log_prints=True)
 def catch_up(
-    since: datetime | None = None, until: datetime | None = None, max_concurrency: int = 4, prefix: str | None = None,
+    since: datetime | None = None, until: datetime | None = None, max_concurrency: int = 4,
+    prefix: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest what is missing or failed among raw objects whose batch hour is in [since, until) (default: last 24 h)."""
+    """Ingest the raw objects with a batch hour in [since, until) that the ledger does not show as loaded
+    or parked (default window: the 24 hours before now, UTC). `prefix` narrows the listing to part of
+    the raw prefix."""
     logger = get_run_logger()
     settings = Settings.from_env()
-    until = _utc(until) if until else datetime.now(UTC)
-    since = _utc(since) if since else until - timedelta(hours=24)
-    prefix = validate_key(prefix, settings.raw_prefix) if prefix else settings.raw_prefix
+    since, until = catch_up_window(since, until, now=datetime.now(UTC))
+    prefix = listing_prefix(settings.raw_prefix, prefix)
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
 
     objects = in_window(list_raw_objects(settings, prefix), since, until)
-    plan = plan_catch_up(objects, read_ledger(settings, prefix))
-    logger.info("%d files in [%s, %s): %d to ingest, %d already loaded, %d parked",
-                len(objects), since.isoformat(), until.isoformat(), len(plan.to_ingest),
-                len(plan.already_loaded), len(plan.parked))
+    keys = [o.key for o in objects]
+    plan = plan_catch_up(objects, read_ledger(settings, keys))
+    logger.info("s3://%s/%s, batch hours [%s, %s): %d files, %d to ingest, %d already loaded, %d parked",
+                settings.raw_bucket, prefix, since.isoformat(), until.isoformat(), len(objects),
+                len(plan.to_ingest), len(plan.already_loaded), len(plan.parked))
 
-    outcome = _ingest_all(settings, plan.to_ingest, max_concurrency)
+    outcomes = ingest_all(settings, plan.to_ingest, max_concurrency)
 
-    ledger_after = read_ledger(settings, prefix)
-    parked = sorted({o.key for o in objects if ledger_after.get((o.key, o.etag)) == "parked"})
-    per_hour = files_per_hour(objects, hours_in(since, until))
-    missing_hours = gaps(per_hour)
-    report = {
-        "since": since.isoformat(), "until": until.isoformat(),
-        "found": len(objects),
-        "loaded_now": sum(1 for s in outcome.values() if s == "loaded"),
-        "already_loaded": len(plan.already_loaded) + sum(1 for s in outcome.values() if s == "skipped"),
-        "failed_now": sum(1 for s in outcome.values() if s not in ("loaded", "skipped")),
-        "parked": parked,
-        "gaps": [h.isoformat() for h in missing_hours],
-    }
-    create_table_artifact(
-        key="catch-up-report",
-        table=[{k: (", ".join(v) if isinstance(v, list) else v) for k, v in report.items() if k != "gaps"}
-               | {"gap_hours": len(missing_hours)}],
-        description="Files found, loaded now, already loaded, failed and parked in the catch-up window",
-    )
-    create_markdown_artifact(
-        key="catch-up-gaps",
-        markdown=(f"### Catch-up {since:%Y-%m-%d %H:00} → {until:%Y-%m-%d %H:%M} UTC\n\n"
-                  f"{len(missing_hours)} hour(s) without any file"
-                  + (": " + ", ".join(f"{h:%Y-%m-%d %H:00}" for h in missing_hours[:48]) if missing_hours else "")
-                  + (f" (+{len(missing_hours) - 48} more)" if len(missing_hours) > 48 else "")
-                  + "\n\nParked (fix, then re-run `ingest-file` with force=true): "
-                  + (", ".join(f"`{k}`" for k in parked) or "none")
-                  + "\n\nFiles per hour:\n\n```\n" + bar_chart(per_hour) + "\n```\n"),
-        description="Hours with no file, parked files, and files per hour",
-    )
+    # The ingests wrote the ledger (loaded, failed, parked): ask it rather than guess from outcomes.
+    ledger_after = read_ledger(settings, keys)
+    report = summarise(since, until, objects, plan, outcomes, ledger_after)
+    publish_report(report, gaps_markdown(since, until, objects, ledger_after, report))
+    logger.info("catch-up: %d found, %d loaded now, %d already loaded, %d failed now, %d parked, %d hours without a file",
+                report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"],
+                len(report["parked"]), len(report["gaps"]))
     return report
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run one catch-up in this process (outside a worker).")
+    parser.add_argument("--since", type=datetime.fromisoformat)
+    parser.add_argument("--until", type=datetime.fromisoformat)
+    parser.add_argument("--max-concurrency", type=int, default=4)
+    parser.add_argument("--prefix")
+    args = parser.parse_args()
+    print(catch_up(args.since, args.until, args.max_concurrency, args.prefix))

@@ -2,75 +2,279 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
-from berlin_rentals.catch_up import RawObject, bar_chart, files_per_hour, gaps, hours_in, in_window, plan_catch_up
+import pytest
+
+from berlin_rentals.catch_up import (
+    FAILED, LOADED, SKIPPED, LedgerEntry, Outcome, Plan, RawObject, bar_chart, catch_up_window, files_per_hour,
+    gaps, gaps_markdown, hour_runs, hours_in, in_window, listing_prefix, outcome_of, plan_catch_up, report_table,
+    summarise,
+)
+from berlin_rentals.source import InvalidSource, SourceObject
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
-from flows.catch_up import catch_up
-from tests.helpers import query, upload
 
 T0 = datetime(2031, 5, 1, 0, tzinfo=UTC)
 
 
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
 def obj(hour: int, etag: str = "a" * 32, name: str | None = None) -> RawObject:
-    moment = T0 + timedelta(hours=hour)
-    return RawObject(name or f"raw/{batch_name(moment)}.zip", etag, 10, moment + timedelta(minutes=3))
+    return RawObject(name or f"raw/{batch_name(at(hour))}.zip", etag, 10, at(hour) + timedelta(minutes=3))
+
+
+# --- the window ---------------------------------------------------------------------------------
+
+def test_the_window_defaults_to_the_24_hours_before_now():
+    now = datetime(2031, 5, 2, 10, 17, 42, tzinfo=UTC)
+    assert catch_up_window(None, None, now) == (now - timedelta(hours=24), now)
+    assert catch_up_window(None, at(5), now) == (at(-19), at(5))
+    assert catch_up_window(at(1), None, now) == (at(1), now)
+
+
+def test_window_bounds_are_utc_naive_ones_read_as_utc():
+    berlin = timezone(timedelta(hours=2))
+    since, until = catch_up_window(datetime(2031, 5, 1, 3), datetime(2031, 5, 1, 8, tzinfo=berlin), T0)
+    assert (since, until) == (at(3), at(6))
+    assert since.tzinfo is UTC and until.tzinfo is UTC
+
+
+def test_a_reversed_window_is_refused():
+    with pytest.raises(ValueError, match="reversed"):
+        catch_up_window(at(2), at(1), T0)
 
 
 def test_hours_in_a_window_are_whole_hours_from_since_up_to_until():
-    assert hours_in(T0 + timedelta(minutes=30), T0 + timedelta(hours=3)) == [T0 + timedelta(hours=h) for h in (1, 2)]
+    assert hours_in(at(0.5), at(3)) == [at(1), at(2)]
+    assert hours_in(at(0), at(3.5)) == [at(0), at(1), at(2), at(3)]
     assert hours_in(T0, T0) == []
+    assert hours_in(datetime(2031, 5, 1, 1), datetime(2031, 5, 1, 3)) == [at(1), at(2)]  # naive is UTC
 
 
-def test_objects_without_an_hour_in_the_name_use_their_last_modified_hour():
-    odd = RawObject("raw/export.zip", "b" * 32, 1, T0 + timedelta(hours=5, minutes=59))
-    assert odd.batch_hour == T0 + timedelta(hours=5)
-    assert in_window([obj(0), obj(4), odd], T0 + timedelta(hours=1), T0 + timedelta(hours=6)) == [obj(4), odd]
+def test_the_window_holds_batch_hours_from_since_inclusive_to_until_exclusive():
+    objects = [obj(h) for h in range(6)]
+    assert in_window(objects, at(1), at(4)) == objects[1:4]
+    assert in_window(objects, at(1.5), at(4)) == objects[2:4]  # hour 1 began before since
 
+
+def test_the_batch_hour_follows_the_same_rule_as_the_loaded_source():
+    named = RawObject("raw/x/immobilienscout24_berlin_20310501_07.zip", "b" * 32, 1, at(9.99))
+    unnamed = RawObject("raw/export.zip", "b" * 32, 1, datetime(2031, 5, 1, 7, 59, tzinfo=timezone(timedelta(hours=2))))
+    for raw, expected in ((named, at(7)), (unnamed, at(5))):
+        source = SourceObject("rentals-raw", raw.key, raw.etag, raw.size, raw.last_modified)
+        assert raw.batch_hour == source.batch_hour == expected
+
+
+def test_a_listing_prefix_must_stay_under_the_raw_prefix():
+    assert listing_prefix("raw/", None) == "raw/"
+    assert listing_prefix("raw/", "raw/2031/") == "raw/2031/"
+    for outside in ("elsewhere/", "raw/../secret/", "raw/\x00/"):
+        with pytest.raises(InvalidSource):
+            listing_prefix("raw/", outside)
+
+
+# --- classification against the ledger ------------------------------------------------------------
 
 def test_only_versions_not_loaded_and_not_parked_are_ingested():
-    objects = [obj(0, "1" * 32), obj(1, "2" * 32), obj(2, "3" * 32), obj(3, "4" * 32), obj(4, "5" * 32)]
-    ledger = {(objects[0].key, "1" * 32): "loaded", (objects[1].key, "2" * 32): "failed",
-              (objects[2].key, "3" * 32): "parked", (objects[3].key, "0" * 32): "loaded"}  # another version
-    plan = plan_catch_up(objects, ledger)
+    objects = [obj(h, str(h + 1) * 32) for h in range(7)]
+    ledger = {
+        (objects[0].key, objects[0].etag): LedgerEntry("loaded", 0),
+        (objects[1].key, objects[1].etag): LedgerEntry("failed", 2, "timeout"),
+        (objects[2].key, objects[2].etag): LedgerEntry("parked", 1, "not a zip"),
+        (objects[3].key, "0" * 32): LedgerEntry("loaded", 0),  # another (older) version of that key
+        (objects[4].key, objects[4].etag): LedgerEntry("loading", 0),  # left by a crashed run
+        (objects[5].key, objects[5].etag): LedgerEntry("superseded", 0),  # old content uploaded again
+    }
+    plan = plan_catch_up(list(reversed(objects)), ledger)
     assert plan.already_loaded == [objects[0]]
     assert plan.parked == [objects[2]]
-    assert plan.to_ingest == [objects[1], objects[3], objects[4]]
+    assert plan.to_ingest == [objects[1], objects[3], objects[4], objects[5], objects[6]]  # by batch hour
 
+
+def test_an_ingest_result_becomes_loaded_skipped_or_failed():
+    assert outcome_of({"status": "loaded", "fact_inserted": 3}) == (LOADED, "")
+    assert outcome_of({"status": "skipped", "ledger": "loaded"}) == (SKIPPED, "ledger says loaded")
+    assert outcome_of({"status": "superseded", "reason": "now has ETag x"}) == (SKIPPED, "now has ETag x")
+    assert outcome_of(ValueError("not a zip archive")) == (FAILED, "ValueError: not a zip archive")
+    assert outcome_of(None)[0] == FAILED
+
+
+# --- gaps, chart, report --------------------------------------------------------------------------
 
 def test_gaps_and_the_chart_show_hours_without_files():
-    hours = hours_in(T0, T0 + timedelta(hours=8))
+    hours = hours_in(T0, at(8))
     per_hour = files_per_hour([obj(0), obj(0, name="raw/extra_20310501_00.zip"), obj(1), obj(7)], hours)
-    assert gaps(per_hour) == [T0 + timedelta(hours=h) for h in range(2, 7)]
+    assert list(per_hour.values()) == [2, 1, 0, 0, 0, 0, 0, 1]
+    assert gaps(per_hour) == [at(h) for h in range(2, 7)]
     chart = bar_chart(per_hour).splitlines()
-    assert chart[0].endswith("2") and chart[1].endswith("1")
-    assert "no files, 5 hours" in chart[2] and len(chart) == 4
+    assert chart[0] == "2031-05-01 00:00  " + "█" * 20 + " 2"
+    assert chart[1] == "2031-05-01 01:00  " + "█" * 10 + " 1"
+    assert chart[2] == "2031-05-01 02:00 … 2031-05-01 06:00  no files (5 hours)"
+    assert len(chart) == 4
 
 
-def test_catch_up_loads_what_was_missed_reports_gaps_and_leaves_parked_files_alone(settings, s3):
-    folder = uuid.uuid4().hex[:8]
-    records = read_sample_records()
-    day = datetime(2031, 6, 1, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 300)
-    keys = {}
-    for h in (0, 1, 3):  # hour 2 has no file
-        hour = day + timedelta(hours=h)
-        body = derived_batch(records, hour, rent_factor=1 + h / 10, modified=hour, seed=h)
-        keys[h] = upload(s3, settings, batch_name(hour) + ".zip", body, folder=folder)
-    poison = upload(s3, settings, batch_name(day + timedelta(hours=3)) + "_b.zip", b"not a zip", folder=folder)
+def test_short_empty_stretches_stay_visible_in_the_chart():
+    per_hour = files_per_hour([obj(0), obj(3)], hours_in(T0, at(4)))
+    assert [line.split("  ")[1] for line in bar_chart(per_hour).splitlines()] == ["█" * 20 + " 1", "· 0", "· 0", "█" * 20 + " 1"]
+
+
+def test_a_long_window_is_charted_per_day():
+    hours = hours_in(T0, at(24 * 10))
+    per_hour = files_per_hour([obj(h) for h in range(0, 24 * 10, 2) if h // 24 != 4], hours)
+    chart = bar_chart(per_hour).splitlines()
+    assert chart[0] == "(files per day)" and len(chart) == 11
+    assert chart[1] == "2031-05-01  " + "█" * 20 + " 12"
+    assert chart[5] == "2031-05-05  · 0"
+
+
+def test_gap_runs_collapse_consecutive_hours():
+    assert hour_runs([at(5), at(1), at(2), at(3), at(7)]) == [(at(1), at(3)), (at(5), at(5)), (at(7), at(7))]
+    assert hour_runs([]) == []
+
+
+def test_the_gap_list_names_stretches_and_stays_short():
+    objects = [obj(h) for h in range(0, 200, 2)]  # every other hour empty: 100 one-hour gaps
+    report = summarise(T0, at(200), objects, Plan(already_loaded=objects), [], {})
+    assert len(report["gaps"]) == 100
+    markdown = gaps_markdown(T0, at(200), objects, {}, report, max_gap_lines=10)
+    assert "- 2031-05-01 01:00\n" in markdown and "- … and 90 more stretches" in markdown
+    assert markdown.count("\n- ") == 11
+    stretch = gaps_markdown(T0, at(30), [obj(0), obj(29)], {}, summarise(T0, at(30), [obj(0), obj(29)], Plan(), [], {}))
+    assert "- 2031-05-01 01:00 – 2031-05-02 04:00 (28 h)" in stretch
+
+
+def test_the_report_counts_this_run_and_reads_parked_from_the_ledger_after_it():
+    objects = [obj(h, str(h + 1) * 32) for h in (0, 1, 3, 4, 5)]
+    plan = Plan(to_ingest=objects[1:], already_loaded=objects[:1])
+    outcomes = [
+        Outcome(objects[1], LOADED, "", 1.0),
+        Outcome(objects[2], FAILED, "BadArchive: not a zip", 0.2),
+        Outcome(objects[3], SKIPPED, "ledger says loaded", 0.1),  # an event's run was first
+        Outcome(objects[4], SKIPPED, "now has ETag ...", 0.1),  # replaced since the listing
+    ]
+    after = {(o.key, o.etag): LedgerEntry("loaded") for o in objects[:2] + objects[3:4]}
+    after[(objects[2].key, objects[2].etag)] = LedgerEntry("parked", 1, "BadArchive: s3://…: not a zip archive")
+    report = summarise(T0, at(6), objects, plan, outcomes, after)
+    assert report == {
+        "since": T0.isoformat(), "until": at(6).isoformat(), "found": 5, "loaded_now": 1, "already_loaded": 2,
+        "failed_now": 1, "skipped_now": 1, "parked": [objects[2].key], "failed": [objects[2].key],
+        "gaps": [at(2).isoformat()],
+    }
+    table = {row["figure"]: (row["files"], row["keys"]) for row in report_table(report)}
+    assert table["parked"] == (1, objects[2].key) and table["hours without a file"] == (1, "")
+    markdown = gaps_markdown(T0, at(6), objects, after, report)
+    assert "- 2031-05-01 02:00\n" in markdown
+    assert f"- `{objects[2].key}` (ETag {objects[2].etag}, 1 attempt(s)): BadArchive" in markdown
+
+
+# --- the flow on the real stack ---------------------------------------------------------------------
+
+def _day() -> datetime:
+    """A day of its own: the raw bucket is shared by every test (and its listing with it)."""
+    return datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 360)
+
+
+def _upload_hour(s3, settings, folder: str, hour: datetime, seed: int) -> tuple[str, str]:
+    from tests.helpers import upload
+
+    body = derived_batch(read_sample_records(), hour, rent_factor=1 + seed / 10, modified=hour, seed=seed,
+                         new_listings=seed)
+    return upload(s3, settings, batch_name(hour) + ".zip", body, folder=folder)
+
+
+def _run(**parameters):
+    from flows.catch_up import catch_up
+
+    state = catch_up(return_state=True, **parameters)
+    assert state.is_completed(), state
+    return state.state_details.flow_run_id, state.result()
+
+
+def _ledger(settings) -> dict[str, tuple[str, int]]:
+    from tests.helpers import query
+
+    return {r.key: (r.status, r.attempts) for r in query(settings, "SELECT key, status, attempts FROM {schema}.load_ledger")}
+
+
+def _artifacts(flow_run_id, count: int) -> list:
+    from tests.helpers import artifacts_of
+
+    deadline = time.monotonic() + 15
+    while True:  # the API may index artifacts a moment after the run returns
+        artifacts = artifacts_of(flow_run_id)
+        if len(artifacts) >= count or time.monotonic() > deadline:
+            return artifacts
+        time.sleep(0.5)
+
+
+def test_catch_up_loads_what_was_missed_and_reports_the_gap(settings, s3):
     from flows.ingest import ingest_file
 
-    assert ingest_file(settings.raw_bucket, *keys[0])["status"] == "loaded"
-    prefix = f"{settings.raw_prefix}{folder}/"
-    report = catch_up(since=day, until=day + timedelta(hours=4), max_concurrency=2, prefix=prefix)
-    assert (report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"]) == (4, 2, 1, 1)
-    assert report["parked"] == [poison[0]]
-    assert report["gaps"] == [(day + timedelta(hours=2)).isoformat()]
-    loaded = {row.key for row in query(settings, "SELECT key FROM {schema}.load_ledger WHERE status = 'loaded'")}
-    assert loaded == {keys[h][0] for h in (0, 1, 3)}
+    folder, day = uuid.uuid4().hex[:8], _day()
+    files = {h: _upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in (0, 1, 3)}  # 2: none
+    assert ingest_file(settings.raw_bucket, *files[0])["status"] == "loaded"  # as if its event had come
+    window = dict(since=day, until=day + timedelta(hours=4), prefix=f"{settings.raw_prefix}{folder}/")
 
-    again = catch_up(since=day, until=day + timedelta(hours=4), prefix=prefix)
-    assert (again["loaded_now"], again["already_loaded"], again["failed_now"]) == (0, 3, 0)
-    assert again["parked"] == [poison[0]]
-    attempts = query(settings, "SELECT attempts FROM {schema}.load_ledger WHERE key = :k", k=poison[0])[0].attempts
-    assert attempts == 1  # a parked file is not retried until someone releases it
+    run_id, report = _run(max_concurrency=2, **window)
+    assert (report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"]) == (3, 2, 1, 0)
+    assert report["parked"] == [] and report["gaps"] == [(day + timedelta(hours=2)).isoformat()]
+    assert _ledger(settings) == {key: ("loaded", 0) for key, _ in files.values()}
+    from tests.helpers import scalar
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.flat_snapshots") == 11 + 12 + 14  # 11 sample listings, plus `seed` new ones per file
+
+    artifacts = {a.key: a for a in _artifacts(run_id, 2)}
+    table = {row["figure"]: row["files"] for row in _table_rows(artifacts["catch-up-report"].data)}
+    assert (table["files found"], table["loaded now"], table["already loaded"], table["failed now"]) == (3, 2, 1, 0)
+    gaps_md = artifacts["catch-up-gaps"].data
+    assert f"- {day + timedelta(hours=2):%Y-%m-%d %H:00}\n" in gaps_md
+    assert f"{day + timedelta(hours=2):%Y-%m-%d %H:00}  · 0" in gaps_md  # the chart's empty hour
+
+    _, again = _run(**window)
+    assert (again["found"], again["loaded_now"], again["already_loaded"], again["failed_now"]) == (3, 0, 3, 0)
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.flat_snapshots") == 37
+
+
+def test_a_file_that_cannot_be_read_is_parked_and_not_retried_while_the_others_load(settings, s3):
+    from tests.helpers import upload
+
+    folder, day = uuid.uuid4().hex[:8], _day()
+    good = [_upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in (0, 1)]
+    poison, _ = upload(s3, settings, batch_name(day + timedelta(hours=1)) + "_retry.zip", b"<html>not a zip</html>",
+                       folder=folder)
+    window = dict(since=day, until=day + timedelta(hours=2), prefix=f"{settings.raw_prefix}{folder}/")
+
+    _, report = _run(max_concurrency=3, **window)
+    assert (report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"]) == (3, 2, 0, 1)
+    assert report["failed"] == [poison] and report["parked"] == [poison] and report["gaps"] == []
+    ledger = _ledger(settings)
+    assert ledger == {good[0][0]: ("loaded", 0), good[1][0]: ("loaded", 0), poison: ("parked", 1)}
+
+    run_id, again = _run(**window)
+    assert (again["loaded_now"], again["already_loaded"], again["failed_now"], again["parked"]) == (0, 2, 0, [poison])
+    assert _ledger(settings) == ledger  # a parked file waits for someone to release it: no second attempt
+    gaps_md = {a.key: a for a in _artifacts(run_id, 2)}["catch-up-gaps"].data
+    assert f"`{poison}`" in gaps_md and "not a zip archive" in gaps_md
+
+
+def test_an_empty_window_reports_every_hour_as_a_gap(settings):
+    day = _day()
+    _, report = _run(since=day, until=day + timedelta(hours=3), prefix=f"{settings.raw_prefix}{uuid.uuid4().hex[:8]}/")
+    assert (report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"]) == (0, 0, 0, 0)
+    assert report["gaps"] == [(day + timedelta(hours=h)).isoformat() for h in range(3)]
+
+
+def test_a_prefix_outside_the_raw_prefix_is_refused(settings):
+    from flows.catch_up import catch_up
+
+    state = catch_up(prefix="elsewhere/", return_state=True)
+    assert state.is_failed() and "outside the raw prefix" in str(state.result(raise_on_failure=False))
+
+
+def _table_rows(data) -> list[dict]:
+    import json
+
+    return json.loads(data) if isinstance(data, str) else data
