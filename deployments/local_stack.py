@@ -3,12 +3,15 @@
 `make up` starts it in the background and writes every setting to `.local/env`; `make down` stops it.
 Everything listens on 127.0.0.1 only; ports are chosen once and kept in the env file, so a second
 `make up` finds the same services (and restarts only what died).
+
+    python -m deployments.local_stack up|down|status [--root DIR] [--services s3,postgres,prefect,...]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -17,13 +20,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / ".local"
 REGION = "eu-central-1"
-PG_SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root
+PG_SYSTEM_USER = "pgserver"  # initdb and postgres refuse to run as root
+SERVICES = ("s3", "postgres", "prefect", "worker", "bridge")
+STOP_GRACE_SECONDS = 10
+PREFECT_START_SECONDS = 120  # first start migrates the SQLite database: 10-30 s on 2 cores, more under load
 
 # Settings a user may override by exporting them before `make up`.
 DEFAULTS = {
@@ -35,24 +42,16 @@ DEFAULTS = {
     "ETL_QUEUE_NAME": "rentals-raw-events",
     "ETL_DLQ_NAME": "rentals-raw-events-dlq",
 }
+# moto accepts any key; nothing real is ever written to the env file.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 
 
-def _log(message: str) -> None:
-    print(f"[stack] {message}", flush=True)
-
+# ---- small process and network helpers --------------------------------------------------------
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status < 500
-    except Exception:  # noqa: BLE001 - any failure means "not (yet) healthy"
-        return False
 
 
 def _port_open(port: int) -> bool:
@@ -61,216 +60,419 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _pid_alive(pid: int) -> bool:
-    """Running, not merely a zombie: a service we spawned ourselves (as the tests do) must be reaped."""
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: `make up` exited long ago and init reaps it
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status < 400
+    except Exception:  # noqa: BLE001 - any failure means "not (yet) healthy"
+        return False
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]; None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start tick of a process: a pid file names our process only while this still matches."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat and len(stat) > 19 else None
+
+
+def _reap(pid: int) -> None:
+    # A service spawned by this very process (the tests do that) stays a zombie until it is waited for.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _pid_alive(pid: int, started: str | None = None) -> bool:
+    """Running (not a zombie) and, when `started` is given, still the process the pid file was written for."""
+    _reap(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not Path("/proc").is_dir()  # without /proc, trust kill(0)
+    return stat[0] != "Z" and (started is None or _start_time(pid) == started)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Some process of the group still runs; zombies waiting for init to reap them do not count."""
+    _reap(pgid)
+    if not Path("/proc").is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
         return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    for entry in Path("/proc").iterdir():
+        stat = _proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat and stat[2] == str(pgid) and stat[0] != "Z":
+            return True
+    return False
 
 
 def _terminate(pid: int, sig: int, *, group: bool) -> None:
     """Signal, wait up to 10 s, then SIGKILL: a stuck service must not outlive `make down`."""
     send = os.killpg if group else os.kill
+    alive = _group_alive if group else _pid_alive
     try:
         send(pid, sig)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.2)
-    if _pid_alive(pid):
+    if _wait_until(lambda: not alive(pid), STOP_GRACE_SECONDS):
+        return
+    with contextlib.suppress(ProcessLookupError):
         send(pid, signal.SIGKILL)
+    _wait_until(lambda: not alive(pid), 5)
 
 
-def _wait(check, what: str, timeout: float, log: Path | None = None) -> None:
+def _wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if check():
-            return
-        time.sleep(0.3)
-    tail = ""
-    if log is not None and log.exists():
-        tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-    raise RuntimeError(f"{what} did not become healthy within {timeout:.0f} s{tail}")
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
 
 
-@dataclass
+def _log_tail(log: Path, lines: int = 30) -> str:
+    if not log.exists():
+        return ""
+    return "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _format_env(env: dict[str, str]) -> str:
+    """KEY=VALUE lines a shell can source as they are: so no value may need quoting."""
+    for key, value in env.items():
+        if not value or any(ch.isspace() or ch in "\"'$`\\;&|<>()" for ch in value):
+            raise ValueError(f"{key}={value!r} cannot be written unquoted to the env file "
+                             f"(move the checkout or --root to a path without spaces or shell characters)")
+    return "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _quiet_pgserver_import() -> Iterator[None]:
+    # Importing pgserver asks platformdirs for a runtime dir we never use, which warns; keep `make up` quiet.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _pg_bin() -> Path:
+    with _quiet_pgserver_import():
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
+
+
+# ---- the stack --------------------------------------------------------------------------------
+
 class LocalStack:
-    root: Path = DEFAULT_ROOT
-    services: tuple[str, ...] = ("s3", "postgres", "prefect", "worker", "bridge")
+    """One stack rooted at a directory: `env`, `logs/`, `run/` (pid files), `pgdata/`, `prefect/`."""
 
-    def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
+    def __init__(self, root: Path | str = DEFAULT_ROOT, *, services: tuple[str, ...] = SERVICES) -> None:
+        unknown = set(services) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}; known: {', '.join(SERVICES)}")
+        self.root = Path(root).resolve()
+        self.services = tuple(services)
         self.env_file = self.root / "env"
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "logs"
+        self.pg_data = self.root / "pgdata"
         self.bin = Path(sys.executable).parent
+        self._phase = "stack"
 
-    # ---- settings -------------------------------------------------------------------------
+    def _say(self, message: str) -> None:
+        print(f"[{self._phase}] {message}", flush=True)
+
+    # ---- settings -----------------------------------------------------------------------------
     def _previous(self) -> dict[str, str]:
         from berlin_rentals.config import read_env_file
 
         return read_env_file(self.env_file) if self.env_file.exists() else {}
 
-    def _port(self, previous: dict[str, str], key: str) -> int:
-        return int(previous[key]) if previous.get(key) else _free_port()
+    def _write_env(self, env: dict[str, str]) -> None:
+        # Atomically: a worker or a shell may be reading the previous file right now.
+        partial = self.env_file.with_name("env.partial")
+        partial.write_text(_format_env(env))
+        partial.replace(self.env_file)
 
-    # ---- processes ------------------------------------------------------------------------
+    def _pick_port(self, remembered: str | None, service: str) -> int:
+        """The remembered port, unless something that is not ours listens there now."""
+        if remembered and not _port_open(int(remembered)):
+            return int(remembered)
+        if remembered:
+            self._say(f"port {remembered} (kept for {service}) is taken by another process; choosing a new one")
+        return _free_port()
+
+    def _external_warehouse(self, previous: dict[str, str]) -> str | None:
+        """WAREHOUSE_URL exported by the user; not the local one a shell got from `source .local/env`."""
+        url = os.environ.get("WAREHOUSE_URL")
+        if not url or (previous.get("LOCAL_PG_PORT") and url == previous.get("WAREHOUSE_URL")):
+            return None
+        return url
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Two `make up` at once (say `make demo` and `make bench` in two shells) must not race.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with (self.run_dir / "lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    # ---- pid files and background processes ----------------------------------------------------
     def _pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
+    def _write_pid(self, name: str, pid: int) -> None:
+        self._pid_file(name).write_text(f"{pid} {_start_time(pid) or ''}".strip() + "\n")
+
     def _running_pid(self, name: str) -> int | None:
-        path = self._pid_file(name)
-        if not path.exists():
+        """The pid in `run/<name>.pid` if that very process still runs (pids get reused after a reboot)."""
+        try:
+            fields = self._pid_file(name).read_text().split()
+        except FileNotFoundError:
             return None
-        pid = int(path.read_text().strip() or 0)
-        return pid if pid and _pid_alive(pid) else None
+        if not fields or not fields[0].isdigit():
+            return None
+        pid, started = int(fields[0]), (fields[1] if len(fields) > 1 else None)
+        return pid if _pid_alive(pid, started) else None
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> int:
-        log = self.log_dir / f"{name}.log"
-        with log.open("ab") as out:
+        with (self.log_dir / f"{name}.log").open("ab") as out:
             process = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.root, start_new_session=True,  # outlive `make up`
+                env=env, cwd=self.root, start_new_session=True,  # outlive `make up`, and stop as a group
             )
-        self._pid_file(name).write_text(str(process.pid))
+        self._write_pid(name, process.pid)
         return process.pid
 
-    def _stop_pid(self, name: str) -> None:
+    def _wait_healthy(self, name: str, check: Callable[[], bool], timeout: float) -> None:
+        """Poll until healthy; fail at once, with the log's tail, if the process died meanwhile."""
+        deadline = time.monotonic() + timeout
+        log = self.log_dir / f"{name}.log"
+        while not check():
+            if self._running_pid(name) is None:
+                raise RuntimeError(f"{name} exited during start-up{_log_tail(log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not healthy within {timeout:.0f} s{_log_tail(log)}")
+            time.sleep(0.3)
+
+    def _stop_pid(self, name: str) -> bool:
         pid = self._running_pid(name)
         if pid is not None:
             _terminate(pid, signal.SIGTERM, group=True)
-            _log(f"stopped {name} (pid {pid})")
+            self._say(f"stopped {name} (pid {pid})")
         self._pid_file(name).unlink(missing_ok=True)
+        return pid is not None
 
-    # ---- moto (S3 + SQS) ------------------------------------------------------------------
-    def _start_moto(self, port: int) -> str:
-        url = f"http://127.0.0.1:{port}"
-        if self._running_pid("moto") and _http_ok(f"{url}/moto-api/"):
-            _log(f"moto server already running on {url}")
-            return url
+    # ---- moto (S3 + SQS) ---------------------------------------------------------------------
+    def _moto_healthy(self, port: str | None) -> bool:
+        return bool(port) and self._running_pid("moto") is not None and _http_ok(f"http://127.0.0.1:{port}/moto-api/")
+
+    def _start_moto(self, remembered: str | None) -> int:
+        if self._moto_healthy(remembered):
+            self._say(f"moto server already running on http://127.0.0.1:{remembered}")
+            return int(remembered)
         self._stop_pid("moto")
-        env = dict(os.environ, MOTO_PORT=str(port))
-        self._spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env)
-        _wait(lambda: _http_ok(f"{url}/moto-api/"), "moto server", 30, self.log_dir / "moto.log")
-        _log(f"moto server (S3, SQS) on {url}")
-        return url
+        port = self._pick_port(remembered, "moto")
+        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        self._spawn("moto", args, dict(os.environ, MOTO_PORT=str(port)))
+        self._wait_healthy("moto", lambda: _http_ok(f"http://127.0.0.1:{port}/moto-api/"), 30)
+        self._say(f"moto server (S3, SQS) on http://127.0.0.1:{port}")
+        return port
 
-    # ---- PostgreSQL -----------------------------------------------------------------------
-    def _pg_bin(self) -> Path:
-        from pgserver._commands import POSTGRES_BIN_PATH
+    def _ensure_aws_resources(self, env: dict[str, str]) -> None:
+        from deployments.aws_resources import ensure_event_resources
 
-        return POSTGRES_BIN_PATH
+        with _environ(LOCAL_CREDENTIALS):  # never sign requests to moto with whatever real keys are exported
+            ensure_event_resources(
+                endpoint_url=env["AWS_ENDPOINT_URL"], region=REGION,
+                raw_bucket=env["ETL_RAW_BUCKET"], raw_prefix=env["ETL_RAW_PREFIX"],
+                staging_bucket=env["ETL_STAGING_BUCKET"], queue_name=env["ETL_QUEUE_NAME"],
+                dlq_name=env["ETL_DLQ_NAME"],
+            )
+        self._say(f"buckets {env['ETL_RAW_BUCKET']}, {env['ETL_STAGING_BUCKET']}; queue {env['ETL_QUEUE_NAME']} "
+                  f"(DLQ {env['ETL_DLQ_NAME']}) notified of {env['ETL_RAW_BUCKET']}/{env['ETL_RAW_PREFIX']}*")
 
+    # ---- PostgreSQL --------------------------------------------------------------------------
     def _pg_user(self) -> str | None:
+        """None when we may run PostgreSQL ourselves; as root, the system user (created on demand)."""
         if os.geteuid() != 0:
             return None
-        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
         import stat
 
+        with _quiet_pgserver_import():
+            from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
         ensure_user_exists(PG_SYSTEM_USER)
-        ensure_prefix_permissions(self._pg_bin())
-        read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
-        ensure_folder_permissions(self._pg_bin(), read | execute)
-        ensure_folder_permissions(self._pg_bin().parent / "lib", read)
-        ensure_folder_permissions(self._pg_bin().parent / "share", read | execute)
+        pg_bin = _pg_bin()
+        ensure_prefix_permissions(pg_bin)
+        readable, executable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(pg_bin, readable | executable)
+        ensure_folder_permissions(pg_bin.parent / "lib", readable)
+        ensure_folder_permissions(pg_bin.parent / "share", readable | executable)
+        ensure_prefix_permissions(self.root)
+        self.root.chmod(self.root.stat().st_mode | 0o055)  # the postgres user must reach pgdata and logs
         return PG_SYSTEM_USER
 
-    def _pg(self, tool: str, args: list[str], user: str | None, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self._pg_bin() / tool), *args], user=user, check=True,
-                              capture_output=True, text=True, **kwargs)
+    def _pg_run(self, tool: str, args: list[str], user: str | None, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run([str(_pg_bin() / tool), *args], user=user, text=True, **kwargs)
 
-    def _start_postgres(self, port: int) -> str:
-        data = self.root / "pgdata"
-        socket_dir = self.root / "run" / "pgsocket"
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals"
-        user = self._pg_user()
+    def _pg_owned(self, path: Path, user: str | None) -> Path:
         if user:
-            from pgserver.utils import ensure_prefix_permissions
+            shutil.chown(path, user, user)
+        return path
 
-            ensure_prefix_permissions(self.root)
-            self.root.chmod(0o755)
-        if not (data / "PG_VERSION").exists():
-            data.mkdir(parents=True, exist_ok=True)
-            if user:
-                shutil.chown(data, user, user)
-            self._pg("initdb", ["-D", str(data), "--auth=trust", "--encoding=utf8", "-U", "postgres"], user)
+    def _pg_running_port(self, user: str | None) -> int | None:
+        """The port of a postmaster running on our data directory (line 4 of postmaster.pid)."""
+        if not (self.pg_data / "PG_VERSION").exists():
+            return None
+        status = self._pg_run("pg_ctl", ["-D", str(self.pg_data), "status"], user, capture_output=True)
+        if status.returncode != 0:
+            return None
+        try:
+            return int((self.pg_data / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _initdb(self, user: str | None) -> None:
+        self._pg_owned(self.pg_data, user)
+        self.pg_data.chmod(0o700)
+        done = self._pg_run("initdb", ["-D", str(self.pg_data), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+                            user, capture_output=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        self._say(f"initialised PostgreSQL data directory {self.pg_data}")
+
+    def _pg_ctl_start(self, port: int, user: str | None) -> None:
+        socket_dir = self.run_dir / "pgsocket"  # unused by clients (TCP only) but postgres insists on one
         socket_dir.mkdir(parents=True, exist_ok=True)
-        socket_dir.chmod(0o777)
-        status = subprocess.run([str(self._pg_bin() / "pg_ctl"), "-D", str(data), "status"],
-                                user=user, capture_output=True, text=True)
-        if status.returncode == 0 and _port_open(port):
-            _log(f"PostgreSQL already running on 127.0.0.1:{port}")
-        else:
-            log = self.log_dir / "postgres.log"
-            log.touch()
-            if user:
-                shutil.chown(log, user, user)
-            self._pg("pg_ctl", ["-D", str(data), "-w", "-t", "60", "-l", str(log),
-                                "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "start"], user)
-            _log(f"PostgreSQL 16 on 127.0.0.1:{port}")
-        pid_line = (data / "postmaster.pid").read_text().splitlines()[0]
-        self._pid_file("postgres").write_text(pid_line.strip())
-        exists = self._pg("psql", ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-tAc",
-                                   "SELECT 1 FROM pg_database WHERE datname = 'rentals'"], None).stdout.strip()
-        if exists != "1":
-            self._pg("psql", ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE rentals"], None)
-        return url
+        self._pg_owned(socket_dir, user)
+        log = self.log_dir / "postgres.log"
+        log.touch()
+        self._pg_owned(log, user)
+        # pg_ctl's own output goes to a file, not a pipe: a pipe held open by the postmaster hangs the caller.
+        with (self.log_dir / "pg_ctl.log").open("ab") as out:
+            started = self._pg_run("pg_ctl", [
+                "-D", str(self.pg_data), "-w", "-t", "60", "-l", str(log),
+                "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "start",
+            ], user, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if started.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start{_log_tail(log)}{_log_tail(self.log_dir / 'pg_ctl.log', 10)}")
 
-    def _stop_postgres(self) -> None:
-        data = self.root / "pgdata"
-        user = PG_SYSTEM_USER if os.geteuid() == 0 else None
-        stopped = subprocess.run([str(self._pg_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                                 user=user, capture_output=True, text=True)
-        if stopped.returncode == 0:
-            _log("stopped PostgreSQL")
+    def _ensure_database(self, port: int, name: str = "rentals") -> None:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+                self._say(f"created database {name}")
+
+    def _start_postgres(self, remembered: str | None) -> int:
+        user = self._pg_user()
+        self.pg_data.mkdir(parents=True, exist_ok=True)
+        if not (self.pg_data / "PG_VERSION").exists():
+            self._initdb(user)
+        port = self._pg_running_port(user)
+        if port is not None:
+            self._say(f"PostgreSQL already running on 127.0.0.1:{port}")
+        else:
+            port = self._pick_port(remembered, "PostgreSQL")
+            self._pg_ctl_start(port, user)
+            self._say(f"PostgreSQL 16 on 127.0.0.1:{port} (data {self.pg_data})")
+        self._write_pid("postgres", int((self.pg_data / "postmaster.pid").read_text().split()[0]))
+        self._ensure_database(port)
+        return port
+
+    def _postgres_healthy(self, port: str | None) -> bool:
+        return bool(port) and self._running_pid("postgres") is not None and _port_open(int(port))
+
+    def _stop_postgres(self) -> bool:
+        stopped = False
+        if (self.pg_data / "PG_VERSION").exists():
+            user = PG_SYSTEM_USER if os.geteuid() == 0 else None
+            done = self._pg_run("pg_ctl", ["-D", str(self.pg_data), "-m", "fast", "-w", "stop"], user,
+                                capture_output=True)
+            stopped = done.returncode == 0
+            if stopped:
+                self._say("stopped PostgreSQL")
         # pg_ctl needs the data directory; if it vanished under a running server, stop it by pid.
         pid = self._running_pid("postgres")
         if pid is not None:
             _terminate(pid, signal.SIGINT, group=False)  # SIGINT is the postmaster's "fast shutdown"
-            _log(f"stopped PostgreSQL (pid {pid})")
+            self._say(f"stopped PostgreSQL (pid {pid})")
+            stopped = True
         self._pid_file("postgres").unlink(missing_ok=True)
+        return stopped
 
-    # ---- Prefect server -------------------------------------------------------------------
-    def _prefect_env(self, api_url: str | None = None) -> dict[str, str]:
+    def _ensure_warehouse(self, env: dict[str, str]) -> None:
+        try:
+            from berlin_rentals.warehouse.ddl import create_warehouse
+        except ImportError as error:
+            self._say(f"WARNING: warehouse schema not created: berlin_rentals.warehouse.ddl.create_warehouse "
+                      f"is not importable ({error})")
+            return
+        create_warehouse(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"])
+        self._say(f"warehouse schema {env['WAREHOUSE_SCHEMA']} ready")
+
+    # ---- Prefect server ----------------------------------------------------------------------
+    def _prefect_server_env(self) -> dict[str, str]:
         env = dict(os.environ)
+        # The server must not point at another API, nor at a database someone exported for theirs.
+        for key in ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL"):
+            env.pop(key, None)
         env.update({
-            "PREFECT_HOME": str(self.root / "prefect"),
+            "PREFECT_HOME": str(self.root / "prefect"),  # its SQLite database lives here
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "true",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         })
-        env.pop("PREFECT_API_URL", None)  # the server itself must not point at another API
-        if api_url:
-            env["PREFECT_API_URL"] = api_url
         return env
 
-    def _start_prefect(self, port: int) -> str:
-        api = f"http://127.0.0.1:{port}/api"
-        if self._running_pid("prefect") and _http_ok(f"{api}/health"):
-            _log(f"Prefect server already running on {api}")
-            return api
-        self._stop_pid("prefect")
-        (self.root / "prefect").mkdir(parents=True, exist_ok=True)
-        self._spawn("prefect", [str(self.bin / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                "--port", str(port)], self._prefect_env())
-        _wait(lambda: _http_ok(f"{api}/health"), "Prefect server", 120, self.log_dir / "prefect.log")
-        _log(f"Prefect server on {api} (UI http://127.0.0.1:{port})")
-        return api
+    def _prefect_healthy(self, port: str | None) -> bool:
+        return (bool(port) and self._running_pid("prefect") is not None
+                and _http_ok(f"http://127.0.0.1:{port}/api/health"))
 
-    # ---- work pool, deployments, worker, bridge ---------------------------------------------
+    def _start_prefect(self, remembered: str | None) -> int:
+        if self._prefect_healthy(remembered):
+            self._say(f"Prefect server already running on http://127.0.0.1:{remembered}/api")
+            return int(remembered)
+        self._stop_pid("prefect")
+        port = self._pick_port(remembered, "Prefect")
+        (self.root / "prefect").mkdir(parents=True, exist_ok=True)
+        args = [str(self.bin / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        self._spawn("prefect", args, self._prefect_server_env())
+        self._wait_healthy("prefect", lambda: _http_ok(f"http://127.0.0.1:{port}/api/health"), PREFECT_START_SECONDS)
+        self._say(f"Prefect server on http://127.0.0.1:{port}/api (UI http://127.0.0.1:{port})")
+        return port
+
+    # ---- work pool, deployments, worker, bridge ------------------------------------------------
     def _runtime_env(self, env: dict[str, str]) -> dict[str, str]:
         """What the worker's flow runs and the bridge see: the stack's settings, fast polling."""
         runtime = dict(os.environ)
@@ -284,30 +486,33 @@ class LocalStack:
     def _deploy(self, env: dict[str, str]) -> None:
         runtime = self._runtime_env(env)
         prefect = str(self.bin / "prefect")
-        subprocess.run([prefect, "work-pool", "create", env["ETL_WORK_POOL"], "--type", "process", "--overwrite"],
-                       env=runtime, cwd=REPO, check=True, capture_output=True, text=True)
+        pool = subprocess.run([prefect, "work-pool", "create", env["ETL_WORK_POOL"], "--type", "process",
+                               "--overwrite"], env=runtime, cwd=REPO, capture_output=True, text=True)
+        if pool.returncode != 0:
+            raise RuntimeError(f"prefect work-pool create failed:\n{pool.stdout[-3000:]}\n{pool.stderr[-3000:]}")
         deployed = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], env=runtime, cwd=REPO,
                                   capture_output=True, text=True)
         if deployed.returncode != 0:
             raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-3000:]}\n{deployed.stderr[-3000:]}")
-        _log(f"deployed ingest-file (S3 event trigger) and catch-up (hourly) to pool {env['ETL_WORK_POOL']}")
+        self._say(f"deployed ingest-file (S3 event trigger) and catch-up (hourly) to pool {env['ETL_WORK_POOL']}")
 
     def _start_worker(self, env: dict[str, str]) -> None:
         if self._running_pid("worker"):
-            _log("worker already running")
+            self._say("worker already running")
             return
         self._spawn("worker", [str(self.bin / "prefect"), "worker", "start", "--pool", env["ETL_WORK_POOL"],
                                "--type", "process", "--limit", env.get("ETL_WORKER_LIMIT", "4")],
                     self._runtime_env(env))
-        _log(f"worker polling pool {env['ETL_WORK_POOL']} (logs: {self.log_dir / 'worker.log'})")
+        self._say(f"worker polling pool {env['ETL_WORK_POOL']} (logs: {self.log_dir / 'worker.log'})")
 
     def _start_bridge(self, env: dict[str, str]) -> None:
         if self._running_pid("bridge"):
-            _log("SQS bridge already running")
+            self._say("SQS bridge already running")
             return
-        self._spawn("bridge", [sys.executable, "-m", "deployments.sqs_bridge"], self._runtime_env(env) | {
-            "PYTHONPATH": str(REPO)})
-        _log(f"SQS bridge forwarding {env['ETL_QUEUE_NAME']} to Prefect events (logs: {self.log_dir / 'bridge.log'})")
+        self._spawn("bridge", [sys.executable, "-m", "deployments.sqs_bridge"],
+                    self._runtime_env(env) | {"PYTHONPATH": str(REPO)})
+        self._say(f"SQS bridge forwarding {env['ETL_QUEUE_NAME']} to Prefect events "
+                  f"(logs: {self.log_dir / 'bridge.log'})")
 
     def deploy(self) -> None:
         """Create the work pool and deploy prefect.yaml (what `make up` does after the server is up)."""
@@ -321,109 +526,126 @@ class LocalStack:
         env = self._previous()
         {"worker": self._start_worker, "bridge": self._start_bridge}[name](env)
 
-    # ---- AWS resources and warehouse ------------------------------------------------------
-    def _ensure_aws_resources(self, env: dict[str, str]) -> None:
-        from deployments.aws_resources import ensure_event_resources
-
-        ensure_event_resources(
-            endpoint_url=env["AWS_ENDPOINT_URL"], region=REGION,
-            raw_bucket=env["ETL_RAW_BUCKET"], raw_prefix=env["ETL_RAW_PREFIX"],
-            staging_bucket=env["ETL_STAGING_BUCKET"], queue_name=env["ETL_QUEUE_NAME"], dlq_name=env["ETL_DLQ_NAME"],
-        )
-        _log(f"buckets {env['ETL_RAW_BUCKET']}, {env['ETL_STAGING_BUCKET']}; queue {env['ETL_QUEUE_NAME']} "
-             f"(DLQ {env['ETL_DLQ_NAME']}) notified for {env['ETL_RAW_PREFIX']}*")
-
-    def _ensure_warehouse(self, env: dict[str, str]) -> None:
-        from berlin_rentals.warehouse.ddl import create_warehouse
-
-        create_warehouse(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"])
-        _log(f"warehouse schema {env['WAREHOUSE_SCHEMA']} ready")
-
-    # ---- public API -----------------------------------------------------------------------
-    def up(self) -> dict[str, str]:
-        for directory in (self.root, self.run_dir, self.log_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        previous = self._previous()
+    # ---- public API ----------------------------------------------------------------------------
+    def _settings(self, previous: dict[str, str]) -> dict[str, str]:
         env = {key: os.environ.get(key) or previous.get(key) or default for key, default in DEFAULTS.items()}
-        env.update({
-            "AWS_ACCESS_KEY_ID": "testing",  # moto accepts any key; nothing real is ever written here
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "PREFECT_HOME": str(self.root / "prefect"),
-        })
-        if "s3" in self.services:
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-                os.environ.setdefault(key, env[key])  # boto3 in this process talks to the moto server
-            port = self._port(previous, "LOCAL_MOTO_PORT")
-            env["LOCAL_MOTO_PORT"] = str(port)
-            env["AWS_ENDPOINT_URL"] = self._start_moto(port)
-            self._ensure_aws_resources(env)
-        external_db = os.environ.get("WAREHOUSE_URL") and not previous.get("LOCAL_PG_PORT")
-        if external_db:
-            env["WAREHOUSE_URL"] = os.environ["WAREHOUSE_URL"]
-        elif "postgres" in self.services:
-            port = self._port(previous, "LOCAL_PG_PORT")
-            env["LOCAL_PG_PORT"] = str(port)
-            env["WAREHOUSE_URL"] = self._start_postgres(port)
-        if "WAREHOUSE_URL" in env:
-            self._ensure_warehouse(env)
-        if "prefect" in self.services:
-            port = self._port(previous, "LOCAL_PREFECT_PORT")
-            env["LOCAL_PREFECT_PORT"] = str(port)
-            env["PREFECT_API_URL"] = self._start_prefect(port)
-            env["PREFECT_UI_URL"] = f"http://127.0.0.1:{port}"
+        env.update(LOCAL_CREDENTIALS)
+        env["PREFECT_HOME"] = str(self.root / "prefect")
         env["ETL_PROJECT_DIR"] = str(REPO)
         env["ETL_WORK_POOL"] = os.environ.get("ETL_WORK_POOL") or previous.get("ETL_WORK_POOL") or "local-process"
-        # The env file first: the worker and the bridge are started from it.
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
-        if "worker" in self.services and "prefect" in self.services:
-            self._deploy(env)
-            self._start_worker(env)
-        if "bridge" in self.services and "prefect" in self.services and "s3" in self.services:
-            self._start_bridge(env)
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
-        _log(f"settings written to {self.env_file}")
+        return env
+
+    def up(self) -> dict[str, str]:
+        """Start what is not running, ensure buckets, queues and schema; return (and write) the settings."""
+        self._phase = "up"
+        for directory in (self.root, self.run_dir, self.log_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            previous = self._previous()
+            env = self._settings(previous)
+            if "s3" in self.services:
+                port = self._start_moto(previous.get("LOCAL_MOTO_PORT"))
+                env |= {"LOCAL_MOTO_PORT": str(port), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+                self._ensure_aws_resources(env)
+            external = self._external_warehouse(previous)
+            if external:
+                env["WAREHOUSE_URL"] = external
+                self._say("WAREHOUSE_URL is set: using that database, not starting PostgreSQL")
+            elif "postgres" in self.services:
+                port = self._start_postgres(previous.get("LOCAL_PG_PORT"))
+                env |= {"LOCAL_PG_PORT": str(port),
+                        "WAREHOUSE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals"}
+            if "WAREHOUSE_URL" in env:
+                self._ensure_warehouse(env)
+            if "prefect" in self.services:
+                port = self._start_prefect(previous.get("LOCAL_PREFECT_PORT"))
+                env |= {"LOCAL_PREFECT_PORT": str(port), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+                        "PREFECT_UI_URL": f"http://127.0.0.1:{port}"}
+            # Before the worker and the bridge: start_service() reads their settings from this file.
+            self._write_env(env)
+            if "prefect" in self.services and "worker" in self.services:
+                self._deploy(env)
+                self._start_worker(env)
+            if "prefect" in self.services and "s3" in self.services and "bridge" in self.services:
+                self._start_bridge(env)
+        self._say(f"settings written to {self.env_file} (source it to use them from a shell)")
         return env
 
     def down(self) -> None:
-        self._stop_pid("bridge")
-        self._stop_pid("worker")
-        self._stop_pid("prefect")
-        self._stop_pid("moto")
-        self._stop_postgres()
+        """Stop everything this root started; data, logs and the env file stay."""
+        self._phase = "down"
+        if not self.root.exists():
+            self._say("nothing to stop")
+            return
+        with self._locked():
+            stopped = [self._stop_pid(name) for name in ("bridge", "worker", "prefect", "moto")]
+            stopped.append(self._stop_postgres())
+        if not any(stopped):
+            self._say("nothing was running")
 
     def status(self) -> dict[str, bool]:
+        """Service name -> healthy, for the services the env file knows of (and worker/bridge if started)."""
         previous = self._previous()
         health = {}
-        if previous.get("AWS_ENDPOINT_URL"):
-            health["moto"] = _http_ok(previous["AWS_ENDPOINT_URL"] + "/moto-api/")
+        if previous.get("LOCAL_MOTO_PORT"):
+            health["moto"] = self._moto_healthy(previous["LOCAL_MOTO_PORT"])
         if previous.get("LOCAL_PG_PORT"):
-            health["postgres"] = _port_open(int(previous["LOCAL_PG_PORT"]))
-        if previous.get("PREFECT_API_URL"):
-            health["prefect"] = _http_ok(previous["PREFECT_API_URL"] + "/health")
+            health["postgres"] = self._postgres_healthy(previous["LOCAL_PG_PORT"])
+        if previous.get("LOCAL_PREFECT_PORT"):
+            health["prefect"] = self._prefect_healthy(previous["LOCAL_PREFECT_PORT"])
         for name in ("worker", "bridge"):
             if self._pid_file(name).exists():
                 health[name] = self._running_pid(name) is not None
         return health
 
+    def addresses(self) -> dict[str, str]:
+        previous = self._previous()
+        return {
+            "moto": previous.get("AWS_ENDPOINT_URL", ""),
+            "postgres": previous.get("WAREHOUSE_URL", "") if previous.get("LOCAL_PG_PORT") else "",
+            "prefect": previous.get("PREFECT_UI_URL", ""),
+            "worker": f"pool {previous.get('ETL_WORK_POOL', '')}",
+            "bridge": f"queue {previous.get('ETL_QUEUE_NAME', '')}",
+        }
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+
+def _print_status(stack: LocalStack) -> int:
+    health = stack.status()
+    if not health:
+        print(f"[status] no stack in {stack.root} (run `make up`)")
+        return 1
+    addresses = stack.addresses()
+    for name, ok in health.items():
+        print(f"[status] {name:9} {'healthy' if ok else 'DOWN':8} {addresses.get(name, '')}")
+    external = stack._previous().get("WAREHOUSE_URL") if "postgres" not in health else None
+    if external:
+        print(f"[status] warehouse external ({external.split('@')[-1]})")  # never print a password
+    print(f"[status] settings in {stack.env_file}")
+    return 0 if all(health.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where state, logs and env live")
-    args = parser.parse_args()
-    stack = LocalStack(args.root)
-    if args.command == "up":
-        stack.up()
-    elif args.command == "down":
-        stack.down()
-    else:
-        health = stack.status()
-        for name, ok in health.items():
-            print(f"{name:10} {'healthy' if ok else 'DOWN'}")
-        print(json.dumps({"env": str(stack.env_file)}))
-        sys.exit(0 if health and all(health.values()) else 1)
+    parser.add_argument("--services", default=",".join(SERVICES),
+                        help=f"comma-separated subset of {','.join(SERVICES)} (up only)")
+    args = parser.parse_args(argv)
+    stack = LocalStack(args.root, services=tuple(s for s in args.services.split(",") if s))
+    try:
+        if args.command == "up":
+            stack.up()
+        elif args.command == "down":
+            stack.down()
+        else:
+            return _print_status(stack)
+    except (RuntimeError, ValueError) as error:
+        # The message already says what failed, with the service's log tail; a traceback would bury it.
+        print(f"[{args.command}] FAILED: {error}", file=sys.stderr)
+        print(f"[{args.command}] logs in {stack.log_dir}; `make down` stops whatever did start", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,64 +1,264 @@
-"""The local stack is a contract: `make up` settings, real S3 events on SQS, idempotent up, clean down."""
+"""The local stack is a contract: `make up` settings, real S3 events on SQS, idempotent up, clean down.
+
+The slow tests drive the CLI exactly as `make up` does, on a stack of their own in a temporary
+directory (moto, PostgreSQL, Prefect; no worker or bridge), so the services must outlive the
+process that started them. The last two slow tests change that stack: pytest runs them in file order.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
 
 import boto3
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from berlin_rentals.config import read_env_file
 from berlin_rentals.source import decode_event_key, normalize_etag
-from deployments.local_stack import LocalStack, _http_ok, _pid_alive
+from deployments.local_stack import DEFAULTS, REPO, LocalStack, _format_env, _group_alive, _http_ok, _pid_alive
 
-REQUIRED = {"WAREHOUSE_URL", "WAREHOUSE_SCHEMA", "ETL_RAW_BUCKET", "ETL_RAW_PREFIX", "ETL_STAGING_BUCKET",
-            "ETL_QUEUE_NAME", "ETL_DLQ_NAME", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION", "PREFECT_API_URL"}
-
-
-def test_the_session_stack_has_every_setting_and_healthy_services(stack_env):
-    assert REQUIRED <= set(stack_env)
-    assert _http_ok(stack_env["PREFECT_API_URL"] + "/health")
-    url = sa.make_url(stack_env["WAREHOUSE_URL"])
-    with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database) as conn:
-        assert conn.execute("select version()").fetchone()[0].startswith("PostgreSQL 16")
+REQUIRED = {
+    "WAREHOUSE_URL", "WAREHOUSE_SCHEMA", "ETL_RAW_BUCKET", "ETL_RAW_PREFIX", "ETL_STAGING_BUCKET",
+    "ETL_STAGING_PREFIX", "ETL_QUEUE_NAME", "ETL_DLQ_NAME", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_UI_URL",
+}
+STARTED = ("moto", "postgres", "prefect")
+# The session stack's settings sit in os.environ once any test used it; the stack under test must not see them.
+SESSION_KEYS = {"WAREHOUSE_URL", "AWS_ENDPOINT_URL", "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_UI_URL", *DEFAULTS}
 
 
-def test_an_upload_under_the_raw_prefix_is_announced_on_the_queue_with_its_etag(stack_env):
-    s3 = boto3.client("s3", endpoint_url=stack_env["AWS_ENDPOINT_URL"])
-    sqs = boto3.client("sqs", endpoint_url=stack_env["AWS_ENDPOINT_URL"])
-    queue = sqs.get_queue_url(QueueName=stack_env["ETL_QUEUE_NAME"])["QueueUrl"]
-    key = stack_env["ETL_RAW_PREFIX"] + "stack test/ä b.zip"
-    etag = normalize_etag(s3.put_object(Bucket=stack_env["ETL_RAW_BUCKET"], Key=key, Body=b"x")["ETag"])
-    s3.put_object(Bucket=stack_env["ETL_RAW_BUCKET"], Key="elsewhere/not-announced.zip", Body=b"x")
+def cli(root: Path, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    extra = ["--services", "s3,postgres,prefect"] if command == "up" else []
+    done = subprocess.run([sys.executable, "-m", "deployments.local_stack", command, "--root", str(root), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    print(done.stdout, done.stderr, sep="\n")
+    return done
+
+
+def pids(root: Path) -> dict[str, int]:
+    return {name: int((root / "run" / f"{name}.pid").read_text().split()[0]) for name in STARTED}
+
+
+def ports(env: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if key.startswith("LOCAL_") and key.endswith("_PORT")}
+
+
+def aws_client(service: str, env: dict[str, str]):
+    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="module")
+def detached(tmp_path_factory):
+    """A stack started by the CLI in a child process that has exited: root, settings, the child's environment."""
+    root = tmp_path_factory.mktemp("detached") / "local"
+    child_env = {key: value for key, value in os.environ.items() if key not in SESSION_KEYS}
+    child_env |= {"ETL_RAW_PREFIX": "landing/", "WAREHOUSE_SCHEMA": "stack_test"}  # exported overrides win
+    started = time.monotonic()
+    done = cli(root, "up", child_env)
+    print(f"cold up: {time.monotonic() - started:.1f} s")
+    try:
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield root, read_env_file(root / "env"), child_env
+    finally:
+        cli(root, "down", child_env)
+
+
+@pytest.mark.slow
+def test_up_writes_every_setting_to_an_env_file_a_shell_can_source(detached):
+    root, env, _ = detached
+    assert REQUIRED <= set(env)
+    assert env["ETL_RAW_PREFIX"] == "landing/" and env["WAREHOUSE_SCHEMA"] == "stack_test"
+    assert env["ETL_RAW_BUCKET"] == "rentals-raw" and env["ETL_DLQ_NAME"] == "rentals-raw-events-dlq"
+    assert env["AWS_DEFAULT_REGION"] == "eu-central-1"
+    assert env["PREFECT_HOME"] == str(root / "prefect") and Path(env["PREFECT_HOME"]).is_absolute()
+    for key in ("AWS_ENDPOINT_URL", "PREFECT_API_URL", "PREFECT_UI_URL", "WAREHOUSE_URL"):
+        assert "127.0.0.1:" in env[key], key
+    assert env["WAREHOUSE_URL"] == f"postgresql+psycopg://postgres@127.0.0.1:{env['LOCAL_PG_PORT']}/rentals"
+    sourced = subprocess.run(["bash", "-c", f"set -a; source {root / 'env'}; env -0"], env={},
+                             capture_output=True, check=True).stdout.decode().split("\0")
+    assert {k: v for k, _, v in (item.partition("=") for item in sourced) if k in env} == env
+
+
+@pytest.mark.slow
+def test_the_services_outlive_the_process_that_started_them(detached):
+    root, _, _ = detached
+    for name, pid in pids(root).items():
+        assert _pid_alive(pid), name
+        assert os.getsid(pid) == pid != os.getsid(0), f"{name} is not in a session of its own"
+
+
+@pytest.mark.slow
+def test_an_upload_under_the_raw_prefix_is_announced_on_the_queue_with_key_and_etag(detached):
+    _, env, _ = detached
+    s3, sqs = aws_client("s3", env), aws_client("sqs", env)
+    queue = sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"]
+    key = env["ETL_RAW_PREFIX"] + "stack test/ä b+c.zip"  # events URL-encode keys; spaces become '+'
+    etag = normalize_etag(s3.put_object(Bucket=env["ETL_RAW_BUCKET"], Key=key, Body=b"x")["ETag"])
+    s3.put_object(Bucket=env["ETL_RAW_BUCKET"], Key="elsewhere/not-announced.zip", Body=b"y")
     seen = []
-    for _ in range(5):
-        for message in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2, MaxNumberOfMessages=10).get("Messages", []):
+    deadline = time.monotonic() + 15
+    while key not in [k for k, _ in seen] and time.monotonic() < deadline:
+        received = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1, MaxNumberOfMessages=10)
+        for message in received.get("Messages", []):
             for record in json.loads(message["Body"]).get("Records", []):
                 seen.append((decode_event_key(record["s3"]["object"]["key"]), record["s3"]["object"].get("eTag")))
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
-        if any(k == key for k, _ in seen):
-            break
     assert (key, etag) in [(k, normalize_etag(e)) for k, e in seen]
-    assert all(not k.startswith("elsewhere/") for k, _ in seen)
-    redrive = json.loads(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["RedrivePolicy"])
-                         ["Attributes"]["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"].endswith(":" + stack_env["ETL_DLQ_NAME"])
+    assert not [k for k, _ in seen if not k.startswith(env["ETL_RAW_PREFIX"])]
+
+
+@pytest.mark.slow
+def test_the_queue_has_its_dead_letter_queue_and_lets_s3_send(detached):
+    _, env, _ = detached
+    sqs = aws_client("sqs", env)
+    queue = sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"].endswith(":" + env["ETL_DLQ_NAME"])
     assert int(redrive["maxReceiveCount"]) == 5
+    assert attributes["VisibilityTimeout"] == "60"
+    statement = json.loads(attributes["Policy"])["Statement"][0]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
 
 
-def test_up_twice_keeps_the_same_services_and_down_stops_them(tmp_path, monkeypatch):
-    monkeypatch.delenv("WAREHOUSE_URL", raising=False)
-    stack = LocalStack(tmp_path / "stack", services=("s3", "postgres"))
+@pytest.mark.slow
+def test_postgres_16_answers_over_tcp_with_the_warehouse_schema(detached):
+    _, env, _ = detached
+    url = sa.make_url(env["WAREHOUSE_URL"])
+    with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database) as conn:
+        assert conn.execute("select version()").fetchone()[0].startswith("PostgreSQL 16")
+        assert conn.execute("show listen_addresses").fetchone()[0] == "127.0.0.1"
+        assert conn.execute("select 1 from information_schema.schemata where schema_name = %s",
+                            (env["WAREHOUSE_SCHEMA"],)).fetchone() == (1,)
+
+
+@pytest.mark.slow
+def test_prefect_server_is_healthy_and_serves_its_ui(detached):
+    _, env, _ = detached
+    with urllib.request.urlopen(env["PREFECT_API_URL"] + "/health", timeout=5) as response:
+        assert response.status == 200 and json.loads(response.read()) is True
+    assert _http_ok(env["PREFECT_UI_URL"])
+
+
+@pytest.mark.slow
+def test_status_reports_each_service_healthy(detached):
+    root, _, child_env = detached
+    done = cli(root, "status", child_env)
+    assert done.returncode == 0
+    assert [line.split()[1:3] for line in done.stdout.splitlines()[:3]] == [[n, "healthy"] for n in STARTED]
+
+
+@pytest.mark.slow
+def test_up_again_keeps_what_runs_and_restarts_on_the_same_port_what_died(detached):
+    root, env, child_env = detached
+    before = pids(root)
+    sourced = child_env | env  # as after `source .local/env`: that WAREHOUSE_URL is ours, not an external one
+    started = time.monotonic()
+    assert cli(root, "up", sourced).returncode == 0
+    print(f"warm up: {time.monotonic() - started:.1f} s")
+    assert read_env_file(root / "env") == env
+    assert pids(root) == before
+
+    os.kill(before["moto"], signal.SIGKILL)
+    assert cli(root, "up", sourced).returncode == 0
+    after = pids(root)
+    assert after["moto"] != before["moto"]
+    assert {n: after[n] for n in ("postgres", "prefect")} == {n: before[n] for n in ("postgres", "prefect")}
+    assert ports(read_env_file(root / "env")) == ports(env)
+    assert aws_client("sqs", env).get_queue_url(QueueName=env["ETL_DLQ_NAME"])  # the new moto got them again
+
+
+@pytest.mark.slow
+def test_down_stops_every_process_group_and_keeps_data_and_settings(detached):
+    root, env, child_env = detached
+    running = pids(root)
+    started = time.monotonic()
+    assert cli(root, "down", child_env).returncode == 0
+    print(f"down: {time.monotonic() - started:.1f} s")
+    assert not [name for name, pid in running.items() if _pid_alive(pid) or _group_alive(pid)]
+    assert not list((root / "run").glob("*.pid"))
+    assert read_env_file(root / "env") == env
+    assert (root / "pgdata" / "PG_VERSION").exists() and (root / "prefect" / "prefect.db").exists()
+    assert cli(root, "down", child_env).returncode == 0  # harmless when nothing runs
+    assert cli(root, "status", child_env).returncode == 1
+
+
+# ---- without a stack of their own ---------------------------------------------------------------
+
+def test_an_in_process_stack_stops_its_own_children_at_once(tmp_path):
+    """The test suite spawns services from the pytest process: stopping them must not wait on an unreaped zombie."""
+    stack = LocalStack(tmp_path / "local", services=("s3",))
+    env = stack.up()
+    pid = stack._running_pid("moto")
+    assert pid and env["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{env['LOCAL_MOTO_PORT']}"
+    assert stack.up() == env == read_env_file(tmp_path / "local" / "env")
+    assert stack._running_pid("moto") == pid
+    started = time.monotonic()
+    stack.down()
+    assert time.monotonic() - started < 5
+    assert not _pid_alive(pid)
+    assert stack.status() == {"moto": False}
+
+
+def test_an_exported_warehouse_url_is_used_and_no_postgres_is_started(stack_env, tmp_path, monkeypatch):
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("WAREHOUSE_URL", stack_env["WAREHOUSE_URL"])
+    monkeypatch.setenv("WAREHOUSE_SCHEMA", schema)
+    stack = LocalStack(tmp_path / "local", services=("postgres",))
     try:
-        first = stack.up()
-        pids = {name: stack._running_pid(name) for name in ("moto", "postgres")}
-        second = stack.up()
-        assert first == second == read_env_file(tmp_path / "stack" / "env")
-        assert {name: stack._running_pid(name) for name in pids} == pids
-        assert stack.status() == {"moto": True, "postgres": True}
+        env = stack.up()
+        assert env["WAREHOUSE_URL"] == stack_env["WAREHOUSE_URL"] and "LOCAL_PG_PORT" not in env
+        assert not (tmp_path / "local" / "pgdata").exists() and stack._running_pid("postgres") is None
+        engine = sa.create_engine(env["WAREHOUSE_URL"])
+        with engine.begin() as conn:
+            assert sa.inspect(conn).has_schema(schema)
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
     finally:
         stack.down()
-    assert not any(_pid_alive(pid) for pid in pids.values())
-    assert stack.status() == {"moto": False, "postgres": False}
+
+
+def test_a_kept_port_that_someone_else_took_is_replaced(tmp_path):
+    stack = LocalStack(tmp_path)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        assert stack._pick_port(str(taken), "moto") != taken
+    assert stack._pick_port(str(taken), "moto") == taken
+
+
+def test_a_service_that_dies_during_start_up_fails_at_once_with_its_log(tmp_path):
+    stack = LocalStack(tmp_path)
+    stack.log_dir.mkdir()
+    stack.run_dir.mkdir()
+    stack._spawn("prefect", [sys.executable, "-c", "print('port already in use'); raise SystemExit(3)"],
+                 dict(os.environ))
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="(?s)exited during start-up.*port already in use"):
+        stack._wait_healthy("prefect", lambda: False, timeout=60)
+    assert time.monotonic() - started < 10
+
+
+def test_down_without_a_stack_is_harmless(tmp_path, capsys):
+    LocalStack(tmp_path / "never-started").down()
+    LocalStack(tmp_path).down()
+    assert "nothing" in capsys.readouterr().out
+
+
+def test_the_env_file_refuses_a_value_a_shell_would_split():
+    assert _format_env({"B": "2", "A": "x/y:1"}) == "A=x/y:1\nB=2\n"
+    for bad in ("/tmp/with space", "a;b", "$HOME", ""):
+        with pytest.raises(ValueError, match="unquoted"):
+            _format_env({"PREFECT_HOME": bad})
