@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down status demo test test-fast bench bench-events clean
+.PHONY: help env up down status demo test test-fast bench bench-ingest bench-catch-up bench-events clean
 
 help:
 	@echo "make demo   - start the local stack and run the pipeline end to end on sample batches"
@@ -53,5 +53,10 @@ clean: down
 bench-events: up
 	$(PY) -m bench.event_latency --uploads 20
 
-bench: up
+bench: bench-ingest bench-catch-up
+
+bench-ingest: up
 	$(PY) -m bench.ingest
+
+bench-catch-up: up
+	$(PY) -m bench.catch_up

@@ -1,0 +1,304 @@
+"""Catch-up of one week through the real catch-up flow, against the single-core floor on the same files.
+
+    make bench-catch-up      # make up, then: python -m bench.catch_up
+
+One run, on the same 168 hourly files of 500 generated records (bench/generate.py):
+  floor      inflate every member and split its lines, nothing else: one process, one core (the same
+             code as bench/ingest.py's floor), best of the rounds before and after the catch-up
+  serial     the project's ingest work file after file, no Prefect (download, transform, stage, load,
+             ledger), one process: what the catch-up's work alone costs
+  catch-up   flows/catch_up.py's `catch_up` flow called in this process against the local Prefect
+             server, `max_concurrency` ingest-file subflows at once (default: the machine's cores)
+
+The files go to a bucket of their own (`rentals-bench-raw`, no S3 notification, so no event-driven
+run races the catch-up) under a fresh folder per run, and every file gets a one-line extra member
+naming the run: a new ETag each run, so the transform's ETag cache never answers for it (an extra
+non-JSON member is ignored by the ingest; the records are the same).
+
+Prefect overhead per file = the wall time the catch-up measured for that file's ingest-file subflow
+(its own progress line) minus the time this file's run spent inside the project's functions the tasks
+call (HEAD, ledger check, download, transform, stage, load). Both are measured in this process: the
+functions are wrapped (timing only) before the flow runs. Results: bench/results/catch_up.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import statistics
+import threading
+import time
+import uuid
+import zipfile
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCH_BUCKET = "rentals-bench-raw"
+
+# (module, attribute): the project's functions the ingest-file tasks call; the ingest work.
+WORK_FUNCTIONS = [
+    ("tasks.extract", "head_source"),
+    ("tasks.extract", "download_source"),
+    ("tasks.load", "file_status"),
+    ("tasks.transform", "transform_lines"),
+    ("tasks.stage", "stage_batch"),
+    ("tasks.load", "read_staged_table"),
+    ("tasks.load", "load_staged_batch"),
+    ("tasks.load", "record_load_failure"),
+]
+
+
+def week_files(workdir: Path, files: int, records: int, start: datetime) -> list[Path]:
+    """The week's batches, generated once (as `python -m bench.generate` names and seeds them)."""
+    from bench.generate import write_batch
+    from berlin_rentals.synthetic import batch_name
+
+    folder = workdir / f"week_{files}x{records}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(files):
+        hour = start + timedelta(hours=n)
+        path = folder / f"{batch_name(hour)}.zip"
+        if not path.exists():
+            partial = path.with_suffix(".partial")
+            write_batch(partial, records, hour, first_id=200_000_000 + n * records, seed=n)
+            partial.rename(path)
+        paths.append(path)
+    return paths
+
+
+def with_run_member(path: Path, run_id: str) -> bytes:
+    """The zip plus a small text member naming the run: same records, a new ETag."""
+    buffer = io.BytesIO(path.read_bytes())
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("bench-run.txt", f"benchmark run {run_id}\n")
+    return buffer.getvalue()
+
+
+def upload_week(s3, paths: list[Path], bucket: str, folder: str, run_id: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001 - not there yet
+        region = s3.meta.region_name
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    for path in paths:
+        s3.put_object(Bucket=bucket, Key=f"{folder}{path.name}", Body=with_run_member(path, run_id))
+
+
+def delete_folder(s3, bucket: str, folder: str) -> None:
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=folder):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+class WorkMeter:
+    """Wall time spent inside the ingest work functions, per object key.
+
+    Each ingest-file subflow runs, tasks included, in the catch-up thread that started it, so the key
+    its first step (HEAD) names is the key of every later call in that thread until the next HEAD.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.by_step: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, set[str]] = defaultdict(set)
+        self.restore: list[tuple[object, str, object]] = []
+
+    def _wrap(self, name: str, function):
+        meter = self
+
+        def timed(*args, **kwargs):
+            if name == "head_source":
+                meter.local.key = args[2] if len(args) > 2 else kwargs["key"]
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                key = getattr(meter.local, "key", "?")
+                with meter.lock:
+                    meter.seconds[key] += elapsed
+                    meter.by_step[name] += elapsed
+                    meter.calls[key].add(name)
+
+        return timed
+
+    def install(self) -> None:
+        import importlib
+
+        for module_name, attribute in WORK_FUNCTIONS:
+            module = importlib.import_module(module_name)
+            if hasattr(module, attribute):
+                original = getattr(module, attribute)
+                self.restore.append((module, attribute, original))
+                setattr(module, attribute, self._wrap(attribute, original))
+
+    def uninstall(self) -> None:
+        for module, attribute, original in reversed(self.restore):
+            setattr(module, attribute, original)
+        self.restore.clear()
+
+
+class ProgressLines(logging.Handler):
+    """The catch-up's own per-file line `[n/N] key: status (seconds)`: its wall time per subflow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, float] = {}
+        self.status: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith("[%d/%d] %s: %s (%.2f s)"):
+            _, _, key, status, seconds, _ = record.args
+            self.seconds[key] = seconds
+            self.status[key] = status
+
+
+def floor_week(paths: list[Path]) -> tuple[int, float]:
+    from bench.ingest import floor
+
+    started = time.perf_counter()
+    records = sum(floor(path) for path in paths)
+    return records, time.perf_counter() - started
+
+
+def serial_week(paths: list[Path]) -> tuple[int, float]:
+    from bench.ingest import full_ingest
+
+    started = time.perf_counter()
+    records = sum(full_ingest(path) for path in paths)
+    return records, time.perf_counter() - started
+
+
+def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime) -> dict:
+    from berlin_rentals.config import Settings
+    from berlin_rentals.s3 import s3_client
+
+    run_id = uuid.uuid4().hex[:12]
+    settings = Settings.from_env()
+    s3 = s3_client(settings)
+    folder = f"{settings.raw_prefix}bench-{run_id}/"
+    upload_week(s3, paths, BENCH_BUCKET, folder, run_id)
+
+    # The flow reads its settings from the environment: point it at the benchmark's raw bucket.
+    os.environ["ETL_RAW_BUCKET"] = BENCH_BUCKET
+    from flows.catch_up import catch_up
+
+    meter, progress = WorkMeter(), ProgressLines()
+    flow_logger = logging.getLogger("prefect.flow_runs")
+    flow_logger.addHandler(progress)
+    meter.install()
+    try:
+        started = time.perf_counter()
+        report = catch_up(since=start, until=start + timedelta(hours=len(paths)),
+                          max_concurrency=max_concurrency, prefix=folder)
+        wall = time.perf_counter() - started
+    finally:
+        meter.uninstall()
+        flow_logger.removeHandler(progress)
+        os.environ["ETL_RAW_BUCKET"] = settings.raw_bucket
+        delete_folder(s3, BENCH_BUCKET, folder)
+
+    keys = [f"{folder}{path.name}" for path in paths]
+    if report["loaded_now"] != len(paths) or report["failed_now"]:
+        raise SystemExit(f"the catch-up did not load every file: {report}")
+    missing = [k for k in keys if k not in progress.seconds or "transform_lines" not in meter.calls.get(k, ())]
+    if missing:
+        raise SystemExit(f"no progress line or no transform measured for {len(missing)} files, e.g. {missing[:3]}")
+    overhead = [progress.seconds[k] - meter.seconds[k] for k in keys]
+    work = [meter.seconds[k] for k in keys]
+    return {
+        "wall_seconds": round(wall, 3),
+        "max_concurrency": max_concurrency,
+        "files_loaded": report["loaded_now"],
+        "work_seconds_sum": round(sum(work), 3),
+        "work_seconds_by_step": {k: round(v, 3) for k, v in sorted(meter.by_step.items(), key=lambda kv: -kv[1])},
+        "subflow_seconds_mean": round(statistics.mean(progress.seconds[k] for k in keys), 4),
+        "work_seconds_per_file_mean": round(statistics.mean(work), 4),
+        "prefect_overhead_per_file": {
+            "mean": round(statistics.mean(overhead), 4),
+            "median": round(statistics.median(overhead), 4),
+            "p95": round(sorted(overhead)[int(0.95 * (len(overhead) - 1))], 4),
+        },
+        # The issue's literal form, wall time minus the sum of the ingest work, per file: with
+        # subflows running side by side it understates the per-file figure above.
+        "wall_minus_work_per_file": round((wall - sum(work)) / len(keys), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=168, help="hourly files (168: one week)")
+    parser.add_argument("--records", type=int, default=500, help="records per file")
+    parser.add_argument("--max-concurrency", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--floor-rounds", type=int, default=3, help="floor rounds (split before/after)")
+    parser.add_argument("--no-serial", action="store_true", help="skip the serial no-Prefect reference")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
+    args = parser.parse_args()
+    from deployments.demo import _load_env
+
+    _load_env()
+    start = datetime(2019, 3, 4, tzinfo=UTC)
+    paths = week_files(args.workdir, args.files, args.records, start)
+    size = sum(p.stat().st_size for p in paths)
+    print(f"{len(paths)} files, {args.files * args.records:,} records, {size / 1e6:.0f} MB zipped", flush=True)
+
+    floors = []
+    before = (args.floor_rounds + 1) // 2
+    for _ in range(before):
+        floors.append(floor_week(paths))
+        print(f"  floor    {floors[-1][0] / floors[-1][1]:10,.0f} records/s", flush=True)
+    serial = None
+    if not args.no_serial:
+        serial = serial_week(paths)
+        print(f"  serial   {serial[0] / serial[1]:10,.0f} records/s (no Prefect, one process)", flush=True)
+    catch = run_catch_up(paths, args.max_concurrency, start)
+    records = args.files * args.records
+    print(f"  catch-up {records / catch['wall_seconds']:10,.0f} records/s "
+          f"({catch['wall_seconds']:.1f} s, max_concurrency {args.max_concurrency})", flush=True)
+    for _ in range(args.floor_rounds - before):
+        floors.append(floor_week(paths))
+        print(f"  floor    {floors[-1][0] / floors[-1][1]:10,.0f} records/s", flush=True)
+
+    floor_records, floor_seconds = min(floors, key=lambda f: f[1])
+    assert floor_records == records, (floor_records, records)
+    floor_rate = records / floor_seconds
+    catch_rate = records / catch["wall_seconds"]
+    results = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
+        "files": args.files, "records_per_file": args.records, "records": records,
+        "floor": {"seconds": round(floor_seconds, 4), "records_per_second": round(floor_rate, 1),
+                  "rounds": len(floors)},
+        "catch_up": catch | {"records_per_second": round(catch_rate, 1)},
+        "ratios": {"catch_up/floor": round(catch_rate / floor_rate, 4)},
+    }
+    if serial is not None:
+        results["serial_ingest"] = {"seconds": round(serial[1], 3), "records_per_second": round(records / serial[1], 1)}
+        results["ratios"]["serial_ingest/floor"] = round(records / serial[1] / floor_rate, 4)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "catch_up.json").write_text(json.dumps(results, indent=2) + "\n")
+    overhead = catch["prefect_overhead_per_file"]
+    print()
+    print(f"floor (one core)      {floor_rate:10,.0f} records/s  ({floor_seconds:.2f} s for the week)")
+    if serial is not None:
+        print(f"serial ingest         {records / serial[1]:10,.0f} records/s  ({serial[1]:.2f} s, no Prefect)")
+    print(f"catch-up              {catch_rate:10,.0f} records/s  ({catch['wall_seconds']:.2f} s wall, "
+          f"{args.max_concurrency} at once)")
+    print(f"catch-up/floor        {catch_rate / floor_rate:10.3f}x")
+    print(f"per file: subflow {catch['subflow_seconds_mean']:.3f} s, ingest work {catch['work_seconds_per_file_mean']:.3f} s, "
+          f"Prefect overhead mean {overhead['mean']:.3f} s (median {overhead['median']:.3f}, p95 {overhead['p95']:.3f})")
+    print(f"wall minus the sum of the work, per file: {catch['wall_minus_work_per_file']:.3f} s")
+    print(f"results: {RESULTS / 'catch_up.json'}")
+
+
+if __name__ == "__main__":
+    main()
