@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import os
+import re
 import statistics
 import threading
 import time
@@ -148,6 +149,60 @@ class WorkMeter:
         self.restore.clear()
 
 
+class ApiMeter:
+    """Calls to the Prefect API from this process (both of Prefect's httpx clients), count and wall time."""
+
+    _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.restore: list[tuple[object, object]] = []
+
+    def _count(self, request, elapsed: float) -> None:
+        name = f"{request.method} {self._ID.sub('{id}', request.url.path)}"
+        with self.lock:
+            self.calls[name] += 1
+            self.seconds[name] += elapsed
+
+    def install(self) -> None:
+        from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
+
+        meter = self
+        sync_send, async_send = PrefectHttpxSyncClient.send, PrefectHttpxAsyncClient.send
+
+        def send(client, request, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return sync_send(client, request, *args, **kwargs)
+            finally:
+                meter._count(request, time.perf_counter() - started)
+
+        async def asend(client, request, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await async_send(client, request, *args, **kwargs)
+            finally:
+                meter._count(request, time.perf_counter() - started)
+
+        self.restore = [(PrefectHttpxSyncClient, sync_send), (PrefectHttpxAsyncClient, async_send)]
+        PrefectHttpxSyncClient.send, PrefectHttpxAsyncClient.send = send, asend
+
+    def uninstall(self) -> None:
+        for cls, original in self.restore:
+            cls.send = original
+        self.restore.clear()
+
+    def summary(self, files: int) -> dict:
+        top = sorted(self.calls, key=lambda n: -self.seconds[n])[:12]
+        return {
+            "calls_per_file": round(sum(self.calls.values()) / files, 1),
+            "seconds_per_file": round(sum(self.seconds.values()) / files, 4),
+            "slowest": {n: {"calls": self.calls[n], "seconds": round(self.seconds[n], 3)} for n in top},
+        }
+
+
 class ProgressLines(logging.Handler):
     """The catch-up's own per-file line `[n/N] key: status (seconds)`: its wall time per subflow."""
 
@@ -193,16 +248,18 @@ def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime) -> di
     os.environ["ETL_RAW_BUCKET"] = BENCH_BUCKET
     from flows.catch_up import catch_up
 
-    meter, progress = WorkMeter(), ProgressLines()
+    meter, progress, api = WorkMeter(), ProgressLines(), ApiMeter()
     flow_logger = logging.getLogger("prefect.flow_runs")
     flow_logger.addHandler(progress)
     meter.install()
+    api.install()
     try:
         started = time.perf_counter()
         report = catch_up(since=start, until=start + timedelta(hours=len(paths)),
                           max_concurrency=max_concurrency, prefix=folder)
         wall = time.perf_counter() - started
     finally:
+        api.uninstall()
         meter.uninstall()
         flow_logger.removeHandler(progress)
         os.environ["ETL_RAW_BUCKET"] = settings.raw_bucket
@@ -232,6 +289,9 @@ def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime) -> di
         # The issue's literal form, wall time minus the sum of the ingest work, per file: with
         # subflows running side by side it understates the per-file figure above.
         "wall_minus_work_per_file": round((wall - sum(work)) / len(keys), 4),
+        # The Prefect API calls of the whole catch-up (its subflows, tasks, artifacts, logs, results),
+        # per file; their seconds overlap when subflows run side by side.
+        "prefect_api": api.summary(len(keys)),
     }
 
 
@@ -297,6 +357,10 @@ def main() -> None:
     print(f"per file: subflow {catch['subflow_seconds_mean']:.3f} s, ingest work {catch['work_seconds_per_file_mean']:.3f} s, "
           f"Prefect overhead mean {overhead['mean']:.3f} s (median {overhead['median']:.3f}, p95 {overhead['p95']:.3f})")
     print(f"wall minus the sum of the work, per file: {catch['wall_minus_work_per_file']:.3f} s")
+    api = catch["prefect_api"]
+    print(f"Prefect API: {api['calls_per_file']} calls and {api['seconds_per_file']:.3f} s waiting per file; slowest:")
+    for name, figure in list(api["slowest"].items())[:6]:
+        print(f"  {figure['calls']:6} x {name:60} {figure['seconds']:8.2f} s")
     print(f"results: {RESULTS / 'catch_up.json'}")
 
 

@@ -73,7 +73,7 @@ def full_ingest(path: Path) -> int:
     from berlin_rentals.config import Settings
     from berlin_rentals.s3 import s3_client
     from berlin_rentals.source import SourceObject
-    from berlin_rentals.staging import read_staged_table, stage_batch
+    from berlin_rentals.staging import stage_batch
     from berlin_rentals.transform import transform_lines
     from berlin_rentals.warehouse.engines import target_for
     from berlin_rentals.warehouse.load import load_staged_batch
@@ -87,7 +87,7 @@ def full_ingest(path: Path) -> int:
     batch = transform_lines(iter_lines(path, source.uri))
     staged = stage_batch(s3, batch, bucket=settings.staging_bucket, staging_prefix=settings.staging_prefix, etag=etag)
     del batch
-    data = {name: read_staged_table(s3, staged, name) for name in staged.rows}
+    data = staged.data  # as tasks/load.py does: COPY the tables this process staged, no read-back from S3
     target = target_for(settings.warehouse_url, settings.warehouse_schema)
     from berlin_rentals.transform import TransformStats
 

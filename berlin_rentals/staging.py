@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -18,8 +19,11 @@ class StagedBatch:
     """Where a batch's tables lie in the staging bucket; enough for either engine to load them."""
 
     bucket: str
-    prefix: str  # e.g. clean/v1/etag=<etag>/ ; each table is <prefix><table>/part-00000.parquet
+    prefix: str  # e.g. clean/v<transform version>/etag=<etag>/ ; each table is <prefix><table>/part-00000.parquet
     rows: dict[str, int] = field(default_factory=dict)
+    # The staged tables themselves, in this process only (never compared, printed or part of the location):
+    # the PostgreSQL load streams them through COPY instead of reading the Parquet back from S3.
+    data: dict[str, pa.Table] | None = field(default=None, compare=False, repr=False)
 
     def table_prefix(self, table: str) -> str:
         return f"{self.prefix}{table}/"
@@ -43,11 +47,21 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def stage_batch(s3, batch: Batch, *, bucket: str, staging_prefix: str, etag: str) -> StagedBatch:
-    """Write every table (even an empty one: COPY wants the prefix to exist), then the manifest."""
+    """Write every table (even an empty one: COPY wants the prefix to exist), then the manifest.
+
+    The tables are encoded and uploaded side by side (Parquet encoding and socket I/O release the GIL;
+    a boto3 client is thread-safe); the manifest goes last, once every table is there.
+    """
     prefix = staged_prefix(staging_prefix, etag)
-    staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: batch.rows(n) for n in STAGED_TABLES})
-    for name in STAGED_TABLES:
+    staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: batch.rows(n) for n in STAGED_TABLES},
+                         data={n: batch.tables[n] for n in STAGED_TABLES})
+
+    def put(name: str) -> None:
         s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(batch.tables[name]))
+
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage") as pool:
+        for done in [pool.submit(put, name) for name in STAGED_TABLES]:
+            done.result()
     manifest = {"transform_version": TRANSFORM_VERSION, "etag": etag, "rows": staged.rows}
     s3.put_object(Bucket=bucket, Key=f"{prefix}_manifest.json", Body=json.dumps(manifest).encode())
     return staged

@@ -31,9 +31,12 @@ def load(
     target = _target(settings)
     data = None
     if target.name == "postgresql":
-        # PostgreSQL cannot read S3: stream the staged Parquet through COPY FROM STDIN instead.
-        s3 = s3_client(settings)
-        data = {name: read_staged_table(s3, staged, name) for name in staged.rows}
+        # PostgreSQL cannot read S3: COPY FROM STDIN the staged tables, from memory when this process
+        # staged them (as the ingest flow does), else read back from the staged Parquet.
+        data = staged.data
+        if data is None:
+            s3 = s3_client(settings)
+            data = {name: read_staged_table(s3, staged, name) for name in staged.rows}
     return load_staged_batch(
         warehouse_engine(settings.warehouse_url), target, source, staged, stats,
         data=data, force=force, flow_run_id=flow_run_id,
