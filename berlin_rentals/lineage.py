@@ -38,6 +38,8 @@ def lineage_rows(
         "records_read": stats.lines_read,
         "listings": stats.listings,
         "rejected": stats.rejected,
+        "flagged": stats.flagged,
+        "unknown_fields": sum(stats.unknown_fields.values()),
     }
     if report is not None:
         row |= {
@@ -61,9 +63,18 @@ def summary_markdown(
     lines = [f"### Ingest of `{source.uri}`: **{status}**", ""]
     lines.append(f"- ETag `{source.etag}`, {source.size:,} bytes, batch hour {source.batch_hour:%Y-%m-%d %H:00} UTC "
                  f"(from the object's {source.batch_hour_source.replace('_', ' ')})")
+    if source.batch_hour_source == "name_in_future":
+        lines.append(f"- **flag:** the name's hour lies more than a day after the upload "
+                     f"({source.last_modified:%Y-%m-%d %H:%M} UTC); rows are filed under the name's hour")
     if stats is not None:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats.rejected_by_reason.items())) or "none"
         lines.append(f"- {stats.lines_read:,} lines read, {stats.listings:,} listings, {stats.rejected:,} rejected ({reasons})")
+        if stats.flagged:
+            flags = ", ".join(f"{k}: {v}" for k, v in sorted(stats.flags_by_code.items()))
+            lines.append(f"- {stats.flagged:,} listings loaded with quality flags ({flags})")
+        if stats.unknown_fields:
+            names = ", ".join(f"`{k}` ({v})" for k, v in stats.unknown_fields.most_common(20))
+            lines.append(f"- unknown fields, ignored: {names}")
     if report is not None and report.status == "loaded":
         lines.append(f"- fact_flats: {report.fact_inserted} inserted, {report.fact_updated} updated, "
                      f"{report.fact_stale} older than the warehouse (snapshot only)")

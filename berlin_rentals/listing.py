@@ -81,6 +81,98 @@ _FIELDS = {
     "total_rent": "realEstate_totalRent",
 }
 
+# Keys of real records that the model does not use (seen in real batches; see shared/data/README.md).
+# A key in neither this list nor _FIELDS is unknown: ignored, and counted per file.
+IGNORED_SOURCE_KEYS = (
+    "adLinkForJSONP_xlink_href",
+    "adLinkForXMLData_xlink_href",
+    "contactDetails_address_city",
+    "contactDetails_address_houseNumber",
+    "contactDetails_address_postcode",
+    "contactDetails_address_street",
+    "contactDetails_countryCode",
+    "contactDetails_faxNumber",
+    "contactDetails_faxNumberAreaCode",
+    "contactDetails_faxNumberCountryCode",
+    "contactDetails_faxNumberSubscriber",
+    "contactDetails_homepageUrl",
+    "contactDetails_id",
+    "contactDetails_realtorLogo",
+    "contactFormConfiguration_addressField",
+    "contactFormConfiguration_applicationPackageCompletedField",
+    "contactFormConfiguration_emailAddressField",
+    "contactFormConfiguration_employmentRelationshipField",
+    "contactFormConfiguration_firstnameField",
+    "contactFormConfiguration_freemiumSettings_duration",
+    "contactFormConfiguration_incomeField",
+    "contactFormConfiguration_lastnameField",
+    "contactFormConfiguration_messageField",
+    "contactFormConfiguration_moveInDateField",
+    "contactFormConfiguration_numberOfPersonsField",
+    "contactFormConfiguration_petsInHouseholdField",
+    "contactFormConfiguration_phoneNumberField",
+    "contactFormConfiguration_premiumProfileRequired",
+    "contactFormConfiguration_salutationField",
+    "contactFormType",
+    "imprintLink_xlink_href",
+    "realEstate_address_geoHierarchy_city_fullGeoCodeId",
+    "realEstate_address_geoHierarchy_city_geoCodeId",
+    "realEstate_address_geoHierarchy_continent_fullGeoCodeId",
+    "realEstate_address_geoHierarchy_continent_geoCodeId",
+    "realEstate_address_geoHierarchy_country_fullGeoCodeId",
+    "realEstate_address_geoHierarchy_country_geoCodeId",
+    "realEstate_address_geoHierarchy_neighbourhood_geoCodeId",
+    "realEstate_address_geoHierarchy_quarter_fullGeoCodeId",
+    "realEstate_address_geoHierarchy_quarter_geoCodeId",
+    "realEstate_address_geoHierarchy_region_fullGeoCodeId",
+    "realEstate_address_geoHierarchy_region_geoCodeId",
+    "realEstate_address_wgs84Coordinate_latitude",
+    "realEstate_address_wgs84Coordinate_longitude",
+    "realEstate_attachments",
+    "realEstate_buildingEnergyRatingType",
+    "realEstate_courtage_hasCourtage",
+    "realEstate_creationDate",
+    "realEstate_energyCertificate_energyCertificateAvailability",
+    "realEstate_energyCertificate_energyCertificateCreationDate",
+    "realEstate_energyCertificate_energyEfficiencyClass",
+    "realEstate_energyConsumptionContainsWarmWater",
+    "realEstate_energyPerformanceCertificate",
+    "realEstate_energySourcesEnev2014_energySourceEnev2014",
+    "realEstate_externalId",
+    "realEstate_firingTypes",
+    "realEstate_floorplan",
+    "realEstate_furnishingNote",
+    "realEstate_groupNumber",
+    "realEstate_heatingTypeEnev2014",
+    "realEstate_id",
+    "realEstate_locationNote",
+    "realEstate_numberOfBathRooms",
+    "realEstate_numberOfBedRooms",
+    "realEstate_numberOfParkingSpaces",
+    "realEstate_otherNote",
+    "realEstate_parkingSpacePrice",
+    "realEstate_parkingSpaceType",
+    "realEstate_referencePriceApiCall",
+    "realEstate_referencePriceServiceCall",
+    "realEstate_thermalCharacteristic",
+    "realEstate_title",
+    "realEstate_titlePicture_creation",
+    "realEstate_titlePicture_floorplan",
+    "realEstate_titlePicture_id",
+    "realEstate_titlePicture_modification",
+    "realEstate_titlePicture_publishDate",
+    "realEstate_titlePicture_title",
+    "realEstate_titlePicture_titlePicture",
+    "realEstate_titlePicture_urls",
+    "realEstate_usableFloorSpace",
+    "realEstate_useAsFlatshareRoom",
+    "realEstate_xsi_type",
+    "realtorValuationJSONLink_xlink_href",
+    "realtorValuationV2JSONLink_xlink_href",
+    "realtorValuationV2JSONPLink_xlink_href",
+    "xlink_href",
+)
+
 
 class Listing(msgspec.Struct, rename=_FIELDS, gc=False):
     id: str | int | None = None
@@ -149,6 +241,29 @@ class Line(msgspec.Struct, gc=False):
     data: Listing | None = None
 
 
+# The fast path: every known key declared (the unused ones as Raw, which msgspec slices without
+# parsing), unknown ones refused. Almost every line passes; a line that does not is decoded again
+# leniently, which also tells its reject reason or its unknown keys.
+_KnownListing = msgspec.defstruct(
+    "KnownListing",
+    [(f"ignored_{i}", msgspec.Raw | None, msgspec.field(default=None, name=key))
+     for i, key in enumerate(IGNORED_SOURCE_KEYS)],
+    bases=(Listing,), rename=_FIELDS, forbid_unknown_fields=True, gc=False,
+)
+
+
+class _KnownLine(msgspec.Struct, gc=False):
+    ok: bool | None = None
+    data: _KnownListing | None = None
+
+
+class _DataKeys(msgspec.Struct, gc=False):
+    data: dict[str, msgspec.Raw] | None = None
+
+
+KNOWN_SOURCE_KEYS = frozenset(_FIELDS.values()) | frozenset(IGNORED_SOURCE_KEYS)
+
+
 class RejectedLine(ValueError):
     """A line that cannot become a listing. `code` is stable; the message says why, for a person."""
 
@@ -159,12 +274,33 @@ class RejectedLine(ValueError):
 
 
 _decoder = msgspec.json.Decoder(Line)
+_known_decoder = msgspec.json.Decoder(_KnownLine)
+_keys_decoder = msgspec.json.Decoder(_DataKeys)
 
 
-def decode_line(raw: bytes) -> Listing:
-    """Decode and check one line; raise RejectedLine with the reason when it is not a listing."""
+def decode_line(raw: bytes) -> tuple[Listing, tuple[str, ...]]:
+    """Decode and check one line: (the listing, the unknown keys of its `data`, ignored but counted).
+
+    Raise RejectedLine with the reason when the line is not a listing.
+    """
     try:
-        line = _decoder.decode(raw)
+        line, unknown = _known_decoder.decode(raw), ()
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        line = _decode_leniently(raw)
+        unknown = tuple(sorted(set(_keys_decoder.decode(raw).data or ()) - KNOWN_SOURCE_KEYS))
+    if line.ok is not True:
+        raise RejectedLine("not_ok", f"`ok` is {line.ok!r}: the scraper marked this record as failed")
+    listing = line.data
+    if listing is None:
+        raise RejectedLine("no_data", "the line has no `data` object")
+    if listing.id is None or listing.id == "":
+        raise RejectedLine("no_id", "`data.id` is missing")
+    return listing, unknown
+
+
+def _decode_leniently(raw: bytes) -> Line:
+    try:
+        return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         message = str(exc)
         if message.startswith("Expected `object`") and "- at `$" not in message:
@@ -174,14 +310,6 @@ def decode_line(raw: bytes) -> Listing:
         raise RejectedLine("not_json", f"the line is not valid JSON ({exc})") from None
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad bytes in a string
         raise RejectedLine("not_utf8", f"a text value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if line.ok is not True:
-        raise RejectedLine("not_ok", f"`ok` is {line.ok!r}: the scraper marked this record as failed")
-    listing = line.data
-    if listing is None:
-        raise RejectedLine("no_data", "the line has no `data` object")
-    if listing.id is None or listing.id == "":
-        raise RejectedLine("no_id", "`data.id` is missing")
-    return listing
 
 
 def listing_id(value: str | int) -> int:

@@ -125,6 +125,8 @@ FACT_FLATS = [
     Col("total_rent", MONEY, _money),
     Col("source_member", pa.string(), _text(1024)),
     Col("source_line", pa.int32(), sa.Integer),
+    # implausible but loaded values, e.g. "base_rent_negative,living_space_implausible" (transform.py)
+    Col("quality_flags", pa.string(), _text(512)),
 ]
 
 FLAT_SNAPSHOTS = [
@@ -137,6 +139,7 @@ FLAT_SNAPSHOTS = [
     Col("calculated_total_rent", MONEY, _money),
     Col("living_space", AREA, lambda: sa.Numeric(10, 2)),
     Col("number_of_rooms", ROOMS, lambda: sa.Numeric(6, 2)),
+    Col("quality_flags", pa.string(), _text(512)),
 ]
 
 REJECTED_RECORDS = [

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
 # S3 keys reach us from event payloads: treat them as untrusted text.
 _MAX_KEY_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ETAG = re.compile(r'^"?([0-9a-fA-F]{32}(?:-[0-9]{1,5})?)"?$')
+MAX_NAME_AHEAD_OF_UPLOAD = timedelta(hours=24)
 _BATCH_HOUR = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})_(\d{2})(?!\d)")
 
 
@@ -80,5 +81,16 @@ class SourceObject:
 
     @property
     def batch_hour_source(self) -> str:
-        """Lineage: whether the hour came from the object's name or its LastModified."""
-        return "name" if batch_hour_from_key(self.key) else "last_modified"
+        """Lineage: whether the hour came from the object's name or its LastModified.
+
+        `name_in_future` flags a name whose hour lies more than a day after the upload: a batch cannot
+        be uploaded before its hour began, so the name is suspect. The rows still load under the name's
+        hour (what the source said, and what catch-up's window reads), and the ledger and the lineage
+        artifact carry the flag for a person to look at.
+        """
+        named = batch_hour_from_key(self.key)
+        if named is None:
+            return "last_modified"
+        if named > self.last_modified.astimezone(UTC) + MAX_NAME_AHEAD_OF_UPLOAD:
+            return "name_in_future"
+        return "name"

@@ -22,12 +22,25 @@ from berlin_rentals.model import MAX_TEXT_BYTES, STAGED_TABLES, arrow_schema, co
 
 # Bump when the transform's output changes for the same input: it is part of the cache key,
 # so a fixed transform re-runs on files whose previous result is cached.
-TRANSFORM_VERSION = "1"
+TRANSFORM_VERSION = "2"
 
 _CENT = Decimal("0.01")
 _MONEY_LIMIT = Decimal("1E10")
 _AREA_LIMIT = Decimal("1E8")
 _ROOMS_LIMIT = Decimal("1E4")
+
+# Values a flat to rent in Berlin cannot plausibly have. They still load (the source said so, and a
+# range check is a judgement, not a fact), but the row carries the reason in `quality_flags`, so
+# analysts can filter it and the ledger counts it per file. Negative amounts are flagged apart.
+PLAUSIBLE_RANGES: dict[str, tuple[Decimal | None, Decimal | None]] = {
+    "base_rent": (Decimal("1"), Decimal("30000")),
+    "total_rent": (Decimal("1"), Decimal("40000")),
+    "calculated_total_rent": (Decimal("1"), Decimal("40000")),
+    "service_charge": (Decimal("0"), None),
+    "heating_costs": (Decimal("0"), None),
+    "living_space": (Decimal("5"), Decimal("1000")),
+    "number_of_rooms": (Decimal("0.5"), Decimal("30")),
+}
 
 
 @dataclass
@@ -37,6 +50,9 @@ class TransformStats:
     older_versions_in_file: int = 0
     rejected: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
+    flagged: int = 0  # listings loaded with at least one quality flag
+    flags_by_code: Counter = field(default_factory=Counter)
+    unknown_fields: Counter = field(default_factory=Counter)  # unknown key -> lines that carry it
 
 
 @dataclass
@@ -59,6 +75,20 @@ def _decimal(value: Decimal | None, field_name: str, limit: Decimal) -> Decimal 
         return value.quantize(_CENT, rounding=ROUND_HALF_EVEN)
     except InvalidOperation:
         raise RejectedLine("invalid_value", f"`{field_name}` {value} is out of range") from None
+
+
+def quality_flags(values: dict[str, Decimal | None]) -> str | None:
+    """The plausibility flags of one listing's amounts, comma-separated in a fixed order; None if none."""
+    flags = []
+    for name, (low, high) in PLAUSIBLE_RANGES.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if value < 0:
+            flags.append(f"{name}_negative")
+        elif (low is not None and value < low) or (high is not None and value > high):
+            flags.append(f"{name}_implausible")
+    return ",".join(flags) or None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -109,7 +139,10 @@ class _Accumulator:
         try:
             if line.too_long:
                 raise RejectedLine("line_too_long", f"the line is longer than the limit ({len(line.raw)} bytes kept)")
-            self._add_listing(decode_line(line.raw), line)
+            listing, unknown = decode_line(line.raw)
+            if unknown:
+                self.stats.unknown_fields.update(unknown)
+            self._add_listing(listing, line)
         except RejectedLine as exc:
             self.stats.rejected += 1
             self.stats.rejected_by_reason[exc.code] += 1
@@ -162,6 +195,16 @@ class _Accumulator:
         else:
             agency_id = surrogate_key("contact", company, firstname, lastname, email)
 
+        amounts = {
+            "base_rent": _decimal(listing.base_rent, "realEstate_baseRent", _MONEY_LIMIT),
+            "calculated_total_rent": _decimal(
+                listing.calculated_total_rent, "realEstate_calculatedTotalRent", _MONEY_LIMIT),
+            "heating_costs": _decimal(listing.heating_costs, "realEstate_heatingCosts", _MONEY_LIMIT),
+            "living_space": _decimal(listing.living_space, "realEstate_livingSpace", _AREA_LIMIT),
+            "number_of_rooms": _decimal(listing.number_of_rooms, "realEstate_numberOfRooms", _ROOMS_LIMIT),
+            "service_charge": _decimal(listing.service_charge, "realEstate_serviceCharge", _MONEY_LIMIT),
+            "total_rent": _decimal(listing.total_rent, "realEstate_totalRent", _MONEY_LIMIT),
+        }
         fact = (
             lid,
             address_id,
@@ -170,9 +213,9 @@ class _Accumulator:
             text(listing.apartment_type),
             flag(listing.assisted_living, "assisted_living"),
             flag(listing.balcony, "balcony"),
-            _decimal(listing.base_rent, "realEstate_baseRent", _MONEY_LIMIT),
+            amounts["base_rent"],
             flag(listing.built_in_kitchen, "built_in_kitchen"),
-            _decimal(listing.calculated_total_rent, "realEstate_calculatedTotalRent", _MONEY_LIMIT),
+            amounts["calculated_total_rent"],
             text(listing.calculated_total_rent_scope),
             flag(listing.cellar, "cellar"),
             flag(listing.certificate_of_eligibility_needed, "certificate_of_eligibility_needed"),
@@ -185,22 +228,23 @@ class _Accumulator:
             flag(listing.garden, "garden"),
             flag(listing.guest_toilet, "guest_toilet"),
             flag(listing.handicapped_accessible, "handicapped_accessible"),
-            _decimal(listing.heating_costs, "realEstate_heatingCosts", _MONEY_LIMIT),
+            amounts["heating_costs"],
             flag(listing.heating_costs_in_service_charge, "heating_costs_in_service_charge"),
             text(listing.heating_type),
             text(listing.interior_quality),
             modified,
             _int32(listing.last_refurbishment, "realEstate_lastRefurbishment"),
             flag(listing.lift, "lift"),
-            _decimal(listing.living_space, "realEstate_livingSpace", _AREA_LIMIT),
+            amounts["living_space"],
             _int32(listing.number_of_floors, "realEstate_numberOfFloors"),
-            _decimal(listing.number_of_rooms, "realEstate_numberOfRooms", _ROOMS_LIMIT),
+            amounts["number_of_rooms"],
             text(listing.pets_allowed),
-            _decimal(listing.service_charge, "realEstate_serviceCharge", _MONEY_LIMIT),
+            amounts["service_charge"],
             text(listing.state),
-            _decimal(listing.total_rent, "realEstate_totalRent", _MONEY_LIMIT),
+            amounts["total_rent"],
             line.member,
             line.line_number,
+            quality_flags(amounts),
         )
         # Only a listing that fully coerced reaches the dimensions.
         self.facts[lid] = fact
@@ -241,6 +285,10 @@ class _Accumulator:
     def batch(self) -> Batch:
         facts = list(self.facts.values())
         self.stats.listings = len(facts)
+        for row in facts:
+            if row[_FACT_FLAGS]:
+                self.stats.flagged += 1
+                self.stats.flags_by_code.update(row[_FACT_FLAGS].split(","))
         snapshot_positions = [_FACT_INDEX[name] for name in column_names("flat_snapshots")]
         snapshots = [tuple(row[i] for i in snapshot_positions) for row in facts]
         tables = {
@@ -256,6 +304,7 @@ class _Accumulator:
 
 _FACT_INDEX = {name: i for i, name in enumerate(column_names("fact_flats"))}
 _FACT_MODIFIED = _FACT_INDEX["last_modified_at"]
+_FACT_FLAGS = _FACT_INDEX["quality_flags"]
 
 
 def _table(name: str, rows: Iterable[tuple]) -> pa.Table:

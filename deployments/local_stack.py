@@ -438,7 +438,9 @@ class LocalStack:
             self._say(f"WARNING: warehouse schema not created: berlin_rentals.warehouse.ddl.create_warehouse "
                       f"is not importable ({error})")
             return
-        create_warehouse(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"])
+        added = create_warehouse(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"])
+        if added:
+            self._say(f"added columns the model gained: {', '.join(added)}")
         self._say(f"warehouse schema {env['WAREHOUSE_SCHEMA']} ready")
 
     # ---- Prefect server ----------------------------------------------------------------------

@@ -47,6 +47,10 @@ def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = Fa
             record_failure(settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
         raise
 
+    if source.batch_hour_source == "name_in_future":
+        logger.warning("%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
+                       source.uri, source.batch_hour.isoformat(), source.last_modified.isoformat())
+
     status = ledger_status(settings, source)
     if not force and status in ("loaded", "parked"):
         logger.info("%s (ETag %s) is %s per the ledger: nothing to do", source.uri, source.etag, status)

@@ -42,6 +42,11 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
         "%s: %d lines, %d listings, %d rejected %s",
         source.uri, stats.lines_read, stats.listings, stats.rejected, dict(stats.rejected_by_reason),
     )
+    if stats.flagged:
+        logger.warning("%s: %d listings loaded with quality flags %s", source.uri, stats.flagged,
+                       dict(stats.flags_by_code))
+    if stats.unknown_fields:
+        logger.warning("%s: unknown fields ignored %s", source.uri, dict(stats.unknown_fields.most_common(20)))
     rejected = batch.tables["rejected_records"]
     for reason in rejected.column("reason").to_pylist()[:10]:
         logger.warning("%s: rejected %s", source.uri, reason)

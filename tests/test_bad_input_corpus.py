@@ -34,6 +34,12 @@ def test_each_kind_of_bad_input_has_its_stated_outcome(case):
         flat = next(r for r in batch.tables["fact_flats"].to_pylist() if r["listing_id"] == 56906504)
         assert flat["source_line"] == 2
         assert flat["description_note"] is None or len(flat["description_note"].encode()) <= 65535
+        if case.outcome == "flag":
+            assert flat["quality_flags"] == case.expect
+            assert batch.stats.flagged == 1 and batch.stats.flags_by_code == {case.expect: 1}
+        else:
+            assert flat["quality_flags"] is None and batch.stats.flagged == 0
+    assert dict(batch.stats.unknown_fields) == {key: 1 for key in case.unknown}
 
 
 def test_the_corpus_covers_at_least_twenty_kinds():

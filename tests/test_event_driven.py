@@ -202,3 +202,13 @@ def test_sigterm_stops_the_bridge_cleanly_and_nothing_sent_meanwhile_is_lost(eve
     assert not query(warehouse, "SELECT 1 FROM {schema}.load_ledger WHERE key = :k", k=key)
     event_path.start_service("bridge")
     wait_for_status(warehouse, key, etag)
+
+
+def test_a_key_with_spaces_plus_and_non_ascii_arrives_url_encoded_and_loads_under_its_exact_name(
+        event_path, warehouse, s3):
+    name, body = hourly(0, seed=7)
+    key, etag = upload(s3, warehouse, name, body, folder=f"Neukölln Süd+Nord {uuid.uuid4().hex[:6]}")
+    wait_for_status(warehouse, key, etag)
+    wait_until_idle()
+    assert loads_of(warehouse, key) == (13, 1)
+    assert scalar(warehouse, "SELECT COUNT(*) FROM {schema}.load_ledger WHERE key = :k", k=key) == 1

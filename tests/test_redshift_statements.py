@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 import tests.recording_dbapi as driver
+from berlin_rentals.transform import TRANSFORM_VERSION
 from berlin_rentals.archive import iter_lines
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
@@ -82,7 +83,7 @@ def test_copy_reads_each_tables_parquet_for_this_etag_with_the_iam_role(sent):
         tree = sqlglot.parse_one(sql, read="redshift")
         assert isinstance(tree, exp.Copy)
         assert tree.this.name == f"stage_{table}"
-        assert f"FROM 's3://rentals-staging/clean/v1/etag={ETAG}/{table}/'" in sql
+        assert f"FROM 's3://rentals-staging/clean/v{TRANSFORM_VERSION}/etag={ETAG}/{table}/'" in sql
         assert f"IAM_ROLE '{ROLE}'" in sql and sql.rstrip().endswith("FORMAT AS PARQUET")
         assert "CREDENTIALS" not in sql.upper() and "ACCESS_KEY" not in sql.upper()
 

@@ -32,3 +32,15 @@ def test_event_keys_are_url_decoded_and_checked():
     for bad in ("", "raw/../etc/passwd", "raw/a\x00.zip", "other/a.zip", "raw/" + "x" * 1100):
         with pytest.raises(InvalidSource):
             validate_key(bad, "raw/")
+
+
+def test_a_name_far_ahead_of_the_upload_is_flagged():
+    uploaded = datetime(2019, 1, 13, 15, 7, tzinfo=UTC)
+    future = SourceObject("b", "raw/immobilienscout24_berlin_20310113_15.zip", "e" * 32, 1, uploaded)
+    assert future.batch_hour == datetime(2031, 1, 13, 15, tzinfo=UTC)
+    assert future.batch_hour_source == "name_in_future"
+    # within a day of the upload the name stands (clock skew, an early upload); late files are normal
+    early = SourceObject("b", "raw/immobilienscout24_berlin_20190114_14.zip", "e" * 32, 1, uploaded)
+    assert early.batch_hour_source == "name"
+    late = SourceObject("b", "raw/immobilienscout24_berlin_20180101_00.zip", "e" * 32, 1, uploaded)
+    assert (late.batch_hour, late.batch_hour_source) == (datetime(2018, 1, 1, tzinfo=UTC), "name")

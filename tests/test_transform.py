@@ -154,3 +154,29 @@ def test_text_is_capped_at_the_redshift_varchar_limit_without_splitting_characte
     flat = transform_lines(lines_of({"ok": True, "data": data})).tables["fact_flats"].to_pylist()[0]
     encoded = flat["description_note"].encode()
     assert len(encoded) <= 65535 and set(flat["description_note"]) == {"ä"}
+
+
+def test_real_records_carry_no_quality_flag_and_no_unknown_field(sample_batch):
+    assert sample_batch.stats.flagged == 0 and not sample_batch.stats.unknown_fields
+    assert set(sample_batch.tables["fact_flats"].column("quality_flags").to_pylist()) == {None}
+
+
+def test_quality_flags_name_each_implausible_amount_in_a_fixed_order():
+    from berlin_rentals.transform import quality_flags
+
+    assert quality_flags({"base_rent": Decimal("1715.19"), "living_space": Decimal("115")}) is None
+    assert quality_flags({"base_rent": Decimal("0"), "living_space": Decimal("-3"),
+                          "number_of_rooms": Decimal("45"), "service_charge": Decimal("-1")}) == (
+        "base_rent_implausible,service_charge_negative,living_space_negative,number_of_rooms_implausible")
+    assert quality_flags({"base_rent": None, "heating_costs": Decimal("0")}) is None
+
+
+def test_a_flag_travels_with_the_newest_version_only(sample_record):
+    old = {**sample_record, "data": {**sample_record["data"], "realEstate_baseRent": -1,
+                                     "modification": "2019-01-01T00:00:00.000Z"}}
+    batch = transform_lines(lines_of(old, sample_record))
+    assert fact_row(batch, 56906504)["quality_flags"] is None and batch.stats.flagged == 0
+    batch = transform_lines(lines_of(sample_record, old | {"data": old["data"] | {"modification": "2030-01-01T00:00:00.000Z"}}))
+    assert fact_row(batch, 56906504)["quality_flags"] == "base_rent_negative" and batch.stats.flagged == 1
+    snapshot = batch.tables["flat_snapshots"].to_pylist()[0]
+    assert snapshot["quality_flags"] == "base_rent_negative"

@@ -15,14 +15,39 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, future=True)
 
 
-def create_warehouse(url: str, schema: str) -> None:
+def create_warehouse(url: str, schema: str) -> list[str]:
+    """Create what is missing; return the columns added to existing tables (`table.column`)."""
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
-            warehouse_metadata(schema).create_all(conn, checkfirst=True)
+            metadata = warehouse_metadata(schema)
+            metadata.create_all(conn, checkfirst=True)
+            return add_missing_columns(conn, metadata)
     finally:
         engine.dispose()
+
+
+def add_missing_columns(conn: sa.Connection, metadata: sa.MetaData) -> list[str]:
+    """Additive schema evolution: a nullable column the model gained is added to a table made before it.
+
+    Only nullable columns are ever added, so rows loaded earlier stay valid (NULL: not known then).
+    Anything else (a type change, a dropped column) is a migration for a person, not for `make up`.
+    """
+    inspector = sa.inspect(conn)
+    added = []
+    for table in metadata.sorted_tables:
+        existing = {column["name"] for column in inspector.get_columns(table.name, schema=table.schema)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"{table.fullname} lacks the NOT NULL column {column.name}: migrate it by hand")
+            column_type = column.type.compile(dialect=conn.dialect)
+            # Identifiers come from the model, never from input; ALTER takes no bind parameters.
+            conn.exec_driver_sql(f"ALTER TABLE {table.fullname} ADD COLUMN {column.name} {column_type}")
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def ddl_statements(dialect: str, schema: str = "berlin_rentals") -> list[str]:

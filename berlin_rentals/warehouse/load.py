@@ -133,6 +133,8 @@ def load_staged_batch(
                     "records_read": stats.lines_read,
                     "listings": stats.listings,
                     "rejected_count": stats.rejected,
+                    "flagged_count": stats.flagged,
+                    "unknown_field_count": sum(stats.unknown_fields.values()),
                     "fact_inserted": report.fact_inserted,
                     "fact_updated": report.fact_updated,
                     "fact_stale": report.fact_stale,

@@ -79,6 +79,8 @@ def warehouse_metadata(schema: str) -> sa.MetaData:
         sa.Column("records_read", sa.Integer),
         sa.Column("listings", sa.Integer),
         sa.Column("rejected_count", sa.Integer),
+        sa.Column("flagged_count", sa.Integer),  # listings loaded with quality flags
+        sa.Column("unknown_field_count", sa.Integer),  # occurrences of keys the model does not know
         sa.Column("fact_inserted", sa.Integer),
         sa.Column("fact_updated", sa.Integer),
         sa.Column("fact_stale", sa.Integer),

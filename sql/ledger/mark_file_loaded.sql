@@ -3,6 +3,7 @@ UPDATE {schema}.load_ledger SET
     size_bytes = :size_bytes, last_modified = :last_modified, batch_hour = :batch_hour,
     batch_hour_source = :batch_hour_source, staged_prefix = :staged_prefix,
     records_read = :records_read, listings = :listings, rejected_count = :rejected_count,
+    flagged_count = :flagged_count, unknown_field_count = :unknown_field_count,
     fact_inserted = :fact_inserted, fact_updated = :fact_updated, fact_stale = :fact_stale,
     snapshots_written = :snapshots_written, dim_city_inserted = :dim_city_inserted,
     dim_address_inserted = :dim_address_inserted, dim_agency_inserted = :dim_agency_inserted,
