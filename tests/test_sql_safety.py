@@ -1,0 +1,40 @@
+"""SQL is parameterised: values are bind parameters, and the only text pasted in is checked."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from berlin_rentals.warehouse.sql import SQL_DIR, statements
+
+# COPY takes no bind parameters: its three pieces are validated by RedshiftTarget.copy_sql (tested
+# in test_redshift_target.py) before they are pasted in.
+PASTED = {
+    "redshift/copy_stage_from_parquet.sql": {"{table}", "{s3_uri}", "{iam_role}", "{schema}"},
+    # the column list of the model (berlin_rentals/model.py), identifiers from code, never from input
+    "replay/insert_replayed_flat_snapshots.sql": {"{schema}", "{snapshot_columns}"},
+}
+
+
+def test_every_sql_file_pastes_in_nothing_but_the_schema():
+    files = sorted(SQL_DIR.rglob("*.sql"))
+    assert len(files) >= 20
+    for path in files:
+        relative = path.relative_to(SQL_DIR).as_posix()
+        placeholders = set(re.findall(r"\{[^}]*\}", path.read_text()))
+        assert placeholders <= PASTED.get(relative, {"{schema}"}), (relative, placeholders)
+
+
+def test_values_are_bound_never_quoted_into_the_text():
+    for path in sorted(SQL_DIR.rglob("*.sql")):
+        body = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        # a bind parameter inside quotes would be a literal, not a parameter
+        literals = re.findall(r"'[^']*'", body)
+        assert not [text for text in literals if re.search(r":[a-z_]", text)], path
+
+
+@pytest.mark.parametrize("schema", ["public; drop table x", "Rentals", "a-b", "", "x" * 64])
+def test_a_schema_that_is_not_a_plain_identifier_never_reaches_sql(schema):
+    with pytest.raises(ValueError, match="identifier"):
+        statements("ledger/select_file_status.sql", schema)
