@@ -243,10 +243,11 @@ class Line(msgspec.Struct, gc=False):
 
 # The fast path: every known key declared (the unused ones as Raw, which msgspec slices without
 # parsing), unknown ones refused. Almost every line passes; a line that does not is decoded again
-# leniently, which also tells its reject reason or its unknown keys.
+# leniently, which also tells its reject reason or its unknown keys. Plain `Raw`, not `Raw | None`:
+# msgspec drops Raw from a union, which then refuses every non-null value (JSON null is Raw too).
 _KnownListing = msgspec.defstruct(
     "KnownListing",
-    [(f"ignored_{i}", msgspec.Raw | None, msgspec.field(default=None, name=key))
+    [(f"ignored_{i}", msgspec.Raw, msgspec.field(default=None, name=key))
      for i, key in enumerate(IGNORED_SOURCE_KEYS)],
     bases=(Listing,), rename=_FIELDS, forbid_unknown_fields=True, gc=False,
 )

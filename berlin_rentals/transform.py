@@ -2,6 +2,10 @@
 
 One pass over the lines; for each listing we keep only its newest version in the file, and
 derive the city, address and agency it points at. Rejected lines are kept with their reason.
+
+Memory stays bounded by the Arrow form of the output, not by Python objects: fact rows become Arrow
+record batches every `_CHUNK_ROWS` rows, and only (modification, row number) per listing id is kept
+to pick each listing's newest version at the end.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ _CENT = Decimal("0.01")
 _MONEY_LIMIT = Decimal("1E10")
 _AREA_LIMIT = Decimal("1E8")
 _ROOMS_LIMIT = Decimal("1E4")
+
+# Fact rows held as Python tuples before they become an Arrow record batch.
+_CHUNK_ROWS = 2048
 
 # Values a flat to rent in Berlin cannot plausibly have. They still load (the source said so, and a
 # range check is a judgement, not a fact), but the row carries the reason in `quality_flags`, so
@@ -125,9 +132,16 @@ def _capped(value, limit: int) -> str | None:
 class _Accumulator:
     """Rows of one batch, deduplicated by natural key, before they become Arrow tables."""
 
-    def __init__(self, masker: Masker | None = None) -> None:
+    def __init__(self, masker: Masker | None = None, chunk_rows: int = _CHUNK_ROWS) -> None:
         self.masker = masker
-        self.facts: dict[int, tuple] = {}
+        self.chunk_rows = chunk_rows
+        # listing id -> (modification, row number of its newest version); the order is first seen
+        self.facts: dict[int, tuple[datetime, int]] = {}
+        self.fact_rows: list[tuple] = []  # the rows not yet in a record batch
+        self.fact_batches: list[pa.RecordBatch] = []
+        self.fact_count = 0  # rows in the record batches and in fact_rows
+        # surrogate keys of natural keys already seen: the same few cities, agencies and addresses recur
+        self.keys: dict[tuple, int] = {}
         self.cities: dict[int, tuple] = {}
         self.addresses: dict[int, tuple] = {}
         self.agencies: dict[int, tuple] = {}
@@ -168,17 +182,24 @@ class _Accumulator:
         # Newest version wins; on a tie the later line wins, as it was written later.
         if previous is not None:
             self.stats.older_versions_in_file += 1
-            if previous[_FACT_MODIFIED] > modified:
+            if previous[0] > modified:
                 return
 
+        keys = self.keys
         city = text(listing.geo_city) or text(listing.address_city)
         country = text(listing.geo_country)
-        city_id = surrogate_key("city", city, country)
+        natural = ("city", city, country)
+        city_id = keys.get(natural)
+        if city_id is None:
+            city_id = keys[natural] = surrogate_key(*natural)
         postcode = text(listing.postcode)
         quarter = text(listing.geo_quarter) or text(listing.address_quarter)
         street = text(listing.street)
         house_number = text(listing.house_number)
-        address_id = surrogate_key("address", city_id, postcode, quarter, street, house_number)
+        natural = ("address", city_id, postcode, quarter, street, house_number)
+        address_id = keys.get(natural)
+        if address_id is None:
+            address_id = keys[natural] = surrogate_key(*natural)
         customer_id = text(listing.customer_id)
         company = text(listing.company)
         email = text(listing.email)
@@ -191,9 +212,12 @@ class _Accumulator:
             firstname, lastname, email = mask(firstname), mask(lastname), mask(email)
             phones = [mask(v) for v in phones]
         if customer_id:
-            agency_id = surrogate_key("customer", customer_id)
+            natural = ("customer", customer_id)
         else:
-            agency_id = surrogate_key("contact", company, firstname, lastname, email)
+            natural = ("contact", company, firstname, lastname, email)
+        agency_id = keys.get(natural)
+        if agency_id is None:
+            agency_id = keys[natural] = surrogate_key(*natural)
 
         amounts = {
             "base_rent": _decimal(listing.base_rent, "realEstate_baseRent", _MONEY_LIMIT),
@@ -246,8 +270,13 @@ class _Accumulator:
             line.line_number,
             quality_flags(amounts),
         )
-        # Only a listing that fully coerced reaches the dimensions.
-        self.facts[lid] = fact
+        # Only a listing that fully coerced reaches the dimensions. A newer version keeps the
+        # listing's place (first seen) and points it at its own row.
+        self.facts[lid] = (modified, self.fact_count)
+        self.fact_count += 1
+        self.fact_rows.append(fact)
+        if len(self.fact_rows) >= self.chunk_rows:
+            self._flush_facts()
         self.cities.setdefault(city_id, (city_id, cap_text(city, 256), cap_text(country, 256)))
         self.addresses.setdefault(
             address_id,
@@ -282,29 +311,51 @@ class _Accumulator:
                 modified,
             )
 
+    def _flush_facts(self) -> None:
+        if self.fact_rows:
+            self.fact_batches.append(_record_batch("fact_flats", self.fact_rows))
+            self.fact_rows = []
+
+    def _facts_table(self) -> pa.Table:
+        """Each listing's newest version, in the order listings were first seen."""
+        self._flush_facts()
+        schema = arrow_schema("fact_flats")
+        if not self.fact_batches:
+            return schema.empty_table()
+        table = pa.Table.from_batches(self.fact_batches, schema=schema)
+        self.fact_batches = []
+        rows = [row for _, row in self.facts.values()]
+        if len(rows) != self.fact_count or any(row != n for n, row in enumerate(rows)):
+            table = table.take(pa.array(rows, type=pa.int64()))
+        return table
+
     def batch(self) -> Batch:
-        facts = list(self.facts.values())
-        self.stats.listings = len(facts)
-        for row in facts:
-            if row[_FACT_FLAGS]:
+        facts = self._facts_table()
+        self.stats.listings = facts.num_rows
+        for value in facts.column("quality_flags").to_pylist():
+            if value:
                 self.stats.flagged += 1
-                self.stats.flags_by_code.update(row[_FACT_FLAGS].split(","))
-        snapshot_positions = [_FACT_INDEX[name] for name in column_names("flat_snapshots")]
-        snapshots = [tuple(row[i] for i in snapshot_positions) for row in facts]
+                self.stats.flags_by_code.update(value.split(","))
+        snapshots = pa.Table.from_arrays([facts.column(name) for name in column_names("flat_snapshots")],
+                                         schema=arrow_schema("flat_snapshots"))
         tables = {
             "dim_city": _table("dim_city", self.cities.values()),
             "dim_address": _table("dim_address", self.addresses.values()),
             "dim_agency": _table("dim_agency", self.agencies.values()),
-            "fact_flats": _table("fact_flats", facts),
-            "flat_snapshots": _table("flat_snapshots", snapshots),
+            "fact_flats": facts,
+            "flat_snapshots": snapshots,
             "rejected_records": _table("rejected_records", self.rejects),
         }
         return Batch(tables=tables, stats=self.stats)
 
 
-_FACT_INDEX = {name: i for i, name in enumerate(column_names("fact_flats"))}
-_FACT_MODIFIED = _FACT_INDEX["last_modified_at"]
-_FACT_FLAGS = _FACT_INDEX["quality_flags"]
+def _arrays(name: str, rows: list[tuple]) -> list[pa.Array]:
+    columns = zip(*rows, strict=True)
+    return [pa.array(values, type=col.arrow) for values, col in zip(columns, STAGED_TABLES[name], strict=True)]
+
+
+def _record_batch(name: str, rows: list[tuple]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(_arrays(name, rows), schema=arrow_schema(name))
 
 
 def _table(name: str, rows: Iterable[tuple]) -> pa.Table:
@@ -312,9 +363,7 @@ def _table(name: str, rows: Iterable[tuple]) -> pa.Table:
     rows = list(rows)
     if not rows:
         return schema.empty_table()
-    columns = list(zip(*rows, strict=True))
-    arrays = [pa.array(values, type=col.arrow) for values, col in zip(columns, STAGED_TABLES[name], strict=True)]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(_arrays(name, rows), schema=schema)
 
 
 def transform_lines(lines: Iterable[SourceLine], masker: Masker | None = None) -> Batch:
