@@ -1,0 +1,441 @@
+"""Replay the rejected lines of a loaded object version through the current transform.
+
+After the transform is fixed, the lines it refused can be recovered without reloading the file's good
+lines: `rejected_records` says where each refused line is (member, line number), the raw object
+version is read again (its ETag is in the ledger; `raw_line` is capped and NULL when masking is on),
+only those lines go through `transform_lines`, and what they yield is loaded in one transaction with
+the same dimension and fact merges as a normal load (newest state wins). Nothing here knows Prefect.
+
+Order of a replay:
+1. outside any transaction: read the version's rejected positions, pick those lines from the
+   downloaded archive, transform them, stage the result as Parquet (Redshift COPY reads it from S3);
+2. one transaction: lock the ledger (a reload, a correction or another replay of any file waits),
+   check the version is still 'loaded', re-read its rejected positions; if they are not exactly the
+   ones transformed (someone replayed or reloaded meanwhile) roll back and go again from 1;
+   otherwise stage, merge dimensions and facts, insert the recovered listings' snapshots, delete the
+   recovered lines from rejected_records, rewrite changed reasons, update the ledger's counts.
+A replay that recovers nothing and finds every reason unchanged writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from berlin_rentals.archive import SourceLine, iter_member_lines, json_members, open_archive
+from berlin_rentals.masking import Masker
+from berlin_rentals.model import STAGED_TABLES, column_names
+from berlin_rentals.source import SourceObject
+from berlin_rentals.staging import StagedBatch, parquet_bytes
+from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
+from berlin_rentals.warehouse.engines import Target
+from berlin_rentals.warehouse.sql import statement, statements
+
+Position = tuple[str, int]  # (zip member, 1-based line number): a line's address in its object
+
+# The same dimension and fact merges as a normal load, in the same order (dimensions first).
+MERGE_FILES = (
+    "merge/merge_into_dim_city.sql",
+    "merge/merge_into_dim_address.sql",
+    "merge/merge_into_dim_agency.sql",
+    "merge/merge_into_fact_flats.sql",
+)
+# How each engine serialises a replay with loads: PostgreSQL a self-conflicting table lock mode that
+# every claim waits for; Redshift the same table LOCK its claims take.
+LEDGER_LOCK = {
+    "postgresql": "postgresql/lock_load_ledger_for_replay.sql",
+    "redshift": "redshift/lock_load_ledger.sql",
+}
+MAX_ROUNDS = 3
+
+
+class ReplayRefused(ValueError):
+    """This object version cannot be replayed (not loaded, superseded, changed). Terminal: never retried."""
+
+
+class LinesNotFound(ValueError):
+    """Rejected positions that the object does not have: the ledger and the object disagree. Terminal."""
+
+
+@dataclass(frozen=True)
+class RejectedLine:
+    member: str
+    line_number: int
+    reason: str
+
+    @property
+    def position(self) -> Position:
+        return (self.member, self.line_number)
+
+
+@dataclass
+class ReplayOutcome:
+    status: str  # "replayed" | "unchanged" | "nothing to replay"
+    bucket: str = ""
+    key: str = ""
+    etag: str = ""
+    lines_replayed: int = 0
+    recovered: int = 0
+    still_rejected: int = 0
+    reasons_changed: int = 0
+    fact_inserted: int = 0
+    fact_updated: int = 0
+    fact_stale: int = 0
+    snapshots_inserted: int = 0
+    snapshots_replaced: int = 0
+    dim_city_inserted: int = 0
+    dim_address_inserted: int = 0
+    dim_agency_inserted: int = 0
+    rejected_before: int = 0
+    rejected_after: int = 0
+    rounds: int = 0
+    staged_prefix: str | None = None
+    seconds: float = 0.0
+    # per line: (member, line_number, "recovered" | "rejected", reason now)
+    lines: list[tuple[str, int, str, str]] = field(default_factory=list)
+    still_rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("lines")
+        return data
+
+
+# ---- the pure part: which lines, and what the current transform makes of them ------------------
+
+def reason_code(reason: str) -> str:
+    """`member line 7: line_too_long: ...` -> `line_too_long` (the stable code the transform writes)."""
+    parts = reason.split(": ", 2)
+    return parts[1] if len(parts) > 1 else reason
+
+
+def select_lines(lines: Iterable[SourceLine], wanted: Iterable[Position]) -> Iterator[SourceLine]:
+    """The lines at the wanted positions, in the order given (archive order); stops once all are found."""
+    remaining = set(wanted)
+    if not remaining:
+        return
+    for line in lines:
+        position = (line.member, line.line_number)
+        if position in remaining:
+            remaining.discard(position)
+            yield line
+            if not remaining:
+                return
+
+
+def pick_lines(
+    archive_path: str | Path | bytes,
+    name: str,
+    wanted: Iterable[Position],
+    *,
+    max_member_bytes: int,
+    max_line_bytes: int,
+) -> list[SourceLine]:
+    """Read only the members that hold a wanted line, each only up to its last wanted line.
+
+    Lines are numbered exactly as the ingest numbered them (the same reader), so a position in
+    rejected_records is the same line here. A wanted position the object does not have means the
+    ledger and the object disagree: refused, rather than deleting a reject that was never replayed.
+    """
+    wanted = set(wanted)
+    by_member: dict[str, set[int]] = {}
+    for member, line_number in wanted:
+        by_member.setdefault(member, set()).add(line_number)
+    found: list[SourceLine] = []
+    source = io.BytesIO(archive_path) if isinstance(archive_path, bytes) else archive_path
+    with open_archive(source, name) as archive:
+        for info in json_members(archive, name):
+            numbers = by_member.get(info.filename)
+            if not numbers:
+                continue
+            lines = iter_member_lines(archive, info, name, max_member_bytes=max_member_bytes,
+                                      max_line_bytes=max_line_bytes)
+            try:  # select_lines stops at the member's last wanted line: the rest is never inflated
+                found.extend(select_lines(lines, [(info.filename, n) for n in numbers]))
+            finally:
+                lines.close()
+    missing = wanted - {(line.member, line.line_number) for line in found}
+    if missing:
+        listed = ", ".join(f"{m} line {n}" for m, n in sorted(missing)[:5])
+        raise LinesNotFound(f"{name}: {len(missing)} rejected line(s) not found in the object ({listed}); "
+                            "rejected_records does not match this object version")
+    return found
+
+
+@dataclass(frozen=True)
+class ReplayBatch:
+    """What the current transform makes of a version's rejected lines."""
+
+    rejected: tuple[RejectedLine, ...]  # the positions replayed, with the reason they had
+    batch: Batch
+
+    @property
+    def still_rejected(self) -> dict[Position, str]:
+        table = self.batch.tables["rejected_records"]
+        return {(m, n): r for m, n, r in zip(table.column("member").to_pylist(),
+                                             table.column("line_number").to_pylist(),
+                                             table.column("reason").to_pylist(), strict=True)}
+
+    @property
+    def recovered(self) -> list[Position]:
+        still = self.still_rejected
+        return [r.position for r in self.rejected if r.position not in still]
+
+    @property
+    def changes_nothing(self) -> bool:
+        """Nothing recovered and every reason as it was: a replay would write nothing."""
+        still = self.still_rejected
+        return not self.recovered and all(still[r.position] == r.reason for r in self.rejected)
+
+
+def transform_rejected(lines: list[SourceLine], rejected: Iterable[RejectedLine], masker: Masker | None) -> ReplayBatch:
+    return ReplayBatch(rejected=tuple(rejected), batch=transform_lines(lines, masker=masker))
+
+
+def replay_digest(etag: str, positions: Iterable[Position], masked: bool) -> str:
+    """Names the staged replay data: the same lines of the same version stage to the same place."""
+    h = hashlib.sha256(f"{etag}|v{TRANSFORM_VERSION}|masked={masked}".encode())
+    for member, line_number in sorted(positions):
+        h.update(f"|{member}\x00{line_number}".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:16]
+
+
+def stage_replay(s3, replay: ReplayBatch, *, bucket: str, staging_prefix: str, etag: str, masked: bool) -> StagedBatch:
+    """The replayed tables as Parquet beside the version's own, under replay/etag=<etag>/<digest>/."""
+    digest = replay_digest(etag, [r.position for r in replay.rejected], masked)
+    prefix = f"{staging_prefix}v{TRANSFORM_VERSION}/replay/etag={etag}/{digest}/"
+    staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: replay.batch.rows(n) for n in STAGED_TABLES})
+    for name in STAGED_TABLES:
+        s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(replay.batch.tables[name]))
+    manifest = {"transform_version": TRANSFORM_VERSION, "etag": etag, "replayed_lines": len(replay.rejected),
+                "rows": staged.rows}
+    s3.put_object(Bucket=bucket, Key=f"{prefix}_manifest.json", Body=json.dumps(manifest).encode())
+    return staged
+
+
+# ---- the warehouse part -------------------------------------------------------------------------
+
+def ledger_versions(engine: sa.Engine, schema: str, bucket: str, key: str) -> dict[str, tuple[str, int | None]]:
+    """etag -> (status, rejected_count) for every ledger row of the key."""
+    with engine.connect() as conn:
+        rows = conn.execute(statement("replay/select_ledger_versions.sql", schema), {"bucket": bucket, "key": key})
+        return {row.etag: (row.status, row.rejected_count) for row in rows}
+
+
+def replayable_etag(versions: dict[str, tuple[str, int | None]], bucket: str, key: str, etag: str | None) -> str:
+    """The version to replay: the one named, or the key's loaded one. Anything but 'loaded' is refused."""
+    uri = f"s3://{bucket}/{key}"
+    if etag is None:
+        loaded = [e for e, (status, _) in versions.items() if status == "loaded"]
+        if not loaded:
+            seen = ", ".join(f"{e} {s}" for e, (s, _) in sorted(versions.items())) or "no ledger row"
+            raise ReplayRefused(f"{uri} has no loaded version to replay ({seen}); ingest it first")
+        return loaded[0]
+    if etag not in versions:
+        raise ReplayRefused(f"{uri} (ETag {etag}) is not in the ledger: it was never loaded; ingest it first")
+    status = versions[etag][0]
+    if status != "loaded":
+        hint = {
+            "superseded": "a newer version replaced it and its rejects; replay that version instead",
+            "parked": "release it with force=true on ingest-file instead",
+        }.get(status, "only a loaded version can be replayed")
+        raise ReplayRefused(f"{uri} (ETag {etag}) is {status!r} in the ledger: {hint}")
+    return etag
+
+
+def rejected_lines(conn: sa.Connection, schema: str, source: SourceObject) -> list[RejectedLine]:
+    rows = conn.execute(statement("replay/select_rejected_lines.sql", schema),
+                        {"source_key": source.key, "source_etag": source.etag})
+    return [RejectedLine(row.member, row.line_number, row.reason) for row in rows]
+
+
+def _snapshot_statements(schema: str) -> list[sa.TextClause]:
+    columns = ", ".join(column_names("flat_snapshots"))  # identifiers from the model, never from input
+    return [sa.text(s.text.replace("{snapshot_columns}", columns))
+            for s in statements("replay/insert_replayed_flat_snapshots.sql", schema)]
+
+
+class _Changed(Exception):
+    """The version's rejects changed between reading and locking: transform again."""
+
+
+def apply_replay(
+    engine: sa.Engine,
+    target: Target,
+    source: SourceObject,
+    replay: ReplayBatch,
+    staged: StagedBatch,
+    *,
+    data: dict[str, pa.Table] | None = None,
+    flow_run_id: str | None = None,
+    now: datetime | None = None,
+) -> ReplayOutcome:
+    """The replay's one transaction. Raises _Changed (after rolling back) when the rejects moved."""
+    now = now or datetime.now(UTC)
+    schema = target.schema
+    params = {
+        "bucket": source.bucket, "key": source.key, "etag": source.etag,
+        "source_key": source.key, "source_etag": source.etag, "batch_hour": source.batch_hour,
+        "flow_run_id": flow_run_id, "loaded_at": now,
+    }
+    with engine.begin() as conn:
+        for stmt in statements(LEDGER_LOCK[target.name], schema):
+            conn.execute(stmt)
+        row = conn.execute(statement("replay/select_file_status_for_replay.sql", schema), params).first()
+        status = row.status if row is not None else None
+        if status != "loaded":
+            raise ReplayRefused(f"{source.uri} (ETag {source.etag}) is {status or 'not in the ledger'} now; "
+                                "it was replaced or reloaded while the replay ran")
+        current = rejected_lines(conn, schema, source)
+        if {r.position for r in current} != {r.position for r in replay.rejected}:
+            raise _Changed(f"{len(current)} rejected lines now, {len(replay.rejected)} transformed")
+
+        tables = list(STAGED_TABLES)
+        target.create_staging_tables(conn, tables)
+        for name in tables:
+            target.copy_into_staging(conn, name, staged, (data or {}).get(name))
+
+        for stmt in statements("replay/keep_loaded_state_on_ties.sql", schema):
+            conn.execute(stmt, params)
+        fact = conn.execute(statement("merge/count_fact_changes.sql", schema), params).one()
+        dims = conn.execute(statement("merge/count_new_dimension_rows.sql", schema), params).one()
+        for path in MERGE_FILES:
+            for stmt in statements(path, schema):
+                conn.execute(stmt, params)
+        _, replaced, written = (max(conn.execute(stmt, params).rowcount, 0) for stmt in _snapshot_statements(schema))
+        new_snapshots = max(written - replaced, 0)  # listings this object did not have a snapshot of
+        reasons = conn.execute(statement("replay/update_still_rejected_reasons.sql", schema), params).rowcount
+        conn.execute(statement("replay/delete_replayed_rejects.sql", schema), params)
+        left = int(conn.execute(statement("replay/count_file_rejects.sql", schema), params).scalar_one() or 0)
+        inserted_facts, updated_facts = int(fact.inserted or 0), int(fact.updated or 0)
+        conn.execute(statement("replay/update_ledger_after_replay.sql", schema), params | {
+            "rejected_count": left, "listings_added": new_snapshots,
+            "fact_inserted": inserted_facts, "fact_updated": updated_facts,
+            "flagged_added": replay.batch.stats.flagged,  # only accepted lines carry flags: the recovered ones
+        })
+    still = replay.still_rejected
+    recovered = replay.recovered
+    return ReplayOutcome(
+        status="replayed", bucket=source.bucket, key=source.key, etag=source.etag,
+        lines_replayed=len(replay.rejected), recovered=len(recovered), still_rejected=len(still),
+        reasons_changed=max(reasons, 0),
+        fact_inserted=inserted_facts, fact_updated=updated_facts,
+        fact_stale=int(fact.staged or 0) - inserted_facts - updated_facts,
+        snapshots_inserted=new_snapshots, snapshots_replaced=replaced,
+        dim_city_inserted=int(dims.city_inserted or 0), dim_address_inserted=int(dims.address_inserted or 0),
+        dim_agency_inserted=int(dims.agency_inserted or 0),
+        rejected_before=len(current), rejected_after=left,
+        staged_prefix=f"s3://{staged.bucket}/{staged.prefix}",
+    )
+
+
+def _describe(outcome: ReplayOutcome, replay: ReplayBatch | None) -> ReplayOutcome:
+    if replay is None:
+        return outcome
+    still = replay.still_rejected
+    outcome.lines = [(r.member, r.line_number, "rejected" if r.position in still else "recovered",
+                      still.get(r.position, "")) for r in replay.rejected]
+    outcome.still_rejected_by_reason = dict(Counter(reason_code(r) for r in still.values()))
+    return outcome
+
+
+def replay_file(
+    engine: sa.Engine,
+    target: Target,
+    s3,
+    source: SourceObject,
+    archive_path: str | Path | bytes,
+    *,
+    staging_bucket: str,
+    staging_prefix: str,
+    max_member_bytes: int,
+    max_line_bytes: int,
+    masker: Masker | None = None,
+    flow_run_id: str | None = None,
+) -> ReplayOutcome:
+    """Replay every rejected line of `source` (a loaded version whose bytes are at archive_path)."""
+    started = time.perf_counter()
+    base = dict(bucket=source.bucket, key=source.key, etag=source.etag)
+    replay = None
+    for round_ in range(1, MAX_ROUNDS + 1):
+        with engine.connect() as conn:
+            rejected = rejected_lines(conn, target.schema, source)
+        if not rejected:
+            outcome = ReplayOutcome(status="nothing to replay", rounds=round_, **base)
+            break
+        lines = pick_lines(archive_path, source.uri, [r.position for r in rejected],
+                           max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes)
+        replay = transform_rejected(lines, rejected, masker)
+        if replay.changes_nothing:
+            outcome = ReplayOutcome(status="unchanged", lines_replayed=len(rejected), still_rejected=len(rejected),
+                                    rejected_before=len(rejected), rejected_after=len(rejected), rounds=round_, **base)
+            break
+        staged = stage_replay(s3, replay, bucket=staging_bucket, staging_prefix=staging_prefix,
+                              etag=source.etag, masked=masker is not None)
+        data = replay.batch.tables if target.name == "postgresql" else None
+        try:
+            outcome = apply_replay(engine, target, source, replay, staged, data=data, flow_run_id=flow_run_id)
+        except _Changed:
+            continue
+        outcome.rounds = round_
+        break
+    else:
+        raise RuntimeError(f"{source.uri}: its rejected lines kept changing during {MAX_ROUNDS} replay attempts "
+                           "(another replay or a reload running at the same time?); run the replay again")
+    outcome.seconds = round(time.perf_counter() - started, 3)
+    return _describe(outcome, replay)
+
+
+# ---- lineage ------------------------------------------------------------------------------------
+
+ARTIFACT_ROWS = 1000
+
+
+def replay_artifact_key(key: str) -> str:
+    """Prefect artifact keys allow lower-case letters, digits and dashes only."""
+    stem = re.sub(r"[^a-z0-9]+", "-", key.rsplit("/", 1)[-1].lower()).strip("-")[:60] or "object"
+    return f"replay-{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def replay_rows(outcome: ReplayOutcome) -> list[dict[str, Any]]:
+    """One row per replayed line (the first ARTIFACT_ROWS): where it is, what became of it, why."""
+    return [{"member": m, "line_number": n, "outcome": o, "reason": r}
+            for m, n, o, r in outcome.lines[:ARTIFACT_ROWS]]
+
+
+def replay_markdown(outcome: ReplayOutcome) -> str:
+    uri = f"s3://{outcome.bucket}/{outcome.key}"
+    lines = [f"### Replay of the rejected lines of `{uri}`: **{outcome.status}**", "",
+             f"- ETag `{outcome.etag}`, transform v{TRANSFORM_VERSION}"]
+    if outcome.status == "nothing to replay":
+        lines.append("- the version has no rejected lines")
+    else:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.still_rejected_by_reason.items())) or "none"
+        lines.append(f"- {outcome.lines_replayed:,} rejected lines replayed: {outcome.recovered:,} recovered, "
+                     f"{outcome.still_rejected:,} still rejected ({reasons}), {outcome.reasons_changed} reasons changed")
+    if outcome.status == "replayed":
+        lines.append(f"- fact_flats: {outcome.fact_inserted} inserted, {outcome.fact_updated} updated, "
+                     f"{outcome.fact_stale} older than or as new as the warehouse's (kept)")
+        lines.append(f"- flat_snapshots: {outcome.snapshots_inserted} inserted, {outcome.snapshots_replaced} "
+                     "replaced by a newer version from the same object; the object's other snapshots untouched")
+        lines.append(f"- dimensions: {outcome.dim_city_inserted} cities, {outcome.dim_address_inserted} addresses, "
+                     f"{outcome.dim_agency_inserted} agencies new")
+        lines.append(f"- rejected_records of the version: {outcome.rejected_before} → {outcome.rejected_after} "
+                     "(ledger rejected_count updated)")
+        lines.append(f"- staged in `{outcome.staged_prefix}`")
+    elif outcome.status == "unchanged":
+        lines.append("- nothing recovered and every reason as before: nothing was written")
+    lines.append(f"- took {outcome.seconds:.2f} s")
+    return "\n".join(lines)

@@ -1,0 +1,10 @@
+-- The ledger row keeps the load's run and timings; a replay adds what it recovered and sets the
+-- rejected count to what is left.
+UPDATE {schema}.load_ledger SET
+    rejected_count = :rejected_count,
+    listings = COALESCE(listings, 0) + :listings_added,
+    snapshots_written = COALESCE(snapshots_written, 0) + :listings_added,
+    fact_inserted = COALESCE(fact_inserted, 0) + :fact_inserted,
+    fact_updated = COALESCE(fact_updated, 0) + :fact_updated,
+    flagged_count = COALESCE(flagged_count, 0) + :flagged_added
+WHERE bucket = :bucket AND key = :key AND etag = :etag AND status = 'loaded';

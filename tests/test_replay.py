@@ -1,0 +1,431 @@
+"""Replaying rejected lines after a transform fix: pure line picking, and the flow on the real stack.
+
+The "fix" is simulated honestly, without mocking the project's code: a file is ingested with a small
+ETL_MAX_LINE_BYTES, so its long lines are rejected `line_too_long`; the replay then runs with the
+normal limit, under which those lines pass. Two other lines are bad for good and stay rejected.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import json
+import re
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from berlin_rentals.archive import SourceLine, iter_lines
+from berlin_rentals.replay import (
+    LinesNotFound, RejectedLine, ReplayRefused, pick_lines, reason_code, rejected_lines, replay_digest,
+    replayable_etag, select_lines, transform_rejected,
+)
+from berlin_rentals.synthetic import batch_name, read_sample_records, revise, zip_lines
+from flows.ingest import ingest_file
+from flows.replay_rejects import replay_rejects
+from tests.helpers import artifacts_of, query, scalar, upload
+
+LIMIT = 38_000  # the sample's longest line is 36,174 bytes; padded lines are over 40,000
+LONG_IDS = ("56906504", "45506939")  # recovered as new listings
+NEWER_ID = "37221479"  # an older short line of it loads; its newer long line is recovered by the replay
+PAD = "Altbau mit Stuck. " * 2300  # ~41 KB of description
+
+
+# ---- pure: picking lines ------------------------------------------------------------------------
+
+def two_member_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.json", b'{"l": 1}\n\n{"l": 3}\r\n{"l": 4}\n')
+        archive.writestr("__MACOSX/._a.json", b"junk")
+        archive.writestr("b.jsonl", b'{"b": 1}\n{"b": 2}')  # no final line break
+    return buffer.getvalue()
+
+
+def test_select_lines_keeps_archive_order_and_stops_once_all_are_found():
+    consumed = []
+
+    def lines():
+        for n in range(1, 100):
+            consumed.append(n)
+            yield SourceLine("m.json", n, b"x")
+
+    picked = list(select_lines(lines(), {("m.json", 7), ("m.json", 3)}))
+    assert [line.line_number for line in picked] == [3, 7]
+    assert consumed[-1] == 7  # nothing read past the last wanted line
+    assert list(select_lines(lines(), [])) == []
+
+
+def test_pick_lines_numbers_lines_as_the_ingest_did():
+    body = two_member_zip()
+    ingest = {(line.member, line.line_number): line for line in iter_lines(body, "t.zip")}
+    picked = pick_lines(body, "t.zip", [("b.jsonl", 2), ("a.json", 3), ("a.json", 1)],
+                        max_member_bytes=1 << 20, max_line_bytes=1 << 20)
+    assert [(line.member, line.line_number, line.raw) for line in picked] == [
+        ("a.json", 1, b'{"l": 1}'), ("a.json", 3, b'{"l": 3}'), ("b.jsonl", 2, b'{"b": 2}')]
+    assert all(ingest[(line.member, line.line_number)] == line for line in picked)
+
+
+def test_pick_lines_applies_the_current_line_limit():
+    (line,) = pick_lines(two_member_zip(), "t.zip", [("a.json", 4)], max_member_bytes=1 << 20, max_line_bytes=4)
+    assert line.too_long and line.raw == b'{"l"'
+
+
+def test_a_position_the_object_does_not_have_is_refused():
+    with pytest.raises(LinesNotFound, match="a.json line 2"):  # line 2 is blank: never a rejected line
+        pick_lines(two_member_zip(), "t.zip", [("a.json", 2), ("a.json", 1)], max_member_bytes=1 << 20,
+                   max_line_bytes=1 << 20)
+    with pytest.raises(LinesNotFound, match="gone.json line 1"):
+        pick_lines(two_member_zip(), "t.zip", [("gone.json", 1)], max_member_bytes=1 << 20, max_line_bytes=1 << 20)
+
+
+def test_transform_of_rejected_lines_tells_recovered_from_still_rejected():
+    record = json.dumps(read_sample_records()[0]).encode()
+    lines = [SourceLine("m.json", 1, record), SourceLine("m.json", 2, b"{nope")]
+    before = [RejectedLine("m.json", 1, "m.json line 1: line_too_long: the line is longer than the limit"),
+              RejectedLine("m.json", 2, "m.json line 2: not_json: ...")]
+    replay = transform_rejected(lines, before, masker=None)
+    assert replay.recovered == [("m.json", 1)]
+    assert list(replay.still_rejected) == [("m.json", 2)] and not replay.changes_nothing
+    assert reason_code(replay.still_rejected[("m.json", 2)]) == "not_json"
+    again = transform_rejected(lines[1:], [RejectedLine("m.json", 2, replay.still_rejected[("m.json", 2)])], None)
+    assert again.changes_nothing
+
+
+def test_only_a_loaded_version_is_replayable():
+    versions = {"a" * 32: ("superseded", 3), "b" * 32: ("loaded", 1), "c" * 32: ("parked", None)}
+    assert replayable_etag(versions, "bkt", "raw/x.zip", None) == "b" * 32
+    assert replayable_etag(versions, "bkt", "raw/x.zip", "b" * 32) == "b" * 32
+    with pytest.raises(ReplayRefused, match="superseded.*replay that version instead"):
+        replayable_etag(versions, "bkt", "raw/x.zip", "a" * 32)
+    with pytest.raises(ReplayRefused, match="parked.*force=true"):
+        replayable_etag(versions, "bkt", "raw/x.zip", "c" * 32)
+    with pytest.raises(ReplayRefused, match="never loaded"):
+        replayable_etag(versions, "bkt", "raw/x.zip", "d" * 32)
+    with pytest.raises(ReplayRefused, match="no loaded version"):
+        replayable_etag({}, "bkt", "raw/x.zip", None)
+
+
+def test_replay_digest_names_the_same_lines_the_same_way():
+    a = replay_digest("e" * 32, [("m", 2), ("m", 1)], masked=False)
+    assert a == replay_digest("e" * 32, [("m", 1), ("m", 2)], masked=False)
+    assert a != replay_digest("e" * 32, [("m", 1)], masked=False) != replay_digest("e" * 32, [("m", 1)], masked=True)
+
+
+# ---- on the stack -------------------------------------------------------------------------------
+
+def _line(record: dict) -> bytes:
+    return json.dumps(record, ensure_ascii=False).encode()
+
+
+def _padded(record: dict) -> dict:
+    return {**record, "data": {**record["data"], "realEstate_descriptionNote": PAD}}
+
+
+def mixed_batch(modified: datetime) -> tuple[bytes, str]:
+    """(zip, member): 11 sample listings, 3 of them on lines too long for LIMIT, one of those with an
+    older short line before it, a line that is not JSON and one with a rent that is no number."""
+    records = {r["data"]["id"]: revise(r, rent_factor=1.0, modified=modified) for r in read_sample_records()}
+    older = revise(read_sample_records()[[r["data"]["id"] for r in read_sample_records()].index(NEWER_ID)],
+                   rent_factor=0.9, modified=modified - timedelta(hours=1))
+    token = uuid.uuid4().hex  # unique bytes: the transform cache (by ETag) must not answer for another test
+    lines = [_line(older)]
+    for lid, record in records.items():
+        lines.append(_line(_padded(record) if lid in (*LONG_IDS, NEWER_ID) else record))
+    lines.insert(6, b'{"ok": true, "data": {"id": "' + token.encode())
+    lines.append(_line({"ok": True, "data": {"id": "77", "modification": "2019-01-12T11:32:11.975Z",
+                                             "realEstate_baseRent": "viel"}}))
+    # some are longer than rejected_records.raw_line keeps (65,535 bytes): the replay reads the object
+    assert sum(len(line) > LIMIT for line in lines) == 3 and max(map(len, lines)) > 65_535
+    member = f"{batch_name(modified)}.json"
+    return zip_lines(member, lines), member
+
+
+def ingest_with_small_limit(settings, s3, monkeypatch, modified: datetime, **upload_kw):
+    body, member = mixed_batch(modified)
+    key, etag = upload(s3, settings, batch_name(modified.replace(minute=0, second=0)) + ".zip", body, **upload_kw)
+    monkeypatch.setenv("ETL_MAX_LINE_BYTES", str(LIMIT))
+    state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
+    monkeypatch.delenv("ETL_MAX_LINE_BYTES")  # the "fixed" transform: the normal limit
+    result = state.result()
+    assert result["status"] == "loaded" and result["rejected"] == 5, result
+    return key, etag, str(state.state_details.flow_run_id), member
+
+
+def replay(settings, key, etag=None):
+    state = replay_rejects(settings.raw_bucket, key, etag, return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def warehouse_state(settings) -> dict[str, list]:
+    return {
+        "fact_flats": query(settings, "SELECT listing_id, last_modified_at, base_rent, source_key, source_etag, "
+                                      "source_line, flow_run_id, loaded_at FROM {schema}.fact_flats ORDER BY 1"),
+        "flat_snapshots": query(settings, "SELECT source_key, listing_id, last_modified_at, base_rent, flow_run_id, "
+                                          "loaded_at FROM {schema}.flat_snapshots ORDER BY 1, 2"),
+        "rejected_records": query(settings, "SELECT source_key, member, line_number, reason, raw_line, flow_run_id, "
+                                            "rejected_at FROM {schema}.rejected_records ORDER BY 1, 2, 3"),
+        "load_ledger": query(settings, "SELECT * FROM {schema}.load_ledger ORDER BY key, etag"),
+        "dims": query(settings, "SELECT (SELECT COUNT(*) FROM {schema}.dim_city), (SELECT COUNT(*) FROM "
+                                "{schema}.dim_address), (SELECT COUNT(*) FROM {schema}.dim_agency)"),
+    }
+
+
+def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(settings, s3, monkeypatch):
+    modified = datetime(2031, 3, 1, 9, 10, tzinfo=UTC)
+    key, etag, ingest_run, member = ingest_with_small_limit(settings, s3, monkeypatch, modified)
+    before = warehouse_state(settings)
+    assert len(before["fact_flats"]) == 9 and len(before["flat_snapshots"]) == 9
+    reasons = {r.line_number: reason_code(r.reason) for r in before["rejected_records"]}
+    assert sorted(reasons.values()) == ["invalid_value", "line_too_long", "line_too_long", "line_too_long", "not_json"]
+
+    started = time.perf_counter()
+    state, result = replay(settings, key)
+    seconds = time.perf_counter() - started
+    assert state.is_completed(), result
+    replay_run = str(state.state_details.flow_run_id)
+    assert (result["status"], result["etag"], result["lines_replayed"], result["recovered"],
+            result["still_rejected"]) == ("replayed", etag, 5, 3, 2)
+    assert (result["fact_inserted"], result["fact_updated"], result["fact_stale"]) == (2, 1, 0)
+    assert (result["snapshots_inserted"], result["snapshots_replaced"]) == (2, 1)
+    assert (result["rejected_before"], result["rejected_after"]) == (5, 2)
+    print(f"replay of 5 rejected lines (3 recovered) took {seconds:.2f} s")
+
+    after = warehouse_state(settings)
+    facts = {row.listing_id: row for row in after["fact_flats"]}
+    assert len(facts) == 11 and len(after["fact_flats"]) == 11
+    good = {row.listing_id: row for row in before["fact_flats"] if str(row.listing_id) != NEWER_ID}
+    assert all(facts[lid] == row for lid, row in good.items())  # loaded_at, flow_run_id, ... unchanged
+    for lid in (*LONG_IDS, NEWER_ID):
+        row = facts[int(lid)]
+        assert (row.flow_run_id, row.source_key, row.source_etag, row.last_modified_at) == (
+            replay_run, key, etag, modified)
+    # Snapshots: one per listing of the file; the good ones untouched, the older version of NEWER_ID replaced.
+    snaps = {row.listing_id: row for row in after["flat_snapshots"]}
+    assert len(after["flat_snapshots"]) == 11 and all(row.source_key == key for row in after["flat_snapshots"])
+    assert all(snaps[row.listing_id] == row for row in before["flat_snapshots"] if str(row.listing_id) != NEWER_ID)
+    assert snaps[int(NEWER_ID)].last_modified_at == modified and snaps[int(NEWER_ID)].flow_run_id == replay_run
+    # rejected_records lost exactly the recovered lines; the bad ones keep their row and reason.
+    assert after["rejected_records"] == [r for r in before["rejected_records"]
+                                         if reason_code(r.reason) != "line_too_long"]
+    ledger = after["load_ledger"][0]
+    assert (ledger.status, ledger.rejected_count, ledger.flow_run_id) == ("loaded", 2, ingest_run)
+    assert (ledger.listings, ledger.fact_inserted, ledger.fact_updated) == (11, 11, 1)
+
+    # Lineage on the replay's run: every replayed line with its outcome, and a summary.
+    deadline = time.monotonic() + 15
+    while len(artifacts := artifacts_of(state.state_details.flow_run_id)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    (table,) = [a for a in artifacts if a.type == "table"]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    outcomes = sorted((r["outcome"], reason_code(r["reason"]) if r["reason"] else "") for r in rows)
+    assert outcomes == [("recovered", ""), ("recovered", ""), ("recovered", ""),
+                        ("rejected", "invalid_value"), ("rejected", "not_json")]
+    (summary,) = [a for a in artifacts if a.type == "markdown"]
+    assert "**replayed**" in summary.data and "3 recovered" in summary.data and "not_json: 1" in summary.data
+
+    # A second replay is a no-op: nothing recovered, every reason as before, nothing written.
+    state, result = replay(settings, key)
+    assert state.is_completed() and (result["status"], result["recovered"], result["still_rejected"]) == (
+        "unchanged", 0, 2)
+    assert warehouse_state(settings) == after
+
+
+def test_a_recovered_listing_never_overwrites_a_newer_state(settings, s3, monkeypatch):
+    """A later file already holds a newer version of a listing whose line this file rejected."""
+    modified = datetime(2031, 3, 2, 9, 10, tzinfo=UTC)
+    records = {r["data"]["id"]: r for r in read_sample_records()}
+    later = revise(records[LONG_IDS[0]], rent_factor=2.0, modified=modified + timedelta(hours=1))
+    later_key, _ = upload(s3, settings, batch_name(modified + timedelta(hours=1)) + ".zip",
+                          zip_lines("later.json", [_line(later)]))
+    assert ingest_file(settings.raw_bucket, later_key)["fact_inserted"] == 1
+    newer = query(settings, "SELECT * FROM {schema}.fact_flats WHERE listing_id = :i", i=int(LONG_IDS[0]))
+
+    key, etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
+    state, result = replay(settings, key, etag)
+    assert state.is_completed() and (result["recovered"], result["fact_inserted"], result["fact_stale"]) == (3, 1, 1)
+    assert query(settings, "SELECT * FROM {schema}.fact_flats WHERE listing_id = :i", i=int(LONG_IDS[0])) == newer
+    # ... but its version from this file joins the rent history.
+    history = query(settings, "SELECT source_key, last_modified_at FROM {schema}.flat_snapshots "
+                              "WHERE listing_id = :i ORDER BY last_modified_at", i=int(LONG_IDS[0]))
+    assert [tuple(r) for r in history] == [(key, modified), (later_key, modified + timedelta(hours=1))]
+
+
+def test_replay_works_when_personal_data_is_masked(settings, s3, monkeypatch):
+    monkeypatch.setenv("ETL_MASK_PERSONAL_DATA", "1")
+    monkeypatch.setenv("ETL_MASK_SALT", "replay-test-salt-" + "x" * 16)
+    modified = datetime(2031, 3, 3, 9, 10, tzinfo=UTC)
+    key, _, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records WHERE raw_line IS NOT NULL") == 0
+    state, result = replay(settings, key)
+    assert state.is_completed() and (result["recovered"], result["still_rejected"]) == (3, 2), result
+    names = query(settings, """SELECT g.firstname, g.email FROM {schema}.fact_flats f
+                               JOIN {schema}.dim_agency g ON g.agency_id = f.agency_id
+                               WHERE f.listing_id IN (56906504, 45506939)""")
+    assert len(names) == 2
+    assert all(v is None or v.startswith("h:") for row in names for v in row)  # masked like every other row
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records") == 2
+
+
+def test_only_a_loaded_version_is_replayed_and_refusals_change_nothing(settings, s3, monkeypatch):
+    modified = datetime(2031, 3, 4, 9, 10, tzinfo=UTC)
+    key, old_etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
+    # A correction under the same key supersedes the version and its rejects.
+    folder = key.split("/")[-2]
+    _, new_etag = upload(s3, settings, key.rsplit("/", 1)[1], zip_lines("c.json", [_line(read_sample_records()[0])]),
+                         folder=folder)
+    assert ingest_file(settings.raw_bucket, key, new_etag)["status"] == "loaded"
+    before = warehouse_state(settings)
+    state, result = replay(settings, key, old_etag)
+    assert state.is_failed() and "superseded" in str(result)
+    unknown = f"{settings.raw_prefix}nowhere/{batch_name(modified)}.zip"
+    state, result = replay(settings, unknown)
+    assert state.is_failed() and "no loaded version" in str(result)
+    # The loaded correction has no rejects: nothing to replay, the object is not even read.
+    state, result = replay(settings, key)
+    assert state.is_completed() and result["status"] == "nothing to replay" and result["etag"] == new_etag
+    assert warehouse_state(settings) == before
+
+
+def test_a_replay_waits_for_a_load_in_flight_and_redoes_its_work_if_the_rejects_moved(settings, s3, monkeypatch):
+    """Serialised by the ledger lock; a replay prepared before another one committed is not applied twice."""
+    import sqlalchemy as sa
+
+    from berlin_rentals.replay import _Changed, apply_replay, stage_replay
+    from berlin_rentals.s3 import download_source, head_source
+    from berlin_rentals.warehouse.engines import target_for
+    from berlin_rentals.warehouse.sql import statement
+    from tasks.common import warehouse_engine
+
+    modified = datetime(2031, 3, 5, 9, 10, tzinfo=UTC)
+    key, etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
+    engine = warehouse_engine(settings.warehouse_url)
+    target = target_for(settings.warehouse_url, settings.warehouse_schema)
+    source = head_source(s3, settings.raw_bucket, key, etag)
+    archive = download_source(s3, source, Path(tempfile.mkdtemp()) / "batch.zip")
+    with engine.connect() as conn:
+        rejected = rejected_lines(conn, settings.warehouse_schema, source)
+    prepared = transform_rejected(pick_lines(archive, key, [r.position for r in rejected], max_member_bytes=1 << 30,
+                                             max_line_bytes=1 << 26), rejected, masker=None)
+    staged = stage_replay(s3, prepared, bucket=settings.staging_bucket, staging_prefix=settings.staging_prefix,
+                          etag=etag, masked=False)
+
+    # A forced reload of the file is claiming it (uncommitted): the replay must wait for it.
+    results = []
+    with engine.connect() as holder:
+        holder.begin()
+        holder.execute(statement("postgresql/claim_file.sql", settings.warehouse_schema),
+                       {"bucket": settings.raw_bucket, "key": key, "etag": etag, "flow_run_id": "reload",
+                        "started_at": datetime.now(UTC), "force": True})
+        thread = threading.Thread(target=contextvars.copy_context().run,
+                                  args=(lambda: results.append(replay(settings, key)[1]),))
+        thread.start()
+        time.sleep(3)
+        assert thread.is_alive() and not results  # blocked on the ledger lock
+        holder.rollback()
+    thread.join(60)
+    assert results[0]["status"] == "replayed" and results[0]["recovered"] == 3
+    after = warehouse_state(settings)
+
+    # The replay prepared before that one committed finds other rejects under the lock: it changes nothing.
+    with pytest.raises(_Changed):
+        apply_replay(engine, target, source, prepared, staged, data=prepared.batch.tables, flow_run_id="stale")
+    assert warehouse_state(settings) == after
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT COUNT(*) FROM {settings.warehouse_schema}.fact_flats")).scalar() == 11
+
+
+# ---- the Redshift path: every statement a replay sends, parsed as Redshift SQL --------------------
+
+ROLE = "arn:aws:iam::123456789012:role/rentals-redshift-copy"
+
+
+def _literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return f"'{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _rendered(sql: str, params) -> str:
+    if not params or not isinstance(params, (tuple, list)):
+        return sql
+    return sql.replace("%%", "%") % tuple(_literal(p) for p in params)
+
+
+def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkeypatch):
+    import sqlalchemy as sa
+    import sqlglot
+    from sqlglot import exp
+
+    import tests.recording_dbapi as driver
+    from berlin_rentals.replay import apply_replay
+    from berlin_rentals.source import SourceObject
+    from berlin_rentals.staging import StagedBatch
+    from berlin_rentals.warehouse.engines import RedshiftTarget
+
+    etag = "793fb4ae6d07bb5b55ea181ad1fed13a"
+    records = read_sample_records()
+    lines = [SourceLine("m.json", n, _line(r)) for n, r in enumerate(records[:3], start=1)]
+    lines.append(SourceLine("m.json", 4, b"{nope"))
+    before = [RejectedLine("m.json", n, f"m.json line {n}: line_too_long: ...") for n in range(1, 5)]
+    prepared = transform_rejected(lines, before, masker=None)
+    staged = StagedBatch("rentals-staging", f"clean/v1/replay/etag={etag}/{replay_digest(etag, [], False)}/",
+                         {n: prepared.batch.rows(n) for n in prepared.batch.tables})
+    source = SourceObject("rentals-raw", "raw/immobilienscout24_berlin_20190113_15.zip", etag, 29979,
+                          datetime(2019, 1, 13, 15, 1, tzinfo=UTC))
+    answers = [
+        (re.compile(r"SELECT status\s+FROM", re.I), [("loaded",)], ["status"]),
+        (re.compile(r"SELECT member, line_number, reason", re.I),
+         [(r.member, r.line_number, r.reason) for r in before], ["member", "line_number", "reason"]),
+        (re.compile(r"AS rejected\b", re.I), [(1,)], ["rejected"]),
+    ]
+    monkeypatch.setattr(driver, "_ANSWERS", answers + driver._ANSWERS)
+    engine = sa.create_engine("redshift+redshift_connector://loader@cluster:5439/rentals", module=driver)
+    with engine.connect():
+        pass
+    driver.STATEMENTS.clear()
+    outcome = apply_replay(engine, RedshiftTarget("berlin_rentals", ROLE), source, prepared, staged, flow_run_id="r1")
+    assert outcome.status == "replayed" and outcome.recovered == 3
+    sent = list(driver.STATEMENTS)
+    heads = [" ".join(sql.split()[:3]).upper() for sql, _ in sent]
+    assert heads[0] == "LOCK BERLIN_RENTALS.LOAD_LEDGER"
+    commit = heads.index("COMMIT")
+    assert set(heads[commit + 1:]) <= {"ROLLBACK"} and "ROLLBACK" not in heads[:commit]
+    for sql, params in sent[:commit]:
+        tree = sqlglot.parse_one(_rendered(sql, params), read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
+        if isinstance(tree, exp.Command):
+            assert tree.this.upper() == "LOCK", sql
+        assert not isinstance(tree, exp.Merge) or "WHEN MATCHED AND" not in sql.upper()  # no conditional clauses
+    merges = [sql.split()[2] for sql, _ in sent if sql.lstrip().upper().startswith("MERGE")]
+    assert merges == ["berlin_rentals.dim_city", "berlin_rentals.dim_address", "berlin_rentals.dim_agency",
+                      "berlin_rentals.fact_flats"]
+    copies = [sql for sql, _ in sent if sql.lstrip().upper().startswith("COPY")]
+    assert len(copies) == 6 and all(f"/replay/etag={etag}/" in sql and ROLE in sql for sql in copies)
+    # The file's other snapshots and rejects are never deleted wholesale: every DELETE is bound to the stage.
+    deletes = [" ".join(sql.split()) for sql, _ in sent if sql.lstrip().upper().startswith("DELETE")]
+    snapshot_deletes = [d for d in deletes if d.startswith("DELETE FROM berlin_rentals.flat_snapshots")]
+    assert snapshot_deletes and all("USING stage_flat_snapshots" in d for d in snapshot_deletes)
+    reject_deletes = [d for d in deletes if d.startswith("DELETE FROM berlin_rentals.rejected_records")]
+    assert len(reject_deletes) == 1 and "NOT EXISTS ( SELECT 1 FROM stage_rejected_records AS s" in reject_deletes[0]
+
+
+def test_the_snapshot_insert_covers_every_column_of_flat_snapshots():
+    from berlin_rentals.replay import _snapshot_statements
+    from berlin_rentals.warehouse.tables import warehouse_metadata
+
+    insert = " ".join(_snapshot_statements("s")[-1].text.split())
+    columns = insert[insert.index("(") + 1:insert.index(")")].replace(" ", "").split(",")
+    assert sorted(columns) == sorted(c.name for c in warehouse_metadata("s").tables["s.flat_snapshots"].columns)
