@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import io
+import os
+import subprocess
+import sys
 import json
 import re
 import tempfile
@@ -31,6 +34,8 @@ from berlin_rentals.synthetic import batch_name, read_sample_records, revise, zi
 from flows.ingest import ingest_file
 from flows.replay_rejects import replay_rejects
 from tests.helpers import artifacts_of, query, scalar, upload
+
+REPO = Path(__file__).resolve().parents[1]
 
 LIMIT = 38_000  # the sample's longest line is 36,174 bytes; padded lines are over 40,000
 LONG_IDS = ("56906504", "45506939")  # recovered as new listings
@@ -262,16 +267,24 @@ def test_replay_works_when_personal_data_is_masked(settings, s3, monkeypatch):
     monkeypatch.setenv("ETL_MASK_PERSONAL_DATA", "1")
     monkeypatch.setenv("ETL_MASK_SALT", "replay-test-salt-" + "x" * 16)
     modified = datetime(2031, 3, 3, 9, 10, tzinfo=UTC)
-    key, _, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
+    key, etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records WHERE raw_line IS NOT NULL") == 0
-    state, result = replay(settings, key)
-    assert state.is_completed() and (result["recovered"], result["still_rejected"]) == (3, 2), result
+    # From the command line this time (the environment carries the masking settings).
+    done = cli(settings.raw_bucket, key)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"'etag': '{etag}'" in done.stdout and "'recovered': 3, 'still_rejected': 2" in done.stdout
     names = query(settings, """SELECT g.firstname, g.email FROM {schema}.fact_flats f
                                JOIN {schema}.dim_agency g ON g.agency_id = f.agency_id
                                WHERE f.listing_id IN (56906504, 45506939)""")
     assert len(names) == 2
     assert all(v is None or v.startswith("h:") for row in names for v in row)  # masked like every other row
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records") == 2
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records WHERE raw_line IS NOT NULL") == 0
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.replay_rejects", *args], cwd=REPO, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_only_a_loaded_version_is_replayed_and_refusals_change_nothing(settings, s3, monkeypatch):
@@ -429,3 +442,33 @@ def test_the_snapshot_insert_covers_every_column_of_flat_snapshots():
     insert = " ".join(_snapshot_statements("s")[-1].text.split())
     columns = insert[insert.index("(") + 1:insert.index(")")].replace(" ", "").split(",")
     assert sorted(columns) == sorted(c.name for c in warehouse_metadata("s").tables["s.flat_snapshots"].columns)
+
+
+@pytest.mark.slow
+def test_the_replay_rejects_deployment_runs_on_a_worker(local_stack, stack_env, s3, monkeypatch):
+    """prefect.yaml's manual deployment, run as from the UI: the worker runs it in the stack's schema."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from berlin_rentals.config import Settings
+
+    stack, _ = local_stack
+    warehouse = Settings.from_env(stack_env)
+    modified = datetime(2031, 3, 6, 9, 10, tzinfo=UTC)
+    key, etag, _, _ = ingest_with_small_limit(warehouse, s3, monkeypatch, modified)
+    stack.deploy()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("replay-rejects/replay-rejects")
+    assert deployment.entrypoint == "flows/replay_rejects.py:replay_rejects" and not deployment.schedules
+    started = not stack._running_pid("worker")
+    if started:
+        stack.start_service("worker")
+    try:
+        run = run_deployment("replay-rejects/replay-rejects", parameters={"bucket": warehouse.raw_bucket, "key": key},
+                             timeout=120)
+    finally:
+        if started:
+            stack.stop_service("worker")
+    assert run.state.is_completed(), run.state
+    assert query(warehouse, "SELECT rejected_count FROM {schema}.load_ledger WHERE key = :k AND etag = :e",
+                 k=key, e=etag)[0][0] == 2
