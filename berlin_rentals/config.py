@@ -94,6 +94,28 @@ class Settings:
         return Masker(self.mask_salt.encode())
 
 
+DEFAULT_RETRY_DELAYS = (2.0, 8.0, 30.0)
+
+
+def retry_delays(environ: dict[str, str] | None = None) -> list[float]:
+    """Seconds before each retry of an I/O step (`ETL_RETRY_DELAYS`, comma-separated; default 2,8,30).
+
+    Read once, when the tasks are defined (Prefect fixes a task's retry delays at decoration time);
+    the tests set short ones for the processes they start.
+    """
+    env = os.environ if environ is None else environ
+    raw = (env.get("ETL_RETRY_DELAYS") or "").strip()
+    if not raw:
+        return list(DEFAULT_RETRY_DELAYS)
+    try:
+        delays = [float(part) for part in raw.split(",")]
+    except ValueError:
+        raise ConfigError(f"ETL_RETRY_DELAYS={raw!r} is not a comma-separated list of seconds") from None
+    if any(d < 0 or d != d for d in delays):
+        raise ConfigError(f"ETL_RETRY_DELAYS={raw!r} has a negative delay")
+    return delays
+
+
 def read_env_file(path: str | Path) -> dict[str, str]:
     """Parse the KEY=VALUE lines that `make up` writes to `.local/env`."""
     values: dict[str, str] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import boto3
@@ -12,14 +13,19 @@ from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged, ObjectGone
 from berlin_rentals.source import SourceObject, normalize_etag, validate_key
 
-_BOTO_CONFIG = botocore.config.Config(
-    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60
-)
+
+def _boto_config() -> botocore.config.Config:
+    # Standard retries, 4 attempts per call in all, unless AWS_MAX_ATTEMPTS (botocore's own variable)
+    # says otherwise: the fault tests set 1 so that the task's retries are the only ones.
+    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or 4)
+    return botocore.config.Config(
+        retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=5, read_timeout=60
+    )
 
 
 def s3_client(settings: Settings):
     return boto3.client(
-        "s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=_BOTO_CONFIG
+        "s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=_boto_config()
     )
 
 

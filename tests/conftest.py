@@ -37,7 +37,16 @@ def local_stack(tmp_path_factory):
     try:
         yield stack, stack.up()
     finally:
+        _send_pending_prefect_logs()
         stack.down()
+
+
+def _send_pending_prefect_logs() -> None:
+    """Send the run logs Prefect still holds while its server is up: at exit, with the server stopped,
+    the log worker would retry a dead API for over a minute before the session could end."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -48,3 +48,22 @@ def test_transient_failures_are_retried(exc):
 ], ids=["bad-archive", "bad-key", "gone", "changed", "access-denied", "db-data", "db-missing-table", "bug"])
 def test_data_errors_and_bugs_are_not(exc):
     assert not is_retryable(exc)
+
+
+def test_retry_delays_keep_the_production_default_and_can_be_shortened():
+    from berlin_rentals.config import ConfigError, retry_delays
+
+    assert retry_delays({}) == [2.0, 8.0, 30.0]
+    assert retry_delays({"ETL_RETRY_DELAYS": "0, 0.5"}) == [0.0, 0.5]
+    for bad in ("soon", "1,-1"):
+        with pytest.raises(ConfigError, match="ETL_RETRY_DELAYS"):
+            retry_delays({"ETL_RETRY_DELAYS": bad})
+
+
+def test_s3_calls_make_4_attempts_unless_aws_max_attempts_says_otherwise(monkeypatch):
+    from berlin_rentals.s3 import _boto_config
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    assert _boto_config().retries == {"mode": "standard", "total_max_attempts": 4}
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    assert _boto_config().retries["total_max_attempts"] == 1
