@@ -234,6 +234,13 @@ def ledger_versions(engine: sa.Engine, schema: str, bucket: str, key: str) -> di
         return {row.etag: (row.status, row.rejected_count) for row in rows}
 
 
+def files_with_rejects(engine: sa.Engine, schema: str, since: datetime) -> list[tuple[str, str, str, datetime, int]]:
+    """(bucket, key, etag, batch hour, rejected_count) of loaded versions with rejected lines since an hour."""
+    with engine.connect() as conn:
+        rows = conn.execute(statement("replay/select_files_with_rejects.sql", schema), {"since": since})
+        return [tuple(row) for row in rows]
+
+
 def replayable_etag(versions: dict[str, tuple[str, int | None]], bucket: str, key: str, etag: str | None) -> str:
     """The version to replay: the one named, or the key's loaded one. Anything but 'loaded' is refused."""
     uri = f"s3://{bucket}/{key}"

@@ -2,7 +2,8 @@
 
 Only the lines in rejected_records are read again (from the raw object version, by ETag) and put
 through the current transform; the file's good lines are never reloaded. Run from the Prefect UI
-(deployment 'replay-rejects') or here: `python -m flows.replay_rejects <bucket> <key> [--etag ETAG]`.
+(deployment 'replay-rejects') or here: `python -m flows.replay_rejects <bucket> <key> [--etag ETAG]`;
+`--list [--since ISO]` shows the loaded versions that still have rejected lines, `--all` replays them.
 """
 
 from __future__ import annotations
@@ -50,16 +51,50 @@ def replay_rejects(bucket: str, key: str, etag: str | None = None) -> dict[str, 
     return outcome.as_dict()
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
     import argparse
+    from datetime import UTC, datetime, timedelta
+
+    from berlin_rentals.replay import files_with_rejects
+    from tasks.common import warehouse_engine
+
+    parser = argparse.ArgumentParser(
+        description="Replay rejected lines in this process: one object version, or (--all) every loaded version "
+                    "that still has rejected lines; --list only shows those.")
+    parser.add_argument("bucket", nargs="?")
+    parser.add_argument("key", nargs="?")
+    parser.add_argument("--etag", help="the version to replay (default: the key's loaded version)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true", help="only list the loaded versions with rejected lines")
+    mode.add_argument("--all", action="store_true", help="replay every loaded version with rejected lines")
+    parser.add_argument("--since", default=None,
+                        help="with --list/--all: batch hours from this ISO time on (default: the last 7 days)")
+    args = parser.parse_args(argv)
+    if args.list or args.all:
+        since = datetime.fromisoformat(args.since) if args.since else datetime.now(UTC) - timedelta(days=7)
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        settings = Settings.from_env()
+        files = files_with_rejects(warehouse_engine(settings.warehouse_url), settings.warehouse_schema, since)
+        print(f"{len(files)} loaded version(s) with rejected lines since {since:%Y-%m-%d %H:%M} UTC")
+        failed = 0
+        for bucket, key, etag, hour, rejected in files:
+            line = f"s3://{bucket}/{key}  {etag}  {hour:%Y-%m-%d %H:00}  {rejected} rejected"
+            if args.all:
+                state = replay_rejects(bucket, key, etag, return_state=True)
+                result = state.result(raise_on_failure=False)
+                failed += not state.is_completed()
+                line += (f"  -> {result['status']}: {result['recovered']} recovered, "
+                         f"{result['still_rejected']} still rejected") if state.is_completed() else f"  -> failed: {result}"
+            print(line)
+        return 1 if failed else 0
+    if not (args.bucket and args.key):
+        parser.error("bucket and key are required unless --list or --all is given")
+    state = replay_rejects(args.bucket, args.key, args.etag, return_state=True)
+    print(state.result(raise_on_failure=False))
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
     import sys
 
-    parser = argparse.ArgumentParser(description="Replay one object version's rejected lines in this process.")
-    parser.add_argument("bucket")
-    parser.add_argument("key")
-    parser.add_argument("--etag", help="the version to replay (default: the key's loaded version)")
-    args = parser.parse_args()
-    state = replay_rejects(args.bucket, args.key, args.etag, return_state=True)
-    result = state.result(raise_on_failure=False)
-    print(result)
-    sys.exit(0 if state.is_completed() else 1)
+    sys.exit(main())

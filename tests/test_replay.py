@@ -183,13 +183,15 @@ def warehouse_state(settings) -> dict[str, list]:
     }
 
 
-def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(settings, s3, monkeypatch):
+def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(settings, s3, monkeypatch, capsys):
     modified = datetime(2031, 3, 1, 9, 10, tzinfo=UTC)
     key, etag, ingest_run, member = ingest_with_small_limit(settings, s3, monkeypatch, modified)
     before = warehouse_state(settings)
     assert len(before["fact_flats"]) == 9 and len(before["flat_snapshots"]) == 9
     reasons = {r.line_number: reason_code(r.reason) for r in before["rejected_records"]}
     assert sorted(reasons.values()) == ["invalid_value", "line_too_long", "line_too_long", "line_too_long", "not_json"]
+
+    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1:] == [f"s3://{settings.raw_bucket}/{key}  {etag}  2031-03-01 09:00  5 rejected"]
 
     started = time.perf_counter()
     state, result = replay(settings, key)
@@ -220,6 +222,7 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     # rejected_records lost exactly the recovered lines; the bad ones keep their row and reason.
     assert after["rejected_records"] == [r for r in before["rejected_records"]
                                          if reason_code(r.reason) != "line_too_long"]
+    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1].endswith("  2 rejected")
     ledger = after["load_ledger"][0]
     assert (ledger.status, ledger.rejected_count, ledger.flow_run_id) == ("loaded", 2, ingest_run)
     assert (ledger.listings, ledger.fact_inserted, ledger.fact_updated) == (11, 11, 1)
@@ -243,7 +246,7 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     assert warehouse_state(settings) == after
 
 
-def test_a_recovered_listing_never_overwrites_a_newer_state(settings, s3, monkeypatch):
+def test_a_recovered_listing_never_overwrites_a_newer_state(settings, s3, monkeypatch, capsys):
     """A later file already holds a newer version of a listing whose line this file rejected."""
     modified = datetime(2031, 3, 2, 9, 10, tzinfo=UTC)
     records = {r["data"]["id"]: r for r in read_sample_records()}
@@ -254,8 +257,12 @@ def test_a_recovered_listing_never_overwrites_a_newer_state(settings, s3, monkey
     newer = query(settings, "SELECT * FROM {schema}.fact_flats WHERE listing_id = :i", i=int(LONG_IDS[0]))
 
     key, etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
-    state, result = replay(settings, key, etag)
-    assert state.is_completed() and (result["recovered"], result["fact_inserted"], result["fact_stale"]) == (3, 1, 1)
+    # Every loaded version with rejects since an hour, as an operator would after a fix (only this one here).
+    lines = list_mode(capsys, "--all", "--since", "2031-03-02T00:00")
+    assert lines[0].startswith("1 loaded version(s) with rejected lines")
+    assert lines[1].endswith("5 rejected  -> replayed: 3 recovered, 2 still rejected")
+    ledger = query(settings, "SELECT fact_inserted, rejected_count FROM {schema}.load_ledger WHERE key = :k", k=key)
+    assert [tuple(r) for r in ledger] == [(9 + 1, 2)]  # 9 by the ingest, 1 by the replay (the other was stale)
     assert query(settings, "SELECT * FROM {schema}.fact_flats WHERE listing_id = :i", i=int(LONG_IDS[0])) == newer
     # ... but its version from this file joins the rent history.
     history = query(settings, "SELECT source_key, last_modified_at FROM {schema}.flat_snapshots "
@@ -280,6 +287,14 @@ def test_replay_works_when_personal_data_is_masked(settings, s3, monkeypatch):
     assert all(v is None or v.startswith("h:") for row in names for v in row)  # masked like every other row
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records") == 2
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records WHERE raw_line IS NOT NULL") == 0
+
+
+def list_mode(capsys, *args: str) -> list[str]:
+    from flows.replay_rejects import main
+
+    capsys.readouterr()
+    assert main(list(args)) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith(("s3://", "1 ", "0 "))]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
