@@ -74,6 +74,7 @@ class RejectedLine:
     member: str
     line_number: int
     reason: str
+    raw_withheld: bool = False  # no raw text kept: the version was loaded with personal-data masking
 
     @property
     def position(self) -> Position:
@@ -265,7 +266,15 @@ def replayable_etag(versions: dict[str, tuple[str, int | None]], bucket: str, ke
 def rejected_lines(conn: sa.Connection, schema: str, source: SourceObject) -> list[RejectedLine]:
     rows = conn.execute(statement("replay/select_rejected_lines.sql", schema),
                         {"source_key": source.key, "source_etag": source.etag})
-    return [RejectedLine(row.member, row.line_number, row.reason) for row in rows]
+    return [RejectedLine(row.member, row.line_number, row.reason, bool(row.raw_withheld)) for row in rows]
+
+
+def check_masking(source: SourceObject, rejected: Iterable[RejectedLine], masker: Masker | None) -> None:
+    """A version loaded with masking must not get clear-text contact data from a replay without it."""
+    if masker is None and any(r.raw_withheld for r in rejected):
+        raise ReplayRefused(f"{source.uri} (ETag {source.etag}) was loaded with personal-data masking (its rejected "
+                            "lines keep no raw text), but masking is off here: set ETL_MASK_PERSONAL_DATA and "
+                            "ETL_MASK_SALT as the loads have them, then replay")
 
 
 def _snapshot_statements(schema: str) -> list[sa.TextClause]:
@@ -382,6 +391,7 @@ def replay_file(
         if not rejected:
             outcome = ReplayOutcome(status="nothing to replay", rounds=round_, **base)
             break
+        check_masking(source, rejected, masker)
         lines = pick_lines(archive_path, source.uri, [r.position for r in rejected],
                            max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes)
         replay = transform_rejected(lines, rejected, masker)

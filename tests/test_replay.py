@@ -276,6 +276,13 @@ def test_replay_works_when_personal_data_is_masked(settings, s3, monkeypatch):
     modified = datetime(2031, 3, 3, 9, 10, tzinfo=UTC)
     key, etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records WHERE raw_line IS NOT NULL") == 0
+    # Without masking, the recovered listings' contacts would land in clear text: refused, nothing written.
+    before = warehouse_state(settings)
+    monkeypatch.delenv("ETL_MASK_PERSONAL_DATA")
+    state, result = replay(settings, key)
+    assert state.is_failed() and "loaded with personal-data masking" in str(result)
+    assert warehouse_state(settings) == before
+    monkeypatch.setenv("ETL_MASK_PERSONAL_DATA", "1")
     # From the command line this time (the environment carries the masking settings).
     done = cli(settings.raw_bucket, key)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -319,6 +326,13 @@ def test_only_a_loaded_version_is_replayed_and_refusals_change_nothing(settings,
     # The loaded correction has no rejects: nothing to replay, the object is not even read.
     state, result = replay(settings, key)
     assert state.is_completed() and result["status"] == "nothing to replay" and result["etag"] == new_etag
+    # A loaded version whose bytes were replaced under the key (the new one not ingested yet) is refused.
+    ingest_with_small_limit(settings, s3, monkeypatch, modified + timedelta(hours=1))
+    other_key = query(settings, "SELECT key FROM {schema}.load_ledger WHERE key <> :k", k=key)[0][0]
+    before = warehouse_state(settings)
+    s3.put_object(Bucket=settings.raw_bucket, Key=other_key, Body=zip_lines("n.json", [b"{}"]))
+    state, result = replay(settings, other_key)
+    assert state.is_failed() and "ingest the new version" in str(result)
     assert warehouse_state(settings) == before
 
 
@@ -417,7 +431,7 @@ def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkey
     answers = [
         (re.compile(r"SELECT status\s+FROM", re.I), [("loaded",)], ["status"]),
         (re.compile(r"SELECT member, line_number, reason", re.I),
-         [(r.member, r.line_number, r.reason) for r in before], ["member", "line_number", "reason"]),
+         [(r.member, r.line_number, r.reason, 0) for r in before], ["member", "line_number", "reason", "raw_withheld"]),
         (re.compile(r"AS rejected\b", re.I), [(1,)], ["rejected"]),
     ]
     monkeypatch.setattr(driver, "_ANSWERS", answers + driver._ANSWERS)
