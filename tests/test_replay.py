@@ -136,7 +136,8 @@ def _padded(record: dict) -> dict:
 
 def mixed_batch(modified: datetime) -> tuple[bytes, str]:
     """(zip, member): 11 sample listings, 3 of them on lines too long for LIMIT, one of those with an
-    older short line before it, a line that is not JSON and one with a rent that is no number."""
+    older short line before it, a line that is not JSON and one with a rent that is no number, and a
+    long line with a rent that is no number (too long now, still bad for another reason after the fix)."""
     records = {r["data"]["id"]: revise(r, rent_factor=1.0, modified=modified) for r in read_sample_records()}
     older = revise(read_sample_records()[[r["data"]["id"] for r in read_sample_records()].index(NEWER_ID)],
                    rent_factor=0.9, modified=modified - timedelta(hours=1))
@@ -147,8 +148,10 @@ def mixed_batch(modified: datetime) -> tuple[bytes, str]:
     lines.insert(6, b'{"ok": true, "data": {"id": "' + token.encode())
     lines.append(_line({"ok": True, "data": {"id": "77", "modification": "2019-01-12T11:32:11.975Z",
                                              "realEstate_baseRent": "viel"}}))
+    lines.append(_line({"ok": True, "data": {"id": "78", "modification": "2019-01-12T11:32:11.975Z",
+                                             "realEstate_baseRent": "viel", "realEstate_descriptionNote": PAD}}))
     # some are longer than rejected_records.raw_line keeps (65,535 bytes): the replay reads the object
-    assert sum(len(line) > LIMIT for line in lines) == 3 and max(map(len, lines)) > 65_535
+    assert sum(len(line) > LIMIT for line in lines) == 4 and max(map(len, lines)) > 65_535
     member = f"{batch_name(modified)}.json"
     return zip_lines(member, lines), member
 
@@ -160,7 +163,7 @@ def ingest_with_small_limit(settings, s3, monkeypatch, modified: datetime, **upl
     state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
     monkeypatch.delenv("ETL_MAX_LINE_BYTES")  # the "fixed" transform: the normal limit
     result = state.result()
-    assert result["status"] == "loaded" and result["rejected"] == 5, result
+    assert result["status"] == "loaded" and result["rejected"] == 6, result
     return key, etag, str(state.state_details.flow_run_id), member
 
 
@@ -189,9 +192,9 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     before = warehouse_state(settings)
     assert len(before["fact_flats"]) == 9 and len(before["flat_snapshots"]) == 9
     reasons = {r.line_number: reason_code(r.reason) for r in before["rejected_records"]}
-    assert sorted(reasons.values()) == ["invalid_value", "line_too_long", "line_too_long", "line_too_long", "not_json"]
+    assert sorted(reasons.values()) == ["invalid_value"] + ["line_too_long"] * 4 + ["not_json"]
 
-    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1:] == [f"s3://{settings.raw_bucket}/{key}  {etag}  2031-03-01 09:00  5 rejected"]
+    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1:] == [f"s3://{settings.raw_bucket}/{key}  {etag}  2031-03-01 09:00  6 rejected"]
 
     started = time.perf_counter()
     state, result = replay(settings, key)
@@ -199,11 +202,11 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     assert state.is_completed(), result
     replay_run = str(state.state_details.flow_run_id)
     assert (result["status"], result["etag"], result["lines_replayed"], result["recovered"],
-            result["still_rejected"]) == ("replayed", etag, 5, 3, 2)
+            result["still_rejected"], result["reasons_changed"]) == ("replayed", etag, 6, 3, 3, 1)
     assert (result["fact_inserted"], result["fact_updated"], result["fact_stale"]) == (2, 1, 0)
     assert (result["snapshots_inserted"], result["snapshots_replaced"]) == (2, 1)
-    assert (result["rejected_before"], result["rejected_after"]) == (5, 2)
-    print(f"replay of 5 rejected lines (3 recovered) took {seconds:.2f} s")
+    assert (result["rejected_before"], result["rejected_after"]) == (6, 3)
+    print(f"replay of 6 rejected lines (3 recovered) took {seconds:.2f} s")
 
     after = warehouse_state(settings)
     facts = {row.listing_id: row for row in after["fact_flats"]}
@@ -219,12 +222,16 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     assert len(after["flat_snapshots"]) == 11 and all(row.source_key == key for row in after["flat_snapshots"])
     assert all(snaps[row.listing_id] == row for row in before["flat_snapshots"] if str(row.listing_id) != NEWER_ID)
     assert snaps[int(NEWER_ID)].last_modified_at == modified and snaps[int(NEWER_ID)].flow_run_id == replay_run
-    # rejected_records lost exactly the recovered lines; the bad ones keep their row and reason.
-    assert after["rejected_records"] == [r for r in before["rejected_records"]
-                                         if reason_code(r.reason) != "line_too_long"]
-    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1].endswith("  2 rejected")
+    # rejected_records lost exactly the recovered lines; the bad ones keep their row and reason, and the
+    # long one that is still bad now says why (with its whole raw line, as the current settings keep it).
+    assert after["rejected_records"][:2] == [r for r in before["rejected_records"]
+                                             if reason_code(r.reason) != "line_too_long"]
+    changed = after["rejected_records"][2]
+    assert (reason_code(changed.reason), changed.flow_run_id) == ("invalid_value", replay_run)
+    assert "realEstate_baseRent" in changed.reason and len(changed.raw_line.encode()) > LIMIT
+    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1].endswith("  3 rejected")
     ledger = after["load_ledger"][0]
-    assert (ledger.status, ledger.rejected_count, ledger.flow_run_id) == ("loaded", 2, ingest_run)
+    assert (ledger.status, ledger.rejected_count, ledger.flow_run_id) == ("loaded", 3, ingest_run)
     assert (ledger.listings, ledger.fact_inserted, ledger.fact_updated) == (11, 11, 1)
 
     # Lineage on the replay's run: every replayed line with its outcome, and a summary.
@@ -235,14 +242,14 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     outcomes = sorted((r["outcome"], reason_code(r["reason"]) if r["reason"] else "") for r in rows)
     assert outcomes == [("recovered", ""), ("recovered", ""), ("recovered", ""),
-                        ("rejected", "invalid_value"), ("rejected", "not_json")]
+                        ("rejected", "invalid_value"), ("rejected", "invalid_value"), ("rejected", "not_json")]
     (summary,) = [a for a in artifacts if a.type == "markdown"]
-    assert "**replayed**" in summary.data and "3 recovered" in summary.data and "not_json: 1" in summary.data
+    assert "**replayed**" in summary.data and "3 recovered" in summary.data and "invalid_value: 2, not_json: 1" in summary.data
 
     # A second replay is a no-op: nothing recovered, every reason as before, nothing written.
     state, result = replay(settings, key)
     assert state.is_completed() and (result["status"], result["recovered"], result["still_rejected"]) == (
-        "unchanged", 0, 2)
+        "unchanged", 0, 3)
     assert warehouse_state(settings) == after
 
 
@@ -260,9 +267,9 @@ def test_a_recovered_listing_never_overwrites_a_newer_state(settings, s3, monkey
     # Every loaded version with rejects since an hour, as an operator would after a fix (only this one here).
     lines = list_mode(capsys, "--all", "--since", "2031-03-02T00:00")
     assert lines[0].startswith("1 loaded version(s) with rejected lines")
-    assert lines[1].endswith("5 rejected  -> replayed: 3 recovered, 2 still rejected")
+    assert lines[1].endswith("6 rejected  -> replayed: 3 recovered, 3 still rejected")
     ledger = query(settings, "SELECT fact_inserted, rejected_count FROM {schema}.load_ledger WHERE key = :k", k=key)
-    assert [tuple(r) for r in ledger] == [(9 + 1, 2)]  # 9 by the ingest, 1 by the replay (the other was stale)
+    assert [tuple(r) for r in ledger] == [(9 + 1, 3)]  # 9 by the ingest, 1 by the replay (the other was stale)
     assert query(settings, "SELECT * FROM {schema}.fact_flats WHERE listing_id = :i", i=int(LONG_IDS[0])) == newer
     # ... but its version from this file joins the rent history.
     history = query(settings, "SELECT source_key, last_modified_at FROM {schema}.flat_snapshots "
@@ -286,13 +293,13 @@ def test_replay_works_when_personal_data_is_masked(settings, s3, monkeypatch):
     # From the command line this time (the environment carries the masking settings).
     done = cli(settings.raw_bucket, key)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"'etag': '{etag}'" in done.stdout and "'recovered': 3, 'still_rejected': 2" in done.stdout
+    assert f"'etag': '{etag}'" in done.stdout and "'recovered': 3, 'still_rejected': 3" in done.stdout
     names = query(settings, """SELECT g.firstname, g.email FROM {schema}.fact_flats f
                                JOIN {schema}.dim_agency g ON g.agency_id = f.agency_id
                                WHERE f.listing_id IN (56906504, 45506939)""")
     assert len(names) == 2
     assert all(v is None or v.startswith("h:") for row in names for v in row)  # masked like every other row
-    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records") == 2
+    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records") == 3
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records WHERE raw_line IS NOT NULL") == 0
 
 
@@ -500,4 +507,4 @@ def test_the_replay_rejects_deployment_runs_on_a_worker(local_stack, stack_env, 
             stack.stop_service("worker")
     assert run.state.is_completed(), run.state
     assert query(warehouse, "SELECT rejected_count FROM {schema}.load_ledger WHERE key = :k AND etag = :e",
-                 k=key, e=etag)[0][0] == 2
+                 k=key, e=etag)[0][0] == 3
