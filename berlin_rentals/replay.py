@@ -159,14 +159,16 @@ def pick_lines(
     with open_archive(source, name) as archive:
         for info in json_members(archive, name):
             numbers = by_member.get(info.filename)
-            if not numbers:
+            if not numbers:  # no wanted line here, or all found already (a name the zip holds twice)
                 continue
             lines = iter_member_lines(archive, info, name, max_member_bytes=max_member_bytes,
                                       max_line_bytes=max_line_bytes)
             try:  # select_lines stops at the member's last wanted line: the rest is never inflated
-                found.extend(select_lines(lines, [(info.filename, n) for n in numbers]))
+                picked = list(select_lines(lines, [(info.filename, n) for n in numbers]))
             finally:
                 lines.close()
+            found.extend(picked)
+            numbers.difference_update(line.line_number for line in picked)
     missing = wanted - {(line.member, line.line_number) for line in found}
     if missing:
         listed = ", ".join(f"{m} line {n}" for m, n in sorted(missing)[:5])

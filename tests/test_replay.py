@@ -78,6 +78,18 @@ def test_pick_lines_numbers_lines_as_the_ingest_did():
     assert all(ingest[(line.member, line.line_number)] == line for line in picked)
 
 
+def test_pick_lines_takes_a_line_once_when_the_zip_holds_a_member_name_twice():
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # "Duplicate name": zipfile warns but writes it
+        archive.writestr("a.json", b'{"first": 1}\n')
+        archive.writestr("a.json", b'{"second": 1}\n')
+    (line,) = pick_lines(buffer.getvalue(), "t.zip", [("a.json", 1)], max_member_bytes=1 << 20, max_line_bytes=1 << 20)
+    assert line.raw == b'{"first": 1}'
+
+
 def test_pick_lines_applies_the_current_line_limit():
     (line,) = pick_lines(two_member_zip(), "t.zip", [("a.json", 4)], max_member_bytes=1 << 20, max_line_bytes=4)
     assert line.too_long and line.raw == b'{"l"'
