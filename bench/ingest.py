@@ -114,10 +114,24 @@ def measure(path: Path, rounds: int) -> dict[str, dict[str, float]]:
                    "records_per_second": round(records[name] / best[name], 1)} for name in PATHS}
 
 
+def vm_hwm_kib() -> int:
+    """This process's own peak RSS (VmHWM of its address space), in KiB.
+
+    Not getrusage's ru_maxrss: Linux carries the parent's peak into a child across fork and exec
+    (subprocess forks with vfork), so a child started after the seed's path (pandas, ~600 MiB) would
+    report the parent's peak, not its own.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def peak_rss_child(path: Path) -> float:
     """Full ingest in a fresh interpreter; its own peak RSS in MiB."""
-    code = ("import resource, sys; from pathlib import Path; from bench.ingest import full_ingest; "
-            "full_ingest(Path(sys.argv[1])); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    code = ("import sys; from pathlib import Path; from bench.ingest import full_ingest, vm_hwm_kib; "
+            "full_ingest(Path(sys.argv[1])); print(vm_hwm_kib())")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
                           env=os.environ.copy())
     return int(done.stdout.strip().splitlines()[-1]) / 1024
