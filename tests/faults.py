@@ -39,6 +39,7 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self._lock = threading.Lock()
         self._open: list[tuple[socket.socket, socket.socket]] = []
+        self._orphans: list[socket.socket] = []  # server sides kept open after a half-open cut
         self.accepted = 0
         self.cuts = 0
         self._closed = False
@@ -62,8 +63,7 @@ class TcpProxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
@@ -71,18 +71,27 @@ class TcpProxy:
             pass
         finally:
             for s in (source, sink):
+                if any(s is o for o in self._orphans):
+                    continue
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
 
-    def cut(self) -> int:
-        """Drop every open connection (a network failure on both sides); new ones still get through."""
+    def cut(self, *, half_open: bool = False) -> int:
+        """Drop every open connection; new ones still get through.
+
+        By default both ends see the connection go (a reset). `half_open=True` drops only the client's
+        end: the server's stays open and silent, as after a network partition the server has not
+        noticed (no FIN, no RST reaches it).
+        """
         with self._lock:
             pairs, self._open = self._open, []
             self.cuts += 1
-        for pair in pairs:
-            for s in pair:
+            if half_open:
+                self._orphans.extend(server for _, server in pairs)
+        for client, server in pairs:
+            for s in (client,) if half_open else (client, server):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -94,6 +103,10 @@ class TcpProxy:
         self._closed = True
         self.listener.close()
         self.cut()
+        with self._lock:
+            orphans, self._orphans = self._orphans, []
+        for s in orphans:
+            s.close()
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------

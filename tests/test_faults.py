@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import contextvars
 import json
 import os
 import signal
@@ -218,11 +219,11 @@ def test_worker_killed_mid_load_the_rerun_loads_once(settings, s3, stack_env, tm
 # ---- the database connection dropped mid-load ----------------------------------------------------
 
 
-@pytest.mark.parametrize("how, phase", [("tcp-cut", "COPY"), ("pg-terminate-backend", "MERGE")],
-                         ids=["tcp-cut-during-copy", "pg-terminate-backend-during-merge"])
+@pytest.mark.parametrize("how, phase", [("tcp-cut", "COPY"), ("tcp-half-open", "COPY"), ("pg-terminate-backend", "MERGE")],
+                         ids=["tcp-cut-during-copy", "tcp-half-open-during-copy", "pg-terminate-backend-during-merge"])
 def test_connection_dropped_mid_load_rolls_back_and_the_task_retry_loads_once(how, phase, settings, s3, stack_env,
                                                                              monkeypatch):
-    n = 2 if how == "tcp-cut" else 3
+    n = {"tcp-cut": 2, "pg-terminate-backend": 3, "tcp-half-open": 7}[how]
     key, etag = upload(s3, settings, batch_name(hour_of(n)) + ".zip",
                        fresh_batch(hour_of(n), first_id=first_id(n), listings=3000, bad_lines=2))
     pg = sa.make_url(settings.warehouse_url)
@@ -230,8 +231,8 @@ def test_connection_dropped_mid_load_rolls_back_and_the_task_retry_loads_once(ho
     cut = {}
 
     def drop(backend):
-        if how == "tcp-cut":
-            cut["connections"] = proxy.cut()
+        if how.startswith("tcp-"):
+            cut["connections"] = proxy.cut(half_open=how == "tcp-half-open")
         else:
             cut["terminated"] = scalar(settings, "SELECT pg_terminate_backend(:pid)", pid=backend.pid)
 
@@ -239,13 +240,24 @@ def test_connection_dropped_mid_load_rolls_back_and_the_task_retry_loads_once(ho
     monkeypatch.setenv("WAREHOUSE_URL", pg.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
     watcher = WhenLoading(settings, settings.warehouse_schema, (phase,), drop)
     watcher.start()
-    try:
-        state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
-    finally:
-        watcher.stop.set()
-        proxy.close()
+    done: dict = {}
+
+    def run() -> None:
+        done["state"] = ingest_file(settings.raw_bucket, key, etag, return_state=True)
+
+    runner = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
+    started = time.monotonic()
+    runner.start()
+    runner.join(90)
+    seconds = time.monotonic() - started
+    hung = runner.is_alive()
+    watcher.stop.set()
+    proxy.close()  # closes a half-open cut's server ends too: a hung run gets unstuck
+    runner.join(60)
     assert watcher.fired is not None, "the fault never fired"
-    print(f"\n[fault] {how} while the load ran {watcher.fired.query!r}: {cut}")
+    assert not hung, f"the run hung for {seconds:.0f} s after the fault ({how})"
+    state = done["state"]
+    print(f"\n[fault] {how} while the load ran {watcher.fired.query!r}: {cut}; the run took {seconds:.1f} s")
     assert state.is_completed(), state.result(raise_on_failure=False)
     result = state.result()
     assert result["status"] == "loaded" and result["fact_inserted"] == 3000

@@ -92,6 +92,10 @@ def load_staged_batch(
         "loaded_at": now,
     }
     with engine.begin() as conn:
+        if target.name == "postgresql" and flow_run_id:
+            # Retries of this load must not wait on an orphaned earlier attempt (see the SQL file).
+            for stmt in statements("postgresql/open_load_session.sql", schema):
+                conn.execute(stmt, {"session_name": f"berlin-rentals load {flow_run_id}"})
         if not target.claim(conn, params):
             return LoadReport(status="skipped", reason="already loaded (or parked) per the ledger")
 
