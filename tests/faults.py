@@ -105,7 +105,11 @@ class TcpProxy:
         self.cut()
         with self._lock:
             orphans, self._orphans = self._orphans, []
-        for s in orphans:
+        for s in orphans:  # shutdown first: close() alone sends no FIN while a pump thread blocks in recv()
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             s.close()
 
 
