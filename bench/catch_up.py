@@ -8,14 +8,14 @@ One run, on the same 168 hourly files of 500 generated records (bench/generate.p
   serial     the project's ingest work file after file, no Prefect (download, transform, stage, load,
              ledger), one process: what the catch-up's work alone costs
   catch-up   flows/catch_up.py's `catch_up` flow called in this process against the local Prefect
-             server, `max_concurrency` ingest-file subflows at once (default: the machine's cores)
+             server, `max_concurrency` ingest-object task runs at once (default: the machine's cores)
 
 The files go to a bucket of their own (`rentals-bench-raw`, no S3 notification, so no event-driven
 run races the catch-up) under a fresh folder per run, and every file gets a one-line extra member
 naming the run: a new ETag each run, so the transform's ETag cache never answers for it (an extra
 non-JSON member is ignored by the ingest; the records are the same).
 
-Prefect overhead per file = the wall time the catch-up measured for that file's ingest-file subflow
+Prefect overhead per file = the wall time the catch-up measured for that file's ingest-object task run
 (its own progress line) minus the time this file's run spent inside the project's functions the tasks
 call (HEAD, ledger check, download, transform, stage, load). Both are measured in this process: the
 functions are wrapped (timing only) before the flow runs. Results: bench/results/catch_up.json.
@@ -102,7 +102,7 @@ def delete_folder(s3, bucket: str, folder: str) -> None:
 class WorkMeter:
     """Wall time spent inside the ingest work functions, per object key.
 
-    Each ingest-file subflow runs, tasks included, in the catch-up thread that started it, so the key
+    Each file's ingest-object task run runs, its steps included, in the catch-up thread that started it, so the key
     its first step (HEAD) names is the key of every later call in that thread until the next HEAD.
     """
 
@@ -150,7 +150,8 @@ class WorkMeter:
 
 
 class ApiMeter:
-    """Calls to the Prefect API from this process (both of Prefect's httpx clients), count and wall time."""
+    """Calls to the Prefect API from this process (both of Prefect's httpx clients), count and wall time,
+    and the events it emits (task run states travel as events over a websocket, not as API calls)."""
 
     _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -158,7 +159,8 @@ class ApiMeter:
         self.lock = threading.Lock()
         self.calls: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)
-        self.restore: list[tuple[object, object]] = []
+        self.events: dict[str, int] = defaultdict(int)
+        self.restore: list[tuple[object, str, object]] = []
 
     def _count(self, request, elapsed: float) -> None:
         name = f"{request.method} {self._ID.sub('{id}', request.url.path)}"
@@ -168,9 +170,11 @@ class ApiMeter:
 
     def install(self) -> None:
         from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
+        from prefect.events.clients import EventsClient
 
         meter = self
         sync_send, async_send = PrefectHttpxSyncClient.send, PrefectHttpxAsyncClient.send
+        emit = EventsClient.emit
 
         def send(client, request, *args, **kwargs):
             started = time.perf_counter()
@@ -186,12 +190,19 @@ class ApiMeter:
             finally:
                 meter._count(request, time.perf_counter() - started)
 
-        self.restore = [(PrefectHttpxSyncClient, sync_send), (PrefectHttpxAsyncClient, async_send)]
+        async def counted_emit(client, event, *args, **kwargs):
+            with meter.lock:
+                meter.events[event.event] += 1
+            return await emit(client, event, *args, **kwargs)
+
+        self.restore = [(PrefectHttpxSyncClient, "send", sync_send), (PrefectHttpxAsyncClient, "send", async_send),
+                        (EventsClient, "emit", emit)]
         PrefectHttpxSyncClient.send, PrefectHttpxAsyncClient.send = send, asend
+        EventsClient.emit = counted_emit
 
     def uninstall(self) -> None:
-        for cls, original in self.restore:
-            cls.send = original
+        for cls, name, original in self.restore:
+            setattr(cls, name, original)
         self.restore.clear()
 
     def summary(self, files: int) -> dict:
@@ -200,11 +211,13 @@ class ApiMeter:
             "calls_per_file": round(sum(self.calls.values()) / files, 1),
             "seconds_per_file": round(sum(self.seconds.values()) / files, 4),
             "slowest": {n: {"calls": self.calls[n], "seconds": round(self.seconds[n], 3)} for n in top},
+            "events_per_file": round(sum(self.events.values()) / files, 1),
+            "events": dict(sorted(self.events.items(), key=lambda kv: -kv[1])[:12]),
         }
 
 
 class ProgressLines(logging.Handler):
-    """The catch-up's own per-file line `[n/N] key: status (seconds)`: its wall time per subflow."""
+    """The catch-up's own per-file line `[n/N] key: status (seconds)`: its wall time per file's task run."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -267,7 +280,7 @@ def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime) -> di
         os.environ["ETL_RAW_BUCKET"] = settings.raw_bucket
         delete_folder(s3, BENCH_BUCKET, folder)
 
-    # A file the catch-up could not load (e.g. the API refused its subflow) is reported, not hidden:
+    # A file the catch-up could not load (e.g. the API refused its task run) is reported, not hidden:
     # the rate counts loaded records only, over the whole wall time.
     failed = sorted(report["failed"])
     keys = [f"{folder}{path.name}" for path in paths if f"{folder}{path.name}" not in failed]
@@ -286,7 +299,7 @@ def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime) -> di
         "failures": {key.rsplit("/", 1)[-1]: progress.detail.get(key, "") for key in failed},
         "work_seconds_sum": round(sum(work), 3),
         "work_seconds_by_step": {k: round(v, 3) for k, v in sorted(meter.by_step.items(), key=lambda kv: -kv[1])},
-        "subflow_seconds_mean": round(statistics.mean(progress.seconds[k] for k in keys), 4),
+        "file_seconds_mean": round(statistics.mean(progress.seconds[k] for k in keys), 4),
         "work_seconds_per_file_mean": round(statistics.mean(work), 4),
         "prefect_overhead_per_file": {
             "mean": round(statistics.mean(overhead), 4),
@@ -294,10 +307,10 @@ def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime) -> di
             "p95": round(sorted(overhead)[int(0.95 * (len(overhead) - 1))], 4),
         },
         # The issue's literal form, wall time minus the sum of the ingest work, per file: with
-        # subflows running side by side it understates the per-file figure above.
+        # files running side by side it understates the per-file figure above.
         "wall_minus_work_per_file": round((wall - sum(work)) / len(keys), 4),
-        # The Prefect API calls of the whole catch-up (its subflows, tasks, artifacts, logs, results),
-        # per file; their seconds overlap when subflows run side by side.
+        # The Prefect API calls of the whole catch-up (runs, artifacts, logs, results) and its events
+        # (task run states), per file; their seconds overlap when files run side by side.
         "prefect_api": api.summary(len(keys)),
     }
 
@@ -365,11 +378,12 @@ def main() -> None:
     if catch["files_failed"]:
         print(f"WARNING: {catch['files_failed']} file(s) failed in the catch-up (not counted in its rate): "
               f"{catch['failures']}")
-    print(f"per file: subflow {catch['subflow_seconds_mean']:.3f} s, ingest work {catch['work_seconds_per_file_mean']:.3f} s, "
+    print(f"per file: task run {catch['file_seconds_mean']:.3f} s, ingest work {catch['work_seconds_per_file_mean']:.3f} s, "
           f"Prefect overhead mean {overhead['mean']:.3f} s (median {overhead['median']:.3f}, p95 {overhead['p95']:.3f})")
     print(f"wall minus the sum of the work, per file: {catch['wall_minus_work_per_file']:.3f} s")
     api = catch["prefect_api"]
-    print(f"Prefect API: {api['calls_per_file']} calls and {api['seconds_per_file']:.3f} s waiting per file; slowest:")
+    print(f"Prefect API: {api['calls_per_file']} calls and {api['seconds_per_file']:.3f} s waiting per file, "
+          f"{api['events_per_file']} events per file; slowest calls:")
     for name, figure in list(api["slowest"].items())[:6]:
         print(f"  {figure['calls']:6} x {name:60} {figure['seconds']:8.2f} s")
     print(f"results: {RESULTS / 'catch_up.json'}")

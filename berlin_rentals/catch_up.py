@@ -239,6 +239,31 @@ def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def lineage_table(
+    outcomes: list[Outcome], rows: dict[tuple[str, str], dict[str, Any]], ledger_after: Ledger,
+) -> list[dict[str, Any]]:
+    """One row per file this run ingested, by batch hour: key, ETag, status, then its lineage row (what was
+    read and written; berlin_rentals.lineage.lineage_rows) when the ingest got as far as the object.
+
+    A file without one (replaced since the listing, gone, or its run refused) still gets its row: the
+    outcome, the ledger's status for a failure, and the error. Every row has the same columns."""
+    table = []
+    for outcome in sorted(outcomes, key=lambda o: (o.obj.batch_hour, o.obj.key)):
+        obj = outcome.obj
+        lineage = dict(rows.get((obj.key, obj.etag)) or {})
+        lineage.pop("source_object", None)  # the key, in this run's bucket
+        lineage.pop("etag", None)
+        if "status" not in lineage:
+            if outcome.status == FAILED:
+                ledger = _status(ledger_after, obj)
+                lineage |= {"status": f"{FAILED} ({ledger})" if ledger else FAILED, "error": outcome.detail or None}
+            else:
+                lineage["status"] = f"{outcome.status} ({outcome.detail})" if outcome.detail else outcome.status
+        table.append({"key": obj.key, "etag": obj.etag, "status": lineage.pop("status")} | lineage)
+    columns = list(dict.fromkeys(column for row in table for column in row))
+    return [{column: row.get(column) for column in columns} for row in table]
+
+
 def gaps_markdown(
     since: datetime, until: datetime, objects: list[RawObject], ledger_after: Ledger, report: dict[str, Any],
     max_gap_lines: int = 48,

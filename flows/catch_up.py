@@ -1,8 +1,11 @@
 """Scheduled catch-up: ingest raw objects whose event was missed or whose load failed; report the gaps.
 
-Runs hourly from prefect.yaml. Each missing file is ingested by the `ingest-file` flow as a subflow,
-so the ledger claim still guarantees exactly once if an event-driven run loads the same file meanwhile,
-and failures are counted and parked by the ingest itself, not here.
+Runs hourly from prefect.yaml. Each missing file is ingested by the `ingest-file` flow's pipeline
+(flows.ingest.run_ingest) in one `ingest-object` task run: the same steps, retries and ledger, so the
+ledger claim still guarantees exactly once if an event-driven run loads the same file meanwhile, and
+failures are counted and parked by the ingest itself, not here. A task run per file rather than an
+`ingest-file` subflow (a flow run, its parent task run, a task run per step, 9 lineage artifacts) keeps
+Prefect's cost per file to a few state events; each file's lineage is a row of one table artifact.
 """
 
 from __future__ import annotations
@@ -20,17 +23,22 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from prefect.runtime import task_run
 
 from berlin_rentals.catch_up import (
-    FAILED, LOADED, Ledger, LedgerEntry, Outcome, RawObject, catch_up_window, gaps_markdown, in_window, listing_prefix,
-    outcome_of, plan_catch_up, report_table, summarise,
+    FAILED, LOADED, Ledger, LedgerEntry, Outcome, RawObject, catch_up_window, gaps_markdown, in_window, lineage_table,
+    listing_prefix, outcome_of, plan_catch_up, report_table, summarise,
 )
 from berlin_rentals.config import Settings
+from berlin_rentals.lineage import lineage_rows
 from berlin_rentals.s3 import s3_client
-from berlin_rentals.source import InvalidSource, normalize_etag
+from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
+from berlin_rentals.staging import StagedBatch
+from berlin_rentals.transform import TransformStats
+from berlin_rentals.warehouse.load import LoadReport
 from berlin_rentals.warehouse.sql import statement
-from flows.ingest import ingest_file
-from tasks.common import IO_STEP, warehouse_engine
+from flows.ingest import run_ingest
+from tasks.common import IO_STEP, run_inline, warehouse_engine
 
 # Keys per ledger query: a month's backfill stays well inside any driver's bind-parameter limit.
 _KEYS_PER_QUERY = 500
@@ -73,8 +81,41 @@ def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
     return ledger
 
 
-def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int) -> list[Outcome]:
-    """An ingest-file subflow per object, at most `max_concurrency` at once; a failure never stops the others."""
+class LineageTable:
+    """The lineage row of each file this catch-up ingests (berlin_rentals.lineage.lineage_rows), collected
+    for one table artifact of the run instead of a table, links and a summary per file."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def record(self, settings: Settings, source: SourceObject, stats: TransformStats | None,
+               staged: StagedBatch | None, report: LoadReport | None, status: str, seconds: float,
+               error: str | None = None) -> None:
+        row = lineage_rows(source, stats, report, status)[0]
+        row |= {"staged_prefix": f"s3://{staged.bucket}/{staged.prefix}" if staged is not None else None,
+                "seconds": round(seconds, 3), "error": error[:300] if error else None}
+        with self._lock:
+            self.rows[(source.key, source.etag)] = row
+
+
+@task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)
+def ingest_object(settings: Settings, bucket: str, key: str, etag: str, lineage: LineageTable) -> dict[str, Any]:
+    """The ingest-file pipeline for one object version (flows.ingest.run_ingest), in this one task run.
+
+    Its steps retry as their tasks do (run_inline: same retries, delays, condition); a failure after
+    them is recorded in the ledger once (which parks the file after its last attempt), then raised.
+    No retries here: another attempt of the whole file would count as another attempt in the ledger.
+    The run id the load records (rows, ledger, the load's session name) is this task run's: unique per
+    file, so two files loading at once never end each other's database session.
+    """
+    return run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id),
+                      call=run_inline, lineage=lineage.record)
+
+
+def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int,
+               lineage: LineageTable) -> list[Outcome]:
+    """An ingest-object task run per object, at most `max_concurrency` at once; a failure never stops the others."""
     logger = get_run_logger()
     outcomes: list[Outcome] = []
     done = threading.Lock()
@@ -82,9 +123,9 @@ def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: in
     def ingest(obj: RawObject) -> None:
         started = time.perf_counter()
         try:
-            result = ingest_file(settings.raw_bucket, obj.key, obj.etag, return_state=True).result(
-                raise_on_failure=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. the API refused the subflow run: still one file's failure
+            result = ingest_object(settings, settings.raw_bucket, obj.key, obj.etag, lineage,
+                                   return_state=True).result(raise_on_failure=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
             result = exc
         status, detail = outcome_of(result)
         outcome = Outcome(obj, status, detail, time.perf_counter() - started)
@@ -104,11 +145,16 @@ def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: in
 
 
 @task(name="publish-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def publish_report(report: dict[str, Any], markdown: str) -> None:
+def publish_report(report: dict[str, Any], markdown: str, lineage: list[dict[str, Any]], bucket: str) -> None:
     create_table_artifact(
         key="catch-up-report", table=report_table(report),
         description=f"Catch-up of batch hours [{report['since']}, {report['until']})",
     )
+    if lineage:
+        create_table_artifact(
+            key="catch-up-lineage", table=lineage,
+            description=f"Lineage of each file this run ingested from s3://{bucket} (one row per file)",
+        )
     create_markdown_artifact(
         key="catch-up-gaps", markdown=markdown,
         description="Hours with no file, parked files, and files per hour",
@@ -137,12 +183,14 @@ def catch_up(
                 settings.raw_bucket, prefix, since.isoformat(), until.isoformat(), len(objects),
                 len(plan.to_ingest), len(plan.already_loaded), len(plan.parked))
 
-    outcomes = ingest_all(settings, plan.to_ingest, max_concurrency)
+    lineage = LineageTable()
+    outcomes = ingest_all(settings, plan.to_ingest, max_concurrency, lineage)
 
     # The ingests wrote the ledger (loaded, failed, parked): ask it rather than guess from outcomes.
     ledger_after = read_ledger(settings, keys)
     report = summarise(since, until, objects, plan, outcomes, ledger_after)
-    publish_report(report, gaps_markdown(since, until, objects, ledger_after, report))
+    publish_report(report, gaps_markdown(since, until, objects, ledger_after, report),
+                   lineage_table(outcomes, lineage.rows, ledger_after), settings.raw_bucket)
     logger.info("catch-up: %d found, %d loaded now, %d already loaded, %d failed now, %d parked, %d hours without a file",
                 report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"],
                 len(report["parked"]), len(report["gaps"]))

@@ -1,12 +1,14 @@
 """Ingest one object version from the raw bucket into the warehouse, exactly once.
 
-Triggered per S3 object by the event bridge, re-run from the Prefect UI, or called by catch-up.
+Triggered per S3 object by the event bridge or re-run from the Prefect UI. The catch-up runs the same
+pipeline (`run_ingest`) for each missed file, in one task run per file instead of this flow.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +26,33 @@ from tasks.stage import stage
 from tasks.transform import transform
 
 
-@flow(name="ingest-file", log_prints=True)
-def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Load s3://bucket/key (the version with this ETag). `force=True` reloads it, or releases a parked file."""
+# How run_ingest calls a step: the flow calls the task itself (a task run per step); the catch-up calls
+# tasks.common.run_inline (the task's function with the task's own retries, inside its one task run).
+StepCall = Callable[..., Any]
+# Lineage of one ingest: (settings, source, stats, staged, report, status, seconds, error).
+LineageSink = Callable[..., None]
+
+
+def call_task(step, *args: Any, **kwargs: Any) -> Any:
+    return step(*args, **kwargs)
+
+
+def run_ingest(
+    settings: Settings, bucket: str, key: str, etag: str | None, force: bool, run_id: str | None,
+    call: StepCall = call_task, lineage: LineageSink | None = None,
+) -> dict[str, Any]:
+    """The pipeline for one object version: inspect, ledger check, extract, transform, stage, load, and the
+    failure recording the ledger counts attempts (and parks) by. The one orchestration of both the
+    `ingest-file` flow and the catch-up; `call` runs each step, `lineage` (default: the
+    record-lineage task) receives what was read and written."""
     started = time.perf_counter()
     logger = get_run_logger()
-    settings = Settings.from_env()
-    run_id = str(flow_run.id) if flow_run.id else None
+    if lineage is None:
+        def lineage(*args: Any) -> None:
+            call(record_lineage, *args)
 
     try:
-        source: SourceObject = inspect_source(settings, bucket, key, etag)
+        source: SourceObject = call(inspect_source, settings, bucket, key, etag)
     except ObjectChanged as exc:
         logger.warning("skipping: %s", exc)
         return {"status": "superseded", "key": key, "etag": etag, "reason": str(exc)}
@@ -44,43 +63,52 @@ def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = Fa
         # No confirmed object: the ledger can only hold what the event named.
         expected = normalize_etag(etag) if etag else None
         if expected:
-            record_failure(settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
+            call(record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
         raise
 
     if source.batch_hour_source == "name_in_future":
         logger.warning("%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
                        source.uri, source.batch_hour.isoformat(), source.last_modified.isoformat())
 
-    status = ledger_status(settings, source)
+    status = call(ledger_status, settings, source)
     if not force and status in ("loaded", "parked"):
         logger.info("%s (ETag %s) is %s per the ledger: nothing to do", source.uri, source.etag, status)
-        record_lineage(settings, source, None, None, None, f"skipped ({status})", time.perf_counter() - started)
+        lineage(settings, source, None, None, None, f"skipped ({status})", time.perf_counter() - started)
         return {"status": "skipped", "ledger": status, "key": source.key, "etag": source.etag}
 
     stats = staged = report = None
     try:
         with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
-            archive = extract(settings, source, Path(workdir))
+            archive = call(extract, settings, source, Path(workdir))
             transform_run = transform.with_options(refresh_cache=True) if force else transform
-            batch = transform_run(settings, source, archive)
+            batch = call(transform_run, settings, source, archive)
             stats = batch.stats
-            staged = stage(settings, source, batch)
-            report = load(settings, source, staged, stats, force, run_id)
+            staged = call(stage, settings, source, batch)
+            report = call(load, settings, source, staged, stats, force, run_id)
     except Exception as exc:
-        status, attempts = record_failure(
-            settings, source.bucket, source.key, source.etag, f"{type(exc).__name__}: {exc}",
+        status, attempts = call(
+            record_failure, settings, source.bucket, source.key, source.etag, f"{type(exc).__name__}: {exc}",
             not is_retryable(exc), run_id,
         )
         logger.error("%s failed (attempt %d, ledger status %s): %s", source.uri, attempts, status, exc)
-        record_lineage(settings, source, stats, staged, None, f"failed ({status})",
-                       time.perf_counter() - started, str(exc))
+        lineage(settings, source, stats, staged, None, f"failed ({status})", time.perf_counter() - started, str(exc))
         raise
 
     seconds = time.perf_counter() - started
-    record_lineage(settings, source, stats, staged, report, report.status, seconds)
+    lineage(settings, source, stats, staged, report, report.status, seconds)
     logger.info("%s: %s in %.2f s %s", source.uri, report.status, seconds, report.as_dict())
     return {"status": report.status, "key": source.key, "etag": source.etag, "seconds": round(seconds, 3),
             "records_read": stats.lines_read, "rejected": stats.rejected, **report.as_dict()}
+
+
+@flow(name="ingest-file", log_prints=True)
+def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Load s3://bucket/key (the version with this ETag). `force=True` reloads it, or releases a parked file.
+
+    Each step is a task run, and the run's lineage is a table, links and a summary (artifacts)."""
+    settings = Settings.from_env()
+    run_id = str(flow_run.id) if flow_run.id else None
+    return run_ingest(settings, bucket, key, etag, force, run_id)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
 )
 
 from berlin_rentals.config import Settings
@@ -50,3 +51,11 @@ def artifacts_of(flow_run_id) -> list:
 def task_runs_of(flow_run_id) -> list:
     with get_client(sync_client=True) as client:
         return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def child_flow_runs_of(flow_run_id) -> list:
+    """Flow runs started inside this one (subflows)."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )

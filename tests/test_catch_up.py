@@ -10,8 +10,8 @@ import pytest
 
 from berlin_rentals.catch_up import (
     FAILED, LOADED, SKIPPED, LedgerEntry, Outcome, Plan, RawObject, bar_chart, catch_up_window, files_per_hour,
-    gaps, gaps_markdown, hour_runs, hours_in, in_window, listing_prefix, outcome_of, plan_catch_up, report_table,
-    summarise,
+    gaps, gaps_markdown, hour_runs, hours_in, in_window, lineage_table, listing_prefix, outcome_of, plan_catch_up,
+    report_table, summarise,
 )
 from berlin_rentals.source import InvalidSource, SourceObject
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
@@ -171,6 +171,27 @@ def test_the_report_counts_this_run_and_reads_parked_from_the_ledger_after_it():
     assert f"- `{objects[2].key}` (ETag {objects[2].etag}, 1 attempt(s)): BadArchive" in markdown
 
 
+def test_the_lineage_table_has_one_row_per_ingested_file_with_the_same_columns():
+    objects = [obj(h, str(h + 1) * 32) for h in (0, 1, 2)]
+    outcomes = [  # in the order they finished
+        Outcome(objects[2], FAILED, "ObjectGone: s3://… is gone", 0.1),
+        Outcome(objects[0], LOADED, "", 1.0),
+        Outcome(objects[1], SKIPPED, "now has ETag x", 0.1),
+    ]
+    rows = {(objects[0].key, objects[0].etag): {"source_object": f"s3://b/{objects[0].key}", "etag": objects[0].etag,
+                                                 "status": "loaded", "records_read": 11, "seconds": 1.0}}
+    after = {(objects[2].key, objects[2].etag): LedgerEntry("failed", 1, "gone")}
+    table = lineage_table(outcomes, rows, after)
+    assert [(r["key"], r["etag"], r["status"]) for r in table] == [
+        (objects[0].key, objects[0].etag, "loaded"),
+        (objects[1].key, objects[1].etag, "skipped (now has ETag x)"),
+        (objects[2].key, objects[2].etag, "failed (failed)"),
+    ]
+    assert all(list(r) == ["key", "etag", "status", "records_read", "seconds", "error"] for r in table)
+    assert table[0]["records_read"] == 11 and table[1]["records_read"] is None
+    assert table[2]["error"] == "ObjectGone: s3://… is gone"
+
+
 # --- the flow on the real stack ---------------------------------------------------------------------
 
 def _day() -> datetime:
@@ -258,6 +279,48 @@ def test_a_file_that_cannot_be_read_is_parked_and_not_retried_while_the_others_l
     assert _ledger(settings) == ledger  # a parked file waits for someone to release it: no second attempt
     gaps_md = {a.key: a for a in _artifacts(run_id, 2)}["catch-up-gaps"].data
     assert f"`{poison}`" in gaps_md and "not a zip archive" in gaps_md
+
+
+def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_table(settings, s3):
+    """What the UI shows of a catch-up: a task run per file (not a subflow with a task run per step), and one
+    table whose rows say, per file, which version was read and what became of it."""
+    from tests.helpers import child_flow_runs_of, task_runs_of, upload
+
+    folder, day = uuid.uuid4().hex[:8], _day()
+    good = [_upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in range(4)]
+    poison = upload(s3, settings, batch_name(day + timedelta(hours=3)) + "_bad.zip", b"not a zip", folder=folder)
+    window = dict(since=day, until=day + timedelta(hours=4), prefix=f"{settings.raw_prefix}{folder}/")
+
+    run_id, report = _run(max_concurrency=2, **window)
+    assert (report["found"], report["loaded_now"], report["failed_now"]) == (5, 4, 1)
+
+    files = 5
+    deadline = time.monotonic() + 30
+    while True:  # task runs reach the API as events, recorded a moment later
+        runs = task_runs_of(run_id)
+        per_file = [r for r in runs if r.task_key.startswith("ingest_object")]
+        if (len(per_file) == files and all(r.state and r.state.is_final() for r in per_file)) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(r.name for r in per_file) == sorted(f"ingest {key}" for key, _ in good + [poison])
+    # list-raw-objects, read-ledger (before and after), publish-report: fixed, whatever the number of files
+    assert len(runs) == files + 4, sorted(r.name for r in runs)
+    assert child_flow_runs_of(run_id) == []
+
+    artifacts = {a.key: a for a in _artifacts(run_id, 3)}
+    rows = _table_rows(artifacts["catch-up-lineage"].data)
+    assert sorted((r["key"], r["etag"], r["status"]) for r in rows) == sorted(
+        [(key, etag, "loaded") for key, etag in good] + [(poison[0], poison[1], "failed (parked)")])
+    loaded = next(r for r in rows if r["key"] == good[0][0])
+    assert loaded["records_read"] == 11 and loaded["fact_flats_inserted"] == 11
+    assert loaded["staged_prefix"].endswith(f"etag={good[0][1]}/")
+    assert "not a zip" in next(r for r in rows if r["key"] == poison[0])["error"]
+    # the rows the catch-up loaded name the task run that loaded them (as an ingest-file run names itself)
+    from tests.helpers import query
+    ingest_runs = {str(r.id) for r in per_file}
+    assert {row.flow_run_id for row in query(settings, "SELECT DISTINCT flow_run_id FROM {schema}.fact_flats")} \
+        <= ingest_runs
 
 
 def test_an_empty_window_reports_every_hour_as_a_gap(settings):
