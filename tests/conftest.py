@@ -86,3 +86,26 @@ def s3(stack_env):
     from berlin_rentals.s3 import s3_client
 
     return s3_client(Settings.from_env())
+
+
+@pytest.fixture(scope="module")
+def event_path(local_stack, stack_env):
+    """prefect.yaml deployed, a worker and the bridge running; those this module started are stopped after.
+
+    The notifications of files other modules uploaded (and loaded in schemas of their own, with no
+    bridge running) wait in the queue: they are purged first, or the worker would spend minutes on
+    that backlog before reaching this module's files.
+    """
+    import boto3
+
+    stack, env = local_stack
+    stack.deploy()
+    if not stack._running_pid("bridge"):
+        sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=Settings.from_env(env).aws_region)
+        sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"])
+    started = [name for name in ("worker", "bridge") if not stack._running_pid(name)]
+    for name in started:
+        stack.start_service(name)
+    yield stack
+    for name in started:
+        stack.stop_service(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -11,9 +12,14 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     FlowRunFilter,
+    FlowFilter,
+    FlowFilterName,
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
 )
+from prefect.client.schemas.objects import StateType
 
 from berlin_rentals.config import Settings
 from berlin_rentals.source import normalize_etag
@@ -59,3 +65,19 @@ def child_flow_runs_of(flow_run_id) -> list:
         return client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
         )
+
+
+def wait_until_idle(timeout: float = 120) -> None:
+    """No ingest-file run scheduled, pending or running: every event so far has been acted on."""
+    active = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active))))
+            if not runs:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(runs)} ingest-file runs still scheduled, pending or running after {timeout} s")
+            time.sleep(0.5)

@@ -14,32 +14,13 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
 from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
-from tests.helpers import query, scalar, upload
+from tests.helpers import query, scalar, upload, wait_until_idle
 
 pytestmark = pytest.mark.slow
-
-ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
-
-
-@pytest.fixture(scope="module")
-def event_path(local_stack, stack_env):
-    """Deploy prefect.yaml, start a worker and the bridge; stop what this module started."""
-    stack, _ = local_stack
-    stack.deploy()
-    started = [name for name in ("worker", "bridge") if not stack._running_pid(name)]
-    for name in started:
-        stack.start_service(name)
-    yield stack
-    for name in started:
-        stack.stop_service(name)
-
 
 @pytest.fixture
 def warehouse(stack_env) -> Settings:
@@ -64,19 +45,6 @@ def wait_for_status(settings: Settings, key: str, etag: str, status: str = "load
             return
         time.sleep(0.3)
     raise AssertionError(f"{key} ({etag}) is {found!r} after {timeout} s, expected {status!r}")
-
-
-def wait_until_idle(timeout: float = 120) -> None:
-    """No ingest run scheduled, pending or running: every event has been acted on."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            active = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))))
-            if not active:
-                return
-            time.sleep(0.5)
-    raise AssertionError(f"flow runs still active after {timeout} s")
 
 
 def loads_of(settings: Settings, key: str) -> tuple[int, int]:

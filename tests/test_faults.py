@@ -29,8 +29,7 @@ import pytest
 import sqlalchemy as sa
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
-    FlowRunFilterStateType,
+    FlowFilter, FlowFilterName,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
@@ -45,10 +44,9 @@ from tests.faults import (
     HttpProxy, Request, Stall, TcpProxy, dimension_ids, fresh_batch, lost_and_doubled, report, s3_error,
     wait_for, warehouse_rows,
 )
-from tests.helpers import artifacts_of, query, scalar, task_runs_of, upload
+from tests.helpers import artifacts_of, query, scalar, task_runs_of, upload, wait_until_idle
 
 REPO = Path(__file__).resolve().parents[1]
-ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
 
 
 # ---- shared pieces -------------------------------------------------------------------------------
@@ -410,31 +408,6 @@ def test_a_file_failing_every_time_is_parked_after_3_attempts_and_blocks_no_othe
 # ---- the event path: bridge, worker, deployments -------------------------------------------------
 
 
-def deployed() -> bool:
-    with get_client(sync_client=True) as client:
-        found = client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["ingest-file"])))
-    return bool(found)
-
-
-@pytest.fixture(scope="module")
-def event_path(local_stack, stack_env):
-    """prefect.yaml deployed, a worker and the bridge running (those this module started are stopped after)."""
-    stack, env = local_stack
-    if not deployed():
-        stack.deploy()
-    if not stack._running_pid("bridge"):
-        # The notifications of the files other tests uploaded (and loaded into schemas of their own)
-        # wait in the queue; this module's files are what the worker should be busy with.
-        sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=Settings.from_env(env).aws_region)
-        sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"])
-    started = [name for name in ("worker", "bridge") if not stack._running_pid(name)]
-    for name in started:
-        stack.start_service(name)
-    yield stack
-    for name in started:
-        stack.stop_service(name)
-
-
 @pytest.fixture
 def warehouse(stack_env) -> Settings:
     return Settings.from_env(stack_env)  # the worker loads into the stack's own schema
@@ -443,15 +416,6 @@ def warehouse(stack_env) -> Settings:
 def wait_loaded(settings: Settings, key: str, etag: str, timeout: float = 120) -> None:
     wait_for(lambda: [(r.etag, r.status) for r in ledger(settings, key)] in ([(etag, "loaded")],), timeout,
              f"{key} to be loaded", interval=0.3)
-
-
-def wait_until_idle(timeout: float = 120) -> None:
-    def idle() -> bool:
-        with get_client(sync_client=True) as client:
-            return not client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))))
-    wait_for(idle, timeout, "no ingest run scheduled, pending or running", interval=0.5)
 
 
 def loads(settings: Settings, key: str) -> tuple[int, int]:

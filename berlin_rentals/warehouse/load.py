@@ -7,6 +7,7 @@ second delivery of the same object version a no-op.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,9 +94,11 @@ def load_staged_batch(
     }
     with engine.begin() as conn:
         if target.name == "postgresql" and flow_run_id:
-            # Retries of this load must not wait on an orphaned earlier attempt (see the SQL file).
+            # Retries of this load must not wait on an orphaned earlier attempt (see the SQL file). The
+            # name is this version's in this run: concurrent loads of other files never share it.
+            attempt = hashlib.sha256(f"{source.bucket}/{source.key}#{source.etag}@{flow_run_id}".encode()).hexdigest()
             for stmt in statements("postgresql/open_load_session.sql", schema):
-                conn.execute(stmt, {"session_name": f"berlin-rentals load {flow_run_id}"})
+                conn.execute(stmt, {"session_name": f"berlin-rentals load {attempt[:32]}"})
         if not target.claim(conn, params):
             return LoadReport(status="skipped", reason="already loaded (or parked) per the ledger")
 
