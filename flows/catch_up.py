@@ -6,15 +6,13 @@ ledger claim still guarantees exactly once if an event-driven run loads the same
 failures are counted and parked by the ingest itself, not here. A task run per file rather than an
 `ingest-file` subflow (a flow run, its parent task run, a task run per step, 9 lineage artifacts) keeps
 Prefect's cost per file to a few state events; each file's lineage is a row of one table artifact.
+The task runs go to a pool of processes (Prefect's ProcessPoolTaskRunner), so a backfill uses every core.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +20,10 @@ import sqlalchemy as sa
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 from prefect.runtime import task_run
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from berlin_rentals.catch_up import (
     FAILED, LOADED, Ledger, LedgerEntry, Outcome, RawObject, catch_up_window, gaps_markdown, in_window, lineage_table,
@@ -82,11 +82,10 @@ def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
 
 
 class LineageTable:
-    """The lineage row of each file this catch-up ingests (berlin_rentals.lineage.lineage_rows), collected
-    for one table artifact of the run instead of a table, links and a summary per file."""
+    """The lineage row of each file an ingest records (berlin_rentals.lineage.lineage_rows), for one table
+    artifact of the catch-up instead of a table, links and a summary per file."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def record(self, settings: Settings, source: SourceObject, stats: TransformStats | None,
@@ -95,52 +94,63 @@ class LineageTable:
         row = lineage_rows(source, stats, report, status)[0]
         row |= {"staged_prefix": f"s3://{staged.bucket}/{staged.prefix}" if staged is not None else None,
                 "seconds": round(seconds, 3), "error": error[:300] if error else None}
-        with self._lock:
-            self.rows[(source.key, source.etag)] = row
+        self.rows[(source.key, source.etag)] = row
 
 
 @task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)
-def ingest_object(settings: Settings, bucket: str, key: str, etag: str, lineage: LineageTable) -> dict[str, Any]:
+def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> dict[str, Any]:
     """The ingest-file pipeline for one object version (flows.ingest.run_ingest), in this one task run.
 
     Its steps retry as their tasks do (run_inline: same retries, delays, condition); a failure after
     them is recorded in the ledger once (which parks the file after its last attempt), then raised.
     No retries here: another attempt of the whole file would count as another attempt in the ledger.
     The run id the load records (rows, ledger, the load's session name) is this task run's: unique per
-    file, so two files loading at once never end each other's database session.
+    file. The result carries the file's lineage row (`lineage`) back to the catch-up, which may run
+    this task in another process.
     """
-    return run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id),
-                      call=run_inline, lineage=lineage.record)
+    lineage = LineageTable()
+    result = run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id),
+                        call=run_inline, lineage=lineage.record)
+    row = next(iter(lineage.rows.values()), None)
+    if row is not None and result.get("step_seconds"):
+        row["steps"] = ", ".join(f"{step} {seconds:.3f}" for step, seconds in result["step_seconds"].items())
+    return result | {"lineage": row}
 
 
 def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int,
-               lineage: LineageTable) -> list[Outcome]:
-    """An ingest-object task run per object, at most `max_concurrency` at once; a failure never stops the others."""
+               lineage: dict[tuple[str, str], dict[str, Any]]) -> list[Outcome]:
+    """An ingest-object task run per object, at most `max_concurrency` at once, each in a process of a pool
+    (the transform is CPU-bound Python: threads would share one core); a failure never stops the others.
+    Each file's lineage row goes into `lineage`."""
     logger = get_run_logger()
     outcomes: list[Outcome] = []
-    done = threading.Lock()
-
-    def ingest(obj: RawObject) -> None:
-        started = time.perf_counter()
-        try:
-            result = ingest_object(settings, settings.raw_bucket, obj.key, obj.etag, lineage,
-                                   return_state=True).result(raise_on_failure=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
-            result = exc
-        status, detail = outcome_of(result)
-        outcome = Outcome(obj, status, detail, time.perf_counter() - started)
-        with done:
+    if not objects:
+        return outcomes  # no pool: an hourly run that finds nothing to do starts no process
+    submitted: dict[Any, tuple[RawObject, float]] = {}
+    workers = min(max_concurrency, len(objects))
+    # One file at a time needs no other process (and no interpreter start-up of several seconds).
+    runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
+    with runner:
+        for obj in objects:
+            future = runner.submit(ingest_object, {"settings": settings, "bucket": settings.raw_bucket,
+                                                   "key": obj.key, "etag": obj.etag})
+            submitted[future] = (obj, time.perf_counter())
+        for future in as_completed(list(submitted)):
+            obj, queued = submitted[future]
+            try:
+                result = future.result(raise_on_failure=False)
+            except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
+                result = exc
+            if isinstance(result, dict) and result.get("lineage"):
+                lineage[(obj.key, obj.etag)] = result["lineage"]
+            status, detail = outcome_of(result)
+            # The file's own time in its process (the ingest's lineage seconds), else since it was queued.
+            row = lineage.get((obj.key, obj.etag)) or {}
+            outcome = Outcome(obj, status, detail, row.get("seconds") or time.perf_counter() - queued)
             outcomes.append(outcome)
-            n = len(outcomes)
-        logger.log(logging.WARNING if status == FAILED else logging.INFO, "[%d/%d] %s: %s (%.2f s)%s",
-                   n, len(objects), obj.key, status, outcome.seconds, f" {detail}" if status != LOADED else "")
-
-    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="catch-up") as pool:
-        # Prefect's run context and settings live in context variables, which a new thread does not
-        # inherit: each ingest runs in its own copy of this flow's context, taken here.
-        futures = [pool.submit(contextvars.copy_context().run, ingest, obj) for obj in objects]
-        for future in futures:
-            future.result()
+            logger.log(logging.WARNING if status == FAILED else logging.INFO, "[%d/%d] %s: %s (%.2f s)%s",
+                       len(outcomes), len(objects), obj.key, status, outcome.seconds,
+                       f" {detail}" if status != LOADED else "")
     return outcomes
 
 
@@ -183,14 +193,14 @@ def catch_up(
                 settings.raw_bucket, prefix, since.isoformat(), until.isoformat(), len(objects),
                 len(plan.to_ingest), len(plan.already_loaded), len(plan.parked))
 
-    lineage = LineageTable()
+    lineage: dict[tuple[str, str], dict[str, Any]] = {}
     outcomes = ingest_all(settings, plan.to_ingest, max_concurrency, lineage)
 
     # The ingests wrote the ledger (loaded, failed, parked): ask it rather than guess from outcomes.
     ledger_after = read_ledger(settings, keys)
     report = summarise(since, until, objects, plan, outcomes, ledger_after)
     publish_report(report, gaps_markdown(since, until, objects, ledger_after, report),
-                   lineage_table(outcomes, lineage.rows, ledger_after), settings.raw_bucket)
+                   lineage_table(outcomes, lineage, ledger_after), settings.raw_bucket)
     logger.info("catch-up: %d found, %d loaded now, %d already loaded, %d failed now, %d parked, %d hours without a file",
                 report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"],
                 len(report["parked"]), len(report["gaps"]))

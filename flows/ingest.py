@@ -47,12 +47,22 @@ def run_ingest(
     record-lineage task) receives what was read and written."""
     started = time.perf_counter()
     logger = get_run_logger()
+    # Where this file's time went, step by step (retries included): returned with the result.
+    step_seconds: dict[str, float] = {}
+
+    def run_step(step, *args: Any, **kwargs: Any) -> Any:
+        begun = time.perf_counter()
+        try:
+            return call(step, *args, **kwargs)
+        finally:
+            step_seconds[step.name] = step_seconds.get(step.name, 0.0) + time.perf_counter() - begun
+
     if lineage is None:
         def lineage(*args: Any) -> None:
-            call(record_lineage, *args)
+            run_step(record_lineage, *args)
 
     try:
-        source: SourceObject = call(inspect_source, settings, bucket, key, etag)
+        source: SourceObject = run_step(inspect_source, settings, bucket, key, etag)
     except ObjectChanged as exc:
         logger.warning("skipping: %s", exc)
         return {"status": "superseded", "key": key, "etag": etag, "reason": str(exc)}
@@ -63,30 +73,31 @@ def run_ingest(
         # No confirmed object: the ledger can only hold what the event named.
         expected = normalize_etag(etag) if etag else None
         if expected:
-            call(record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
+            run_step(record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
         raise
 
     if source.batch_hour_source == "name_in_future":
         logger.warning("%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
                        source.uri, source.batch_hour.isoformat(), source.last_modified.isoformat())
 
-    status = call(ledger_status, settings, source)
+    status = run_step(ledger_status, settings, source)
     if not force and status in ("loaded", "parked"):
         logger.info("%s (ETag %s) is %s per the ledger: nothing to do", source.uri, source.etag, status)
         lineage(settings, source, None, None, None, f"skipped ({status})", time.perf_counter() - started)
-        return {"status": "skipped", "ledger": status, "key": source.key, "etag": source.etag}
+        return {"status": "skipped", "ledger": status, "key": source.key, "etag": source.etag,
+                "step_seconds": _rounded(step_seconds)}
 
     stats = staged = report = None
     try:
         with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
-            archive = call(extract, settings, source, Path(workdir))
+            archive = run_step(extract, settings, source, Path(workdir))
             transform_run = transform.with_options(refresh_cache=True) if force else transform
-            batch = call(transform_run, settings, source, archive)
+            batch = run_step(transform_run, settings, source, archive)
             stats = batch.stats
-            staged = call(stage, settings, source, batch)
-            report = call(load, settings, source, staged, stats, force, run_id)
+            staged = run_step(stage, settings, source, batch)
+            report = run_step(load, settings, source, staged, stats, force, run_id)
     except Exception as exc:
-        status, attempts = call(
+        status, attempts = run_step(
             record_failure, settings, source.bucket, source.key, source.etag, f"{type(exc).__name__}: {exc}",
             not is_retryable(exc), run_id,
         )
@@ -98,7 +109,12 @@ def run_ingest(
     lineage(settings, source, stats, staged, report, report.status, seconds)
     logger.info("%s: %s in %.2f s %s", source.uri, report.status, seconds, report.as_dict())
     return {"status": report.status, "key": source.key, "etag": source.etag, "seconds": round(seconds, 3),
-            "records_read": stats.lines_read, "rejected": stats.rejected, **report.as_dict()}
+            "records_read": stats.lines_read, "rejected": stats.rejected, **report.as_dict(),
+            "step_seconds": _rounded(step_seconds)}
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 4) for name, value in seconds.items()}
 
 
 @flow(name="ingest-file", log_prints=True)

@@ -37,32 +37,38 @@ def local_stack(tmp_path_factory):
     try:
         yield stack, stack.up()
     finally:
-        _send_pending_prefect_logs()
         stack.down()
 
 
-def _send_pending_prefect_logs() -> None:
-    """Send the run logs Prefect still holds while its server is up: at exit, with the server stopped,
-    the log worker would retry a dead API for over a minute before the session could end."""
+def _send_pending_prefect_logs_and_events() -> None:
+    """Send the run logs and events Prefect still holds while its server is up and its settings still
+    apply: later, with the server stopped, the log worker would retry a dead API for over a minute
+    before the session could end, and without PREFECT_API_URL it would start a temporary server."""
+    from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
     APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def stack_env(local_stack, tmp_path_factory) -> dict[str, str]:
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.context import refresh_global_settings_context
 
     _, env = local_stack
     saved = dict(os.environ)
-    os.environ.update(env)
-    storage = tmp_path_factory.mktemp("prefect-results")
+    os.environ.update(env | {"PREFECT_LOCAL_STORAGE_PATH": str(tmp_path_factory.mktemp("prefect-results"))})
+    # Prefect read its settings from the environment at import, before the stack's were known. Every
+    # thread must see them, not only this one's context: the process-pool task runner forwards its
+    # children's events and logs from a thread of its own.
+    refresh_global_settings_context()
     try:
-        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_LOCAL_STORAGE_PATH: storage}):
-            yield env
+        yield env
     finally:
+        _send_pending_prefect_logs_and_events()
         os.environ.clear()
         os.environ.update(saved)
+        refresh_global_settings_context()
 
 
 @pytest.fixture

@@ -313,7 +313,13 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     assert sorted((r["key"], r["etag"], r["status"]) for r in rows) == sorted(
         [(key, etag, "loaded") for key, etag in good] + [(poison[0], poison[1], "failed (parked)")])
     loaded = next(r for r in rows if r["key"] == good[0][0])
-    assert loaded["records_read"] == 11 and loaded["fact_flats_inserted"] == 11
+    # the files load side by side, in any order: each listing is new, newer or older than what is there
+    assert loaded["records_read"] == 11 and loaded["flat_snapshots_written"] == 11
+    assert loaded["fact_flats_inserted"] + loaded["fact_flats_updated"] + loaded["fact_flats_stale_kept_older"] == 11
+    # where the file's time went: each step it ran, in order, with its seconds
+    steps = [part.split() for part in loaded["steps"].split(", ")]
+    assert [name for name, _ in steps] == ["inspect-source", "check-ledger", "extract", "transform", "stage", "load"]
+    assert all(0 < float(seconds) <= loaded["seconds"] for _, seconds in steps)
     assert loaded["staged_prefix"].endswith(f"etag={good[0][1]}/")
     assert "not a zip" in next(r for r in rows if r["key"] == poison[0])["error"]
     # the rows the catch-up loaded name the task run that loaded them (as an ingest-file run names itself)
