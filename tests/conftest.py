@@ -94,8 +94,16 @@ def s3(stack_env):
     return s3_client(Settings.from_env())
 
 
+@pytest.fixture(scope="session")
+def deployed_stack(local_stack, stack_env):
+    """The stack with the work pool and prefect.yaml's deployments (deployed once a session: 8-10 s)."""
+    stack, _ = local_stack
+    stack.deploy()
+    return stack
+
+
 @pytest.fixture(scope="module")
-def event_path(local_stack, stack_env):
+def event_path(deployed_stack, local_stack, stack_env):
     """prefect.yaml deployed, a worker and the bridge running; those this module started are stopped after.
 
     The notifications of files other modules uploaded (and loaded in schemas of their own, with no
@@ -105,7 +113,6 @@ def event_path(local_stack, stack_env):
     import boto3
 
     stack, env = local_stack
-    stack.deploy()
     if not stack._running_pid("bridge"):
         sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=Settings.from_env(env).aws_region)
         sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"])

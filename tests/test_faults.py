@@ -340,10 +340,13 @@ def test_s3_503s_on_read_are_retried_and_the_file_loads_once(settings, s3, stack
 
 
 def run_catch_up(tmp_path: Path, since: datetime, until: datetime, prefix: str, **env: str) -> dict:
-    """One catch-up run in a process of its own (short retry delays: `ETL_RETRY_DELAYS`), its report back."""
+    """One catch-up run in a process of its own (short retry delays: `ETL_RETRY_DELAYS`), its report back.
+
+    One file at a time: a file that fails must not block the ones after it, and no process pool starts
+    (three catch-ups of three files would start nine interpreters; test_catch_up covers the pool)."""
     done = subprocess.run(
         [sys.executable, "-m", "flows.catch_up", "--since", since.isoformat(), "--until", until.isoformat(),
-         "--prefix", prefix, "--max-concurrency", "3"],
+         "--prefix", prefix, "--max-concurrency", "1"],
         cwd=REPO, env=child_env(tmp_path, **env), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return ast.literal_eval(next(line for line in done.stdout.splitlines() if line.startswith("{'since'")))

@@ -493,18 +493,17 @@ def test_the_snapshot_insert_covers_every_column_of_flat_snapshots():
 
 
 @pytest.mark.slow
-def test_the_replay_rejects_deployment_runs_on_a_worker(local_stack, stack_env, s3, monkeypatch):
+def test_the_replay_rejects_deployment_runs_on_a_worker(deployed_stack, stack_env, s3, monkeypatch):
     """prefect.yaml's manual deployment, run as from the UI: the worker runs it in the stack's schema."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     from berlin_rentals.config import Settings
 
-    stack, _ = local_stack
+    stack = deployed_stack
     warehouse = Settings.from_env(stack_env)
     modified = datetime(2031, 3, 6, 9, 10, tzinfo=UTC)
     key, etag, _, _ = ingest_with_small_limit(warehouse, s3, monkeypatch, modified)
-    stack.deploy()
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("replay-rejects/replay-rejects")
     assert deployment.entrypoint == "flows/replay_rejects.py:replay_rejects" and not deployment.schedules
