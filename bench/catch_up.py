@@ -309,6 +309,9 @@ def main() -> None:
     from deployments.demo import _load_env
 
     _load_env()
+    from bench.ingest import use_bench_schema
+
+    use_bench_schema()
     start = datetime(2019, 3, 4, tzinfo=UTC)
     paths = week_files(args.workdir, args.files, args.records, start)
     size = sum(p.stat().st_size for p in paths)
