@@ -4,6 +4,8 @@ path can run end to end here and show exactly what it would send to a cluster.""
 from __future__ import annotations
 
 import re
+from datetime import date, datetime
+from decimal import Decimal
 
 apilevel, threadsafety, paramstyle = "2.0", 1, "format"
 __version__ = "2.1.0"
@@ -85,3 +87,23 @@ class Connection:
 
 def connect(*args, **kwargs):
     return Connection()
+
+
+def literal(value) -> str:
+    """A bound value as the SQL literal a cluster would see, so a recorded statement can be parsed."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return f"'{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def rendered(sql: str, params) -> str:
+    """A recorded statement with its (format-style) parameters filled in as literals."""
+    if not params or not isinstance(params, (tuple, list)):
+        return sql
+    return sql.replace("%%", "%") % tuple(literal(p) for p in params)

@@ -19,8 +19,7 @@ import threading
 import time
 import uuid
 import zipfile
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -408,24 +407,6 @@ def test_a_replay_waits_for_a_load_in_flight_and_redoes_its_work_if_the_rejects_
 ROLE = "arn:aws:iam::123456789012:role/rentals-redshift-copy"
 
 
-def _literal(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float, Decimal)):
-        return str(value)
-    if isinstance(value, (datetime, date)):
-        return f"'{value.isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _rendered(sql: str, params) -> str:
-    if not params or not isinstance(params, (tuple, list)):
-        return sql
-    return sql.replace("%%", "%") % tuple(_literal(p) for p in params)
-
-
 def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkeypatch):
     import sqlalchemy as sa
     import sqlglot
@@ -466,7 +447,7 @@ def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkey
     commit = heads.index("COMMIT")
     assert set(heads[commit + 1:]) <= {"ROLLBACK"} and "ROLLBACK" not in heads[:commit]
     for sql, params in sent[:commit]:
-        tree = sqlglot.parse_one(_rendered(sql, params), read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
+        tree = sqlglot.parse_one(driver.rendered(sql, params), read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
         if isinstance(tree, exp.Command):
             assert tree.this.upper() == "LOCK", sql
         assert not isinstance(tree, exp.Merge) or "WHEN MATCHED AND" not in sql.upper()  # no conditional clauses
