@@ -81,20 +81,15 @@ def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
     return ledger
 
 
-class LineageTable:
-    """The lineage row of each file an ingest records (berlin_rentals.lineage.lineage_rows), for one table
-    artifact of the catch-up instead of a table, links and a summary per file."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def record(self, settings: Settings, source: SourceObject, stats: TransformStats | None,
-               staged: StagedBatch | None, report: LoadReport | None, status: str, seconds: float,
-               error: str | None = None) -> None:
-        row = lineage_rows(source, stats, report, status)[0]
-        row |= {"staged_prefix": f"s3://{staged.bucket}/{staged.prefix}" if staged is not None else None,
-                "seconds": round(seconds, 3), "error": error[:300] if error else None}
-        self.rows[(source.key, source.etag)] = row
+def file_lineage_row(settings: Settings, source: SourceObject, stats: TransformStats | None,
+                     staged: StagedBatch | None, report: LoadReport | None, status: str, seconds: float,
+                     error: str | None = None) -> dict[str, Any]:
+    """One file's row of the catch-up's lineage table (berlin_rentals.lineage.lineage_rows, plus where it
+    was staged and how long it took): one table artifact instead of a table, links and a summary per file.
+    Called as run_ingest's lineage sink, with the record-lineage task's arguments."""
+    row = lineage_rows(source, stats, report, status)[0]
+    return row | {"staged_prefix": f"s3://{staged.bucket}/{staged.prefix}" if staged is not None else None,
+                  "seconds": round(seconds, 3), "error": error[:300] if error else None}
 
 
 @task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)
@@ -108,10 +103,10 @@ def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> dict[
     file. The result carries the file's lineage row (`lineage`) back to the catch-up, which may run
     this task in another process.
     """
-    lineage = LineageTable()
+    rows: list[dict[str, Any]] = []
     result = run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id),
-                        call=run_inline, lineage=lineage.record)
-    row = next(iter(lineage.rows.values()), None)
+                        call=run_inline, lineage=lambda *args: rows.append(file_lineage_row(*args)))
+    row = rows[-1] if rows else None
     if row is not None and result.get("step_seconds"):
         row["steps"] = ", ".join(f"{step} {seconds:.3f}" for step, seconds in result["step_seconds"].items())
     return result | {"lineage": row}
