@@ -113,14 +113,15 @@ def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> dict[
 
 
 def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int,
-               lineage: dict[tuple[str, str], dict[str, Any]]) -> list[Outcome]:
+               ) -> tuple[list[Outcome], dict[tuple[str, str], dict[str, Any]]]:
     """An ingest-object task run per object, at most `max_concurrency` at once, each in a process of a pool
     (the transform is CPU-bound Python: threads would share one core); a failure never stops the others.
-    Each file's lineage row goes into `lineage`."""
+    Returns each file's outcome, and its lineage row by (key, ETag) where the ingest recorded one."""
     logger = get_run_logger()
     outcomes: list[Outcome] = []
+    lineage: dict[tuple[str, str], dict[str, Any]] = {}
     if not objects:
-        return outcomes  # no pool: an hourly run that finds nothing to do starts no process
+        return outcomes, lineage  # no pool: an hourly run that finds nothing to do starts no process
     submitted: dict[Any, tuple[RawObject, float]] = {}
     workers = min(max_concurrency, len(objects))
     # One file at a time needs no other process (and no interpreter start-up of several seconds).
@@ -136,17 +137,17 @@ def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: in
                 result = future.result(raise_on_failure=False)
             except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
                 result = exc
-            if isinstance(result, dict) and result.get("lineage"):
-                lineage[(obj.key, obj.etag)] = result["lineage"]
+            row = result.get("lineage") if isinstance(result, dict) else None
+            if row:
+                lineage[(obj.key, obj.etag)] = row
             status, detail = outcome_of(result)
             # The file's own time in its process (the ingest's lineage seconds), else since it was queued.
-            row = lineage.get((obj.key, obj.etag)) or {}
-            outcome = Outcome(obj, status, detail, row.get("seconds") or time.perf_counter() - queued)
+            outcome = Outcome(obj, status, detail, (row or {}).get("seconds") or time.perf_counter() - queued)
             outcomes.append(outcome)
             logger.log(logging.WARNING if status == FAILED else logging.INFO, "[%d/%d] %s: %s (%.2f s)%s",
                        len(outcomes), len(objects), obj.key, status, outcome.seconds,
                        f" {detail}" if status != LOADED else "")
-    return outcomes
+    return outcomes, lineage
 
 
 @task(name="publish-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -188,8 +189,7 @@ def catch_up(
                 settings.raw_bucket, prefix, since.isoformat(), until.isoformat(), len(objects),
                 len(plan.to_ingest), len(plan.already_loaded), len(plan.parked))
 
-    lineage: dict[tuple[str, str], dict[str, Any]] = {}
-    outcomes = ingest_all(settings, plan.to_ingest, max_concurrency, lineage)
+    outcomes, lineage = ingest_all(settings, plan.to_ingest, max_concurrency)
 
     # The ingests wrote the ledger (loaded, failed, parked): ask it rather than guess from outcomes.
     ledger_after = read_ledger(settings, keys)
