@@ -24,6 +24,8 @@ the load, and per step. Prefect overhead per file is reported two ways:
   - the issue's form, wall time minus the sum of the ingest work, spread over the processes:
     (wall x processes - sum of work) / files: every worker-second not spent in the ingest work (process
     start-up, submission, event forwarding, the listing and report tasks, idle), per file.
+And the bound the work sets: the serial ingest's seconds spread perfectly over every core, the best
+ratio to the floor any scheduler could reach without making the work itself cheaper.
 Results: bench/results/catch_up.json.
 """
 
@@ -347,6 +349,14 @@ def main() -> None:
         "catch_up": catch | {"records_per_second": round(catch_rate, 1)},
         "ratios": {"catch_up/floor": round(catch_rate / floor_rate, 4)},
     }
+    # The least wall time any scheduler could reach with this work: the serial ingest's (no Prefect, no
+    # other process competing), else the catch-up's own per-file work, spread evenly over every core.
+    # A bound on the ratio, not a forecast.
+    cores = os.cpu_count() or 1
+    work_seconds = serial[1] if serial is not None else catch["work_seconds_per_file_mean"] * catch["files_loaded"]
+    if work_seconds:
+        done = records if serial is not None else loaded_records
+        results["ratios"]["work_on_all_cores/floor"] = round(done / (work_seconds / cores) / floor_rate, 4)
     if serial is not None:
         results["serial_ingest"] = {"seconds": round(serial[1], 3), "records_per_second": round(records / serial[1], 1)}
         results["ratios"]["serial_ingest/floor"] = round(records / serial[1] / floor_rate, 4)
@@ -360,6 +370,9 @@ def main() -> None:
     print(f"catch-up              {catch_rate:10,.0f} records/s  ({catch['wall_seconds']:.2f} s wall, "
           f"{args.max_concurrency} at once)")
     print(f"catch-up/floor        {catch_rate / floor_rate:10.3f}x")
+    if "work_on_all_cores/floor" in results["ratios"]:
+        print(f"at best, this work spread perfectly over {cores} cores: "
+              f"{results['ratios']['work_on_all_cores/floor']:.3f}x the floor")
     if catch["files_failed"]:
         print(f"WARNING: {catch['files_failed']} file(s) failed in the catch-up (not counted in its rate): "
               f"{catch['failures']}")

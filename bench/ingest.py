@@ -7,6 +7,10 @@ Paths, each timed `--rounds` times interleaved (best round counts, as the machin
   seed       json.loads per line, pandas.json_normalize, gzip CSV of three tables (no load)
   transform  this project's transform alone (archive → Arrow tables)
   ingest     this project's full ingest into PostgreSQL: transform, stage Parquet to S3, load, ledger
+Then where the ingest's time goes, per record, from parts timed in the same rounds (inflate alone, the
+split into lines, a JSON scan that builds nothing, the decode of the model's fields, row building, staging,
+the load), and what that work allows: even spread perfectly over both cores, the ingest cannot beat
+(sum of the parts) / 2, whatever the code around it does.
 Then the peak RSS of the full ingest of one 50,000-record file (~1.1 GB of JSON) in a child process.
 Results go to bench/results/ingest.json and bench/results/ingest.png.
 """
@@ -24,6 +28,8 @@ import uuid
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+import msgspec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -67,8 +73,11 @@ def transform_only(path: Path) -> int:
     return transform_lines(iter_lines(path, path.name)).stats.lines_read
 
 
-def full_ingest(path: Path) -> int:
-    """Everything the ingest flow does except Prefect: transform, stage, load (one transaction), ledger."""
+def full_ingest(path: Path, steps: dict[str, float] | None = None) -> int:
+    """Everything the ingest flow does except Prefect: transform, stage, load (one transaction), ledger.
+
+    `steps`, when given, receives the seconds of the transform, the staging and the load.
+    """
     from berlin_rentals.archive import iter_lines
     from berlin_rentals.config import Settings
     from berlin_rentals.s3 import s3_client
@@ -84,9 +93,12 @@ def full_ingest(path: Path) -> int:
     etag = uuid.uuid4().hex  # a fresh version each round: nothing is skipped
     source = SourceObject(settings.raw_bucket, f"{settings.raw_prefix}bench/{path.name}", etag,
                           path.stat().st_size, datetime.now(UTC))
+    started = time.perf_counter()
     batch = transform_lines(iter_lines(path, source.uri))
+    transformed = time.perf_counter()
     staged = stage_batch(s3, batch, bucket=settings.staging_bucket, staging_prefix=settings.staging_prefix, etag=etag)
     del batch
+    staged_at = time.perf_counter()
     data = staged.data  # as tasks/load.py does: COPY the tables this process staged, no read-back from S3
     target = target_for(settings.warehouse_url, settings.warehouse_schema)
     from berlin_rentals.transform import TransformStats
@@ -94,24 +106,141 @@ def full_ingest(path: Path) -> int:
     report = load_staged_batch(warehouse_engine(settings.warehouse_url), target, source, staged,
                                TransformStats(lines_read=staged.rows["fact_flats"]), data=data, force=True)
     assert report.status == "loaded"
+    if steps is not None:
+        steps.update(transform=transformed - started, stage=staged_at - transformed,
+                     load=time.perf_counter() - staged_at)
     return staged.rows["fact_flats"] + staged.rows["rejected_records"]
 
 
 PATHS = {"floor": floor, "seed": seed_way, "transform": transform_only, "ingest": full_ingest}
 
 
-def measure(path: Path, rounds: int) -> dict[str, dict[str, float]]:
+def inflate_only(path: Path) -> int:
+    """Inflate every member in 1 MiB reads and look at nothing: the part of the floor no parser can skip.
+
+    Returns the bytes inflated."""
+    inflated = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as stream:
+                while chunk := stream.read(1 << 20):
+                    inflated += len(chunk)
+    return inflated
+
+
+def read_lines(path: Path) -> int:
+    """The ingest's own reader (inflate, split, bomb and line-length checks), no parsing. Returns the lines."""
+    from berlin_rentals.archive import iter_lines
+
+    return sum(1 for _ in iter_lines(path, path.name))
+
+
+class _Nothing(msgspec.Struct):
+    pass
+
+
+class _BareLine(msgspec.Struct):
+    ok: bool | None = None
+    data: _Nothing | None = None
+
+
+def json_scan(lines: list[bytes]) -> int:
+    """msgspec walking each line end to end and building nothing: the least any JSON decode costs.
+
+    Returns the lines that have a `data` object."""
+    decode = msgspec.json.Decoder(_BareLine).decode
+    return sum(decode(raw).data is not None for raw in lines)
+
+
+def decode_fields(lines: list[bytes]) -> int:
+    """This project's decode of each line: the model's fields, typed, and the unknown-key check.
+
+    Returns the lines decoded (all of a generated file's: a rejected line raises)."""
+    from berlin_rentals.listing import decode_line
+
+    for raw in lines:
+        decode_line(raw)
+    return len(lines)
+
+
+# The parts of the ingest, each timed alone; `budget` turns them into time per record.
+PART_PATHS = {"inflate": inflate_only, "read_lines": read_lines}
+LINE_PATHS = {"json_scan": json_scan, "decode": decode_fields}
+
+
+def measure(path: Path, rounds: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Best round of each path, and the best round of each part of the ingest (seconds)."""
+    from berlin_rentals.archive import iter_lines
+
+    lines = [line.raw for line in iter_lines(path, path.name)]
     best: dict[str, float] = {}
     records: dict[str, int] = {}
+    parts: dict[str, float] = {}
+
+    def keep(name: str, seconds: float) -> None:
+        parts[name] = min(parts.get(name, seconds), seconds)
+
     for round_ in range(rounds):
         for name, run in PATHS.items():
+            steps: dict[str, float] = {}
             started = time.perf_counter()
-            records[name] = run(path)
+            records[name] = run(path, steps) if run is full_ingest else run(path)
             elapsed = time.perf_counter() - started
             best[name] = min(best.get(name, elapsed), elapsed)
+            for step, seconds in steps.items():
+                keep(step, seconds)
             print(f"  round {round_ + 1} {name:9} {records[name] / elapsed:10,.0f} records/s", flush=True)
-    return {name: {"records": records[name], "seconds": round(best[name], 4),
-                   "records_per_second": round(records[name] / best[name], 1)} for name in PATHS}
+        for name, part in PART_PATHS.items():
+            started = time.perf_counter()
+            part(path)
+            keep(name, time.perf_counter() - started)
+        for name, part in LINE_PATHS.items():
+            started = time.perf_counter()
+            part(lines)
+            keep(name, time.perf_counter() - started)
+    paths = {name: {"records": records[name], "seconds": round(best[name], 4),
+                    "records_per_second": round(records[name] / best[name], 1)} for name in PATHS}
+    return paths, parts
+
+
+# The parts that are Python bytecode from end to end; inflate, Parquet encoding, socket I/O and the
+# PostgreSQL server's own work run without the GIL (or in another process) and could overlap them.
+_HOLDS_THE_GIL = ("split into lines", "JSON scan (builds nothing)", "decode the model's fields",
+                  "build rows and Arrow tables")
+
+
+def budget(parts: dict[str, float], records: int, floor_seconds: float) -> dict:
+    """Microseconds per record for each part of the ingest, and the most its sum allows on two cores.
+
+    Each part is the best of its rounds, taken as the difference of nested paths: the split is the
+    ingest's reader less inflate alone, the field decode is the decode less the bare JSON scan, row
+    building is the transform less the reader and the decode. A bound, not a forecast: it assumes every
+    part could run beside every other with no cost for handing data over, which the GIL does not allow.
+    """
+    us = 1e6 / records
+    rows = {
+        "inflate": parts["inflate"],
+        "split into lines": parts["read_lines"] - parts["inflate"],
+        "JSON scan (builds nothing)": parts["json_scan"],
+        "decode the model's fields": parts["decode"] - parts["json_scan"],
+        "build rows and Arrow tables": parts["transform"] - parts["read_lines"] - parts["decode"],
+        "stage Parquet to S3": parts["stage"],
+        "load into PostgreSQL": parts["load"],
+    }
+    per_record = {name: round(seconds * us, 1) for name, seconds in rows.items()}
+    total = sum(rows.values())
+    cores = os.cpu_count() or 1
+    return {
+        "us_per_record": per_record,
+        "sum_us_per_record": round(total * us, 1),
+        "floor_us_per_record": round(floor_seconds * us, 1),
+        "target_us_per_record": round(floor_seconds * us / 0.7, 1),
+        "cores": cores,
+        "best_on_all_cores_vs_floor": round(floor_seconds / (total / cores), 3),
+        "unskippable_us_per_record": round((rows["inflate"] + rows["JSON scan (builds nothing)"]) * us, 1),
+        # Python code holding the GIL: one thread of one process at a time, however many threads there are.
+        "python_bound_us_per_record": round(sum(rows[name] for name in _HOLDS_THE_GIL) * us, 1),
+    }
 
 
 def vm_hwm_kib() -> int:
@@ -187,7 +316,7 @@ def main() -> None:
     if not path.exists():
         write_batch(path, args.records, hour, first_id=300_000_000, seed=1)
     print(f"file: {path} ({path.stat().st_size / 1e6:.1f} MB zipped, {args.records:,} records)")
-    paths = measure(path, args.rounds)
+    paths, parts = measure(path, args.rounds)
     rate = {name: value["records_per_second"] for name, value in paths.items()}
     results = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
@@ -195,6 +324,7 @@ def main() -> None:
         "ratios": {"ingest/floor": round(rate["ingest"] / rate["floor"], 3),
                    "ingest/seed": round(rate["ingest"] / rate["seed"], 3),
                    "transform/floor": round(rate["transform"] / rate["floor"], 3)},
+        "budget": budget(parts, paths["ingest"]["records"], paths["floor"]["seconds"]),
     }
     if args.rss_records:
         big = args.workdir / f"bench_{args.rss_records}_20190201_01.zip"
@@ -209,6 +339,15 @@ def main() -> None:
         print(f"{name:10} {value['records_per_second']:10,.0f} records/s  ({value['seconds']:.3f} s)")
     for name, value in results["ratios"].items():
         print(f"{name:16} {value:6.2f}x")
+    spent = results["budget"]
+    print("\nwhere the ingest's time goes, microseconds per record (best round of each part):")
+    for name, value in spent["us_per_record"].items():
+        print(f"  {name:30} {value:7.1f}")
+    print(f"  {'sum':30} {spent['sum_us_per_record']:7.1f}")
+    print(f"the floor takes {spent['floor_us_per_record']:.1f}; 0.7x the floor allows {spent['target_us_per_record']:.1f}; "
+          f"inflate and a bare JSON scan alone take {spent['unskippable_us_per_record']:.1f}")
+    print(f"this work spread perfectly over {spent['cores']} cores: {spent['best_on_all_cores_vs_floor']:.2f}x the floor at best; "
+          f"its Python-only parts, which hold the GIL, take {spent['python_bound_us_per_record']:.1f} on one core")
     if "peak_rss_mib" in results:
         print(f"peak RSS, full ingest of {args.rss_records:,} records: {results['peak_rss_mib']['mib']:.0f} MiB")
     print(f"results: {RESULTS / 'ingest.json'}, chart: {RESULTS / 'ingest.png'}")
