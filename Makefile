@@ -23,8 +23,11 @@ $(UV):
 	$(PYTHON) -m venv .local/tools
 	.local/tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-$(STAMP): $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --quiet
+# Bytecode compiled at install: where PYTHONDONTWRITEBYTECODE is set (this machine, CI, the image) no
+# .pyc is ever written at import, and every flow run on the process worker is a fresh interpreter that
+# would compile prefect, pandas and the rest from source again (4.5 s instead of 2 s per run here).
+$(STAMP): $(UV) pyproject.toml uv.lock Makefile
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $(STAMP)
 
 env: $(STAMP)

@@ -37,3 +37,17 @@ def test_the_dockerfile_copies_every_package_the_wheel_declares():
     for package in re.findall(r'"(\w+)"', packages):
         assert f"COPY {package} ./{package}" in dockerfile, package
     assert "uv sync --frozen --no-default-groups" in dockerfile
+
+
+def test_the_environment_make_builds_has_its_dependencies_compiled_to_bytecode():
+    # Each flow run on the process worker starts a fresh interpreter; with PYTHONDONTWRITEBYTECODE set
+    # and no .pyc installed, each would compile its dependencies from source (about 2.5 s more per run).
+    import importlib.util
+
+    import pandas
+    import prefect
+    import pyarrow
+
+    for module in (prefect, pandas, pyarrow):
+        cached = importlib.util.cache_from_source(module.__file__)
+        assert Path(cached).exists(), f"{module.__name__} has no compiled bytecode ({cached}): sync with --compile-bytecode"
