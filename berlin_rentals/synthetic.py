@@ -61,9 +61,14 @@ def with_listing_id(record: dict, listing_id: int) -> dict:
 
 
 def zip_lines(member: str, lines: list[bytes]) -> bytes:
+    """The same lines always give the same bytes, so the same ETag: a fixed member timestamp, not the
+    current time (which made every `make demo` upload new versions instead of skipping loaded ones)."""
+    info = zipfile.ZipInfo(member, date_time=(2019, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o600 << 16
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(member, b"\n".join(lines) + b"\n")
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, b"\n".join(lines) + b"\n")
     return buffer.getvalue()
 
 

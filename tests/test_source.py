@@ -44,3 +44,19 @@ def test_a_name_far_ahead_of_the_upload_is_flagged():
     assert early.batch_hour_source == "name"
     late = SourceObject("b", "raw/immobilienscout24_berlin_20180101_00.zip", "e" * 32, 1, uploaded)
     assert (late.batch_hour, late.batch_hour_source) == (datetime(2018, 1, 1, tzinfo=UTC), "name")
+
+
+def test_a_generated_batch_has_the_same_bytes_whenever_it_is_built(monkeypatch):
+    # make demo's second run must find the same ETags and skip every file; the zip's member
+    # timestamp was the current time, so each run uploaded new versions of the same batches.
+    import time
+    from datetime import UTC, datetime
+
+    from berlin_rentals.synthetic import derived_batch, read_sample_records
+
+    records = read_sample_records()
+    hour = datetime(2019, 1, 13, 16, tzinfo=UTC)
+    first = derived_batch(records, hour, rent_factor=1.02, modified=hour, seed=1, new_listings=3)
+    real_localtime = time.localtime
+    monkeypatch.setattr(time, "localtime", lambda *args: real_localtime(time.time() + 3600))
+    assert derived_batch(records, hour, rent_factor=1.02, modified=hour, seed=1, new_listings=3) == first
