@@ -10,7 +10,6 @@ HTTP proxy, and the SQS bridge is SIGKILLed while its DeleteMessage is held in a
 from __future__ import annotations
 
 import ast
-import contextlib
 import contextvars
 import json
 import os
@@ -20,7 +19,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,20 +50,6 @@ REPO = Path(__file__).resolve().parents[1]
 # ---- shared pieces -------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def hour_of(n: int) -> datetime:
     """Batch hours of this module (2040 onwards): no other test's files share them."""
     return datetime(2040, 1, 1, tzinfo=UTC) + timedelta(hours=n)
@@ -82,7 +66,10 @@ def clean_load(stack_env: dict[str, str], keys: list[tuple[str, str]], *, shared
     url = stack_env["WAREHOUSE_URL"]
     create_warehouse(url, schema)
     try:
-        with environment(WAREHOUSE_SCHEMA=schema, WAREHOUSE_URL=url, AWS_ENDPOINT_URL=stack_env["AWS_ENDPOINT_URL"]):
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("WAREHOUSE_SCHEMA", schema)
+            env.setenv("WAREHOUSE_URL", url)
+            env.setenv("AWS_ENDPOINT_URL", stack_env["AWS_ENDPOINT_URL"])
             for key, etag in keys:
                 state = ingest_file(stack_env["ETL_RAW_BUCKET"], key, etag, return_state=True)
                 assert state.is_completed() and state.result()["status"] == "loaded", state
