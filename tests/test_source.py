@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from berlin_rentals.source import InvalidSource, SourceObject, batch_hour_from_key, decode_event_key, normalize_etag, validate_key
+from berlin_rentals.synthetic import derived_batch, read_sample_records
 
 
 def test_batch_hour_comes_from_the_name():
@@ -49,11 +51,6 @@ def test_a_name_far_ahead_of_the_upload_is_flagged():
 def test_a_generated_batch_has_the_same_bytes_whenever_it_is_built(monkeypatch):
     # make demo's second run must find the same ETags and skip every file; the zip's member
     # timestamp was the current time, so each run uploaded new versions of the same batches.
-    import time
-    from datetime import UTC, datetime
-
-    from berlin_rentals.synthetic import derived_batch, read_sample_records
-
     records = read_sample_records()
     hour = datetime(2019, 1, 13, 16, tzinfo=UTC)
     first = derived_batch(records, hour, rent_factor=1.02, modified=hour, seed=1, new_listings=3)
