@@ -214,7 +214,7 @@ def budget(parts: dict[str, float], records: int, floor_seconds: float) -> dict:
 
     Each part is the best of its rounds, taken as the difference of nested paths: the split is the
     ingest's reader less inflate alone, the field decode is the decode less the bare JSON scan, row
-    building is the transform less the reader and the decode. A bound, not a forecast: it assumes every
+    building is the transform (as timed inside the full ingest) less the reader and the decode. A bound, not a forecast: it assumes every
     part could run beside every other with no cost for handing data over, which the GIL does not allow.
     """
     us = 1e6 / records
