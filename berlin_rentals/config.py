@@ -117,7 +117,7 @@ def retry_delays(environ: dict[str, str] | None = None) -> list[float]:
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:
-    """Parse the KEY=VALUE lines that `make up` writes to `.local/env`."""
+    """Parse the `export KEY=VALUE` lines that `make up` writes to `.local/env` (plain KEY=VALUE too)."""
     values: dict[str, str] = {}
     for raw in Path(path).read_text().splitlines():
         line = raw.strip()

@@ -153,12 +153,15 @@ def _log_tail(log: Path, lines: int = 30) -> str:
 
 
 def _format_env(env: dict[str, str]) -> str:
-    """KEY=VALUE lines a shell can source as they are: so no value may need quoting."""
+    """`export KEY=VALUE` lines a shell can source as they are: so no value may need quoting.
+
+    Exported, so that `source .local/env` hands them to the commands run after it (`prefect
+    deployment run` without PREFECT_API_URL would start a temporary server of its own)."""
     for key, value in env.items():
         if not value or any(ch.isspace() or ch in "\"'$`\\;&|<>()" for ch in value):
             raise ValueError(f"{key}={value!r} cannot be written unquoted to the env file "
                              f"(move the checkout or --root to a path without spaces or shell characters)")
-    return "".join(f"{key}={value}\n" for key, value in sorted(env.items()))
+    return "".join(f"export {key}={value}\n" for key, value in sorted(env.items()))
 
 
 @contextlib.contextmanager
@@ -444,7 +447,7 @@ class LocalStack:
         self._say(f"warehouse schema {env['WAREHOUSE_SCHEMA']} ready")
 
     # ---- Prefect server ----------------------------------------------------------------------
-    def _prefect_server_env(self) -> dict[str, str]:
+    def _prefect_server_env(self, port: int) -> dict[str, str]:
         env = dict(os.environ)
         # The server must not point at another API, nor at a database someone exported for theirs.
         for key in ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL"):
@@ -454,6 +457,12 @@ class LocalStack:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "true",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            # The UI asks /ui-settings where its API is; without these it answers Prefect's default
+            # 127.0.0.1:4200, not the port this server listens on, and shows no runs (or another
+            # server's). `--port` alone does not change what the UI is told.
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
         })
         return env
 
@@ -469,7 +478,7 @@ class LocalStack:
         port = self._pick_port(remembered, "Prefect")
         (self.root / "prefect").mkdir(parents=True, exist_ok=True)
         args = [str(self.bin / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-        self._spawn("prefect", args, self._prefect_server_env())
+        self._spawn("prefect", args, self._prefect_server_env(port))
         self._wait_healthy("prefect", lambda: _http_ok(f"http://127.0.0.1:{port}/api/health"), PREFECT_START_SECONDS)
         self._say(f"Prefect server on http://127.0.0.1:{port}/api (UI http://127.0.0.1:{port})")
         return port

@@ -149,6 +149,9 @@ def test_prefect_server_is_healthy_and_serves_its_ui(detached):
     with urllib.request.urlopen(env["PREFECT_API_URL"] + "/health", timeout=5) as response:
         assert response.status == 200 and json.loads(response.read()) is True
     assert _http_ok(env["PREFECT_UI_URL"])
+    # The UI reads where its API is from /ui-settings: it must be this server, not Prefect's default port.
+    with urllib.request.urlopen(env["PREFECT_UI_URL"] + "/ui-settings", timeout=5) as response:
+        assert json.loads(response.read())["api_url"] == env["PREFECT_API_URL"]
 
 
 @pytest.mark.slow
@@ -257,8 +260,21 @@ def test_down_without_a_stack_is_harmless(tmp_path, capsys):
     assert "nothing" in capsys.readouterr().out
 
 
+def test_sourcing_the_env_file_exports_every_setting_to_the_commands_after_it(tmp_path):
+    # `source .local/env` then `prefect deployment run ...`: a plain KEY=VALUE line would set a shell
+    # variable the command never sees, and Prefect would start a temporary server of its own.
+    env_file = tmp_path / "env"
+    env_file.write_text(_format_env({"PREFECT_API_URL": "http://127.0.0.1:1/api", "WAREHOUSE_SCHEMA": "s"}))
+    shown = subprocess.run(
+        ["bash", "-c", f"source {env_file} && {sys.executable} -c "
+                       "'import os; print(os.environ[\"PREFECT_API_URL\"], os.environ[\"WAREHOUSE_SCHEMA\"])'"],
+        env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == ["http://127.0.0.1:1/api", "s"]
+    assert read_env_file(env_file) == {"PREFECT_API_URL": "http://127.0.0.1:1/api", "WAREHOUSE_SCHEMA": "s"}
+
+
 def test_the_env_file_refuses_a_value_a_shell_would_split():
-    assert _format_env({"B": "2", "A": "x/y:1"}) == "A=x/y:1\nB=2\n"
+    assert _format_env({"B": "2", "A": "x/y:1"}) == "export A=x/y:1\nexport B=2\n"
     for bad in ("/tmp/with space", "a;b", "$HOME", ""):
         with pytest.raises(ValueError, match="unquoted"):
             _format_env({"PREFECT_HOME": bad})
