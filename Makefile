@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down status demo test test-fast bench bench-ingest bench-catch-up bench-events clean
+.PHONY: help env up down status demo test test-fast bench bench-ingest bench-catch-up bench-events clean browser
 
 help:
 	@echo "make demo   - start the local stack and run the pipeline end to end on sample batches"
@@ -44,7 +44,19 @@ status: env
 demo: up
 	$(PY) -m deployments.demo
 
-test: env
+# Headless Chromium and its driver for the UI tests (tests/test_ui.py), from Debian's packages: installed
+# where missing and we are root (CI: a clean machine, as root). Elsewhere nothing is installed and the
+# UI tests fail, saying the command that installs them.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "browser: /usr/bin/chromium or /usr/bin/chromedriver missing and not root; the UI tests will fail." \
+		     "Install them with: sudo apt-get install chromium chromium-driver"; \
+	fi
+
+test: env browser
 	$(PY) -m pytest
 
 test-fast: env

@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from berlin_rentals.ingest_result import FAILED, LOADED, SKIPPED, IngestFailed, IngestResult
 from berlin_rentals.source import batch_hour_from_key, validate_key
 
 HOUR = timedelta(hours=1)
 DEFAULT_WINDOW = timedelta(hours=24)
-
-# Per-file outcomes of this run's ingests, as the progress lines and the report name them.
-LOADED, SKIPPED, FAILED = "loaded", "skipped", "failed"
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -111,17 +109,21 @@ def plan_catch_up(objects: list[RawObject], ledger: Ledger) -> Plan:
 
 
 def outcome_of(result: Any) -> tuple[str, str]:
-    """(loaded|skipped|failed, detail) from what an ingest-file run returned (its dict, or its exception)."""
+    """(loaded|skipped|failed, detail) from what an ingest-object task run came to: its IngestResult, or
+    the exception it raised (IngestFailed carries the cause as `Type: message`)."""
+    if isinstance(result, IngestFailed):
+        return FAILED, result.result.error or "failed"
     if isinstance(result, BaseException):
         return FAILED, f"{type(result).__name__}: {result}"
-    status = result.get("status") if isinstance(result, dict) else None
-    if status == "loaded":
+    if not isinstance(result, IngestResult):
+        return FAILED, f"unexpected result {result!r}"
+    if result.status == "loaded":
         return LOADED, ""
-    if status == "skipped":
-        return SKIPPED, f"ledger says {result.get('ledger')}"
-    if status == "superseded":  # replaced between our listing and its HEAD: the new version is its own file
-        return SKIPPED, str(result.get("reason", "superseded"))
-    return FAILED, f"unexpected result {result!r}"
+    if result.status == "skipped":
+        return SKIPPED, f"ledger says {result.ledger}"
+    if result.status == "superseded":  # replaced between our listing and its HEAD: the new version is its own file
+        return SKIPPED, result.error or "superseded"
+    return FAILED, result.error or result.status
 
 
 def files_per_hour(objects: list[RawObject], hours: list[datetime]) -> dict[datetime, int]:

@@ -29,6 +29,12 @@ def s3_client(settings: Settings):
     )
 
 
+def sqs_client(settings: Settings):
+    return boto3.client(
+        "sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=_boto_config()
+    )
+
+
 def _missing(exc: botocore.exceptions.ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code")
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")

@@ -64,17 +64,58 @@ def wait_for_ledger(engine, schema: str, key: str, etag: str, timeout: float = 1
 
 
 def wait_until_idle(timeout: float = 120.0) -> None:
-    """Wait until no flow run is scheduled, pending or running (the repeat's run must finish too)."""
+    """Wait until no ingest-file run is scheduled, pending or running: every event so far was acted on.
+
+    Only ingest-file runs: the catch-up's hourly runs are always scheduled ahead."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     active = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
         any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING])))
+    ingest = FlowFilter(name=FlowFilterName(any_=["ingest-file"]))
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline and client.read_flow_runs(flow_run_filter=active):
+        while client.read_flow_runs(flow_filter=ingest, flow_run_filter=active):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(client.read_flow_runs(flow_filter=ingest, flow_run_filter=active))} "
+                                   f"ingest-file runs still scheduled, pending or running after {timeout:.0f} s "
+                                   "(see .local/logs/worker.log)")
             time.sleep(0.5)
+
+
+def wait_until_forwarded(sqs, queue_url: str, timeout: float = 60.0) -> None:
+    """Wait until the bridge has posted (and deleted) every notification on the queue."""
+    deadline = time.monotonic() + timeout
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while any(int(v) for v in sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"].values()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the bridge left notifications on the queue for {timeout:.0f} s: see .local/logs/bridge.log")
+        time.sleep(0.3)
+
+
+def runs_of(key: str, etag: str, since: datetime) -> list:
+    """The ingest-file runs started for this object version since then (the event's parameters)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterStartTime
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])),
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)))
+    return [r for r in runs if r.parameters.get("key") == key and r.parameters.get("etag") == etag]
+
+
+def what_a_repeat_did(key: str, etag: str, since: datetime) -> str:
+    """An upload of a version the ledger already has: did Prefect drop its event, or did a run skip it?"""
+    runs = runs_of(key, etag, since)
+    if not runs:
+        return ("no run: the bridge sent the same event id as the first upload's (uuid5 of URI and ETag) "
+                "and Prefect dropped the repeat")
+    names = ", ".join(f"{r.name!r} {r.state.name if r.state else '?'}" for r in runs)
+    return f"same ETag: its run ({names}) found the ledger row and wrote nothing"
 
 
 def main() -> None:
@@ -82,12 +123,14 @@ def main() -> None:
     import sqlalchemy as sa
 
     from berlin_rentals.config import Settings
-    from berlin_rentals.s3 import s3_client
+    from berlin_rentals.s3 import s3_client, sqs_client
     from berlin_rentals.source import normalize_etag
     from tasks.common import warehouse_engine
 
     settings = Settings.from_env()
     s3 = s3_client(settings)
+    sqs = sqs_client(settings)
+    queue_url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
     engine = warehouse_engine(settings.warehouse_url)
     schema = settings.warehouse_schema
     started = time.perf_counter()
@@ -100,11 +143,13 @@ def main() -> None:
         # A single-part upload's ETag is the MD5 of its bytes: we know before uploading whether the
         # ledger has this version already, and then expect its run to skip.
         known_before = wait_for_ledger(engine, schema, key, hashlib.md5(body).hexdigest(), timeout=0)
-        t0 = time.perf_counter()
+        t0, uploaded = time.perf_counter(), datetime.now(UTC)
         etag = normalize_etag(s3.put_object(Bucket=settings.raw_bucket, Key=key, Body=body)["ETag"])
         if known_before is not None:
+            wait_until_forwarded(sqs, queue_url)
+            time.sleep(3)  # the trigger acts on the event within a second or two; then the run is scheduled
             wait_until_idle()
-            outcomes.append((name, "skipped", None, "same ETag: its run found the ledger row, wrote nothing", what))
+            outcomes.append((name, "skipped", None, what_a_repeat_did(key, etag, uploaded), what))
             continue
         row = wait_for_ledger(engine, schema, key, etag)
         latency = time.perf_counter() - t0
@@ -116,6 +161,7 @@ def main() -> None:
             outcomes.append((name, "loaded", latency, f"+{row.fact_inserted} new, {row.fact_updated} updated, "
                              f"{row.fact_stale} older kept as history, {row.rejected_count} rejected", what))
 
+    wait_until_idle()  # the runs it caused have finished (their lineage and state), not only their loads
     with engine.connect() as conn:
         counts = {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {schema}.{t}")).scalar_one()
                   for t in ("fact_flats", "flat_snapshots", "dim_address", "dim_city", "dim_agency",
@@ -149,4 +195,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except TimeoutError as exc:
+        sys.exit(f"demo: {exc}")

@@ -30,12 +30,10 @@ from berlin_rentals.catch_up import (
     listing_prefix, outcome_of, plan_catch_up, report_table, summarise,
 )
 from berlin_rentals.config import Settings
-from berlin_rentals.lineage import lineage_rows
+from berlin_rentals.ingest_result import IngestFailed, IngestResult
+from berlin_rentals.lineage import lineage_row
 from berlin_rentals.s3 import s3_client
-from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
-from berlin_rentals.staging import StagedBatch
-from berlin_rentals.transform import TransformStats
-from berlin_rentals.warehouse.load import LoadReport
+from berlin_rentals.source import InvalidSource, normalize_etag
 from berlin_rentals.warehouse.sql import statement
 from flows.ingest import run_ingest
 from tasks.common import IO_STEP, run_inline, warehouse_engine
@@ -81,42 +79,29 @@ def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
     return ledger
 
 
-def file_lineage_row(settings: Settings, source: SourceObject, stats: TransformStats | None,
-                     staged: StagedBatch | None, report: LoadReport | None, status: str, seconds: float,
-                     error: str | None = None) -> dict[str, Any]:
-    """One file's row of the catch-up's lineage table (berlin_rentals.lineage.lineage_rows, plus where it
-    was staged and how long it took): one table artifact instead of a table, links and a summary per file.
-    Called as run_ingest's lineage sink, with the record-lineage task's arguments."""
-    row = lineage_rows(source, stats, report, status)[0]
-    return row | {"staged_prefix": f"s3://{staged.bucket}/{staged.prefix}" if staged is not None else None,
-                  "seconds": round(seconds, 3), "error": error[:300] if error else None}
-
-
 @task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)
-def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> dict[str, Any]:
+def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> IngestResult:
     """The ingest-file pipeline for one object version (flows.ingest.run_ingest), in this one task run.
 
     Its steps retry as their tasks do (run_inline: same retries, delays, condition); a failure after
-    them is recorded in the ledger once (which parks the file after its last attempt), then raised.
-    No retries here: another attempt of the whole file would count as another attempt in the ledger.
-    The run id the load records (rows, ledger, the load's session name) is this task run's: unique per
-    file. The result carries the file's lineage row (`lineage`) back to the catch-up, which may run
-    this task in another process.
+    them is recorded in the ledger once (which parks the file after its last attempt), then raised as
+    IngestFailed, which carries the file's result. No retries here: another attempt of the whole file
+    would count as another attempt in the ledger. The run id the load records (rows, ledger, the load's
+    session name) is this task run's: unique per file. The result goes back to the catch-up, which may
+    run this task in another process: without the staged tables it held in memory.
     """
-    rows: list[dict[str, Any]] = []
-    result = run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id),
-                        call=run_inline, lineage=lambda *args: rows.append(file_lineage_row(*args)))
-    row = rows[-1] if rows else None
-    if row is not None and result.get("step_seconds"):
-        row["steps"] = ", ".join(f"{step} {seconds:.3f}" for step, seconds in result["step_seconds"].items())
-    return result | {"lineage": row}
+    try:
+        result = run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id), call=run_inline)
+    except IngestFailed as exc:
+        raise IngestFailed(exc.result.portable()) from exc.__cause__
+    return result.portable()
 
 
 def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int,
                ) -> tuple[list[Outcome], dict[tuple[str, str], dict[str, Any]]]:
     """An ingest-object task run per object, at most `max_concurrency` at once, each in a process of a pool
     (the transform is CPU-bound Python: threads would share one core); a failure never stops the others.
-    Returns each file's outcome, and its lineage row by (key, ETag) where the ingest recorded one."""
+    Returns each file's outcome, and its lineage row by (key, ETag) where the ingest got a result."""
     logger = get_run_logger()
     outcomes: list[Outcome] = []
     lineage: dict[tuple[str, str], dict[str, Any]] = {}
@@ -137,7 +122,8 @@ def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: in
                 result = future.result(raise_on_failure=False)
             except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
                 result = exc
-            row = result.get("lineage") if isinstance(result, dict) else None
+            ingest = result.result if isinstance(result, IngestFailed) else result
+            row = lineage_row(ingest) if isinstance(ingest, IngestResult) else None
             if row:
                 lineage[(obj.key, obj.etag)] = row
             status, detail = outcome_of(result)

@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.client.orchestration import get_client
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
 
 from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged, is_retryable
+from berlin_rentals.ingest_result import (
+    FAILED, SKIPPED, SUPERSEDED, IngestFailed, IngestResult, closing_sentence, run_name, run_tags, state_name,
+)
 from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
 from tasks.extract import extract, inspect_source
 from tasks.lineage import record_lineage
@@ -29,8 +34,6 @@ from tasks.transform import transform
 # How run_ingest calls a step: the flow calls the task itself (a task run per step); the catch-up calls
 # tasks.common.run_inline (the task's function with the task's own retries, inside its one task run).
 StepCall = Callable[..., Any]
-# Lineage of one ingest: (settings, source, stats, staged, report, status, seconds, error).
-LineageSink = Callable[..., None]
 
 
 def call_task(step, *args: Any, **kwargs: Any) -> Any:
@@ -39,15 +42,18 @@ def call_task(step, *args: Any, **kwargs: Any) -> Any:
 
 def run_ingest(
     settings: Settings, bucket: str, key: str, etag: str | None, force: bool, run_id: str | None,
-    call: StepCall = call_task, lineage: LineageSink | None = None,
-) -> dict[str, Any]:
+    call: StepCall = call_task,
+) -> IngestResult:
     """The pipeline for one object version: inspect, ledger check, extract, transform, stage, load, and the
     failure recording the ledger counts attempts (and parks) by. The one orchestration of both the
-    `ingest-file` flow and the catch-up; `call` runs each step, `lineage` (default: the
-    record-lineage task) receives what was read and written."""
+    `ingest-file` flow and the catch-up; `call` runs each step.
+
+    Returns the result of a load, a skip or a supersede; raises IngestFailed (with the result, after
+    the ledger recorded the failure) when the version could not be ingested, and InvalidSource, before
+    any I/O, for a bucket, key or ETag this pipeline does not read."""
     started = time.perf_counter()
     logger = get_run_logger()
-    # Where this file's time went, step by step (retries included): returned with the result.
+    # Where this file's time went, step by step (retries included): part of the result.
     step_seconds: dict[str, float] = {}
 
     def run_step(step, *args: Any, **kwargs: Any) -> Any:
@@ -57,24 +63,31 @@ def run_ingest(
         finally:
             step_seconds[step.name] = step_seconds.get(step.name, 0.0) + time.perf_counter() - begun
 
-    if lineage is None:
-        def lineage(*args: Any) -> None:
-            run_step(record_lineage, *args)
+    def result(status: str, **fields: Any) -> IngestResult:
+        return IngestResult(status, bucket, key, etag, seconds=time.perf_counter() - started,
+                            step_seconds=dict(step_seconds), **fields)
+
+    def failed(exc: Exception, recorded: tuple[str, int] | None, **fields: Any) -> IngestFailed:
+        ledger, attempts = recorded or (None, None)
+        return IngestFailed(result(FAILED, ledger=ledger, attempts=attempts, error=f"{type(exc).__name__}: {exc}",
+                                   error_type=type(exc).__name__, **fields))
 
     try:
         source: SourceObject = run_step(inspect_source, settings, bucket, key, etag)
     except ObjectChanged as exc:
         logger.warning("skipping: %s", exc)
-        return {"status": "superseded", "key": key, "etag": etag, "reason": str(exc)}
+        return result(SUPERSEDED, error=str(exc))
     except InvalidSource:
         # An untrusted key or ETag that fails validation never reaches the ledger (or any SQL).
         raise
     except Exception as exc:
         # No confirmed object: the ledger can only hold what the event named.
         expected = normalize_etag(etag) if etag else None
+        recorded = None
         if expected:
-            run_step(record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
-        raise
+            recorded = run_step(record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
+        raise failed(exc, recorded) from exc
+    etag = source.etag
 
     if source.batch_hour_source == "name_in_future":
         logger.warning("%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
@@ -82,12 +95,9 @@ def run_ingest(
 
     status = run_step(ledger_status, settings, source)
     if not force and status in ("loaded", "parked"):
-        logger.info("%s (ETag %s) is %s per the ledger: nothing to do", source.uri, source.etag, status)
-        lineage(settings, source, None, None, None, f"skipped ({status})", time.perf_counter() - started)
-        return {"status": "skipped", "ledger": status, "key": source.key, "etag": source.etag,
-                "step_seconds": _rounded(step_seconds)}
+        return result(SKIPPED, source=source, ledger=status)
 
-    stats = staged = report = None
+    stats = staged = None
     try:
         with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
             archive = run_step(extract, settings, source, Path(workdir))
@@ -97,34 +107,65 @@ def run_ingest(
             staged = run_step(stage, settings, source, batch)
             report = run_step(load, settings, source, staged, stats, force, run_id)
     except Exception as exc:
-        status, attempts = run_step(
+        recorded = run_step(
             record_failure, settings, source.bucket, source.key, source.etag, f"{type(exc).__name__}: {exc}",
             not is_retryable(exc), run_id,
         )
-        logger.error("%s failed (attempt %d, ledger status %s): %s", source.uri, attempts, status, exc)
-        lineage(settings, source, stats, staged, None, f"failed ({status})", time.perf_counter() - started, str(exc))
-        raise
+        raise failed(exc, recorded, source=source, stats=stats, staged=staged) from exc
 
-    seconds = time.perf_counter() - started
-    lineage(settings, source, stats, staged, report, report.status, seconds)
-    logger.info("%s: %s in %.2f s %s", source.uri, report.status, seconds, report.as_dict())
-    return {"status": report.status, "key": source.key, "etag": source.etag, "seconds": round(seconds, 3),
-            "records_read": stats.lines_read, "rejected": stats.rejected, **report.as_dict(),
-            "step_seconds": _rounded(step_seconds)}
+    # A concurrent run of the same version may have loaded it first: the ledger claim said so.
+    return result(report.status, source=source, stats=stats, staged=staged, report=report,
+                  ledger="loaded" if report.status == SKIPPED else None)
 
 
-def _rounded(seconds: dict[str, float]) -> dict[str, float]:
-    return {name: round(value, 4) for name, value in seconds.items()}
+def _run_name() -> str:
+    return run_name(str(flow_run.parameters.get("key", "")))
 
 
-@flow(name="ingest-file", log_prints=True)
+def _mark_run(result: IngestResult) -> None:
+    """Tag the run with its outcome (loaded, skipped, parked, rejects, ...) so the runs list filters by it."""
+    if not flow_run.id:
+        return
+    with get_client(sync_client=True) as client:
+        tags = set(client.read_flow_run(flow_run.id).tags) | set(run_tags(result))
+        client.update_flow_run(flow_run.id, tags=sorted(tags))
+
+
+@flow(name="ingest-file", flow_run_name=_run_name, log_prints=True)
 def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = False) -> dict[str, Any]:
-    """Load s3://bucket/key (the version with this ETag). `force=True` reloads it, or releases a parked file.
+    """Load one raw object version into the warehouse, exactly once.
 
-    Each step is a task run, and the run's lineage is a table, links and a summary (artifacts)."""
+    Each step is a task run; the run's lineage is a table, a summary and, when lines were rejected, a
+    table of them (artifacts keyed by the file). The run's state says what happened: Loaded, Loaded
+    with rejects, Skipped, Superseded, Parked or Failed; its tags say the same for filtering.
+
+    Args:
+        bucket: The raw bucket (any other is refused).
+        key: The object's key under the raw prefix, e.g. raw/immobilienscout24_berlin_20190113_15.zip.
+        etag: The version to load, from the S3 event; empty loads the object's current version.
+        force: On: load this version again even though the ledger says it is loaded (its rows are
+            replaced), or release a parked file. Off: a version already loaded or parked is skipped.
+    """
     settings = Settings.from_env()
     run_id = str(flow_run.id) if flow_run.id else None
-    return run_ingest(settings, bucket, key, etag, force, run_id)
+    logger = get_run_logger()
+    try:
+        result = run_ingest(settings, bucket, key, etag, force, run_id)
+    except IngestFailed as exc:
+        result = exc.result
+        sentence = closing_sentence(result)
+        logger.error(sentence)
+        _publish(settings, result, sentence)
+        return Failed(name=state_name(result), message=sentence, data=exc)
+    sentence = closing_sentence(result)
+    logger.info(sentence)
+    _publish(settings, result, sentence)
+    return Completed(name=state_name(result), message=sentence, data=result.as_dict())
+
+
+def _publish(settings: Settings, result: IngestResult, sentence: str) -> None:
+    record_lineage(settings, result, sentence)
+    _mark_run(result)
 
 
 if __name__ == "__main__":
@@ -136,4 +177,4 @@ if __name__ == "__main__":
     parser.add_argument("--etag")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
-    print(ingest_file(args.bucket, args.key, args.etag, args.force))
+    print(ingest_file(args.bucket, args.key, args.etag, args.force, return_state=True).message)

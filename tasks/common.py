@@ -16,6 +16,7 @@ from prefect.utilities.math import clamped_poisson_interval
 
 from berlin_rentals.config import retry_delays
 from berlin_rentals.errors import is_retryable, retry_condition
+from berlin_rentals.ingest_result import is_expected
 from berlin_rentals.warehouse.ddl import make_engine
 
 # An I/O step: transient S3 and database errors get three more tries with growing back-off (2, 8,
@@ -29,6 +30,31 @@ IO_STEP = dict(retries=3, retry_delay_seconds=retry_delays(), retry_jitter_facto
 @lru_cache(maxsize=4)
 def warehouse_engine(url: str) -> sa.Engine:
     return make_engine(url)
+
+
+class ExpectedErrorTracebacks(logging.Filter):
+    """Drop the traceback from Prefect's log records of an expected data or configuration error (a file
+    that is not a zip, an object that is gone, a setting that is missing): the message already names the
+    file, and the run's closing line says what happened and how to fix it. Tracebacks of anything else
+    (a bug, a driver error that outlived its retries) are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and is_expected(record.exc_info[1]):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_expected_tracebacks() -> None:
+    """Install the filter on the handlers that write run logs: the API's and the console's. Prefect logs a
+    failed run's exception three times (task, flow, engine), each with exc_info, so a handler filter is the
+    one place that sees all of them; idempotent."""
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs", "prefect", "")]
+    for handler in {handler for logger in loggers for handler in logger.handlers}:
+        if not any(isinstance(f, ExpectedErrorTracebacks) for f in handler.filters):
+            handler.addFilter(ExpectedErrorTracebacks())
+
+
+quiet_expected_tracebacks()
 
 
 def run_inline(step: Task, *args: Any, **kwargs: Any) -> Any:

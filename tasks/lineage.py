@@ -1,41 +1,33 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from berlin_rentals.config import Settings
-from berlin_rentals.lineage import artifact_key, lineage_rows, object_link, summary_markdown
-from berlin_rentals.source import SourceObject
-from berlin_rentals.staging import StagedBatch
-from berlin_rentals.transform import TransformStats
-from berlin_rentals.warehouse.load import LoadReport
+from berlin_rentals.ingest_result import IngestResult
+from berlin_rentals.lineage import MAX_REJECTS_SHOWN, artifact_key, lineage_row, object_link, rejected_rows, summary_markdown
 
 
 @task(name="record-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def record_lineage(
-    settings: Settings, source: SourceObject, stats: TransformStats | None, staged: StagedBatch | None,
-    report: LoadReport | None, status: str, seconds: float, error: str | None = None,
-) -> None:
-    """Lineage as artifacts of the flow run: what was read, what was written where."""
-    key = artifact_key(source.key)
+def record_lineage(settings: Settings, result: IngestResult, closing: str) -> None:
+    """Lineage as keyed artifacts of the flow run: a table (read, staged, written), a summary, the rejects."""
+    row = lineage_row(result) | {
+        "source_link": object_link(result.bucket, result.key, settings.aws_endpoint_url, settings.aws_region)}
     create_table_artifact(
-        key=key, table=lineage_rows(source, stats, report, status),
-        description=f"Lineage of {source.uri} (ETag {source.etag})",
+        key=artifact_key(result.key), table=[row],
+        description=f"Lineage of {result.uri} (ETag {result.etag}): read, staged, written",
     )
-    create_link_artifact(
-        key=f"{key}-source", link=object_link(source.bucket, source.key, settings.aws_endpoint_url, settings.aws_region),
-        link_text=source.uri, description="Raw object read by this run",
-    )
-    if staged is not None:
-        for table in staged.rows:
-            create_link_artifact(
-                key=f"{key}-{table.replace('_', '-')}",
-                link=object_link(staged.bucket, staged.table_key(table), settings.aws_endpoint_url, settings.aws_region),
-                link_text=staged.uri(table),
-                description=f"Staged Parquet of {table} ({staged.rows[table]} rows)",
-            )
     create_markdown_artifact(
-        markdown=summary_markdown(source, stats, staged, report, status, seconds, error),
-        description=f"Summary of the ingest of {source.uri}",
+        key=artifact_key(result.key, "summary"), markdown=summary_markdown(result, closing),
+        description=f"Summary of the ingest of {result.uri}",
     )
+    rejected = (result.staged.data or {}).get("rejected_records") if result.staged is not None else None
+    rows = rejected_rows(rejected)
+    if rows:
+        shown = f"the first {len(rows)} of {rejected.num_rows}" if rejected.num_rows > len(rows) else "all"
+        create_table_artifact(
+            key=artifact_key(result.key, "rejects"), table=rows,
+            description=(f"Lines of {result.uri} that could not become a listing ({shown}; at most "
+                         f"{MAX_REJECTS_SHOWN} shown; the warehouse's rejected_records holds every one)"),
+        )

@@ -12,14 +12,9 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     FlowRunFilter,
-    FlowFilter,
-    FlowFilterName,
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
 
 from berlin_rentals.config import Settings
 from berlin_rentals.source import normalize_etag
@@ -54,6 +49,25 @@ def artifacts_of(flow_run_id) -> list:
         )
 
 
+def flow_run_of(state):
+    """The flow run a state belongs to, as the API (and so the UI) shows it: name, state name, tags."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(state.state_details.flow_run_id)
+
+
+def logs_of(flow_run_id, timeout: float = 15) -> list:
+    """The run's logs as the API stores them (sent in the background: wait until the final state's line)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any("Finished in state" in log.message for log in logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.5)
+
+
 def task_runs_of(flow_run_id) -> list:
     with get_client(sync_client=True) as client:
         return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
@@ -65,19 +79,3 @@ def child_flow_runs_of(flow_run_id) -> list:
         return client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
         )
-
-
-def wait_until_idle(timeout: float = 120) -> None:
-    """No ingest-file run scheduled, pending or running: every event so far has been acted on."""
-    active = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active))))
-            if not runs:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(runs)} ingest-file runs still scheduled, pending or running after {timeout} s")
-            time.sleep(0.5)

@@ -13,6 +13,7 @@ from berlin_rentals.catch_up import (
     gaps, gaps_markdown, hour_runs, hours_in, in_window, lineage_table, listing_prefix, outcome_of, plan_catch_up,
     report_table, summarise,
 )
+from berlin_rentals.ingest_result import IngestFailed, IngestResult
 from berlin_rentals.source import InvalidSource, SourceObject
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
 
@@ -96,9 +97,14 @@ def test_only_versions_not_loaded_and_not_parked_are_ingested():
 
 
 def test_an_ingest_result_becomes_loaded_skipped_or_failed():
-    assert outcome_of({"status": "loaded", "fact_inserted": 3}) == (LOADED, "")
-    assert outcome_of({"status": "skipped", "ledger": "loaded"}) == (SKIPPED, "ledger says loaded")
-    assert outcome_of({"status": "superseded", "reason": "now has ETag x"}) == (SKIPPED, "now has ETag x")
+    def result(status, **fields):
+        return IngestResult(status, "rentals-raw", "raw/a.zip", "e", **fields)
+
+    assert outcome_of(result("loaded")) == (LOADED, "")
+    assert outcome_of(result("skipped", ledger="loaded")) == (SKIPPED, "ledger says loaded")
+    assert outcome_of(result("superseded", error="now has ETag x")) == (SKIPPED, "now has ETag x")
+    failed = IngestFailed(result("failed", ledger="parked", error="BadArchive: s3://rentals-raw/raw/a.zip: not a zip"))
+    assert outcome_of(failed) == (FAILED, "BadArchive: s3://rentals-raw/raw/a.zip: not a zip")
     assert outcome_of(ValueError("not a zip archive")) == (FAILED, "ValueError: not a zip archive")
     assert outcome_of(None)[0] == FAILED
 

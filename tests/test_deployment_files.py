@@ -29,3 +29,15 @@ def test_both_deployment_files_name_the_same_deployments_and_entrypoints():
     local = _deployments(REPO / "prefect.yaml")
     ecs = _deployments(REPO / "deployments" / "prefect.ecs.yaml")
     assert {n: d["entrypoint"] for n, d in local.items()} == {n: d["entrypoint"] for n, d in ecs.items()}
+
+
+def test_the_rerun_form_explains_every_ingest_parameter():
+    # The UI's "Copy to new run" form shows these descriptions; `force` is an unlabelled toggle without one.
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.ingest import ingest_file
+
+    properties = parameter_schema(ingest_file.fn).properties
+    assert set(properties) == {"bucket", "key", "etag", "force"}
+    assert all(p.get("description") for p in properties.values()), properties
+    assert "release a parked file" in properties["force"]["description"]

@@ -18,7 +18,8 @@ from prefect.deployments import run_deployment
 
 from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
-from tests.helpers import query, scalar, upload, wait_until_idle
+from deployments.demo import wait_until_idle
+from tests.helpers import query, scalar, upload
 
 pytestmark = pytest.mark.slow
 

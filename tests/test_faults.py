@@ -42,7 +42,8 @@ from tests.faults import (
     HttpProxy, Request, Stall, TcpProxy, dimension_ids, fresh_batch, lost_and_doubled, report, s3_error,
     wait_for, warehouse_rows,
 )
-from tests.helpers import artifacts_of, query, scalar, task_runs_of, upload, wait_until_idle
+from deployments.demo import wait_until_idle
+from tests.helpers import artifacts_of, query, scalar, task_runs_of, upload
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import threading
 import zipfile
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records, zip_lines
 from flows.ingest import ingest_file
-from tests.helpers import artifacts_of, query, scalar, table_counts, task_runs_of, upload
+from tests.helpers import artifacts_of, flow_run_of, logs_of, query, scalar, table_counts, task_runs_of, upload
 
 SAMPLE_NAME = "immobilienscout24_berlin_20190113_15.zip"
 
@@ -58,22 +59,24 @@ def test_sample_lands_in_the_snowflake_with_the_known_answer(settings, loaded_sa
 
 def test_lineage_artifacts_are_written_for_the_run(settings, loaded_sample):
     key, etag, state, _ = loaded_sample
+    artifacts = _artifacts(state, 2)
+    # One keyed lineage table (the staged objects folded in) and one keyed summary: nothing else.
+    assert sorted((a.type, a.key.split("-")[0]) for a in artifacts) == [("markdown", "summary"), ("table", "lineage")]
+    table = next(a for a in artifacts if a.type == "table")
+    assert key in str(table.data) and etag in str(table.data) and '"records_read": 11' in str(table.data)
+    assert f"etag={etag}/" in str(table.data) and "fact_flats 11" in str(table.data)
+    summary = next(a for a in artifacts if a.type == "markdown")
+    assert "**loaded**" in summary.data and key in summary.data
+    assert "loaded in" in summary.data and "11 listings from 11 lines" in summary.data
+
+
+def _artifacts(state, expected: int) -> list:
     deadline = time.monotonic() + 15
     while True:  # the API may index artifacts a moment after the run returns
         artifacts = artifacts_of(state.state_details.flow_run_id)
-        if len(artifacts) >= 9 or time.monotonic() > deadline:
-            break
+        if len(artifacts) >= expected or time.monotonic() > deadline:
+            return artifacts
         time.sleep(0.5)
-    tables = [a for a in artifacts if a.type == "table"]
-    assert len(tables) == 1
-    assert key in str(tables[0].data) and etag in str(tables[0].data) and '"records_read": 11' in str(tables[0].data)
-    links = [str(a.data) for a in artifacts if a.key and a.key != tables[0].key]
-    link_keys = sorted(a.key.removeprefix(tables[0].key + "-") for a in artifacts if a.key and a.key != tables[0].key)
-    assert link_keys == ["dim-address", "dim-agency", "dim-city", "fact-flats", "flat-snapshots",
-                         "rejected-records", "source"]
-    assert f"etag={etag}/fact_flats/part-00000.parquet" in str(links)
-    summaries = [a for a in artifacts if a.key is None and a.type == "markdown"]
-    assert len(summaries) == 1 and "**loaded**" in summaries[0].data and key in summaries[0].data
 
 
 def test_the_same_etag_is_skipped(settings, loaded_sample):
@@ -141,6 +144,16 @@ def test_rejected_lines_are_kept_and_good_lines_of_the_file_load(settings, s3, s
     assert "realEstate_baseRent" in rows[2].reason
     assert [r.raw_line.encode() for r in rows] == bad
     assert scalar(settings, "SELECT rejected_count FROM {schema}.load_ledger") == 3
+    # The run says so where a user looks: its state, its tags, and a table of the rejected lines.
+    run_record = flow_run_of(state)
+    assert run_record.state.name == "Loaded with rejects" and {"loaded", "rejects"} <= set(run_record.tags)
+    assert run_record.name == "ingest 20190113_16"
+    rejects = next(a for a in _artifacts(state, 3) if a.key and a.key.startswith("rejects-"))
+    shown = json.loads(rejects.data)
+    assert [(r["member"], r["line"], r["reason"], r["value"]) for r in shown] == [
+        ("mixed.json", 6, "not_json", None), ("mixed.json", 7, "not_ok", None),
+        ("mixed.json", 8, "invalid_value", "viel")]
+    assert "realEstate_baseRent" in shown[2]["detail"]
 
 
 def test_a_file_that_is_not_a_batch_fails_clearly_and_is_parked(settings, s3):
@@ -151,6 +164,13 @@ def test_a_file_that_is_not_a_batch_fails_clearly_and_is_parked(settings, s3):
     assert ledger.status == "parked" and ledger.attempts == 1
     assert key in ledger.error and "not a zip archive" in ledger.error
     assert table_counts(settings)["fact_flats"] == 0
+    # One line naming the file, what the ledger did and the fix; no traceback in the run's logs.
+    run_record = flow_run_of(state)
+    assert run_record.state.name == "Parked" and "parked" in run_record.tags
+    assert key in state.message and "Parked after 1 attempt" in state.message and "force=true" in state.message
+    logs = logs_of(state.state_details.flow_run_id)
+    assert any(state.message == log.message for log in logs)
+    assert not [log.message for log in logs if "Traceback" in log.message]
 
 
 def test_the_transform_is_cached_by_etag(settings, s3, loaded_sample, sample_zip):

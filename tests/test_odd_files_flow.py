@@ -26,7 +26,7 @@ def _sample_lines(**changes_of_56906504) -> list[bytes]:
 def _summary_of(flow_run_id) -> str:
     deadline = time.monotonic() + 15
     while True:  # the API may index artifacts a moment after the run returns
-        found = [a.data for a in artifacts_of(flow_run_id) if a.key is None and a.type == "markdown"]
+        found = [a.data for a in artifacts_of(flow_run_id) if a.key and a.key.startswith("summary-")]
         if found or time.monotonic() > deadline:
             assert found, "no summary artifact"
             return found[0]
