@@ -21,7 +21,7 @@ from prefect.states import Completed, Failed
 from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged, is_retryable
 from berlin_rentals.ingest_result import (
-    FAILED, SKIPPED, SUPERSEDED, IngestFailed, IngestResult, closing_sentence, run_name, run_tags, state_name,
+    FAILED, SKIPPED, SUPERSEDED, IngestFailed, IngestResult, closing_sentence, run_name, run_tags,
 )
 from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
 from tasks.extract import extract, inspect_source
@@ -136,8 +136,8 @@ def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = Fa
     """Load one raw object version into the warehouse, exactly once.
 
     Each step is a task run; the run's lineage is a table, a summary and, when lines were rejected, a
-    table of them (artifacts keyed by the file). The run's state says what happened: Loaded, Loaded
-    with rejects, Skipped, Superseded, Parked or Failed; its tags say the same for filtering.
+    table of them (artifacts keyed by the file). The run's state message says what happened in one
+    sentence; its tags (loaded, rejects, flagged, skipped, superseded, parked, failed) filter by it.
 
     Args:
         bucket: The raw bucket (any other is refused).
@@ -156,11 +156,11 @@ def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = Fa
         sentence = closing_sentence(result)
         logger.error(sentence)
         _publish(settings, result, sentence)
-        return Failed(name=state_name(result), message=sentence, data=exc)
+        return Failed(message=sentence, data=exc)
     sentence = closing_sentence(result)
     logger.info(sentence)
     _publish(settings, result, sentence)
-    return Completed(name=state_name(result), message=sentence, data=result.as_dict())
+    return Completed(message=sentence, data=result.as_dict())
 
 
 def _publish(settings: Settings, result: IngestResult, sentence: str) -> None:

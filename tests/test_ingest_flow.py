@@ -144,9 +144,10 @@ def test_rejected_lines_are_kept_and_good_lines_of_the_file_load(settings, s3, s
     assert "realEstate_baseRent" in rows[2].reason
     assert [r.raw_line.encode() for r in rows] == bad
     assert scalar(settings, "SELECT rejected_count FROM {schema}.load_ledger") == 3
-    # The run says so where a user looks: its state, its tags, and a table of the rejected lines.
+    # The run says so where a user looks: its state message, its tags, and a table of the rejected lines.
     run_record = flow_run_of(state)
-    assert run_record.state.name == "Loaded with rejects" and {"loaded", "rejects"} <= set(run_record.tags)
+    assert run_record.state.name == "Completed" and {"loaded", "rejects"} <= set(run_record.tags)
+    assert "3 lines rejected" in run_record.state.message
     assert run_record.name == "ingest 20190113_16"
     rejects = next(a for a in _artifacts(state, 3) if a.key and a.key.startswith("rejects-"))
     shown = json.loads(rejects.data)
@@ -166,7 +167,7 @@ def test_a_file_that_is_not_a_batch_fails_clearly_and_is_parked(settings, s3):
     assert table_counts(settings)["fact_flats"] == 0
     # One line naming the file, what the ledger did and the fix; no traceback in the run's logs.
     run_record = flow_run_of(state)
-    assert run_record.state.name == "Parked" and "parked" in run_record.tags
+    assert run_record.state.name == "Failed" and "parked" in run_record.tags
     assert key in state.message and "Parked after 1 attempt" in state.message and "force=true" in state.message
     logs = logs_of(state.state_details.flow_run_id)
     assert any(state.message == log.message for log in logs)

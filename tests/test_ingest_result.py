@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from berlin_rentals.archive import BadArchive
 from berlin_rentals.ingest_result import (
-    IngestFailed, IngestResult, closing_sentence, explain_failure, is_expected, run_name, run_tags, state_name,
+    IngestFailed, IngestResult, closing_sentence, explain_failure, is_expected, run_name, run_tags,
 )
 from berlin_rentals.lineage import lineage_row, rejected_rows, summary_markdown
 from berlin_rentals.source import SourceObject
@@ -46,16 +46,13 @@ def test_a_run_is_named_after_its_batch_hour_or_its_file():
     assert "<" not in crafted and "\n" not in crafted and len(crafted) <= 67
 
 
-def test_each_outcome_has_a_state_name_and_tags_to_filter_by():
-    assert (state_name(loaded()), run_tags(loaded())) == ("Loaded", ["loaded"])
-    assert (state_name(loaded(rejected=2, flagged=1)), run_tags(loaded(rejected=2, flagged=1))) == (
-        "Loaded with rejects", ["loaded", "rejects", "flagged"])
-    skipped = IngestResult("skipped", "rentals-raw", KEY, "e", ledger="loaded")
-    assert (state_name(skipped), run_tags(skipped)) == ("Skipped", ["skipped"])
-    parked = failed("parked", 1, f"BadArchive: s3://rentals-raw/{KEY}: not a zip archive", "BadArchive")
-    assert (state_name(parked), run_tags(parked)) == ("Parked", ["parked"])
-    retried = failed("failed", 1, "OperationalError: connection refused", "OperationalError")
-    assert (state_name(retried), run_tags(retried)) == ("Failed", ["failed"])
+def test_each_outcome_has_tags_to_filter_by():
+    assert run_tags(loaded()) == ["loaded"]
+    assert run_tags(loaded(rejected=2, flagged=1)) == ["loaded", "rejects", "flagged"]
+    assert run_tags(IngestResult("skipped", "rentals-raw", KEY, "e", ledger="loaded")) == ["skipped"]
+    assert run_tags(failed("parked", 1, f"BadArchive: s3://rentals-raw/{KEY}: not a zip archive", "BadArchive")) == [
+        "parked"]
+    assert run_tags(failed("failed", 1, "OperationalError: connection refused", "OperationalError")) == ["failed"]
 
 
 def test_the_closing_line_is_a_sentence():
