@@ -11,6 +11,7 @@ The task runs go to a pool of processes (Prefect's ProcessPoolTaskRunner), so a 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -182,10 +183,14 @@ def catch_up(
     report = summarise(since, until, objects, plan, outcomes, ledger_after)
     publish_report(report, gaps_markdown(since, until, objects, ledger_after, report),
                    lineage_table(outcomes, lineage, ledger_after), settings.raw_bucket)
-    logger.info("catch-up: %d found, %d loaded now, %d already loaded, %d failed now, %d parked, %d hours without a file",
-                report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"],
-                len(report["parked"]), len(report["gaps"]))
+    logger.info(report_sentence(report))
     return report
+
+
+def report_sentence(report: dict[str, Any]) -> str:
+    return ("catch-up of batch hours [{since}, {until}): {found} files found, {loaded_now} loaded now, {already_loaded} "
+            "already loaded, {failed_now} failed now, {parked} parked, {gaps} hours without a file.").format(
+        **report | {"parked": len(report["parked"]), "gaps": len(report["gaps"])})
 
 
 if __name__ == "__main__":
@@ -196,5 +201,7 @@ if __name__ == "__main__":
     parser.add_argument("--until", type=datetime.fromisoformat)
     parser.add_argument("--max-concurrency", type=int, default=4)
     parser.add_argument("--prefix")
+    parser.add_argument("--json", action="store_true", help="print the whole report as one line of JSON")
     args = parser.parse_args()
-    print(catch_up(args.since, args.until, args.max_concurrency, args.prefix))
+    report = catch_up(args.since, args.until, args.max_concurrency, args.prefix)
+    print(json.dumps(report, default=str) if args.json else report_sentence(report))

@@ -9,7 +9,6 @@ HTTP proxy, and the SQS bridge is SIGKILLed while its DeleteMessage is held in a
 
 from __future__ import annotations
 
-import ast
 import contextvars
 import json
 import os
@@ -334,10 +333,10 @@ def run_catch_up(tmp_path: Path, since: datetime, until: datetime, prefix: str, 
     (three catch-ups of three files would start nine interpreters; test_catch_up covers the pool)."""
     done = subprocess.run(
         [sys.executable, "-m", "flows.catch_up", "--since", since.isoformat(), "--until", until.isoformat(),
-         "--prefix", prefix, "--max-concurrency", "1"],
+         "--prefix", prefix, "--max-concurrency", "1", "--json"],
         cwd=REPO, env=child_env(tmp_path, **env), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return ast.literal_eval(next(line for line in done.stdout.splitlines() if line.startswith("{'since'")))
+    return json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"since"')))
 
 
 def catch_up_report_artifact(prefix: str) -> list[dict]:
