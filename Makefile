@@ -9,13 +9,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down status demo test test-fast bench bench-ingest bench-catch-up bench-events clean browser
+.PHONY: help env up down reset sql status demo test test-fast bench bench-ingest bench-catch-up bench-events clean browser
 
 help:
 	@echo "make demo   - start the local stack and run the pipeline end to end on sample batches"
 	@echo "make test   - run the whole test suite (starts its own stack)"
 	@echo "make up     - start S3/SQS (moto), PostgreSQL and Prefect in the background; settings in .local/env"
-	@echo "make down   - stop the local stack"
+	@echo "make down   - stop the local stack; S3 and the queues are saved to .local/s3/, warehouse and Prefect stay"
+	@echo "make reset  - stop the local stack and delete its state (warehouse, Prefect database, S3 snapshot, logs)"
+	@echo "make sql    - an SQL prompt (psql) on the local warehouse"
 
 # uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
 $(UV):
@@ -37,6 +39,12 @@ up: env
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m deployments.local_stack down; else echo "nothing to stop"; fi
+
+reset:
+	@if [ -x $(PY) ]; then $(PY) -m deployments.local_stack reset; else echo "nothing to reset"; fi
+
+sql: env
+	@$(PY) -m deployments.sql
 
 status: env
 	$(PY) -m deployments.local_stack status

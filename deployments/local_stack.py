@@ -4,7 +4,11 @@
 Everything listens on 127.0.0.1 only; ports are chosen once and kept in the env file, so a second
 `make up` finds the same services (and restarts only what died).
 
-    python -m deployments.local_stack up|down|status [--root DIR] [--services s3,postgres,prefect,...]
+moto keeps S3 and SQS in memory, so `down` saves them to `s3/` before it stops moto, and an `up` that
+starts moto puts them back before the bridge runs (deployments/s3_snapshot.py); the warehouse and the
+Prefect database are on disk. `reset` stops the stack and deletes all of its state.
+
+    python -m deployments.local_stack up|down|status|reset [--root DIR] [--services s3,postgres,prefect,...]
 """
 
 from __future__ import annotations
@@ -207,6 +211,7 @@ class LocalStack:
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "logs"
         self.pg_data = self.root / "pgdata"
+        self.s3_snapshot = self.root / "s3"  # moto's S3 objects and queued messages, saved by `down`
         self.bin = Path(sys.executable).parent
         self._phase = "stack"
 
@@ -322,6 +327,89 @@ class LocalStack:
             )
         self._say(f"buckets {env['ETL_RAW_BUCKET']}, {env['ETL_STAGING_BUCKET']}; queue {env['ETL_QUEUE_NAME']} "
                   f"(DLQ {env['ETL_DLQ_NAME']}) notified of {env['ETL_RAW_BUCKET']}/{env['ETL_RAW_PREFIX']}*")
+
+    # ---- S3 across restarts (moto keeps it in memory) -------------------------------------------
+    def _save_s3(self) -> None:
+        """Snapshot moto's buckets and queued messages to `s3/` (in `down`, after the bridge and worker stopped)."""
+        from deployments.s3_snapshot import take_snapshot
+
+        previous = self._previous()
+        failed = self.s3_snapshot / "snapshot-failed"
+        if not self._moto_healthy(previous.get("LOCAL_MOTO_PORT")):
+            if self._pid_file("moto").exists():
+                self._say("WARNING: moto is not running, so S3 could not be saved; the next `make up` will say "
+                          "what the warehouse's ledger lost")
+            return
+        try:
+            report = take_snapshot(
+                previous["AWS_ENDPOINT_URL"], REGION, self.s3_snapshot,
+                queues=[previous[key] for key in ("ETL_QUEUE_NAME", "ETL_DLQ_NAME") if previous.get(key)],
+                source={"root": str(self.root)},
+            )
+        except Exception as error:  # noqa: BLE001 - `down` must still stop everything
+            self.s3_snapshot.mkdir(parents=True, exist_ok=True)
+            failed.write_text(f"{error}\n")
+            self._say(f"WARNING: saving S3 failed ({error}); the next `make up` restores an older snapshot, if any")
+            return
+        failed.unlink(missing_ok=True)
+        self._say(f"saved S3: {report.objects} objects ({report.bytes / 1e6:.1f} MB) in {report.buckets} buckets, "
+                  f"{report.messages} queued messages, to {self.s3_snapshot} ({report.seconds:.1f} s)")
+        for warning in report.warnings:
+            self._say(f"WARNING: {warning}")
+
+    def _s3_loss(self) -> str | None:
+        """Why the S3 snapshot is not the state moto had when it stopped (None: `down` saved it)."""
+        if self._pid_file("moto").exists():  # `down` removes it; still there: moto stopped some other way
+            return "moto stopped without `make down` (killed, crashed, or the machine rebooted)"
+        failed = self.s3_snapshot / "snapshot-failed"
+        if failed.exists():
+            return f"the last `make down` could not save S3 ({failed.read_text().strip()})"
+        return None
+
+    def _restore_s3(self, env: dict[str, str], loss: str | None) -> dict | None:
+        """Into a moto server just started: the snapshot's buckets and objects, before any notification exists."""
+        from deployments.s3_snapshot import read_manifest, restore_objects
+
+        manifest = read_manifest(self.s3_snapshot)
+        if manifest is None:
+            if loss:
+                self._say(f"WARNING: S3 starts empty: {loss}, and there is no snapshot to restore")
+            return None
+        report = restore_objects(env["AWS_ENDPOINT_URL"], REGION, self.s3_snapshot, manifest)
+        self._say(f"restored S3 as `make down` saved it at {manifest['taken_at']}: {report.objects} objects "
+                  f"({report.bytes / 1e6:.1f} MB) in {report.buckets} buckets, same ETags ({report.seconds:.1f} s)")
+        if loss:
+            self._say(f"WARNING: that snapshot is older than S3 was: {loss}; objects written after it are lost")
+        for warning in report.warnings:
+            self._say(f"WARNING: {warning}")
+        return manifest
+
+    def _restore_messages(self, env: dict[str, str], manifest: dict | None) -> None:
+        from deployments.s3_snapshot import restore_messages
+
+        if manifest and (sent := restore_messages(env["AWS_ENDPOINT_URL"], REGION, manifest)):
+            self._say(f"{sent} messages waiting on the queues when the stack stopped are queued again")
+
+    def _check_ledger_against_s3(self, env: dict[str, str], loss: str | None) -> None:
+        """The warehouse remembers what S3 forgot: say so, loudly, and how to get a consistent stack again."""
+        from deployments.s3_snapshot import loaded_but_missing
+
+        try:
+            missing, examples = loaded_but_missing(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"],
+                                                   env["AWS_ENDPOINT_URL"], REGION)
+        except Exception as error:  # noqa: BLE001 - a check, not a reason to fail `make up`
+            self._say(f"WARNING: could not compare the ledger with S3: {error}")
+            return
+        if not missing:
+            if loss:
+                self._say("every object the warehouse ledger shows as loaded is in S3")
+            return
+        why = loss or "`make down` saved no S3 snapshot (the stack was stopped by a version that did not save S3?)"
+        self._say(f"WARNING: S3 WAS LOST: {why}.")
+        self._say(f"WARNING: the warehouse ledger ({env['WAREHOUSE_SCHEMA']}.load_ledger) shows {missing} loaded "
+                  f"object(s) that are not in S3, e.g. {', '.join(examples)}: reruns and catch-up cannot read them.")
+        self._say("WARNING: upload them again, or run `make reset` (deletes the warehouse, Prefect's database and "
+                  "the S3 snapshot) and `make up` to start from empty.")
 
     # ---- PostgreSQL --------------------------------------------------------------------------
     def _pg_user(self) -> str | None:
@@ -554,10 +642,15 @@ class LocalStack:
         with self._locked():
             previous = self._previous()
             env = self._settings(previous)
+            moto_started = "s3" in self.services and not self._moto_healthy(previous.get("LOCAL_MOTO_PORT"))
+            loss = self._s3_loss() if moto_started else None
             if "s3" in self.services:
                 port = self._start_moto(previous.get("LOCAL_MOTO_PORT"))
                 env |= {"LOCAL_MOTO_PORT": str(port), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+                # A fresh moto is empty: objects back first, then the notification, so none is announced.
+                manifest = self._restore_s3(env, loss) if moto_started else None
                 self._ensure_aws_resources(env)
+                self._restore_messages(env, manifest)
             external = self._external_warehouse(previous)
             if external:
                 env["WAREHOUSE_URL"] = external
@@ -565,9 +658,13 @@ class LocalStack:
             elif "postgres" in self.services:
                 port = self._start_postgres(previous.get("LOCAL_PG_PORT"))
                 env |= {"LOCAL_PG_PORT": str(port),
-                        "WAREHOUSE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals"}
+                        "WAREHOUSE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals",
+                        # the same database as a plain libpq URL, for psql and other tools (`make sql`)
+                        "WAREHOUSE_PSQL_URL": f"postgresql://postgres@127.0.0.1:{port}/rentals"}
             if "WAREHOUSE_URL" in env:
                 self._ensure_warehouse(env)
+                if moto_started:
+                    self._check_ledger_against_s3(env, loss)
             if "prefect" in self.services:
                 port = self._start_prefect(previous.get("LOCAL_PREFECT_PORT"))
                 env |= {"LOCAL_PREFECT_PORT": str(port), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
@@ -582,17 +679,46 @@ class LocalStack:
         self._say(f"settings written to {self.env_file} (source it to use them from a shell)")
         return env
 
-    def down(self) -> None:
-        """Stop everything this root started; data, logs and the env file stay."""
+    def down(self, *, save_s3: bool = True) -> None:
+        """Stop everything this root started; data, logs and the env file stay, and S3 is saved to `s3/`
+        (once nothing writes to it any more: after the bridge and the worker, before moto)."""
         self._phase = "down"
         if not self.root.exists():
             self._say("nothing to stop")
             return
         with self._locked():
-            stopped = [self._stop_pid(name) for name in ("bridge", "worker", "prefect", "moto")]
+            stopped = [self._stop_pid(name) for name in ("bridge", "worker")]
+            if save_s3:
+                self._save_s3()
+            stopped += [self._stop_pid(name) for name in ("prefect", "moto")]
             stopped.append(self._stop_postgres())
         if not any(stopped):
             self._say("nothing was running")
+
+    def reset(self) -> None:
+        """Stop the stack and delete its state: warehouse data, Prefect's database, the S3 snapshot, logs.
+
+        The env file stays (the next `up` keeps the same ports, so a shell that sourced it stays right),
+        and so does everything else under the root that is not the stack's state (tools, the venv)."""
+        if not self.root.exists():
+            self._phase = "reset"
+            self._say("nothing to reset")
+            return
+        self.down(save_s3=False)
+        self._phase = "reset"
+        deleted = []
+        with self._locked():
+            for path in (self.pg_data, self.root / "prefect", self.s3_snapshot, self.log_dir,
+                         self.run_dir / "pgsocket"):
+                if path.exists():
+                    shutil.rmtree(path)
+                    deleted.append(path.name)
+            for pid_file in self.run_dir.glob("*.pid"):
+                pid_file.unlink()
+        if self._previous().get("WAREHOUSE_URL") and not self._previous().get("LOCAL_PG_PORT"):
+            self._say("WAREHOUSE_URL points at a database of your own: it was not touched")
+        self._say(f"deleted {', '.join(deleted) or 'nothing (no state)'} in {self.root}; "
+                  "the next `make up` starts from empty")
 
     def status(self) -> dict[str, bool]:
         """Service name -> healthy, for the services the env file knows of (and worker/bridge if started)."""
@@ -637,7 +763,7 @@ def _print_status(stack: LocalStack) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "reset"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where state, logs and env live")
     parser.add_argument("--services", default=",".join(SERVICES),
                         help=f"comma-separated subset of {','.join(SERVICES)} (up only)")
@@ -648,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.up()
         elif args.command == "down":
             stack.down()
+        elif args.command == "reset":
+            stack.reset()
         else:
             return _print_status(stack)
     except (RuntimeError, ValueError) as error:

@@ -37,7 +37,7 @@ def local_stack(tmp_path_factory):
     try:
         yield stack, stack.up()
     finally:
-        stack.down()
+        stack.down(save_s3=False)  # a temporary stack: no S3 snapshot to keep
 
 
 def _send_pending_prefect_logs_and_events() -> None:

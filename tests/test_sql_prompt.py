@@ -1,0 +1,50 @@
+"""`make sql` without a stack: where the connection comes from, and what psql is handed.
+
+On a stack with data, `python -m deployments.sql -c ...` and the ready queries are run by
+tests/test_restart.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments import sql
+from deployments.local_stack import _format_env, _pg_bin
+
+
+def test_the_env_files_plain_url_is_used_and_a_password_never_reaches_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("ETL_ENV_FILE", raising=False)
+    (tmp_path / "env").write_text(_format_env({
+        "WAREHOUSE_PSQL_URL": "postgresql://postgres@127.0.0.1:5999/rentals", "WAREHOUSE_SCHEMA": "berlin_rentals"}))
+    assert sql.connection(tmp_path) == ("postgresql://postgres@127.0.0.1:5999/rentals", None, "berlin_rentals")
+
+    (tmp_path / "env").write_text(_format_env({
+        "WAREHOUSE_URL": "redshift+redshift_connector://etl:s3cr3t@cluster.example:5439/dev", "WAREHOUSE_SCHEMA": "x"}))
+    url, password, schema = sql.connection(tmp_path)
+    assert (url, password, schema) == ("postgresql://etl@cluster.example:5439/dev", "s3cr3t", "x")
+
+
+def test_without_an_env_file_the_exported_url_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("ETL_ENV_FILE", str(tmp_path / "none" / "env"))
+    monkeypatch.delenv("WAREHOUSE_PSQL_URL", raising=False)
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://postgres@127.0.0.1:5998/rentals")
+    assert sql.connection()[0] == "postgresql://postgres@127.0.0.1:5998/rentals"
+    assert sql.connection(tmp_path / "none")[0] == "postgresql://postgres@127.0.0.1:5998/rentals"
+    monkeypatch.delenv("WAREHOUSE_URL")
+    with pytest.raises(SystemExit, match="make up"):
+        sql.connection()
+
+
+def test_only_a_plain_schema_name_goes_on_the_search_path():
+    assert sql._pg_options("berlin_rentals") == "-c search_path=berlin_rentals,public"
+    for bad in ("x y", "a,b", "Rentals", "", None):
+        assert sql._pg_options(bad) is None
+
+
+def test_pgserver_ships_a_psql_and_the_ready_queries_are_listed(capsys):
+    assert (_pg_bin() / "psql").exists()
+    assert sql.main(["--ready", "list"]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("-- ")] == [f"-- {name}" for name in sql.READY]
+    assert set(sql.READY) == {"ledger-today", "rejects-by-reason", "rent-history"}
+    with pytest.raises(SystemExit):
+        sql.main(["--ready", "nope"])
