@@ -46,7 +46,7 @@ def checkout_like(tmp_path, local_stack):
 def test_the_from_a_shell_block_runs_as_written(event_path, stack_env, s3, sample_zip, checkout_like):
     block = readme_block("From a shell")
     commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
-    assert commands[0] == "source .local/env" and len(commands) >= 5, commands
+    assert commands[0] == "source .local/env" and len(commands) >= 6, commands
     # As after `make demo`: the sample is in the raw bucket and its event-driven run loaded it.
     etag = s3.put_object(Bucket=stack_env["ETL_RAW_BUCKET"], Key=SAMPLE_KEY, Body=sample_zip.read_bytes())["ETag"]
     engine = warehouse_engine(stack_env["WAREHOUSE_URL"])
@@ -64,6 +64,7 @@ def test_the_from_a_shell_block_runs_as_written(event_path, stack_env, s3, sampl
     assert "was skipped: the ledger says loaded" in out  # the in-process ingest of a loaded version
     assert "catch-up of batch hours" in out  # the catch-up's closing sentence
     assert "loaded version(s) with rejected lines" in out  # replay --list
+    assert re.search(rf"{re.escape(SAMPLE_KEY)}\s*\|\s*loaded", out), out[-2000:]  # the ledger of today
     ledger = query_ledger(stack_env)
     assert [(r.status, r.attempts) for r in ledger] == [("loaded", 0)]
 
