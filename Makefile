@@ -67,8 +67,9 @@ browser:
 test: env browser
 	$(PY) -m pytest
 
+# The stack-free tests: no service is started (tests/conftest.py fails one that tries).
 test-fast: env
-	$(PY) -m pytest -m "not slow"
+	ETL_TEST_TIER=fast $(PY) -m pytest -m "not stack and not slow" -q
 
 clean: down
 	rm -rf .local $(VENV)

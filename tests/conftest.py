@@ -11,6 +11,32 @@ from berlin_rentals.config import Settings, read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP
 
 
+# Tests that use any of these (directly or through another fixture) need the local stack: services
+# started, ports open. They are marked `stack`; `make test-fast` runs the rest and starts nothing.
+STACK_FIXTURES = {"local_stack", "detached", "stack"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if STACK_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(autouse=True)
+def _no_services_in_the_fast_tier(request, monkeypatch):
+    """Under `make test-fast` (ETL_TEST_TIER=fast) a test that starts a service without the `stack` mark
+    fails, naming itself, instead of quietly making the fast loop slow."""
+    if os.environ.get("ETL_TEST_TIER") != "fast":
+        return
+    from deployments.local_stack import LocalStack
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} starts a service of the local stack: mark it "
+                    "@pytest.mark.stack (or use a stack fixture) so that `make test-fast` leaves it out")
+
+    monkeypatch.setattr(LocalStack, "up", refuse)
+
+
 @pytest.fixture(scope="session")
 def sample_zip() -> Path:
     if not SAMPLE_ZIP.exists():
@@ -85,6 +111,12 @@ def settings(stack_env, monkeypatch) -> Settings:
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture
+def warehouse(stack_env) -> Settings:
+    """The stack's own schema: runs on the worker load there, not into a test's fresh schema."""
+    return Settings.from_env(stack_env)
 
 
 @pytest.fixture

@@ -79,3 +79,23 @@ def child_flow_runs_of(flow_run_id) -> list:
         return client.read_flow_runs(
             flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
         )
+
+
+def wait_for_status(settings: Settings, key: str, etag: str, status: str = "loaded", timeout: float = 120) -> None:
+    """Poll the ledger until this object version has the status (a run on the worker wrote it)."""
+    deadline = time.monotonic() + timeout
+    found = None
+    while time.monotonic() < deadline:
+        rows = query(settings, "SELECT status FROM {schema}.load_ledger WHERE key = :k AND etag = :e", k=key, e=etag)
+        found = rows[0].status if rows else None
+        if found == status:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{key} ({etag}) is {found!r} after {timeout} s, expected {status!r}")
+
+
+def loads_of(settings: Settings, key: str) -> tuple[int, int]:
+    """(snapshot rows, distinct flow runs that wrote them) for one key: a second load would show."""
+    row = query(settings, """SELECT COUNT(*) AS n, COUNT(DISTINCT flow_run_id) AS runs
+                             FROM {schema}.flat_snapshots WHERE source_key = :k""", k=key)[0]
+    return row.n, row.runs

@@ -19,40 +19,15 @@ from prefect.deployments import run_deployment
 from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
 from deployments.demo import wait_until_idle
-from tests.helpers import query, scalar, upload
+from tests.helpers import loads_of, query, scalar, upload, wait_for_status
 
 pytestmark = pytest.mark.slow
-
-@pytest.fixture
-def warehouse(stack_env) -> Settings:
-    # Runs happen in the worker, which loads into the stack's own schema.
-    return Settings.from_env(stack_env)
-
 
 def hourly(n: int, *, seed: int, factor: float = 1.0) -> tuple[str, bytes]:
     hour = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=seed * 24 + n)
     body = derived_batch(read_sample_records(), hour, rent_factor=factor, modified=hour - timedelta(minutes=5),
                          seed=seed * 100 + n, new_listings=2)
     return batch_name(hour) + ".zip", body
-
-
-def wait_for_status(settings: Settings, key: str, etag: str, status: str = "loaded", timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    found = None
-    while time.monotonic() < deadline:
-        rows = query(settings, "SELECT status FROM {schema}.load_ledger WHERE key = :k AND etag = :e", k=key, e=etag)
-        found = rows[0].status if rows else None
-        if found == status:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{key} ({etag}) is {found!r} after {timeout} s, expected {status!r}")
-
-
-def loads_of(settings: Settings, key: str) -> tuple[int, int]:
-    """(snapshot rows, distinct flow runs that wrote them) for one key: a second load would show."""
-    row = query(settings, """SELECT COUNT(*) AS n, COUNT(DISTINCT flow_run_id) AS runs
-                             FROM {schema}.flat_snapshots WHERE source_key = :k""", k=key)[0]
-    return row.n, row.runs
 
 
 def s3_notification(bucket: str, key: str, etag: str, size: int) -> str:

@@ -42,7 +42,7 @@ from tests.faults import (
     wait_for, warehouse_rows,
 )
 from deployments.demo import wait_until_idle
-from tests.helpers import artifacts_of, query, scalar, task_runs_of, upload
+from tests.helpers import artifacts_of, loads_of, query, scalar, task_runs_of, upload, wait_for_status
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -398,23 +398,6 @@ def test_a_file_failing_every_time_is_parked_after_3_attempts_and_blocks_no_othe
 # ---- the event path: bridge, worker, deployments -------------------------------------------------
 
 
-@pytest.fixture
-def warehouse(stack_env) -> Settings:
-    return Settings.from_env(stack_env)  # the worker loads into the stack's own schema
-
-
-def wait_loaded(settings: Settings, key: str, etag: str, timeout: float = 120) -> None:
-    wait_for(lambda: [(r.etag, r.status) for r in ledger(settings, key)] in ([(etag, "loaded")],), timeout,
-             f"{key} to be loaded", interval=0.3)
-
-
-def loads(settings: Settings, key: str) -> tuple[int, int]:
-    """(snapshot rows, distinct flow runs that wrote them) of one key."""
-    row = query(settings, """SELECT COUNT(*) AS n, COUNT(DISTINCT flow_run_id) AS runs
-                             FROM {schema}.flat_snapshots WHERE source_key = :k""", k=key)[0]
-    return row.n, row.runs
-
-
 def measure_shared(name: str, settings: Settings, stack_env: dict, files: list[tuple[str, str]]) -> tuple[int, int]:
     """In the stack's shared schema: the files' own rows, and the dimension ids a clean load of them writes."""
     expected = clean_load(stack_env, files, shared=True)
@@ -478,7 +461,7 @@ def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twi
             bridge.wait()
         proxy.close()
     print(f"\n[fault] bridge SIGKILLed holding DeleteMessage of the message for {key}")
-    wait_loaded(warehouse, key, etag)  # the first event's run
+    wait_for_status(warehouse, key, etag)  # the first event's run
 
     # SQS redelivers the message after its visibility timeout (60 s here): make that now, restart the bridge.
     stack_log = event_path.log_dir / "bridge.log"
@@ -490,13 +473,13 @@ def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twi
     # A barrier: a file uploaded after it has loaded, so any run the second event caused has been created.
     marker, marker_etag = upload(s3, warehouse, batch_name(hour_of(11)) + ".zip",
                                  fresh_batch(hour_of(11), first_id=first_id(11), listings=5))
-    wait_loaded(warehouse, marker, marker_etag)
+    wait_for_status(warehouse, marker, marker_etag)
     wait_until_idle()
 
     runs = ingest_runs(key)
     print(f"[fault] events posted for it: 2; ingest runs: {len(runs)} "
-          f"({', '.join(str(r.state_name) for r in runs)}); loads (flow runs in flat_snapshots): {loads(warehouse, key)[1]}")
-    assert loads(warehouse, key) == (20, 1)
+          f"({', '.join(str(r.state_name) for r in runs)}); loads (flow runs in flat_snapshots): {loads_of(warehouse, key)[1]}")
+    assert loads_of(warehouse, key) == (20, 1)
     assert [r.state_type for r in runs].count(StateType.COMPLETED) == len(runs) >= 1
     assert [(r.status, r.attempts) for r in ledger(warehouse, key)] == [("loaded", 0)]
     assert measure_shared("SQS bridge killed between event and delete", warehouse, stack_env, [(key, etag)]) == (0, 0)
@@ -515,7 +498,7 @@ def test_one_hour_delivered_10_times_and_10_files_at_once_each_load_once(event_p
     assert len(set(uploads)) == 1
     files = uploads[:1] + distinct
     for key, etag in files:
-        wait_loaded(warehouse, key, etag, timeout=150)
+        wait_for_status(warehouse, key, etag, timeout=150)
     wait_until_idle(150)
 
     repeated_key = uploads[0][0]
@@ -523,6 +506,6 @@ def test_one_hour_delivered_10_times_and_10_files_at_once_each_load_once(event_p
     print(f"\n[fault] one hour uploaded 10 times: {len(runs[repeated_key])} ingest run(s); 10 files at once: "
           f"{sum(len(runs[k]) for k, _ in distinct)} runs")
     for key, _ in files:
-        assert loads(warehouse, key) == (5, 1), key
+        assert loads_of(warehouse, key) == (5, 1), key
         assert [(r.status, r.attempts) for r in ledger(warehouse, key)] == [("loaded", 0)], key
     assert measure_shared("one hour 10 times + 10 files at once", warehouse, stack_env, files) == (0, 0)

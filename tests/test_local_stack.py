@@ -199,6 +199,7 @@ def test_down_stops_every_process_group_and_keeps_data_and_settings(detached):
 
 # ---- without a stack of their own ---------------------------------------------------------------
 
+@pytest.mark.stack  # starts moto of its own
 def test_an_in_process_stack_stops_its_own_children_at_once(tmp_path):
     """The test suite spawns services from the pytest process: stopping them must not wait on an unreaped zombie."""
     stack = LocalStack(tmp_path / "local", services=("s3",))

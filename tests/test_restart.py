@@ -256,6 +256,7 @@ def test_reset_deletes_the_state_and_the_next_up_starts_from_empty(loaded):
 
 # ---- S3 and the queues across a restart, moto only (no stack of the session) ------------------
 
+@pytest.mark.stack  # starts moto of its own
 def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path, capsys):
     stack = LocalStack(tmp_path / "local", services=("s3",))
     env = stack.up()
@@ -317,6 +318,7 @@ def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path
     assert len(bodies) == 4 and not [b for b in bodies if b.name.startswith(".partial")]
 
 
+@pytest.mark.stack  # starts moto of its own
 def test_up_after_moto_died_restores_the_last_snapshot_and_says_it_may_be_old(tmp_path, capsys):
     stack = LocalStack(tmp_path / "local", services=("s3",))
     env = stack.up()
