@@ -14,7 +14,6 @@ import http.client
 import json
 import socket
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -250,21 +249,6 @@ class HttpProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-# ---- polling ------------------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until `check()` is truthy (and return it); fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---- the measure: rows lost and doubled ---------------------------------------------------------

@@ -39,10 +39,10 @@ from flows.ingest import ingest_file
 from tasks.common import warehouse_engine
 from tests.faults import (
     HttpProxy, Request, Stall, TcpProxy, dimension_ids, fresh_batch, lost_and_doubled, report, s3_error,
-    wait_for, warehouse_rows,
+    warehouse_rows,
 )
 from deployments.demo import wait_until_idle
-from tests.helpers import artifacts_of, loads_of, query, scalar, task_runs_of, upload, wait_for_status
+from tests.helpers import artifacts_of, loads_of, query, scalar, task_runs_of, upload, wait_for, wait_for_status
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -26,6 +26,7 @@ import pytest
 from berlin_rentals.config import read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP, read_sample_records, zip_lines
 from deployments.local_stack import DEFAULTS, REPO, LocalStack
+from tests.helpers import wait_for
 
 SESSION_KEYS = {"WAREHOUSE_URL", "WAREHOUSE_PSQL_URL", "AWS_ENDPOINT_URL", "PREFECT_API_URL", "PREFECT_HOME",
                 "PREFECT_UI_URL", *DEFAULTS}
@@ -65,15 +66,6 @@ def prefect_api(env: dict[str, str], path: str, body: dict | None = None):
 
 def ingest_runs(env: dict[str, str]) -> list[dict]:
     return prefect_api(env, "/flow_runs/filter", {"flows": {"name": {"any_": ["ingest-file"]}}, "limit": 200})
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.5)
-    return result
 
 
 def ledger(env: dict[str, str]) -> dict[tuple[str, str], tuple]:

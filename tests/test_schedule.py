@@ -33,7 +33,7 @@ from prefect.settings import get_current_settings
 
 from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
-from tests.helpers import artifacts_of, query, upload
+from tests.helpers import artifacts_of, query, upload, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -96,17 +96,6 @@ def _runs_of(client, deployment_id, *states: StateType) -> list:
         sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200)
 
 
-def _wait(check, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(interval)
-
-
 def _yaml_deployment(name: str) -> dict:
     return next(d for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"] if d["name"] == name)
 
@@ -132,7 +121,7 @@ def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(d
             runs = [r for r in _runs_of(client, deployment.id, StateType.SCHEDULED) if r.expected_start_time > at]
             return (at, runs) if len(runs) >= min_runs else None
 
-        now, runs = _wait(upcoming, SCHEDULER_WAIT_SECONDS, f"fewer than {min_runs} (the scheduler's min_runs) "
+        now, runs = wait_for(upcoming, SCHEDULER_WAIT_SECONDS, f"fewer than {min_runs} (the scheduler's min_runs) "
                                                             f"upcoming runs of catch-up/catch-up")
     print(f"\n{len(runs)} upcoming catch-up runs after {time.monotonic() - started:.1f} s, first at "
           f"{runs[0].expected_start_time.isoformat()}")
@@ -180,14 +169,14 @@ def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completi
                 {"prefect.deployments.steps.set_working_directory": {"directory": stack_env["ETL_PROJECT_DIR"]}}]
             assert deployment.work_pool_name == template.work_pool_name == stack_env["ETL_WORK_POOL"]
 
-            scheduled = _wait(lambda: _runs_of(client, deployment_id), SCHEDULER_WAIT_SECONDS,
+            scheduled = wait_for(lambda: _runs_of(client, deployment_id), SCHEDULER_WAIT_SECONDS,
                               f"the scheduler created no run for {folder}")
             first_seen = time.monotonic()
             assert all(_made_by_its_schedule(run, deployment) for run in scheduled), [
                 (r.name, r.auto_scheduled, r.created_by) for r in scheduled]
 
             # The worker takes the first one; then no further run is wanted.
-            picked = _wait(lambda: [r for r in _runs_of(client, deployment_id) if r.state_type != StateType.SCHEDULED],
+            picked = wait_for(lambda: [r for r in _runs_of(client, deployment_id) if r.state_type != StateType.SCHEDULED],
                            PICKUP_WAIT_SECONDS, f"the worker picked up no run of {folder}", interval=0.3)
             picked_at = time.monotonic()
             client.pause_deployment(deployment_id)  # its scheduled runs go, and the scheduler skips it
@@ -198,7 +187,7 @@ def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completi
                 current = client.read_flow_run(run.id)
                 return current if current.state and current.state.is_final() else None
 
-            finished = _wait(final, RUN_WAIT_SECONDS, f"flow run {run.name} ({run.id}) did not finish")
+            finished = wait_for(final, RUN_WAIT_SECONDS, f"flow run {run.name} ({run.id}) did not finish")
             done = time.monotonic()
             # A scheduler pass already under way at the pause may still insert its runs: pause again.
             if leftover := _runs_of(client, deployment_id, StateType.SCHEDULED):
@@ -206,7 +195,7 @@ def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completi
             others = [r for r in _runs_of(client, deployment_id)
                       if r.id != run.id and r.state_type != StateType.SCHEDULED]
             for other in others:  # the worker might have taken a second one before the pause
-                _wait(lambda: client.read_flow_run(other.id).state.is_final(), RUN_WAIT_SECONDS,
+                wait_for(lambda: client.read_flow_run(other.id).state.is_final(), RUN_WAIT_SECONDS,
                       f"a second run {other.name} did not finish")
         finally:
             client.delete_deployment(deployment_id)
@@ -224,7 +213,7 @@ def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completi
     assert finished.parameters["prefix"] == f"{settings.raw_prefix}{folder}/"
 
     # What the run did: listed its folder over the window, and the one file is loaded.
-    report = _wait(lambda: next((a for a in artifacts_of(finished.id) if a.key == "catch-up-report"), None), 15,
+    report = wait_for(lambda: next((a for a in artifacts_of(finished.id) if a.key == "catch-up-report"), None), 15,
                    f"no catch-up-report artifact of {finished.name}")
     rows = report.data
     figures = {row["figure"]: row["files"] for row in (json.loads(rows) if isinstance(rows, str) else rows)}
