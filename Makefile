@@ -9,15 +9,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down reset sql status demo test test-fast bench bench-ingest bench-catch-up bench-events clean browser
+.PHONY: help env up down reset status sql demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-events clean
 
 help:
-	@echo "make demo   - start the local stack and run the pipeline end to end on sample batches"
-	@echo "make test   - run the whole test suite (starts its own stack)"
-	@echo "make up     - start S3/SQS (moto), PostgreSQL and Prefect in the background; settings in .local/env"
-	@echo "make down   - stop the local stack; S3 and the queues are saved to .local/s3/, warehouse and Prefect stay"
-	@echo "make reset  - stop the local stack and delete its state (warehouse, Prefect database, S3 snapshot, logs)"
-	@echo "make sql    - an SQL prompt (psql) on the local warehouse"
+	@echo "make demo           start the local stack and run the pipeline end to end on sample batches"
+	@echo "make test           the whole suite, against a stack of its own (installs the browser for the UI tests)"
+	@echo "make test-fast      the stack-free tests only: no service started (the loop to run all day)"
+	@echo "make lint           ruff check and ruff format --check (CI runs it before the tests)"
+	@echo "make format         ruff format and ruff check --fix, in place"
+	@echo "make up             start S3/SQS (moto), PostgreSQL, Prefect, worker and bridge; settings in .local/env"
+	@echo "make down           stop the local stack; S3 and the queues are saved to .local/s3/, warehouse and Prefect stay"
+	@echo "make reset          stop the local stack and delete its state (warehouse, Prefect database, S3 snapshot, logs)"
+	@echo "make status         each service of the local stack: healthy or down, and its address"
+	@echo "make sql            an SQL prompt (psql) on the local warehouse"
+	@echo "make env            create .venv from uv.lock (every other target does this first)"
+	@echo "make browser        install Debian's chromium and chromium-driver if missing (as root)"
+	@echo "make bench          both benchmarks below, one after the other"
+	@echo "make bench-ingest   one file: records per second against the floor, and where the time goes"
+	@echo "make bench-catch-up one week of hourly files through the catch-up flow"
+	@echo "make bench-events   upload -> rows visible through the event path, p50 and p95"
+	@echo "make clean          stop the stack and delete .local and .venv"
 
 # uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
 $(UV):
@@ -70,6 +81,14 @@ test: env browser
 # The stack-free tests: no service is started (tests/conftest.py fails one that tries).
 test-fast: env
 	ETL_TEST_TIER=fast $(PY) -m pytest -m "not stack and not slow" -q
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: env
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean: down
 	rm -rf .local $(VENV)

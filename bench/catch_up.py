@@ -49,6 +49,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH_BUCKET = "rentals-bench-raw"
 
+
 def week_files(workdir: Path, files: int, records: int, start: datetime) -> list[Path]:
     """The week's batches, generated once (as `python -m bench.generate` names and seeds them)."""
     from bench.generate import write_batch
@@ -140,8 +141,11 @@ class ApiMeter:
                 meter.events[event.event] += 1
             return await emit(client, event, *args, **kwargs)
 
-        self.restore = [(PrefectHttpxSyncClient, "send", sync_send), (PrefectHttpxAsyncClient, "send", async_send),
-                        (EventsClient, "emit", emit)]
+        self.restore = [
+            (PrefectHttpxSyncClient, "send", sync_send),
+            (PrefectHttpxAsyncClient, "send", async_send),
+            (EventsClient, "emit", emit),
+        ]
         PrefectHttpxSyncClient.send, PrefectHttpxAsyncClient.send = send, asend
         EventsClient.emit = counted_emit
 
@@ -214,8 +218,13 @@ def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime) -> di
     api.install()
     try:
         started = time.perf_counter()
-        state = catch_up(since=start, until=start + timedelta(hours=len(paths)),
-                         max_concurrency=max_concurrency, prefix=folder, return_state=True)
+        state = catch_up(
+            since=start,
+            until=start + timedelta(hours=len(paths)),
+            max_concurrency=max_concurrency,
+            prefix=folder,
+            return_state=True,
+        )
         wall = time.perf_counter() - started
         report = state.result()
     finally:
@@ -271,31 +280,46 @@ def read_run_records(flow_run_id, files: int) -> tuple[dict[str, dict], dict[str
     run's duration by key, as the Prefect server recorded them (events arrive a moment after the run)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId,
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
     )
 
     deadline = time.monotonic() + 60
     with get_client(sync_client=True) as client:
         while True:
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-                key=ArtifactFilterKey(any_=["catch-up-lineage"])))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                    key=ArtifactFilterKey(any_=["catch-up-lineage"]),
+                )
+            )
             every = []
             while True:  # the API answers at most 200 at a time
-                page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                                             limit=200, offset=len(every))
+                page = client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200, offset=len(every)
+                )
                 every += page
                 if len(page) < 200:
                     break
-            runs = [r for r in every if r.task_key.startswith("ingest_object") and r.state and r.state.is_final()
-                    and r.start_time and r.end_time]
+            runs = [
+                r
+                for r in every
+                if r.task_key.startswith("ingest_object")
+                and r.state
+                and r.state.is_final()
+                and r.start_time
+                and r.end_time
+            ]
             if (artifacts and len(runs) >= files) or time.monotonic() > deadline:
                 break
             time.sleep(1)
     data = artifacts[0].data if artifacts else "[]"
     rows = json.loads(data) if isinstance(data, str) else data
     prefix = "ingest "
-    task_seconds = {r.name[len(prefix):]: (r.end_time - r.start_time).total_seconds() for r in runs}
+    task_seconds = {r.name[len(prefix) :]: (r.end_time - r.start_time).total_seconds() for r in runs}
     return {row["key"]: row for row in rows}, task_seconds
 
 
@@ -331,8 +355,11 @@ def main() -> None:
     catch = run_catch_up(paths, args.max_concurrency, start)
     records = args.files * args.records
     loaded_records = catch["files_loaded"] * args.records
-    print(f"  catch-up {loaded_records / catch['wall_seconds']:10,.0f} records/s "
-          f"({catch['wall_seconds']:.1f} s, max_concurrency {args.max_concurrency})", flush=True)
+    print(
+        f"  catch-up {loaded_records / catch['wall_seconds']:10,.0f} records/s "
+        f"({catch['wall_seconds']:.1f} s, max_concurrency {args.max_concurrency})",
+        flush=True,
+    )
     for _ in range(args.floor_rounds - before):
         floors.append(floor_week(paths))
         print(f"  floor    {floors[-1][0] / floors[-1][1]:10,.0f} records/s", flush=True)
@@ -342,10 +369,16 @@ def main() -> None:
     floor_rate = records / floor_seconds
     catch_rate = loaded_records / catch["wall_seconds"]
     results = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
-        "files": args.files, "records_per_file": args.records, "records": records,
-        "floor": {"seconds": round(floor_seconds, 4), "records_per_second": round(floor_rate, 1),
-                  "rounds": len(floors)},
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "files": args.files,
+        "records_per_file": args.records,
+        "records": records,
+        "floor": {
+            "seconds": round(floor_seconds, 4),
+            "records_per_second": round(floor_rate, 1),
+            "rounds": len(floors),
+        },
         "catch_up": catch | {"records_per_second": round(catch_rate, 1)},
         "ratios": {"catch_up/floor": round(catch_rate / floor_rate, 4)},
     }
@@ -367,23 +400,35 @@ def main() -> None:
     print(f"floor (one core)      {floor_rate:10,.0f} records/s  ({floor_seconds:.2f} s for the week)")
     if serial is not None:
         print(f"serial ingest         {records / serial[1]:10,.0f} records/s  ({serial[1]:.2f} s, no Prefect)")
-    print(f"catch-up              {catch_rate:10,.0f} records/s  ({catch['wall_seconds']:.2f} s wall, "
-          f"{args.max_concurrency} at once)")
+    print(
+        f"catch-up              {catch_rate:10,.0f} records/s  ({catch['wall_seconds']:.2f} s wall, "
+        f"{args.max_concurrency} at once)"
+    )
     print(f"catch-up/floor        {catch_rate / floor_rate:10.3f}x")
     if "work_on_all_cores/floor" in results["ratios"]:
-        print(f"at best, this work spread perfectly over {cores} cores: "
-              f"{results['ratios']['work_on_all_cores/floor']:.3f}x the floor")
+        print(
+            f"at best, this work spread perfectly over {cores} cores: "
+            f"{results['ratios']['work_on_all_cores/floor']:.3f}x the floor"
+        )
     if catch["files_failed"]:
-        print(f"WARNING: {catch['files_failed']} file(s) failed in the catch-up (not counted in its rate): "
-              f"{catch['failures']}")
-    print(f"per file: task run {catch['task_run_seconds_mean']:.3f} s, ingest work {catch['work_seconds_per_file_mean']:.3f} s, "
-          f"Prefect overhead in the task run mean {overhead['mean']:.3f} s (median {overhead['median']:.3f}, "
-          f"p95 {overhead['p95']:.3f})")
-    print(f"(wall x {catch['processes']} processes - sum of the work) per file: {catch['wall_minus_work_per_file']:.3f} s")
+        print(
+            f"WARNING: {catch['files_failed']} file(s) failed in the catch-up (not counted in its rate): "
+            f"{catch['failures']}"
+        )
+    print(
+        f"per file: task run {catch['task_run_seconds_mean']:.3f} s, ingest work {catch['work_seconds_per_file_mean']:.3f} s, "
+        f"Prefect overhead in the task run mean {overhead['mean']:.3f} s (median {overhead['median']:.3f}, "
+        f"p95 {overhead['p95']:.3f})"
+    )
+    print(
+        f"(wall x {catch['processes']} processes - sum of the work) per file: {catch['wall_minus_work_per_file']:.3f} s"
+    )
     print(f"work by step (s, all files): {catch['work_seconds_by_step']}")
     api = catch["prefect_api"]
-    print(f"Prefect API: {api['calls_per_file']} calls and {api['seconds_per_file']:.3f} s waiting per file, "
-          f"{api['events_per_file']} events per file; slowest calls:")
+    print(
+        f"Prefect API: {api['calls_per_file']} calls and {api['seconds_per_file']:.3f} s waiting per file, "
+        f"{api['events_per_file']} events per file; slowest calls:"
+    )
     for name, figure in list(api["slowest"].items())[:6]:
         print(f"  {figure['calls']:6} x {name:60} {figure['seconds']:8.2f} s")
     print(f"results: {RESULTS / 'catch_up.json'}")

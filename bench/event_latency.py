@@ -66,8 +66,10 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "event_latency.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nupload → rows visible over {result['uploads']} uploads: p50 {result['p50_seconds']:.2f} s, "
-          f"p95 {result['p95_seconds']:.2f} s (min {result['min_seconds']:.2f}, max {result['max_seconds']:.2f})")
+    print(
+        f"\nupload → rows visible over {result['uploads']} uploads: p50 {result['p50_seconds']:.2f} s, "
+        f"p95 {result['p95_seconds']:.2f} s (min {result['min_seconds']:.2f}, max {result['max_seconds']:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -19,14 +19,77 @@ from pathlib import Path
 
 from berlin_rentals.synthetic import batch_name, read_sample_records
 
-POSTCODES = [f"{n:05d}" for n in (10115, 10117, 10119, 10178, 10243, 10245, 10247, 10249, 10315, 10317, 10365,
-                                  10405, 10407, 10409, 10435, 10437, 10551, 10553, 10585, 10623, 10707, 10777,
-                                  10827, 10961, 10997, 12043, 12047, 12099, 12163, 12205, 12277, 12347, 12459,
-                                  12555, 12619, 12681, 13051, 13086, 13187, 13347, 13403, 13581, 13629, 14050,
-                                  14163, 14193)]
-STREETS = ["Karl-Marx-Straße", "Sonnenallee", "Kantstraße", "Greifswalder Straße", "Prenzlauer Allee", "Turmstraße",
-           "Hermannstraße", "Frankfurter Allee", "Schönhauser Allee", "Müllerstraße", "Bergmannstraße", "Belßstraße",
-           "Wattstraße", "Ostpreußendamm", "Görschstr.", "Kastanienallee", "Oranienstraße", "Danziger Straße"]
+POSTCODES = [
+    f"{n:05d}"
+    for n in (
+        10115,
+        10117,
+        10119,
+        10178,
+        10243,
+        10245,
+        10247,
+        10249,
+        10315,
+        10317,
+        10365,
+        10405,
+        10407,
+        10409,
+        10435,
+        10437,
+        10551,
+        10553,
+        10585,
+        10623,
+        10707,
+        10777,
+        10827,
+        10961,
+        10997,
+        12043,
+        12047,
+        12099,
+        12163,
+        12205,
+        12277,
+        12347,
+        12459,
+        12555,
+        12619,
+        12681,
+        13051,
+        13086,
+        13187,
+        13347,
+        13403,
+        13581,
+        13629,
+        14050,
+        14163,
+        14193,
+    )
+]
+STREETS = [
+    "Karl-Marx-Straße",
+    "Sonnenallee",
+    "Kantstraße",
+    "Greifswalder Straße",
+    "Prenzlauer Allee",
+    "Turmstraße",
+    "Hermannstraße",
+    "Frankfurter Allee",
+    "Schönhauser Allee",
+    "Müllerstraße",
+    "Bergmannstraße",
+    "Belßstraße",
+    "Wattstraße",
+    "Ostpreußendamm",
+    "Görschstr.",
+    "Kastanienallee",
+    "Oranienstraße",
+    "Danziger Straße",
+]
 FIRSTNAMES = ["Anna", "Ben", "Clara", "David", "Eva", "Felix", "Greta", "Hannes", "Ida", "Jonas", "Klara", "Lena"]
 LASTNAMES = ["Adler", "Becker", "Dietz", "Engel", "Fischer", "Jung", "Keller", "Maier", "Neumann", "Otto", "Schulz"]
 ROOMS = [1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4, 5]
@@ -47,8 +110,10 @@ class RecordFactory:
     def __init__(self, seed: int = 0, agencies: int = 400):
         self.templates = read_sample_records()
         self.rng = random.Random(seed)
-        self.agencies = [(f"001.{self.rng.randint(100000, 9999999)}", self.rng.choice(FIRSTNAMES),
-                          self.rng.choice(LASTNAMES)) for _ in range(agencies)]
+        self.agencies = [
+            (f"001.{self.rng.randint(100000, 9999999)}", self.rng.choice(FIRSTNAMES), self.rng.choice(LASTNAMES))
+            for _ in range(agencies)
+        ]
 
     def record(self, listing_id: int, hour: datetime) -> dict:
         rng = self.rng
@@ -58,22 +123,31 @@ class RecordFactory:
         space = rng.uniform(18, 220)
         modified = hour - timedelta(seconds=rng.randint(60, 3600), milliseconds=rng.randint(0, 999))
         customer, first, last = rng.choice(self.agencies)
-        data.update({
-            "id": str(listing_id), "realEstate_id": str(listing_id), "realEstate_externalId": str(listing_id),
-            "contactDetails_id": str(listing_id),
-            "realEstate_baseRent": _money(base), "realEstate_serviceCharge": _money(service),
-            "realEstate_totalRent": _money(base + service + heating),
-            "realEstate_calculatedTotalRent": _money(base + service + heating),
-            "realEstate_livingSpace": _money(space), "realEstate_numberOfRooms": rng.choice(ROOMS),
-            "realEstate_address_postcode": rng.choice(POSTCODES),
-            "modification": modified.strftime("%Y-%m-%dT%H:%M:%S.") + f"{modified.microsecond // 1000:03d}Z",
-            "companyWideCustomerId": customer, "contactDetails_firstname": first, "contactDetails_lastname": last,
-            "contactDetails_email": f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@example.org",
-            "realEstate_balcony": rng.choice(["true", "false"]), "realEstate_lift": rng.choice(["true", "false"]),
-            "realEstate_constructionYear": rng.randint(1880, 2020),
-            "realEstate_descriptionNote": _shuffled_text(data.get("realEstate_descriptionNote", ""), rng),
-            "realEstate_furnishingNote": _shuffled_text(data.get("realEstate_furnishingNote", ""), rng),
-        })
+        data.update(
+            {
+                "id": str(listing_id),
+                "realEstate_id": str(listing_id),
+                "realEstate_externalId": str(listing_id),
+                "contactDetails_id": str(listing_id),
+                "realEstate_baseRent": _money(base),
+                "realEstate_serviceCharge": _money(service),
+                "realEstate_totalRent": _money(base + service + heating),
+                "realEstate_calculatedTotalRent": _money(base + service + heating),
+                "realEstate_livingSpace": _money(space),
+                "realEstate_numberOfRooms": rng.choice(ROOMS),
+                "realEstate_address_postcode": rng.choice(POSTCODES),
+                "modification": modified.strftime("%Y-%m-%dT%H:%M:%S.") + f"{modified.microsecond // 1000:03d}Z",
+                "companyWideCustomerId": customer,
+                "contactDetails_firstname": first,
+                "contactDetails_lastname": last,
+                "contactDetails_email": f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@example.org",
+                "realEstate_balcony": rng.choice(["true", "false"]),
+                "realEstate_lift": rng.choice(["true", "false"]),
+                "realEstate_constructionYear": rng.randint(1880, 2020),
+                "realEstate_descriptionNote": _shuffled_text(data.get("realEstate_descriptionNote", ""), rng),
+                "realEstate_furnishingNote": _shuffled_text(data.get("realEstate_furnishingNote", ""), rng),
+            }
+        )
         if heating:
             data["realEstate_heatingCosts"] = _money(heating)
         if "realEstate_address_street" in data:
@@ -106,8 +180,9 @@ def main() -> None:
     start = datetime.strptime(args.start, "%Y-%m-%dT%H").replace(tzinfo=UTC)
     for n in range(args.files):
         hour = start + timedelta(hours=n)
-        path = write_batch(args.out / f"{batch_name(hour)}.zip", args.records, hour,
-                           first_id=200_000_000 + n * args.records, seed=n)
+        path = write_batch(
+            args.out / f"{batch_name(hour)}.zip", args.records, hour, first_id=200_000_000 + n * args.records, seed=n
+        )
         print(path)
 
 

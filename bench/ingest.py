@@ -53,8 +53,9 @@ def seed_way(path: Path) -> int:
     import pandas as pd
 
     with zipfile.ZipFile(path) as archive:
-        rows = [json.loads(line)["data"] for member in archive.infolist()
-                for line in archive.open(member) if line.strip()]
+        rows = [
+            json.loads(line)["data"] for member in archive.infolist() for line in archive.open(member) if line.strip()
+        ]
     frame = pd.json_normalize(rows)
     tables = {
         "flats": [c for c in frame.columns if c.startswith("realEstate_") and "address" not in c] + ["id"],
@@ -91,8 +92,9 @@ def full_ingest(path: Path, steps: dict[str, float] | None = None) -> int:
     settings = Settings.from_env()
     s3 = s3_client(settings)
     etag = uuid.uuid4().hex  # a fresh version each round: nothing is skipped
-    source = SourceObject(settings.raw_bucket, f"{settings.raw_prefix}bench/{path.name}", etag,
-                          path.stat().st_size, datetime.now(UTC))
+    source = SourceObject(
+        settings.raw_bucket, f"{settings.raw_prefix}bench/{path.name}", etag, path.stat().st_size, datetime.now(UTC)
+    )
     started = time.perf_counter()
     batch = transform_lines(iter_lines(path, source.uri))
     transformed = time.perf_counter()
@@ -103,12 +105,20 @@ def full_ingest(path: Path, steps: dict[str, float] | None = None) -> int:
     target = target_for(settings.warehouse_url, settings.warehouse_schema)
     from berlin_rentals.transform import TransformStats
 
-    report = load_staged_batch(warehouse_engine(settings.warehouse_url), target, source, staged,
-                               TransformStats(lines_read=staged.rows["fact_flats"]), data=data, force=True)
+    report = load_staged_batch(
+        warehouse_engine(settings.warehouse_url),
+        target,
+        source,
+        staged,
+        TransformStats(lines_read=staged.rows["fact_flats"]),
+        data=data,
+        force=True,
+    )
     assert report.status == "loaded"
     if steps is not None:
-        steps.update(transform=transformed - started, stage=staged_at - transformed,
-                     load=time.perf_counter() - staged_at)
+        steps.update(
+            transform=transformed - started, stage=staged_at - transformed, load=time.perf_counter() - staged_at
+        )
     return staged.rows["fact_flats"] + staged.rows["rejected_records"]
 
 
@@ -198,15 +208,25 @@ def measure(path: Path, rounds: int) -> tuple[dict[str, dict[str, float]], dict[
             started = time.perf_counter()
             part(lines)
             keep(name, time.perf_counter() - started)
-    paths = {name: {"records": records[name], "seconds": round(best[name], 4),
-                    "records_per_second": round(records[name] / best[name], 1)} for name in PATHS}
+    paths = {
+        name: {
+            "records": records[name],
+            "seconds": round(best[name], 4),
+            "records_per_second": round(records[name] / best[name], 1),
+        }
+        for name in PATHS
+    }
     return paths, parts
 
 
 # The parts that are Python bytecode from end to end; inflate, Parquet encoding, socket I/O and the
 # PostgreSQL server's own work run without the GIL (or in another process) and could overlap them.
-_HOLDS_THE_GIL = ("split into lines", "JSON scan (builds nothing)", "decode the model's fields",
-                  "build rows and Arrow tables")
+_HOLDS_THE_GIL = (
+    "split into lines",
+    "JSON scan (builds nothing)",
+    "decode the model's fields",
+    "build rows and Arrow tables",
+)
 
 
 def budget(parts: dict[str, float], records: int, floor_seconds: float) -> dict:
@@ -259,10 +279,13 @@ def vm_hwm_kib() -> int:
 
 def peak_rss_child(path: Path) -> float:
     """Full ingest in a fresh interpreter; its own peak RSS in MiB."""
-    code = ("import sys; from pathlib import Path; from bench.ingest import full_ingest, vm_hwm_kib; "
-            "full_ingest(Path(sys.argv[1])); print(vm_hwm_kib())")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
-                          env=os.environ.copy())
+    code = (
+        "import sys; from pathlib import Path; from bench.ingest import full_ingest, vm_hwm_kib; "
+        "full_ingest(Path(sys.argv[1])); print(vm_hwm_kib())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True, env=os.environ.copy()
+    )
     return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -305,8 +328,8 @@ def main() -> None:
     parser.add_argument("--rss-records", type=int, default=50_000, help="0 skips the peak-memory run")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
     args = parser.parse_args()
-    from deployments.demo import _load_env
     from bench.generate import write_batch
+    from deployments.demo import _load_env
 
     _load_env()
     use_bench_schema()
@@ -319,11 +342,16 @@ def main() -> None:
     paths, parts = measure(path, args.rounds)
     rate = {name: value["records_per_second"] for name, value in paths.items()}
     results = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
-        "records": args.records, "rounds": args.rounds, "paths": paths,
-        "ratios": {"ingest/floor": round(rate["ingest"] / rate["floor"], 3),
-                   "ingest/seed": round(rate["ingest"] / rate["seed"], 3),
-                   "transform/floor": round(rate["transform"] / rate["floor"], 3)},
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "records": args.records,
+        "rounds": args.rounds,
+        "paths": paths,
+        "ratios": {
+            "ingest/floor": round(rate["ingest"] / rate["floor"], 3),
+            "ingest/seed": round(rate["ingest"] / rate["seed"], 3),
+            "transform/floor": round(rate["transform"] / rate["floor"], 3),
+        },
         "budget": budget(parts, paths["ingest"]["records"], paths["floor"]["seconds"]),
     }
     if args.rss_records:
@@ -344,10 +372,14 @@ def main() -> None:
     for name, value in spent["us_per_record"].items():
         print(f"  {name:30} {value:7.1f}")
     print(f"  {'sum':30} {spent['sum_us_per_record']:7.1f}")
-    print(f"the floor takes {spent['floor_us_per_record']:.1f}; 0.7x the floor allows {spent['target_us_per_record']:.1f}; "
-          f"inflate and a bare JSON scan alone take {spent['unskippable_us_per_record']:.1f}")
-    print(f"this work spread perfectly over {spent['cores']} cores: {spent['best_on_all_cores_vs_floor']:.2f}x the floor at best; "
-          f"its Python-only parts, which hold the GIL, take {spent['python_bound_us_per_record']:.1f} on one core")
+    print(
+        f"the floor takes {spent['floor_us_per_record']:.1f}; 0.7x the floor allows {spent['target_us_per_record']:.1f}; "
+        f"inflate and a bare JSON scan alone take {spent['unskippable_us_per_record']:.1f}"
+    )
+    print(
+        f"this work spread perfectly over {spent['cores']} cores: {spent['best_on_all_cores_vs_floor']:.2f}x the floor at best; "
+        f"its Python-only parts, which hold the GIL, take {spent['python_bound_us_per_record']:.1f} on one core"
+    )
     if "peak_rss_mib" in results:
         print(f"peak RSS, full ingest of {args.rss_records:,} records: {results['peak_rss_mib']['mib']:.0f} MiB")
     print(f"results: {RESULTS / 'ingest.json'}, chart: {RESULTS / 'ingest.png'}")

@@ -195,14 +195,17 @@ class Outcome:
 
 
 def summarise(
-    since: datetime, until: datetime, objects: list[RawObject], plan: Plan, outcomes: list[Outcome],
+    since: datetime,
+    until: datetime,
+    objects: list[RawObject],
+    plan: Plan,
+    outcomes: list[Outcome],
     ledger_after: Ledger,
 ) -> dict[str, Any]:
     """The run's figures. Parked is read from the ledger after the run: the ingest decides who is parked."""
     by_status = Counter(o.status for o in outcomes)
     # Skipped because another run (an event's) loaded it meanwhile: it is loaded all the same.
-    loaded_meanwhile = [o for o in outcomes if o.status == SKIPPED
-                        and _status(ledger_after, o.obj) == "loaded"]
+    loaded_meanwhile = [o for o in outcomes if o.status == SKIPPED and _status(ledger_after, o.obj) == "loaded"]
     per_hour = files_per_hour(objects, hours_in(since, until))
     return {
         "since": since.isoformat(),
@@ -242,7 +245,9 @@ def report_table(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def lineage_table(
-    outcomes: list[Outcome], rows: dict[tuple[str, str], dict[str, Any]], ledger_after: Ledger,
+    outcomes: list[Outcome],
+    rows: dict[tuple[str, str], dict[str, Any]],
+    ledger_after: Ledger,
 ) -> list[dict[str, Any]]:
     """One row per file this run ingested, by batch hour: key, ETag, status, then its lineage row (what was
     read and written; berlin_rentals.lineage.lineage_rows) when the ingest got as far as the object.
@@ -267,7 +272,11 @@ def lineage_table(
 
 
 def gaps_markdown(
-    since: datetime, until: datetime, objects: list[RawObject], ledger_after: Ledger, report: dict[str, Any],
+    since: datetime,
+    until: datetime,
+    objects: list[RawObject],
+    ledger_after: Ledger,
+    report: dict[str, Any],
     max_gap_lines: int = 48,
 ) -> str:
     per_hour = files_per_hour(objects, hours_in(since, until))

@@ -51,15 +51,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not _IDENTIFIER.match(self.warehouse_schema):
-            raise ConfigError(
-                f"WAREHOUSE_SCHEMA={self.warehouse_schema!r} is not a plain lower-case SQL identifier"
-            )
+            raise ConfigError(f"WAREHOUSE_SCHEMA={self.warehouse_schema!r} is not a plain lower-case SQL identifier")
         for name in ("raw_bucket", "staging_bucket"):
             if not _BUCKET.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid S3 bucket name")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         url = env.get("WAREHOUSE_URL")
         if not url:

@@ -24,8 +24,17 @@ TERMINAL = (BadArchive, InvalidSource, ConfigError, ObjectGone, ObjectChanged)
 # conflicts two concurrent loads can hit (serialization, deadlock, a row the other one inserted).
 _RETRYABLE_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01", "23505", "55P03")
 _RETRYABLE_S3_CODES = {
-    "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed",
-    "Throttling", "ThrottlingException", "503", "500", "502", "504",
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "503",
+    "500",
+    "502",
+    "504",
 }
 
 
@@ -37,8 +46,16 @@ def _sqlstate(exc: BaseException) -> str | None:
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, TERMINAL):
         return False
-    if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError,
-                        botocore.exceptions.ReadTimeoutError, ConnectionError, TimeoutError)):
+    if isinstance(
+        exc,
+        (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectionError,
+            botocore.exceptions.ReadTimeoutError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
         return True
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})

@@ -59,12 +59,22 @@ class IngestResult:
     def as_dict(self) -> dict[str, Any]:
         """The flow run's return value: plain JSON, the same keys for every status."""
         stats = self.stats or TransformStats()
-        counts = {name: value for name, value in (self.report or LoadReport(status="")).as_dict().items()
-                  if name not in ("status", "reason")}
+        counts = {
+            name: value
+            for name, value in (self.report or LoadReport(status="")).as_dict().items()
+            if name not in ("status", "reason")
+        }
         return counts | {
-            "status": self.status, "key": self.key, "etag": self.etag, "ledger": self.ledger,
-            "attempts": self.attempts, "seconds": round(self.seconds, 3), "records_read": stats.lines_read,
-            "listings": stats.listings, "rejected": stats.rejected, "flagged": stats.flagged,
+            "status": self.status,
+            "key": self.key,
+            "etag": self.etag,
+            "ledger": self.ledger,
+            "attempts": self.attempts,
+            "seconds": round(self.seconds, 3),
+            "records_read": stats.lines_read,
+            "listings": stats.listings,
+            "rejected": stats.rejected,
+            "flagged": stats.flagged,
             "step_seconds": {name: round(value, 4) for name, value in self.step_seconds.items()},
             "error": self.error,
         }
@@ -114,16 +124,24 @@ def closing_sentence(result: IngestResult) -> str:
     """The run's last log line, as a sentence."""
     if result.status == LOADED and result.stats and result.report:
         stats, report = result.stats, result.report
-        rejects = (f"{_plural(stats.rejected, 'line')} rejected ("
-                   + ", ".join(f"{k} {v}" for k, v in sorted(stats.rejected_by_reason.items())) + ")"
-                   if stats.rejected else "no line rejected")
+        rejects = (
+            f"{_plural(stats.rejected, 'line')} rejected ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(stats.rejected_by_reason.items()))
+            + ")"
+            if stats.rejected
+            else "no line rejected"
+        )
         flagged = f", {_plural(stats.flagged, 'listing')} flagged" if stats.flagged else ""
-        return (f"{result.uri} loaded in {result.seconds:.2f} s: {_plural(stats.listings, 'listing')} from "
-                f"{_plural(stats.lines_read, 'line')} ({report.fact_inserted} new, {report.fact_updated} updated, "
-                f"{report.fact_stale} older than the warehouse kept as history), {rejects}{flagged}.")
+        return (
+            f"{result.uri} loaded in {result.seconds:.2f} s: {_plural(stats.listings, 'listing')} from "
+            f"{_plural(stats.lines_read, 'line')} ({report.fact_inserted} new, {report.fact_updated} updated, "
+            f"{report.fact_stale} older than the warehouse kept as history), {rejects}{flagged}."
+        )
     if result.status == SKIPPED:
-        return (f"{result.uri} (ETag {result.etag}) was skipped: the ledger says {result.ledger}. "
-                "Rerun with force=true to load it again.")
+        return (
+            f"{result.uri} (ETag {result.etag}) was skipped: the ledger says {result.ledger}. "
+            "Rerun with force=true to load it again."
+        )
     if result.status == SUPERSEDED:
         return f"{result.uri} was skipped: {result.error}."
     return explain_failure(result)
@@ -132,8 +150,10 @@ def closing_sentence(result: IngestResult) -> str:
 def _fix(result: IngestResult) -> str:
     kind = result.error_type
     if kind == BadArchive.__name__:
-        return ("upload a readable batch under the same key (a new ETag loads as a correction), or fix "
-                "the object and rerun ingest-file with force=true")
+        return (
+            "upload a readable batch under the same key (a new ETag loads as a correction), or fix "
+            "the object and rerun ingest-file with force=true"
+        )
     if kind == ObjectGone.__name__:
         return "nothing to load unless the object is uploaded again (its upload starts a new run)"
     if kind == ConfigError.__name__:
@@ -148,8 +168,9 @@ def _fix(result: IngestResult) -> str:
 def explain_failure(result: IngestResult) -> str:
     """One line for a failed ingest: what the file is, what went wrong, what the ledger did, the fix."""
     if result.ledger == "parked":
-        outcome = (f"Parked after {_plural(result.attempts or 1, 'attempt')}: it will not be retried until "
-                   "it is released")
+        outcome = (
+            f"Parked after {_plural(result.attempts or 1, 'attempt')}: it will not be retried until it is released"
+        )
     elif result.ledger == "failed":
         outcome = f"Attempt {result.attempts or 1} failed; the ledger will allow another"
     else:
@@ -170,4 +191,3 @@ def is_expected(exc: BaseException | None) -> bool:
     if isinstance(exc, IngestFailed):
         return exc.result.error_type in {cls.__name__ for cls in EXPECTED_ERRORS}
     return isinstance(exc, EXPECTED_ERRORS)
-

@@ -45,12 +45,20 @@ def lineage_row(result: IngestResult) -> dict[str, Any]:
     source, stats, report, staged = result.source, result.stats, result.report, result.staged
     row: dict[str, Any] = {"source_object": result.uri, "etag": result.etag}
     if source is not None:
-        row |= {"size_bytes": source.size, "batch_hour": source.batch_hour.isoformat(),
-                "batch_hour_from": source.batch_hour_source}
+        row |= {
+            "size_bytes": source.size,
+            "batch_hour": source.batch_hour.isoformat(),
+            "batch_hour_from": source.batch_hour_source,
+        }
     row["status"] = lineage_status(result)
     if stats is not None:
-        row |= {"records_read": stats.lines_read, "listings": stats.listings, "rejected": stats.rejected,
-                "flagged": stats.flagged, "unknown_fields": sum(stats.unknown_fields.values())}
+        row |= {
+            "records_read": stats.lines_read,
+            "listings": stats.listings,
+            "rejected": stats.rejected,
+            "flagged": stats.flagged,
+            "unknown_fields": sum(stats.unknown_fields.values()),
+        }
     if report is not None and report.status == "loaded":
         row |= {
             "fact_flats_inserted": report.fact_inserted,
@@ -64,8 +72,10 @@ def lineage_row(result: IngestResult) -> dict[str, Any]:
             "rejected_records_written": report.rejected,
         }
     if staged is not None:
-        row |= {"staged_prefix": f"s3://{staged.bucket}/{staged.prefix}",
-                "staged_rows": ", ".join(f"{table} {rows}" for table, rows in staged.rows.items())}
+        row |= {
+            "staged_prefix": f"s3://{staged.bucket}/{staged.prefix}",
+            "staged_rows": ", ".join(f"{table} {rows}" for table, rows in staged.rows.items()),
+        }
     row["seconds"] = round(result.seconds, 3)
     if result.step_seconds:
         row["steps"] = ", ".join(f"{step} {seconds:.3f}" for step, seconds in result.step_seconds.items())
@@ -88,8 +98,15 @@ def rejected_rows(rejected: pa.Table | None, limit: int = MAX_REJECTS_SHOWN) -> 
         # reason is "<member> line <n>: <code>: <detail>" (berlin_rentals.transform)
         _, _, said = line["reason"].partition(f" line {line['line_number']}: ")
         code, _, detail = (said or line["reason"]).partition(": ")
-        rows.append({"member": line["member"], "line": line["line_number"], "reason": code, "detail": detail,
-                     "value": _offending_value(detail, line["raw_line"])})
+        rows.append(
+            {
+                "member": line["member"],
+                "line": line["line_number"],
+                "reason": code,
+                "detail": detail,
+                "value": _offending_value(detail, line["raw_line"]),
+            }
+        )
     return rows
 
 
@@ -114,15 +131,20 @@ def summary_markdown(result: IngestResult, closing: str) -> str:
     source, stats, report, staged = result.source, result.stats, result.report, result.staged
     lines = [f"### Ingest of {_code(result.uri)}: **{lineage_status(result)}**", "", closing, ""]
     if source is not None:
-        lines.append(f"- ETag `{source.etag}`, {source.size:,} bytes, batch hour {source.batch_hour:%Y-%m-%d %H:00} "
-                     f"UTC (from the object's {source.batch_hour_source.replace('_', ' ')})")
+        lines.append(
+            f"- ETag `{source.etag}`, {source.size:,} bytes, batch hour {source.batch_hour:%Y-%m-%d %H:00} "
+            f"UTC (from the object's {source.batch_hour_source.replace('_', ' ')})"
+        )
         if source.batch_hour_source == "name_in_future":
-            lines.append(f"- **flag:** the name's hour lies more than a day after the upload "
-                         f"({source.last_modified:%Y-%m-%d %H:%M} UTC); rows are filed under the name's hour")
+            lines.append(
+                f"- **flag:** the name's hour lies more than a day after the upload "
+                f"({source.last_modified:%Y-%m-%d %H:%M} UTC); rows are filed under the name's hour"
+            )
     if stats is not None:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats.rejected_by_reason.items())) or "none"
-        lines.append(f"- {stats.lines_read:,} lines read, {stats.listings:,} listings, {stats.rejected:,} rejected "
-                     f"({reasons})")
+        lines.append(
+            f"- {stats.lines_read:,} lines read, {stats.listings:,} listings, {stats.rejected:,} rejected ({reasons})"
+        )
         if stats.flagged:
             flags = ", ".join(f"{k}: {v}" for k, v in sorted(stats.flags_by_code.items()))
             lines.append(f"- {stats.flagged:,} listings loaded with quality flags ({flags})")
@@ -130,15 +152,21 @@ def summary_markdown(result: IngestResult, closing: str) -> str:
             names = ", ".join(f"{_code(k)} ({v})" for k, v in stats.unknown_fields.most_common(20))
             lines.append(f"- unknown fields, ignored: {names}")
     if report is not None and report.status == "loaded":
-        lines.append(f"- fact_flats: {report.fact_inserted} inserted, {report.fact_updated} updated, "
-                     f"{report.fact_stale} older than the warehouse (snapshot only)")
-        lines.append(f"- dimensions: {report.dim_city_inserted} cities, {report.dim_address_inserted} addresses, "
-                     f"{report.dim_agency_inserted} agencies new; {report.dim_agency_updated} agencies updated")
+        lines.append(
+            f"- fact_flats: {report.fact_inserted} inserted, {report.fact_updated} updated, "
+            f"{report.fact_stale} older than the warehouse (snapshot only)"
+        )
+        lines.append(
+            f"- dimensions: {report.dim_city_inserted} cities, {report.dim_address_inserted} addresses, "
+            f"{report.dim_agency_inserted} agencies new; {report.dim_agency_updated} agencies updated"
+        )
     elif report is not None:
         lines.append(f"- skipped: {report.reason}")
     if staged is not None:
         lines.append(f"- staged in `s3://{staged.bucket}/{staged.prefix}`")
     if result.step_seconds:
-        lines.append("- steps: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in result.step_seconds.items()))
+        lines.append(
+            "- steps: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in result.step_seconds.items())
+        )
     lines.append(f"- took {result.seconds:.2f} s")
     return "\n".join(lines)

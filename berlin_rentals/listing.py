@@ -247,9 +247,11 @@ class Line(msgspec.Struct, gc=False):
 # msgspec drops Raw from a union, which then refuses every non-null value (JSON null is Raw too).
 _KnownListing = msgspec.defstruct(
     "KnownListing",
-    [(f"ignored_{i}", msgspec.Raw, msgspec.field(default=None, name=key))
-     for i, key in enumerate(IGNORED_SOURCE_KEYS)],
-    bases=(Listing,), rename=_FIELDS, forbid_unknown_fields=True, gc=False,
+    [(f"ignored_{i}", msgspec.Raw, msgspec.field(default=None, name=key)) for i, key in enumerate(IGNORED_SOURCE_KEYS)],
+    bases=(Listing,),
+    rename=_FIELDS,
+    forbid_unknown_fields=True,
+    gc=False,
 )
 
 
@@ -339,7 +341,7 @@ def text(value: Text) -> str | None:
 
 
 def flag(value: Flag, field: str) -> bool | None:
-    """"true"/"false" and YES/NO are booleans; NOT_APPLICABLE and NO_INFORMATION are unknown."""
+    """ "true"/"false" and YES/NO are booleans; NOT_APPLICABLE and NO_INFORMATION are unknown."""
     if value is None or value in SENTINELS:
         return None
     if isinstance(value, bool):

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 # dim_agency columns that identify a person. Company name and customer id describe the agency and stay.
 PERSONAL_COLUMNS = (
-    "firstname", "lastname", "email", "phone_number", "phone_subscriber", "cell_phone_number", "cell_phone_subscriber",
+    "firstname",
+    "lastname",
+    "email",
+    "phone_number",
+    "phone_subscriber",
+    "cell_phone_number",
+    "cell_phone_subscriber",
 )
 
 

@@ -6,8 +6,8 @@ from these lists. Column order matters: Redshift's COPY of Parquet maps columns 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pyarrow as pa
 import sqlalchemy as sa

@@ -116,6 +116,7 @@ class ReplayOutcome:
 
 # ---- the pure part: which lines, and what the current transform makes of them ------------------
 
+
 def reason_code(reason: str) -> str:
     """`member line 7: line_too_long: ...` -> `line_too_long` (the stable code the transform writes)."""
     parts = reason.split(": ", 2)
@@ -161,8 +162,9 @@ def pick_lines(
             numbers = by_member.get(info.filename)
             if not numbers:  # no wanted line here, or all found already (a name the zip holds twice)
                 continue
-            lines = iter_member_lines(archive, info, name, max_member_bytes=max_member_bytes,
-                                      max_line_bytes=max_line_bytes)
+            lines = iter_member_lines(
+                archive, info, name, max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes
+            )
             try:  # select_lines stops at the member's last wanted line: the rest is never inflated
                 picked = list(select_lines(lines, [(info.filename, n) for n in numbers]))
             finally:
@@ -172,8 +174,10 @@ def pick_lines(
     missing = wanted - {(line.member, line.line_number) for line in found}
     if missing:
         listed = ", ".join(f"{m} line {n}" for m, n in sorted(missing)[:5])
-        raise LinesNotFound(f"{name}: {len(missing)} rejected line(s) not found in the object ({listed}); "
-                            "rejected_records does not match this object version")
+        raise LinesNotFound(
+            f"{name}: {len(missing)} rejected line(s) not found in the object ({listed}); "
+            "rejected_records does not match this object version"
+        )
     return found
 
 
@@ -187,9 +191,15 @@ class ReplayBatch:
     @property
     def still_rejected(self) -> dict[Position, str]:
         table = self.batch.tables["rejected_records"]
-        return {(m, n): r for m, n, r in zip(table.column("member").to_pylist(),
-                                             table.column("line_number").to_pylist(),
-                                             table.column("reason").to_pylist(), strict=True)}
+        return {
+            (m, n): r
+            for m, n, r in zip(
+                table.column("member").to_pylist(),
+                table.column("line_number").to_pylist(),
+                table.column("reason").to_pylist(),
+                strict=True,
+            )
+        }
 
     @property
     def recovered(self) -> list[Position]:
@@ -222,13 +232,18 @@ def stage_replay(s3, replay: ReplayBatch, *, bucket: str, staging_prefix: str, e
     staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: replay.batch.rows(n) for n in STAGED_TABLES})
     for name in STAGED_TABLES:
         s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(replay.batch.tables[name]))
-    manifest = {"transform_version": TRANSFORM_VERSION, "etag": etag, "replayed_lines": len(replay.rejected),
-                "rows": staged.rows}
+    manifest = {
+        "transform_version": TRANSFORM_VERSION,
+        "etag": etag,
+        "replayed_lines": len(replay.rejected),
+        "rows": staged.rows,
+    }
     s3.put_object(Bucket=bucket, Key=f"{prefix}_manifest.json", Body=json.dumps(manifest).encode())
     return staged
 
 
 # ---- the warehouse part -------------------------------------------------------------------------
+
 
 def ledger_versions(engine: sa.Engine, schema: str, bucket: str, key: str) -> dict[str, tuple[str, int | None]]:
     """etag -> (status, rejected_count) for every ledger row of the key."""
@@ -266,23 +281,28 @@ def replayable_etag(versions: dict[str, tuple[str, int | None]], bucket: str, ke
 
 
 def rejected_lines(conn: sa.Connection, schema: str, source: SourceObject) -> list[RejectedLine]:
-    rows = conn.execute(statement("replay/select_rejected_lines.sql", schema),
-                        {"source_key": source.key, "source_etag": source.etag})
+    rows = conn.execute(
+        statement("replay/select_rejected_lines.sql", schema), {"source_key": source.key, "source_etag": source.etag}
+    )
     return [RejectedLine(row.member, row.line_number, row.reason, bool(row.raw_withheld)) for row in rows]
 
 
 def check_masking(source: SourceObject, rejected: Iterable[RejectedLine], masker: Masker | None) -> None:
     """A version loaded with masking must not get clear-text contact data from a replay without it."""
     if masker is None and any(r.raw_withheld for r in rejected):
-        raise ReplayRefused(f"{source.uri} (ETag {source.etag}) was loaded with personal-data masking (its rejected "
-                            "lines keep no raw text), but masking is off here: set ETL_MASK_PERSONAL_DATA and "
-                            "ETL_MASK_SALT as the loads have them, then replay")
+        raise ReplayRefused(
+            f"{source.uri} (ETag {source.etag}) was loaded with personal-data masking (its rejected "
+            "lines keep no raw text), but masking is off here: set ETL_MASK_PERSONAL_DATA and "
+            "ETL_MASK_SALT as the loads have them, then replay"
+        )
 
 
 def _snapshot_statements(schema: str) -> list[sa.TextClause]:
     columns = ", ".join(column_names("flat_snapshots"))  # identifiers from the model, never from input
-    return [sa.text(s.text.replace("{snapshot_columns}", columns))
-            for s in statements("replay/insert_replayed_flat_snapshots.sql", schema)]
+    return [
+        sa.text(s.text.replace("{snapshot_columns}", columns))
+        for s in statements("replay/insert_replayed_flat_snapshots.sql", schema)
+    ]
 
 
 class _Changed(Exception):
@@ -304,9 +324,14 @@ def apply_replay(
     now = now or datetime.now(UTC)
     schema = target.schema
     params = {
-        "bucket": source.bucket, "key": source.key, "etag": source.etag,
-        "source_key": source.key, "source_etag": source.etag, "batch_hour": source.batch_hour,
-        "flow_run_id": flow_run_id, "loaded_at": now,
+        "bucket": source.bucket,
+        "key": source.key,
+        "etag": source.etag,
+        "source_key": source.key,
+        "source_etag": source.etag,
+        "batch_hour": source.batch_hour,
+        "flow_run_id": flow_run_id,
+        "loaded_at": now,
     }
     with engine.begin() as conn:
         for stmt in statements(LEDGER_LOCK[target.name], schema):
@@ -314,8 +339,10 @@ def apply_replay(
         row = conn.execute(statement("replay/select_file_status_for_replay.sql", schema), params).first()
         status = row.status if row is not None else None
         if status != "loaded":
-            raise ReplayRefused(f"{source.uri} (ETag {source.etag}) is {status or 'not in the ledger'} now; "
-                                "it was replaced or reloaded while the replay ran")
+            raise ReplayRefused(
+                f"{source.uri} (ETag {source.etag}) is {status or 'not in the ledger'} now; "
+                "it was replaced or reloaded while the replay ran"
+            )
         current = rejected_lines(conn, schema, source)
         if {r.position for r in current} != {r.position for r in replay.rejected}:
             raise _Changed(f"{len(current)} rejected lines now, {len(replay.rejected)} transformed")
@@ -338,23 +365,38 @@ def apply_replay(
         conn.execute(statement("replay/delete_replayed_rejects.sql", schema), params)
         left = int(conn.execute(statement("replay/count_file_rejects.sql", schema), params).scalar_one() or 0)
         inserted_facts, updated_facts = int(fact.inserted or 0), int(fact.updated or 0)
-        conn.execute(statement("replay/update_ledger_after_replay.sql", schema), params | {
-            "rejected_count": left, "listings_added": new_snapshots,
-            "fact_inserted": inserted_facts, "fact_updated": updated_facts,
-            "flagged_added": replay.batch.stats.flagged,  # only accepted lines carry flags: the recovered ones
-        })
+        conn.execute(
+            statement("replay/update_ledger_after_replay.sql", schema),
+            params
+            | {
+                "rejected_count": left,
+                "listings_added": new_snapshots,
+                "fact_inserted": inserted_facts,
+                "fact_updated": updated_facts,
+                "flagged_added": replay.batch.stats.flagged,  # only accepted lines carry flags: the recovered ones
+            },
+        )
     still = replay.still_rejected
     recovered = replay.recovered
     return ReplayOutcome(
-        status="replayed", bucket=source.bucket, key=source.key, etag=source.etag,
-        lines_replayed=len(replay.rejected), recovered=len(recovered), still_rejected=len(still),
+        status="replayed",
+        bucket=source.bucket,
+        key=source.key,
+        etag=source.etag,
+        lines_replayed=len(replay.rejected),
+        recovered=len(recovered),
+        still_rejected=len(still),
         reasons_changed=max(reasons, 0),
-        fact_inserted=inserted_facts, fact_updated=updated_facts,
+        fact_inserted=inserted_facts,
+        fact_updated=updated_facts,
         fact_stale=int(fact.staged or 0) - inserted_facts - updated_facts,
-        snapshots_inserted=new_snapshots, snapshots_replaced=replaced,
-        dim_city_inserted=int(dims.city_inserted or 0), dim_address_inserted=int(dims.address_inserted or 0),
+        snapshots_inserted=new_snapshots,
+        snapshots_replaced=replaced,
+        dim_city_inserted=int(dims.city_inserted or 0),
+        dim_address_inserted=int(dims.address_inserted or 0),
         dim_agency_inserted=int(dims.agency_inserted or 0),
-        rejected_before=len(current), rejected_after=left,
+        rejected_before=len(current),
+        rejected_after=left,
         staged_prefix=f"s3://{staged.bucket}/{staged.prefix}",
     )
 
@@ -363,8 +405,10 @@ def _describe(outcome: ReplayOutcome, replay: ReplayBatch | None) -> ReplayOutco
     if replay is None:
         return outcome
     still = replay.still_rejected
-    outcome.lines = [(r.member, r.line_number, "rejected" if r.position in still else "recovered",
-                      still.get(r.position, "")) for r in replay.rejected]
+    outcome.lines = [
+        (r.member, r.line_number, "rejected" if r.position in still else "recovered", still.get(r.position, ""))
+        for r in replay.rejected
+    ]
     outcome.still_rejected_by_reason = dict(Counter(reason_code(r) for r in still.values()))
     return outcome
 
@@ -394,15 +438,33 @@ def replay_file(
             outcome = ReplayOutcome(status="nothing to replay", rounds=round_, **base)
             break
         check_masking(source, rejected, masker)
-        lines = pick_lines(archive_path, source.uri, [r.position for r in rejected],
-                           max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes)
+        lines = pick_lines(
+            archive_path,
+            source.uri,
+            [r.position for r in rejected],
+            max_member_bytes=max_member_bytes,
+            max_line_bytes=max_line_bytes,
+        )
         replay = transform_rejected(lines, rejected, masker)
         if replay.changes_nothing:
-            outcome = ReplayOutcome(status="unchanged", lines_replayed=len(rejected), still_rejected=len(rejected),
-                                    rejected_before=len(rejected), rejected_after=len(rejected), rounds=round_, **base)
+            outcome = ReplayOutcome(
+                status="unchanged",
+                lines_replayed=len(rejected),
+                still_rejected=len(rejected),
+                rejected_before=len(rejected),
+                rejected_after=len(rejected),
+                rounds=round_,
+                **base,
+            )
             break
-        staged = stage_replay(s3, replay, bucket=staging_bucket, staging_prefix=staging_prefix,
-                              etag=source.etag, masked=masker is not None)
+        staged = stage_replay(
+            s3,
+            replay,
+            bucket=staging_bucket,
+            staging_prefix=staging_prefix,
+            etag=source.etag,
+            masked=masker is not None,
+        )
         data = replay.batch.tables if target.name == "postgresql" else None
         try:
             outcome = apply_replay(engine, target, source, replay, staged, data=data, flow_run_id=flow_run_id)
@@ -411,8 +473,10 @@ def replay_file(
         outcome.rounds = round_
         break
     else:
-        raise RuntimeError(f"{source.uri}: its rejected lines kept changing during {MAX_ROUNDS} replay attempts "
-                           "(another replay or a reload running at the same time?); run the replay again")
+        raise RuntimeError(
+            f"{source.uri}: its rejected lines kept changing during {MAX_ROUNDS} replay attempts "
+            "(another replay or a reload running at the same time?); run the replay again"
+        )
     outcome.seconds = round(time.perf_counter() - started, 3)
     return _describe(outcome, replay)
 
@@ -430,29 +494,41 @@ def replay_artifact_key(key: str) -> str:
 
 def replay_rows(outcome: ReplayOutcome) -> list[dict[str, Any]]:
     """One row per replayed line (the first ARTIFACT_ROWS): where it is, what became of it, why."""
-    return [{"member": m, "line_number": n, "outcome": o, "reason": r}
-            for m, n, o, r in outcome.lines[:ARTIFACT_ROWS]]
+    return [{"member": m, "line_number": n, "outcome": o, "reason": r} for m, n, o, r in outcome.lines[:ARTIFACT_ROWS]]
 
 
 def replay_markdown(outcome: ReplayOutcome) -> str:
     uri = f"s3://{outcome.bucket}/{outcome.key}"
-    lines = [f"### Replay of the rejected lines of `{uri}`: **{outcome.status}**", "",
-             f"- ETag `{outcome.etag}`, transform v{TRANSFORM_VERSION}"]
+    lines = [
+        f"### Replay of the rejected lines of `{uri}`: **{outcome.status}**",
+        "",
+        f"- ETag `{outcome.etag}`, transform v{TRANSFORM_VERSION}",
+    ]
     if outcome.status == "nothing to replay":
         lines.append("- the version has no rejected lines")
     else:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.still_rejected_by_reason.items())) or "none"
-        lines.append(f"- {outcome.lines_replayed:,} rejected lines replayed: {outcome.recovered:,} recovered, "
-                     f"{outcome.still_rejected:,} still rejected ({reasons}), {outcome.reasons_changed} reasons changed")
+        lines.append(
+            f"- {outcome.lines_replayed:,} rejected lines replayed: {outcome.recovered:,} recovered, "
+            f"{outcome.still_rejected:,} still rejected ({reasons}), {outcome.reasons_changed} reasons changed"
+        )
     if outcome.status == "replayed":
-        lines.append(f"- fact_flats: {outcome.fact_inserted} inserted, {outcome.fact_updated} updated, "
-                     f"{outcome.fact_stale} older than or as new as the warehouse's (kept)")
-        lines.append(f"- flat_snapshots: {outcome.snapshots_inserted} inserted, {outcome.snapshots_replaced} "
-                     "replaced by a newer version from the same object; the object's other snapshots untouched")
-        lines.append(f"- dimensions: {outcome.dim_city_inserted} cities, {outcome.dim_address_inserted} addresses, "
-                     f"{outcome.dim_agency_inserted} agencies new")
-        lines.append(f"- rejected_records of the version: {outcome.rejected_before} → {outcome.rejected_after} "
-                     "(ledger rejected_count updated)")
+        lines.append(
+            f"- fact_flats: {outcome.fact_inserted} inserted, {outcome.fact_updated} updated, "
+            f"{outcome.fact_stale} older than or as new as the warehouse's (kept)"
+        )
+        lines.append(
+            f"- flat_snapshots: {outcome.snapshots_inserted} inserted, {outcome.snapshots_replaced} "
+            "replaced by a newer version from the same object; the object's other snapshots untouched"
+        )
+        lines.append(
+            f"- dimensions: {outcome.dim_city_inserted} cities, {outcome.dim_address_inserted} addresses, "
+            f"{outcome.dim_agency_inserted} agencies new"
+        )
+        lines.append(
+            f"- rejected_records of the version: {outcome.rejected_before} → {outcome.rejected_after} "
+            "(ledger rejected_count updated)"
+        )
         lines.append(f"- staged in `{outcome.staged_prefix}`")
     elif outcome.status == "unchanged":
         lines.append("- nothing recovered and every reason as before: nothing was written")

@@ -52,12 +52,14 @@ def head_source(s3, bucket: str, key: str, expected_etag: str | None, *, prefix:
         raise
     etag = normalize_etag(head["ETag"])
     if expected and etag != expected:
-        raise ObjectChanged(
-            f"s3://{bucket}/{key} now has ETag {etag}, not {expected}: a newer version replaced it"
-        )
+        raise ObjectChanged(f"s3://{bucket}/{key} now has ETag {etag}, not {expected}: a newer version replaced it")
     return SourceObject(
-        bucket=bucket, key=key, etag=etag, size=int(head["ContentLength"]),
-        last_modified=head["LastModified"], version_id=head.get("VersionId"),
+        bucket=bucket,
+        key=key,
+        etag=etag,
+        size=int(head["ContentLength"]),
+        last_modified=head["LastModified"],
+        version_id=head.get("VersionId"),
     )
 
 

@@ -53,8 +53,12 @@ def stage_batch(s3, batch: Batch, *, bucket: str, staging_prefix: str, etag: str
     a boto3 client is thread-safe); the manifest goes last, once every table is there.
     """
     prefix = staged_prefix(staging_prefix, etag)
-    staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: batch.rows(n) for n in STAGED_TABLES},
-                         data={n: batch.tables[n] for n in STAGED_TABLES})
+    staged = StagedBatch(
+        bucket=bucket,
+        prefix=prefix,
+        rows={n: batch.rows(n) for n in STAGED_TABLES},
+        data={n: batch.tables[n] for n in STAGED_TABLES},
+    )
 
     def put(name: str) -> None:
         s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(batch.tables[name]))

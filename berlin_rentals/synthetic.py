@@ -6,8 +6,8 @@ Used by `make demo`, the tests and the benchmark, so they all run on data shaped
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import random
 import zipfile
 from datetime import datetime
@@ -19,7 +19,12 @@ SAMPLE_ZIP = Path(
     or Path(__file__).resolve().parents[2] / "shared" / "data" / "immobilienscout24_berlin_20190113_15.zip"
 )
 
-_MONEY_KEYS = ("realEstate_baseRent", "realEstate_totalRent", "realEstate_calculatedTotalRent", "realEstate_serviceCharge")
+_MONEY_KEYS = (
+    "realEstate_baseRent",
+    "realEstate_totalRent",
+    "realEstate_calculatedTotalRent",
+    "realEstate_serviceCharge",
+)
 
 
 def batch_name(hour: datetime) -> str:
@@ -77,7 +82,12 @@ def zip_records(member: str, records: list[dict]) -> bytes:
 
 
 def derived_batch(
-    records: list[dict], hour: datetime, *, rent_factor: float, modified: datetime, seed: int = 0,
+    records: list[dict],
+    hour: datetime,
+    *,
+    rent_factor: float,
+    modified: datetime,
+    seed: int = 0,
     new_listings: int = 0,
 ) -> bytes:
     """One hourly zip: every sample listing revised, plus `new_listings` with fresh ids."""

@@ -205,8 +205,15 @@ class _Accumulator:
         email = text(listing.email)
         firstname = text(listing.firstname)
         lastname = text(listing.lastname)
-        phones = [_capped(v, 64) for v in (listing.phone_number, listing.phone_subscriber,
-                                           listing.cell_phone_number, listing.cell_phone_subscriber)]
+        phones = [
+            _capped(v, 64)
+            for v in (
+                listing.phone_number,
+                listing.phone_subscriber,
+                listing.cell_phone_number,
+                listing.cell_phone_subscriber,
+            )
+        ]
         if self.masker is not None:
             mask = self.masker.mask
             firstname, lastname, email = mask(firstname), mask(lastname), mask(email)
@@ -222,7 +229,8 @@ class _Accumulator:
         amounts = {
             "base_rent": _decimal(listing.base_rent, "realEstate_baseRent", _MONEY_LIMIT),
             "calculated_total_rent": _decimal(
-                listing.calculated_total_rent, "realEstate_calculatedTotalRent", _MONEY_LIMIT),
+                listing.calculated_total_rent, "realEstate_calculatedTotalRent", _MONEY_LIMIT
+            ),
             "heating_costs": _decimal(listing.heating_costs, "realEstate_heatingCosts", _MONEY_LIMIT),
             "living_space": _decimal(listing.living_space, "realEstate_livingSpace", _AREA_LIMIT),
             "number_of_rooms": _decimal(listing.number_of_rooms, "realEstate_numberOfRooms", _ROOMS_LIMIT),
@@ -336,8 +344,9 @@ class _Accumulator:
             if value:
                 self.stats.flagged += 1
                 self.stats.flags_by_code.update(value.split(","))
-        snapshots = pa.Table.from_arrays([facts.column(name) for name in column_names("flat_snapshots")],
-                                         schema=arrow_schema("flat_snapshots"))
+        snapshots = pa.Table.from_arrays(
+            [facts.column(name) for name in column_names("flat_snapshots")], schema=arrow_schema("flat_snapshots")
+        )
         tables = {
             "dim_city": _table("dim_city", self.cities.values()),
             "dim_address": _table("dim_address", self.addresses.values()),

@@ -36,50 +36,104 @@ def policies(settings: Settings, account: str, partition: str = "aws") -> dict[s
     dlq = f"arn:{partition}:sqs:{settings.aws_region}:{account}:{settings.dlq_name}"
 
     def listing(bucket: str, prefix: str) -> dict[str, Any]:
-        return {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}}
+        return {
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket,
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        }
 
     return {
         # The flows (ingest-file, catch-up) on the worker's ECS task role.
-        "worker-task-role": {"Version": "2012-10-17", "Statement": [
-            {"Sid": "ReadRawBatches", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-             "Resource": f"{raw}/{settings.raw_prefix}*"},
-            {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
-            {"Sid": "WriteStaging", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-             "Resource": f"{staging}/{settings.staging_prefix}*"},
-            {"Sid": "ListStaging", **listing(staging, settings.staging_prefix)},
-        ]},
+        "worker-task-role": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadRawBatches",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                    "Resource": f"{raw}/{settings.raw_prefix}*",
+                },
+                {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
+                {
+                    "Sid": "WriteStaging",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject"],
+                    "Resource": f"{staging}/{settings.staging_prefix}*",
+                },
+                {"Sid": "ListStaging", **listing(staging, settings.staging_prefix)},
+            ],
+        },
         # The SQS bridge's ECS task role: read the queue, confirm objects, dead-letter what it cannot parse.
-        "bridge-task-role": {"Version": "2012-10-17", "Statement": [
-            {"Sid": "ConsumeEvents", "Effect": "Allow",
-             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes",
-                        "sqs:ChangeMessageVisibility"], "Resource": queue},
-            {"Sid": "DeadLetter", "Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"], "Resource": dlq},
-            {"Sid": "ConfirmObjects", "Effect": "Allow", "Action": ["s3:GetObject"],  # HEAD needs GetObject
-             "Resource": f"{raw}/{settings.raw_prefix}*"},
-        ]},
+        "bridge-task-role": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ConsumeEvents",
+                    "Effect": "Allow",
+                    "Action": [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueUrl",
+                        "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility",
+                    ],
+                    "Resource": queue,
+                },
+                {
+                    "Sid": "DeadLetter",
+                    "Effect": "Allow",
+                    "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+                    "Resource": dlq,
+                },
+                {
+                    "Sid": "ConfirmObjects",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],  # HEAD needs GetObject
+                    "Resource": f"{raw}/{settings.raw_prefix}*",
+                },
+            ],
+        },
         # The role attached to the Redshift cluster (REDSHIFT_IAM_ROLE_ARN): COPY reads staged Parquet only.
-        "redshift-copy-role": {"Version": "2012-10-17", "Statement": [
-            {"Sid": "ReadStagedParquet", "Effect": "Allow", "Action": ["s3:GetObject"],
-             "Resource": f"{staging}/{settings.staging_prefix}*"},
-            {"Sid": "ListStagedParquet", **listing(staging, settings.staging_prefix)},
-        ]},
+        "redshift-copy-role": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadStagedParquet",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": f"{staging}/{settings.staging_prefix}*",
+                },
+                {"Sid": "ListStagedParquet", **listing(staging, settings.staging_prefix)},
+            ],
+        },
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["ensure", "policies"])
-    parser.add_argument("--visibility-timeout", type=int, default=300,
-                        help="seconds a received message stays hidden (longer than the bridge needs per message)")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=300,
+        help="seconds a received message stays hidden (longer than the bridge needs per message)",
+    )
     args = parser.parse_args()
     # The warehouse is not needed here; a placeholder keeps one Settings type for everything.
-    settings = Settings.from_env({**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")})
+    settings = Settings.from_env(
+        {**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")}
+    )
     if args.command == "ensure":
         created = ensure_event_resources(
-            endpoint_url=settings.aws_endpoint_url, region=settings.aws_region,
-            raw_bucket=settings.raw_bucket, raw_prefix=settings.raw_prefix, staging_bucket=settings.staging_bucket,
-            queue_name=settings.queue_name, dlq_name=settings.dlq_name, visibility_timeout=args.visibility_timeout,
+            endpoint_url=settings.aws_endpoint_url,
+            region=settings.aws_region,
+            raw_bucket=settings.raw_bucket,
+            raw_prefix=settings.raw_prefix,
+            staging_bucket=settings.staging_bucket,
+            queue_name=settings.queue_name,
+            dlq_name=settings.dlq_name,
+            visibility_timeout=args.visibility_timeout,
         )
         print(json.dumps(created, indent=2))
     else:

@@ -35,8 +35,16 @@ def _queue_arn(sqs, url: str) -> str:
 
 
 def ensure_event_resources(
-    *, endpoint_url: str | None, region: str, raw_bucket: str, raw_prefix: str, staging_bucket: str,
-    queue_name: str, dlq_name: str, visibility_timeout: int = 60, max_receive_count: int = 5,
+    *,
+    endpoint_url: str | None,
+    region: str,
+    raw_bucket: str,
+    raw_prefix: str,
+    staging_bucket: str,
+    queue_name: str,
+    dlq_name: str,
+    visibility_timeout: int = 60,
+    max_receive_count: int = 5,
 ) -> dict[str, str]:
     s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
     sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
@@ -49,28 +57,37 @@ def ensure_event_resources(
     queue_arn = _queue_arn(sqs, queue_url)
     policy = {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "AllowRawBucketNotifications",
-            "Effect": "Allow",
-            "Principal": {"Service": "s3.amazonaws.com"},
-            "Action": "sqs:SendMessage",
-            "Resource": queue_arn,
-            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{raw_bucket}"}},
-        }],
+        "Statement": [
+            {
+                "Sid": "AllowRawBucketNotifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{raw_bucket}"}},
+            }
+        ],
     }
-    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
-        # Longer than one ingest takes to hand over, so a message is not redelivered while in flight.
-        "VisibilityTimeout": str(visibility_timeout),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
-        "Policy": json.dumps(policy),
-    })
+    sqs.set_queue_attributes(
+        QueueUrl=queue_url,
+        Attributes={
+            # Longer than one ingest takes to hand over, so a message is not redelivered while in flight.
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+            "Policy": json.dumps(policy),
+        },
+    )
     s3.put_bucket_notification_configuration(
         Bucket=raw_bucket,
-        NotificationConfiguration={"QueueConfigurations": [{
-            "Id": "raw-objects-to-ingest-queue",
-            "QueueArn": queue_arn,
-            "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}},
-        }]},
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "raw-objects-to-ingest-queue",
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}},
+                }
+            ]
+        },
     )
     return {"queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url, "dlq_arn": dlq_arn}

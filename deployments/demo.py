@@ -36,8 +36,9 @@ def demo_batches() -> list[tuple[str, bytes, str]]:
     batches = [(SAMPLE_ZIP.name, SAMPLE_ZIP.read_bytes(), "the real sample batch")]
     for step, factor in ((1, 1.02), (2, 1.05), (3, 1.03)):
         hour = base + timedelta(hours=step)
-        body = derived_batch(records, hour, rent_factor=factor, modified=hour - timedelta(minutes=20),
-                             seed=step, new_listings=3 * step)
+        body = derived_batch(
+            records, hour, rent_factor=factor, modified=hour - timedelta(minutes=20), seed=step, new_listings=3 * step
+        )
         batches.append((batch_name(hour) + ".zip", body, f"rents x{factor}, {3 * step} new listings"))
     late_hour = base - timedelta(hours=1)
     late = derived_batch(records, late_hour, rent_factor=0.97, modified=datetime(2019, 1, 10, tzinfo=UTC), seed=9)
@@ -53,9 +54,13 @@ def wait_for_ledger(engine, schema: str, key: str, etag: str, timeout: float = 1
     deadline = time.monotonic() + timeout
     while True:
         with engine.connect() as conn:
-            row = conn.execute(sa.text(
-                f"SELECT status, fact_inserted, fact_updated, fact_stale, rejected_count, error "
-                f"FROM {schema}.load_ledger WHERE key = :k AND etag = :e"), {"k": key, "e": etag}).first()
+            row = conn.execute(
+                sa.text(
+                    f"SELECT status, fact_inserted, fact_updated, fact_stale, rejected_count, error "
+                    f"FROM {schema}.load_ledger WHERE key = :k AND etag = :e"
+                ),
+                {"k": key, "e": etag},
+            ).first()
         if row is not None and row.status in ("loaded", "parked"):
             return row
         if time.monotonic() >= deadline:
@@ -69,20 +74,29 @@ def wait_until_idle(timeout: float = 120.0) -> None:
     Only ingest-file runs: the catch-up's hourly runs are always scheduled ahead."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
 
-    active = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-        any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING])))
+    active = FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING])
+        )
+    )
     ingest = FlowFilter(name=FlowFilterName(any_=["ingest-file"]))
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while client.read_flow_runs(flow_filter=ingest, flow_run_filter=active):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(client.read_flow_runs(flow_filter=ingest, flow_run_filter=active))} "
-                                   f"ingest-file runs still scheduled, pending or running after {timeout:.0f} s "
-                                   "(see .local/logs/worker.log)")
+                raise TimeoutError(
+                    f"{len(client.read_flow_runs(flow_filter=ingest, flow_run_filter=active))} "
+                    f"ingest-file runs still scheduled, pending or running after {timeout:.0f} s "
+                    "(see .local/logs/worker.log)"
+                )
             time.sleep(0.5)
 
 
@@ -90,9 +104,13 @@ def wait_until_forwarded(sqs, queue_url: str, timeout: float = 60.0) -> None:
     """Wait until the bridge has posted (and deleted) every notification on the queue."""
     deadline = time.monotonic() + timeout
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    while any(int(v) for v in sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"].values()):
+    while any(
+        int(v) for v in sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"].values()
+    ):
         if time.monotonic() > deadline:
-            raise SystemExit(f"the bridge left notifications on the queue for {timeout:.0f} s: see .local/logs/bridge.log")
+            raise SystemExit(
+                f"the bridge left notifications on the queue for {timeout:.0f} s: see .local/logs/bridge.log"
+            )
         time.sleep(0.3)
 
 
@@ -104,7 +122,8 @@ def runs_of(key: str, etag: str, since: datetime) -> list:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])),
-            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)))
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)),
+        )
     return [r for r in runs if r.parameters.get("key") == key and r.parameters.get("etag") == etag]
 
 
@@ -112,8 +131,10 @@ def what_a_repeat_did(key: str, etag: str, since: datetime) -> str:
     """An upload of a version the ledger already has: did Prefect drop its event, or did a run skip it?"""
     runs = runs_of(key, etag, since)
     if not runs:
-        return ("no run: the bridge sent the same event id as the first upload's (uuid5 of URI and ETag) "
-                "and Prefect dropped the repeat")
+        return (
+            "no run: the bridge sent the same event id as the first upload's (uuid5 of URI and ETag) "
+            "and Prefect dropped the repeat"
+        )
     names = ", ".join(f"{r.name!r} {r.state.name if r.state else '?'}" for r in runs)
     return f"same ETag: its run ({names}) found the ledger row and wrote nothing"
 
@@ -136,8 +157,10 @@ def main() -> None:
     started = time.perf_counter()
     outcomes = []
     batches = demo_batches()
-    print(f"\n== uploading {len(batches)} batches to s3://{settings.raw_bucket}/{settings.raw_prefix}; "
-          "S3 notifies SQS, the bridge emits Prefect events, the worker runs ingest-file\n")
+    print(
+        f"\n== uploading {len(batches)} batches to s3://{settings.raw_bucket}/{settings.raw_prefix}; "
+        "S3 notifies SQS, the bridge emits Prefect events, the worker runs ingest-file\n"
+    )
     for name, body, what in batches:
         key = f"{settings.raw_prefix}{name}"
         # A single-part upload's ETag is the MD5 of its bytes: we know before uploading whether the
@@ -158,21 +181,43 @@ def main() -> None:
         elif row.status == "parked":
             outcomes.append((name, "PARKED", latency, row.error or "", what))
         else:
-            outcomes.append((name, "loaded", latency, f"+{row.fact_inserted} new, {row.fact_updated} updated, "
-                             f"{row.fact_stale} older kept as history, {row.rejected_count} rejected", what))
+            outcomes.append(
+                (
+                    name,
+                    "loaded",
+                    latency,
+                    f"+{row.fact_inserted} new, {row.fact_updated} updated, "
+                    f"{row.fact_stale} older kept as history, {row.rejected_count} rejected",
+                    what,
+                )
+            )
 
     wait_until_idle()  # the runs it caused have finished (their lineage and state), not only their loads
     with engine.connect() as conn:
-        counts = {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {schema}.{t}")).scalar_one()
-                  for t in ("fact_flats", "flat_snapshots", "dim_address", "dim_city", "dim_agency",
-                            "rejected_records", "load_ledger")}
-        history = conn.execute(sa.text(
-            f"SELECT batch_hour, base_rent FROM {schema}.flat_snapshots WHERE listing_id = 56906504 ORDER BY batch_hour"
-        )).all()
-        known = conn.execute(sa.text(
-            f"""SELECT c.city, a.quarter, a.postcode, f.base_rent FROM {schema}.fact_flats f
+        counts = {
+            t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {schema}.{t}")).scalar_one()
+            for t in (
+                "fact_flats",
+                "flat_snapshots",
+                "dim_address",
+                "dim_city",
+                "dim_agency",
+                "rejected_records",
+                "load_ledger",
+            )
+        }
+        history = conn.execute(
+            sa.text(
+                f"SELECT batch_hour, base_rent FROM {schema}.flat_snapshots WHERE listing_id = 56906504 ORDER BY batch_hour"
+            )
+        ).all()
+        known = conn.execute(
+            sa.text(
+                f"""SELECT c.city, a.quarter, a.postcode, f.base_rent FROM {schema}.fact_flats f
                 JOIN {schema}.dim_address a ON a.address_id = f.address_id
-                JOIN {schema}.dim_city c ON c.city_id = a.city_id WHERE f.listing_id = 56906504""")).first()
+                JOIN {schema}.dim_city c ON c.city_id = a.city_id WHERE f.listing_id = 56906504"""
+            )
+        ).first()
 
     print(f"{'file':45} {'status':8} {'upload→rows':>11}  detail")
     for name, status, seconds, detail, what in outcomes:
@@ -186,7 +231,9 @@ def main() -> None:
     for table, count in counts.items():
         print(f"  {table:18} {count:6}")
     if known:
-        print(f"\nlisting 56906504: {known.city} / {known.quarter} / {known.postcode}, current base rent {known.base_rent}")
+        print(
+            f"\nlisting 56906504: {known.city} / {known.quarter} / {known.postcode}, current base rent {known.base_rent}"
+        )
         print("  rent history: " + ", ".join(f"{h:%Y-%m-%d %H:00} {r}" for h, r in history))
     ui = os.environ.get("PREFECT_UI_URL") or os.environ["PREFECT_API_URL"].removesuffix("/api")
     print(f"\nPrefect UI: {ui}/runs  (flow 'ingest-file'; each run has lineage artifacts: {ui}/artifacts)")

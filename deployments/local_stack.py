@@ -52,6 +52,7 @@ LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
 
 # ---- small process and network helpers --------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -163,8 +164,10 @@ def _format_env(env: dict[str, str]) -> str:
     deployment run` without PREFECT_API_URL would start a temporary server of its own)."""
     for key, value in env.items():
         if not value or any(ch.isspace() or ch in "\"'$`\\;&|<>()" for ch in value):
-            raise ValueError(f"{key}={value!r} cannot be written unquoted to the env file "
-                             f"(move the checkout or --root to a path without spaces or shell characters)")
+            raise ValueError(
+                f"{key}={value!r} cannot be written unquoted to the env file "
+                f"(move the checkout or --root to a path without spaces or shell characters)"
+            )
     return "".join(f"export {key}={value}\n" for key, value in sorted(env.items()))
 
 
@@ -197,6 +200,7 @@ def _pg_bin() -> Path:
 
 
 # ---- the stack --------------------------------------------------------------------------------
+
 
 class LocalStack:
     """One stack rooted at a directory: `env`, `logs/`, `run/` (pid files), `pgdata/`, `prefect/`."""
@@ -274,8 +278,13 @@ class LocalStack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> int:
         with (self.log_dir / f"{name}.log").open("ab") as out:
             process = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.root, start_new_session=True,  # outlive `make up`, and stop as a group
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.root,
+                start_new_session=True,  # outlive `make up`, and stop as a group
             )
         self._write_pid(name, process.pid)
         return process.pid
@@ -320,13 +329,18 @@ class LocalStack:
 
         with _environ(LOCAL_CREDENTIALS):  # never sign requests to moto with whatever real keys are exported
             ensure_event_resources(
-                endpoint_url=env["AWS_ENDPOINT_URL"], region=REGION,
-                raw_bucket=env["ETL_RAW_BUCKET"], raw_prefix=env["ETL_RAW_PREFIX"],
-                staging_bucket=env["ETL_STAGING_BUCKET"], queue_name=env["ETL_QUEUE_NAME"],
+                endpoint_url=env["AWS_ENDPOINT_URL"],
+                region=REGION,
+                raw_bucket=env["ETL_RAW_BUCKET"],
+                raw_prefix=env["ETL_RAW_PREFIX"],
+                staging_bucket=env["ETL_STAGING_BUCKET"],
+                queue_name=env["ETL_QUEUE_NAME"],
                 dlq_name=env["ETL_DLQ_NAME"],
             )
-        self._say(f"buckets {env['ETL_RAW_BUCKET']}, {env['ETL_STAGING_BUCKET']}; queue {env['ETL_QUEUE_NAME']} "
-                  f"(DLQ {env['ETL_DLQ_NAME']}) notified of {env['ETL_RAW_BUCKET']}/{env['ETL_RAW_PREFIX']}*")
+        self._say(
+            f"buckets {env['ETL_RAW_BUCKET']}, {env['ETL_STAGING_BUCKET']}; queue {env['ETL_QUEUE_NAME']} "
+            f"(DLQ {env['ETL_DLQ_NAME']}) notified of {env['ETL_RAW_BUCKET']}/{env['ETL_RAW_PREFIX']}*"
+        )
 
     # ---- S3 across restarts (moto keeps it in memory) -------------------------------------------
     def _save_s3(self) -> None:
@@ -337,12 +351,16 @@ class LocalStack:
         failed = self.s3_snapshot / "snapshot-failed"
         if not self._moto_healthy(previous.get("LOCAL_MOTO_PORT")):
             if self._pid_file("moto").exists():
-                self._say("WARNING: moto is not running, so S3 could not be saved; the next `make up` will say "
-                          "what the warehouse's ledger lost")
+                self._say(
+                    "WARNING: moto is not running, so S3 could not be saved; the next `make up` will say "
+                    "what the warehouse's ledger lost"
+                )
             return
         try:
             report = take_snapshot(
-                previous["AWS_ENDPOINT_URL"], REGION, self.s3_snapshot,
+                previous["AWS_ENDPOINT_URL"],
+                REGION,
+                self.s3_snapshot,
                 queues=[previous[key] for key in ("ETL_QUEUE_NAME", "ETL_DLQ_NAME") if previous.get(key)],
                 source={"root": str(self.root)},
             )
@@ -352,8 +370,10 @@ class LocalStack:
             self._say(f"WARNING: saving S3 failed ({error}); the next `make up` restores an older snapshot, if any")
             return
         failed.unlink(missing_ok=True)
-        self._say(f"saved S3: {report.objects} objects ({report.bytes / 1e6:.1f} MB) in {report.buckets} buckets, "
-                  f"{report.messages} queued messages, to {self.s3_snapshot} ({report.seconds:.1f} s)")
+        self._say(
+            f"saved S3: {report.objects} objects ({report.bytes / 1e6:.1f} MB) in {report.buckets} buckets, "
+            f"{report.messages} queued messages, to {self.s3_snapshot} ({report.seconds:.1f} s)"
+        )
         for warning in report.warnings:
             self._say(f"WARNING: {warning}")
 
@@ -376,8 +396,10 @@ class LocalStack:
                 self._say(f"WARNING: S3 starts empty: {loss}, and there is no snapshot to restore")
             return None
         report = restore_objects(env["AWS_ENDPOINT_URL"], REGION, self.s3_snapshot, manifest)
-        self._say(f"restored S3 as `make down` saved it at {manifest['taken_at']}: {report.objects} objects "
-                  f"({report.bytes / 1e6:.1f} MB) in {report.buckets} buckets, same ETags ({report.seconds:.1f} s)")
+        self._say(
+            f"restored S3 as `make down` saved it at {manifest['taken_at']}: {report.objects} objects "
+            f"({report.bytes / 1e6:.1f} MB) in {report.buckets} buckets, same ETags ({report.seconds:.1f} s)"
+        )
         if loss:
             self._say(f"WARNING: that snapshot is older than S3 was: {loss}; objects written after it are lost")
         for warning in report.warnings:
@@ -395,8 +417,9 @@ class LocalStack:
         from deployments.s3_snapshot import loaded_but_missing
 
         try:
-            missing, examples = loaded_but_missing(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"],
-                                                   env["AWS_ENDPOINT_URL"], REGION)
+            missing, examples = loaded_but_missing(
+                env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"], env["AWS_ENDPOINT_URL"], REGION
+            )
         except Exception as error:  # noqa: BLE001 - a check, not a reason to fail `make up`
             self._say(f"WARNING: could not compare the ledger with S3: {error}")
             return
@@ -406,10 +429,14 @@ class LocalStack:
             return
         why = loss or "`make down` saved no S3 snapshot (the stack was stopped by a version that did not save S3?)"
         self._say(f"WARNING: S3 WAS LOST: {why}.")
-        self._say(f"WARNING: the warehouse ledger ({env['WAREHOUSE_SCHEMA']}.load_ledger) shows {missing} loaded "
-                  f"object(s) that are not in S3, e.g. {', '.join(examples)}: reruns and catch-up cannot read them.")
-        self._say("WARNING: upload them again, or run `make reset` (deletes the warehouse, Prefect's database and "
-                  "the S3 snapshot) and `make up` to start from empty.")
+        self._say(
+            f"WARNING: the warehouse ledger ({env['WAREHOUSE_SCHEMA']}.load_ledger) shows {missing} loaded "
+            f"object(s) that are not in S3, e.g. {', '.join(examples)}: reruns and catch-up cannot read them."
+        )
+        self._say(
+            "WARNING: upload them again, or run `make reset` (deletes the warehouse, Prefect's database and "
+            "the S3 snapshot) and `make up` to start from empty."
+        )
 
     # ---- PostgreSQL --------------------------------------------------------------------------
     def _pg_user(self) -> str | None:
@@ -455,8 +482,12 @@ class LocalStack:
     def _initdb(self, user: str | None) -> None:
         self._pg_owned(self.pg_data, user)
         self.pg_data.chmod(0o700)
-        done = self._pg_run("initdb", ["-D", str(self.pg_data), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
-                            user, capture_output=True)
+        done = self._pg_run(
+            "initdb",
+            ["-D", str(self.pg_data), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+            user,
+            capture_output=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         self._say(f"initialised PostgreSQL data directory {self.pg_data}")
@@ -470,10 +501,25 @@ class LocalStack:
         self._pg_owned(log, user)
         # pg_ctl's own output goes to a file, not a pipe: a pipe held open by the postmaster hangs the caller.
         with (self.log_dir / "pg_ctl.log").open("ab") as out:
-            started = self._pg_run("pg_ctl", [
-                "-D", str(self.pg_data), "-w", "-t", "60", "-l", str(log),
-                "-o", f"-h 127.0.0.1 -p {port} -k {socket_dir}", "start",
-            ], user, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            started = self._pg_run(
+                "pg_ctl",
+                [
+                    "-D",
+                    str(self.pg_data),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(log),
+                    "-o",
+                    f"-h 127.0.0.1 -p {port} -k {socket_dir}",
+                    "start",
+                ],
+                user,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         if started.returncode != 0:
             raise RuntimeError(f"PostgreSQL did not start{_log_tail(log)}{_log_tail(self.log_dir / 'pg_ctl.log', 10)}")
 
@@ -508,8 +554,9 @@ class LocalStack:
         stopped = False
         if (self.pg_data / "PG_VERSION").exists():
             user = PG_SYSTEM_USER if os.geteuid() == 0 else None
-            done = self._pg_run("pg_ctl", ["-D", str(self.pg_data), "-m", "fast", "-w", "stop"], user,
-                                capture_output=True)
+            done = self._pg_run(
+                "pg_ctl", ["-D", str(self.pg_data), "-m", "fast", "-w", "stop"], user, capture_output=True
+            )
             stopped = done.returncode == 0
             if stopped:
                 self._say("stopped PostgreSQL")
@@ -526,8 +573,10 @@ class LocalStack:
         try:
             from berlin_rentals.warehouse.ddl import create_warehouse
         except ImportError as error:
-            self._say(f"WARNING: warehouse schema not created: berlin_rentals.warehouse.ddl.create_warehouse "
-                      f"is not importable ({error})")
+            self._say(
+                f"WARNING: warehouse schema not created: berlin_rentals.warehouse.ddl.create_warehouse "
+                f"is not importable ({error})"
+            )
             return
         added = create_warehouse(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"])
         if added:
@@ -540,23 +589,26 @@ class LocalStack:
         # The server must not point at another API, nor at a database someone exported for theirs.
         for key in ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL"):
             env.pop(key, None)
-        env.update({
-            "PREFECT_HOME": str(self.root / "prefect"),  # its SQLite database lives here
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "true",
-            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-            # The UI asks /ui-settings where its API is; without these it answers Prefect's default
-            # 127.0.0.1:4200, not the port this server listens on, and shows no runs (or another
-            # server's). `--port` alone does not change what the UI is told.
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
-        })
+        env.update(
+            {
+                "PREFECT_HOME": str(self.root / "prefect"),  # its SQLite database lives here
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_ENABLED": "true",
+                "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+                # The UI asks /ui-settings where its API is; without these it answers Prefect's default
+                # 127.0.0.1:4200, not the port this server listens on, and shows no runs (or another
+                # server's). `--port` alone does not change what the UI is told.
+                "PREFECT_SERVER_API_HOST": "127.0.0.1",
+                "PREFECT_SERVER_API_PORT": str(port),
+                "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+            }
+        )
         return env
 
     def _prefect_healthy(self, port: str | None) -> bool:
-        return (bool(port) and self._running_pid("prefect") is not None
-                and _http_ok(f"http://127.0.0.1:{port}/api/health"))
+        return (
+            bool(port) and self._running_pid("prefect") is not None and _http_ok(f"http://127.0.0.1:{port}/api/health")
+        )
 
     def _start_prefect(self, remembered: str | None) -> int:
         if self._prefect_healthy(remembered):
@@ -585,12 +637,18 @@ class LocalStack:
     def _deploy(self, env: dict[str, str]) -> None:
         runtime = self._runtime_env(env)
         prefect = str(self.bin / "prefect")
-        pool = subprocess.run([prefect, "work-pool", "create", env["ETL_WORK_POOL"], "--type", "process",
-                               "--overwrite"], env=runtime, cwd=REPO, capture_output=True, text=True)
+        pool = subprocess.run(
+            [prefect, "work-pool", "create", env["ETL_WORK_POOL"], "--type", "process", "--overwrite"],
+            env=runtime,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         if pool.returncode != 0:
             raise RuntimeError(f"prefect work-pool create failed:\n{pool.stdout[-3000:]}\n{pool.stderr[-3000:]}")
-        deployed = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], env=runtime, cwd=REPO,
-                                  capture_output=True, text=True)
+        deployed = subprocess.run(
+            [prefect, "--no-prompt", "deploy", "--all"], env=runtime, cwd=REPO, capture_output=True, text=True
+        )
         if deployed.returncode != 0:
             raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-3000:]}\n{deployed.stderr[-3000:]}")
         self._say(f"deployed ingest-file (S3 event trigger) and catch-up (hourly) to pool {env['ETL_WORK_POOL']}")
@@ -599,19 +657,35 @@ class LocalStack:
         if self._running_pid("worker"):
             self._say("worker already running")
             return
-        self._spawn("worker", [str(self.bin / "prefect"), "worker", "start", "--pool", env["ETL_WORK_POOL"],
-                               "--type", "process", "--limit", env.get("ETL_WORKER_LIMIT", "4")],
-                    self._runtime_env(env))
+        self._spawn(
+            "worker",
+            [
+                str(self.bin / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                env["ETL_WORK_POOL"],
+                "--type",
+                "process",
+                "--limit",
+                env.get("ETL_WORKER_LIMIT", "4"),
+            ],
+            self._runtime_env(env),
+        )
         self._say(f"worker polling pool {env['ETL_WORK_POOL']} (logs: {self.log_dir / 'worker.log'})")
 
     def _start_bridge(self, env: dict[str, str]) -> None:
         if self._running_pid("bridge"):
             self._say("SQS bridge already running")
             return
-        self._spawn("bridge", [sys.executable, "-m", "deployments.sqs_bridge"],
-                    self._runtime_env(env) | {"PYTHONPATH": str(REPO)})
-        self._say(f"SQS bridge forwarding {env['ETL_QUEUE_NAME']} to Prefect events "
-                  f"(logs: {self.log_dir / 'bridge.log'})")
+        self._spawn(
+            "bridge",
+            [sys.executable, "-m", "deployments.sqs_bridge"],
+            self._runtime_env(env) | {"PYTHONPATH": str(REPO)},
+        )
+        self._say(
+            f"SQS bridge forwarding {env['ETL_QUEUE_NAME']} to Prefect events (logs: {self.log_dir / 'bridge.log'})"
+        )
 
     def deploy(self) -> None:
         """Create the work pool and deploy prefect.yaml (what `make up` does after the server is up)."""
@@ -657,18 +731,23 @@ class LocalStack:
                 self._say("WAREHOUSE_URL is set: using that database, not starting PostgreSQL")
             elif "postgres" in self.services:
                 port = self._start_postgres(previous.get("LOCAL_PG_PORT"))
-                env |= {"LOCAL_PG_PORT": str(port),
-                        "WAREHOUSE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals",
-                        # the same database as a plain libpq URL, for psql and other tools (`make sql`)
-                        "WAREHOUSE_PSQL_URL": f"postgresql://postgres@127.0.0.1:{port}/rentals"}
+                env |= {
+                    "LOCAL_PG_PORT": str(port),
+                    "WAREHOUSE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals",
+                    # the same database as a plain libpq URL, for psql and other tools (`make sql`)
+                    "WAREHOUSE_PSQL_URL": f"postgresql://postgres@127.0.0.1:{port}/rentals",
+                }
             if "WAREHOUSE_URL" in env:
                 self._ensure_warehouse(env)
                 if moto_started:
                     self._check_ledger_against_s3(env, loss)
             if "prefect" in self.services:
                 port = self._start_prefect(previous.get("LOCAL_PREFECT_PORT"))
-                env |= {"LOCAL_PREFECT_PORT": str(port), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-                        "PREFECT_UI_URL": f"http://127.0.0.1:{port}"}
+                env |= {
+                    "LOCAL_PREFECT_PORT": str(port),
+                    "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+                    "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+                }
             # Before the worker and the bridge: start_service() reads their settings from this file.
             self._write_env(env)
             if "prefect" in self.services and "worker" in self.services:
@@ -708,8 +787,13 @@ class LocalStack:
         self._phase = "reset"
         deleted = []
         with self._locked():
-            for path in (self.pg_data, self.root / "prefect", self.s3_snapshot, self.log_dir,
-                         self.run_dir / "pgsocket"):
+            for path in (
+                self.pg_data,
+                self.root / "prefect",
+                self.s3_snapshot,
+                self.log_dir,
+                self.run_dir / "pgsocket",
+            ):
                 if path.exists():
                     shutil.rmtree(path)
                     deleted.append(path.name)
@@ -717,8 +801,9 @@ class LocalStack:
                 pid_file.unlink()
         if self._previous().get("WAREHOUSE_URL") and not self._previous().get("LOCAL_PG_PORT"):
             self._say("WAREHOUSE_URL points at a database of your own: it was not touched")
-        self._say(f"deleted {', '.join(deleted) or 'nothing (no state)'} in {self.root}; "
-                  "the next `make up` starts from empty")
+        self._say(
+            f"deleted {', '.join(deleted) or 'nothing (no state)'} in {self.root}; the next `make up` starts from empty"
+        )
 
     def status(self) -> dict[str, bool]:
         """Service name -> healthy, for the services the env file knows of (and worker/bridge if started)."""
@@ -765,8 +850,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "reset"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where state, logs and env live")
-    parser.add_argument("--services", default=",".join(SERVICES),
-                        help=f"comma-separated subset of {','.join(SERVICES)} (up only)")
+    parser.add_argument(
+        "--services", default=",".join(SERVICES), help=f"comma-separated subset of {','.join(SERVICES)} (up only)"
+    )
     args = parser.parse_args(argv)
     stack = LocalStack(args.root, services=tuple(s for s in args.services.split(",") if s))
     try:

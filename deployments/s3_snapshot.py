@@ -49,8 +49,14 @@ def _clients(endpoint_url: str, region: str):
 
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=THREADS * 2)
     # moto accepts any key: never sign requests to it with real credentials someone exported.
-    common = dict(endpoint_url=endpoint_url, region_name=region, config=config,
-                  aws_access_key_id="testing", aws_secret_access_key="testing", aws_session_token=None)
+    common = dict(
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=config,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        aws_session_token=None,
+    )
     return boto3.client("s3", **common), boto3.client("sqs", **common)
 
 
@@ -89,6 +95,7 @@ class Report:
 
 # ---- snapshot --------------------------------------------------------------------------------
 
+
 def _save_object(s3, bucket: str, key: str, objects_dir: Path) -> tuple[dict[str, Any], str | None]:
     """Download one object to objects/<sha256>; its manifest entry, and a warning if its ETag will not survive."""
     response = s3.get_object(Bucket=bucket, Key=key)
@@ -105,8 +112,12 @@ def _save_object(s3, bucket: str, key: str, objects_dir: Path) -> tuple[dict[str
     else:
         os.replace(out.name, body)
     entry: dict[str, Any] = {
-        "key": key, "etag": etag, "size": response["ContentLength"], "sha256": sha.hexdigest(),
-        "last_modified": response["LastModified"].isoformat(), "metadata": response.get("Metadata", {}),
+        "key": key,
+        "etag": etag,
+        "size": response["ContentLength"],
+        "sha256": sha.hexdigest(),
+        "last_modified": response["LastModified"].isoformat(),
+        "metadata": response.get("Metadata", {}),
         "headers": {name: response[name] for name in KEPT_HEADERS if response.get(name)},
         "parts": None,
     }
@@ -116,7 +127,8 @@ def _save_object(s3, bucket: str, key: str, objects_dir: Path) -> tuple[dict[str
         first = s3.head_object(Bucket=bucket, Key=key, PartNumber=1)
         count = int(first.get("PartsCount") or 1)
         sizes = [first["ContentLength"]] + [
-            s3.head_object(Bucket=bucket, Key=key, PartNumber=n)["ContentLength"] for n in range(2, count + 1)]
+            s3.head_object(Bucket=bucket, Key=key, PartNumber=n)["ContentLength"] for n in range(2, count + 1)
+        ]
         entry["parts"] = sizes
         digests = []
         with body.open("rb") as source:
@@ -125,7 +137,9 @@ def _save_object(s3, bucket: str, key: str, objects_dir: Path) -> tuple[dict[str
         if multipart_etag(digests) != etag:
             warning = f"s3://{bucket}/{key}: multipart ETag {etag} is not the MD5 of its {count} parts; a restore gives a new one"
     elif md5.hexdigest() != etag:
-        warning = f"s3://{bucket}/{key}: ETag {etag} is not the MD5 of its bytes (encrypted?); a restore gives a new one"
+        warning = (
+            f"s3://{bucket}/{key}: ETag {etag} is not the MD5 of its bytes (encrypted?); a restore gives a new one"
+        )
     return entry, warning
 
 
@@ -139,16 +153,22 @@ def _drain_queue(sqs, name: str) -> tuple[list[dict[str, Any]], int]:
     in_flight = int(attributes["Attributes"].get("ApproximateNumberOfMessagesNotVisible", 0))
     saved: list[dict[str, Any]] = []
     while True:
-        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                       VisibilityTimeout=3600, MessageAttributeNames=["All"]).get("Messages", [])
+        received = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            VisibilityTimeout=3600,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
         if not received:
             return saved, in_flight
         for message in received:
             saved.append({"body": message["Body"], "message_attributes": message.get("MessageAttributes", {})})
 
 
-def take_snapshot(endpoint_url: str, region: str, folder: Path, queues: Iterable[str] = (),
-                  source: dict[str, Any] | None = None) -> Report:
+def take_snapshot(
+    endpoint_url: str, region: str, folder: Path, queues: Iterable[str] = (), source: dict[str, Any] | None = None
+) -> Report:
     """Save every bucket of the moto server at endpoint_url, and the messages on `queues`, to folder.
 
     The manifest is replaced atomically once every body is on disk, so an interrupted snapshot leaves
@@ -163,8 +183,11 @@ def take_snapshot(endpoint_url: str, region: str, folder: Path, queues: Iterable
         for bucket in s3.list_buckets().get("Buckets", []):
             name = bucket["Name"]
             location = s3.get_bucket_location(Bucket=name).get("LocationConstraint") or "us-east-1"
-            keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name)
-                    for item in page.get("Contents", [])]
+            keys = [
+                item["Key"]
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name)
+                for item in page.get("Contents", [])
+            ]
             saved = list(pool.map(lambda key, name=name: _save_object(s3, name, key, objects_dir), keys))
             entries = [entry for entry, _ in saved]
             report.warnings += [warning for _, warning in saved if warning]
@@ -178,10 +201,19 @@ def take_snapshot(endpoint_url: str, region: str, folder: Path, queues: Iterable
         messages[name] = saved_messages
         report.messages += len(saved_messages)
         if in_flight:
-            report.warnings.append(f"queue {name}: {in_flight} message(s) in flight (received, not deleted) are not "
-                                   "kept; an object they announced is still found by the catch-up")
-    manifest = {"format": FORMAT, "taken_at": _now(), "endpoint": endpoint_url, "source": source or {},
-                "buckets": buckets, "queues": messages, "warnings": report.warnings}
+            report.warnings.append(
+                f"queue {name}: {in_flight} message(s) in flight (received, not deleted) are not "
+                "kept; an object they announced is still found by the catch-up"
+            )
+    manifest = {
+        "format": FORMAT,
+        "taken_at": _now(),
+        "endpoint": endpoint_url,
+        "source": source or {},
+        "buckets": buckets,
+        "queues": messages,
+        "warnings": report.warnings,
+    }
     partial = folder / "manifest.json.partial"
     partial.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
     partial.replace(folder / "manifest.json")
@@ -195,6 +227,7 @@ def take_snapshot(endpoint_url: str, region: str, folder: Path, queues: Iterable
 
 # ---- restore ---------------------------------------------------------------------------------
 
+
 def _restore_object(s3, bucket: str, entry: dict[str, Any], objects_dir: Path) -> str | None:
     """Put one object back; a warning if its ETag is not the one it had."""
     body = objects_dir / entry["sha256"]
@@ -204,11 +237,13 @@ def _restore_object(s3, bucket: str, entry: dict[str, Any], objects_dir: Path) -
         parts = []
         with body.open("rb") as source:
             for number, size in enumerate(entry["parts"], start=1):
-                part = s3.upload_part(Bucket=bucket, Key=entry["key"], UploadId=upload, PartNumber=number,
-                                      Body=source.read(size))
+                part = s3.upload_part(
+                    Bucket=bucket, Key=entry["key"], UploadId=upload, PartNumber=number, Body=source.read(size)
+                )
                 parts.append({"PartNumber": number, "ETag": part["ETag"]})
-        etag = s3.complete_multipart_upload(Bucket=bucket, Key=entry["key"], UploadId=upload,
-                                            MultipartUpload={"Parts": parts})["ETag"]
+        etag = s3.complete_multipart_upload(
+            Bucket=bucket, Key=entry["key"], UploadId=upload, MultipartUpload={"Parts": parts}
+        )["ETag"]
     else:
         with body.open("rb") as source:
             etag = s3.put_object(Bucket=bucket, Key=entry["key"], Body=source, **extra)["ETag"]
@@ -229,9 +264,13 @@ def restore_objects(endpoint_url: str, region: str, folder: Path, manifest: dict
         for bucket in manifest["buckets"]:
             name, location = bucket["name"], bucket["region"]
             if name not in existing:
-                config = {} if location == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": location}}
+                config = (
+                    {} if location == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": location}}
+                )
                 s3.create_bucket(Bucket=name, **config)
-            warnings = pool.map(lambda entry, name=name: _restore_object(s3, name, entry, objects_dir), bucket["objects"])
+            warnings = pool.map(
+                lambda entry, name=name: _restore_object(s3, name, entry, objects_dir), bucket["objects"]
+            )
             report.warnings += [warning for warning in warnings if warning]
             report.buckets += 1
             report.objects += len(bucket["objects"])
@@ -249,14 +288,17 @@ def restore_messages(endpoint_url: str, region: str, manifest: dict[str, Any]) -
             continue
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         for message in messages:
-            attributes = {key: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
-                          for key, value in message["message_attributes"].items()}
+            attributes = {
+                key: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
+                for key, value in message["message_attributes"].items()
+            }
             sqs.send_message(QueueUrl=url, MessageBody=message["body"], MessageAttributes=attributes)
             sent += 1
     return sent
 
 
 # ---- the warehouse's view ----------------------------------------------------------------------
+
 
 def loaded_but_missing(warehouse_url: str, schema: str, endpoint_url: str, region: str) -> tuple[int, list[str]]:
     """Object versions the ledger shows as loaded whose key is not in S3: (how many, a few s3:// URIs)."""
@@ -268,8 +310,9 @@ def loaded_but_missing(warehouse_url: str, schema: str, endpoint_url: str, regio
             if not sa.inspect(conn).has_table("load_ledger", schema=schema):
                 return 0, []
             table = f"{engine.dialect.identifier_preparer.quote_schema(schema)}.load_ledger"
-            rows = conn.execute(sa.text(f"SELECT DISTINCT bucket, key FROM {table} WHERE status = :status"),
-                                {"status": "loaded"}).all()
+            rows = conn.execute(
+                sa.text(f"SELECT DISTINCT bucket, key FROM {table} WHERE status = :status"), {"status": "loaded"}
+            ).all()
     finally:
         engine.dispose()
     if not rows:
@@ -278,8 +321,11 @@ def loaded_but_missing(warehouse_url: str, schema: str, endpoint_url: str, regio
     present: dict[str, set[str]] = {}
     for bucket in sorted({row.bucket for row in rows}):
         try:
-            present[bucket] = {item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-                               for item in page.get("Contents", [])}
+            present[bucket] = {
+                item["Key"]
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for item in page.get("Contents", [])
+            }
         except s3.exceptions.NoSuchBucket:
             present[bucket] = set()
     missing = sorted(f"s3://{row.bucket}/{row.key}" for row in rows if row.key not in present[row.bucket])

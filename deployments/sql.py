@@ -70,10 +70,19 @@ def connection(root: Path | None = None) -> tuple[str, str | None, str | None]:
 
     parsed = sa.make_url(url)
     # postgresql+psycopg:// (SQLAlchemy's) and redshift+redshift_connector:// are libpq's postgresql://.
-    plain = sa.engine.URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
-                                 database=parsed.database, query=parsed.query)
-    return (plain.render_as_string(hide_password=False), parsed.password,
-            settings.get("WAREHOUSE_SCHEMA", "berlin_rentals"))
+    plain = sa.engine.URL.create(
+        "postgresql",
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    )
+    return (
+        plain.render_as_string(hide_password=False),
+        parsed.password,
+        settings.get("WAREHOUSE_SCHEMA", "berlin_rentals"),
+    )
 
 
 def _pg_options(schema: str | None) -> str | None:
@@ -103,6 +112,7 @@ def run_psql(psql: Path, url: str, password: str | None, schema: str | None, com
 
 # ---- the small prompt, when psql is not there -------------------------------------------------
 
+
 def _print_result(cursor) -> None:
     if cursor.description is None:
         print(cursor.statusmessage)
@@ -110,14 +120,20 @@ def _print_result(cursor) -> None:
     names = [column.name for column in cursor.description]
     values = cursor.fetchall()
     rows = [["" if value is None else str(value) for value in row] for row in values]
-    numeric = [all(isinstance(row[i], int | float | Decimal) for row in values if row[i] is not None)
-               for i in range(len(names))]
+    numeric = [
+        all(isinstance(row[i], int | float | Decimal) for row in values if row[i] is not None)
+        for i in range(len(names))
+    ]
     widths = [max([len(name)] + [len(row[i]) for row in rows]) for i, name in enumerate(names)]
-    print(" | ".join(name.ljust(width) for name, width in zip(names, widths)))
+    print(" | ".join(name.ljust(width) for name, width in zip(names, widths, strict=True)))
     print("-+-".join("-" * width for width in widths))
     for row in rows:
-        print(" | ".join(value.rjust(width) if right else value.ljust(width)
-                         for value, width, right in zip(row, widths, numeric)))
+        print(
+            " | ".join(
+                value.rjust(width) if right else value.ljust(width)
+                for value, width, right in zip(row, widths, numeric, strict=True)
+            )
+        )
     print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
 
 
@@ -136,8 +152,9 @@ def _execute(conn, statement: str, params: dict | None = None) -> bool:
         return False
 
 
-def run_python(url: str, password: str | None, schema: str | None, commands: list[str],
-               params: dict | None = None) -> int:
+def run_python(
+    url: str, password: str | None, schema: str | None, commands: list[str], params: dict | None = None
+) -> int:
     import psycopg
 
     with psycopg.connect(url, password=password, options=_pg_options(schema) or "", autocommit=True) as conn:

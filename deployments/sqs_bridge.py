@@ -18,8 +18,9 @@ import os
 import signal
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -73,19 +74,23 @@ def parse_message(body: str) -> list[ObjectCreated]:
     created = []
     for record in _records(document):
         try:
-            if record.get("eventSource") != "aws:s3" or not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            if record.get("eventSource") != "aws:s3" or not str(record.get("eventName", "")).startswith(
+                "ObjectCreated"
+            ):
                 continue
             s3 = record["s3"]
             obj = s3["object"]
             size = obj.get("size")
-            created.append(ObjectCreated(
-                bucket=str(s3["bucket"]["name"]),
-                key=decode_event_key(str(obj["key"])),
-                etag=obj.get("eTag") or obj.get("etag"),
-                size=int(size) if size is not None else None,
-                version_id=obj.get("versionId"),
-                sequencer=obj.get("sequencer"),
-            ))
+            created.append(
+                ObjectCreated(
+                    bucket=str(s3["bucket"]["name"]),
+                    key=decode_event_key(str(obj["key"])),
+                    etag=obj.get("eTag") or obj.get("etag"),
+                    size=int(size) if size is not None else None,
+                    version_id=obj.get("versionId"),
+                    sequencer=obj.get("sequencer"),
+                )
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UnparsableMessage(f"malformed S3 record ({type(exc).__name__}: {exc})") from None
     return created
@@ -106,8 +111,13 @@ def prefect_event(source: SourceObject) -> dict[str, Any]:
             "s3.size": str(source.size),
             "s3.version-id": source.version_id or "",
         },
-        "payload": {"bucket": source.bucket, "key": source.key, "etag": source.etag, "size": source.size,
-                    "version_id": source.version_id},
+        "payload": {
+            "bucket": source.bucket,
+            "key": source.key,
+            "etag": source.etag,
+            "size": source.size,
+            "version_id": source.version_id,
+        },
     }
 
 
@@ -120,7 +130,12 @@ def post_events(api_url: str, events: list[dict], api_key: str | None = None, ti
 
 class Bridge:
     def __init__(
-        self, settings: Settings, *, api_url: str, api_key: str | None = None, wait_seconds: int = 20,
+        self,
+        settings: Settings,
+        *,
+        api_url: str,
+        api_key: str | None = None,
+        wait_seconds: int = 20,
         post: Callable[[list[dict]], None] | None = None,
     ):
         self.settings = settings
@@ -171,17 +186,21 @@ class Bridge:
     def dead_letter(self, message: dict, reason: str) -> None:
         log.error("moved message %s to the DLQ: %s", message.get("MessageId"), reason)
         self.sqs.send_message(
-            QueueUrl=self.dlq_url, MessageBody=message.get("Body", "") or "<empty>",
-            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]},
-                               "source-message-id": {"DataType": "String",
-                                                     "StringValue": message.get("MessageId", "unknown")}},
+            QueueUrl=self.dlq_url,
+            MessageBody=message.get("Body", "") or "<empty>",
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason[:1000]},
+                "source-message-id": {"DataType": "String", "StringValue": message.get("MessageId", "unknown")},
+            },
         )
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         self.stats["dead_lettered"] += 1
 
     def poll_once(self) -> int:
         messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds,
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self.wait_seconds,
         ).get("Messages", [])
         for message in messages:
             self.handle(message)
@@ -200,15 +219,23 @@ class Bridge:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Forward S3 object-created notifications from SQS to Prefect events.")
-    parser.add_argument("--wait-seconds", type=int, default=int(os.environ.get("ETL_BRIDGE_WAIT_SECONDS", "20")),
-                        help="SQS long-poll wait (1-20 s); also bounds how long SIGTERM takes")
+    parser.add_argument(
+        "--wait-seconds",
+        type=int,
+        default=int(os.environ.get("ETL_BRIDGE_WAIT_SECONDS", "20")),
+        help="SQS long-poll wait (1-20 s); also bounds how long SIGTERM takes",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url:
         raise SystemExit("PREFECT_API_URL is not set")
-    bridge = Bridge(Settings.from_env(), api_url=api_url, api_key=os.environ.get("PREFECT_API_KEY"),
-                    wait_seconds=max(1, min(args.wait_seconds, 20)))
+    bridge = Bridge(
+        Settings.from_env(),
+        api_url=api_url,
+        api_key=os.environ.get("PREFECT_API_KEY"),
+        wait_seconds=max(1, min(args.wait_seconds, 20)),
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -27,8 +27,21 @@ from prefect.runtime import task_run
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from berlin_rentals.catch_up import (
-    FAILED, LOADED, Ledger, LedgerEntry, Outcome, RawObject, catch_up_window, gaps_markdown, in_window, lineage_table,
-    listing_prefix, outcome_of, plan_catch_up, report_table, summarise,
+    FAILED,
+    LOADED,
+    Ledger,
+    LedgerEntry,
+    Outcome,
+    RawObject,
+    catch_up_window,
+    gaps_markdown,
+    in_window,
+    lineage_table,
+    listing_prefix,
+    outcome_of,
+    plan_catch_up,
+    report_table,
+    summarise,
 )
 from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import IngestFailed, IngestResult
@@ -73,8 +86,7 @@ def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
     unique = sorted(set(keys))
     with warehouse_engine(settings.warehouse_url).connect() as conn:
         for start in range(0, len(unique), _KEYS_PER_QUERY):
-            rows = conn.execute(query, {"bucket": settings.raw_bucket,
-                                        "keys": unique[start:start + _KEYS_PER_QUERY]})
+            rows = conn.execute(query, {"bucket": settings.raw_bucket, "keys": unique[start : start + _KEYS_PER_QUERY]})
             for row in rows:
                 ledger[(row.key, row.etag)] = LedgerEntry(row.status, row.attempts, row.error)
     return ledger
@@ -98,8 +110,11 @@ def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> Inges
     return result.portable()
 
 
-def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: int,
-               ) -> tuple[list[Outcome], dict[tuple[str, str], dict[str, Any]]]:
+def ingest_all(
+    settings: Settings,
+    objects: list[RawObject],
+    max_concurrency: int,
+) -> tuple[list[Outcome], dict[tuple[str, str], dict[str, Any]]]:
     """An ingest-object task run per object, at most `max_concurrency` at once, each in a process of a pool
     (the transform is CPU-bound Python: threads would share one core); a failure never stops the others.
     Returns each file's outcome, and its lineage row by (key, ETag) where the ingest got a result."""
@@ -114,8 +129,9 @@ def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: in
     runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
     with runner:
         for obj in objects:
-            future = runner.submit(ingest_object, {"settings": settings, "bucket": settings.raw_bucket,
-                                                   "key": obj.key, "etag": obj.etag})
+            future = runner.submit(
+                ingest_object, {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
+            )
             submitted[future] = (obj, time.perf_counter())
         for future in as_completed(list(submitted)):
             obj, queued = submitted[future]
@@ -131,32 +147,44 @@ def ingest_all(settings: Settings, objects: list[RawObject], max_concurrency: in
             # The file's own time in its process (the ingest's lineage seconds), else since it was queued.
             outcome = Outcome(obj, status, detail, (row or {}).get("seconds") or time.perf_counter() - queued)
             outcomes.append(outcome)
-            logger.log(logging.WARNING if status == FAILED else logging.INFO, "[%d/%d] %s: %s (%.2f s)%s",
-                       len(outcomes), len(objects), obj.key, status, outcome.seconds,
-                       f" {detail}" if status != LOADED else "")
+            logger.log(
+                logging.WARNING if status == FAILED else logging.INFO,
+                "[%d/%d] %s: %s (%.2f s)%s",
+                len(outcomes),
+                len(objects),
+                obj.key,
+                status,
+                outcome.seconds,
+                f" {detail}" if status != LOADED else "",
+            )
     return outcomes, lineage
 
 
 @task(name="publish-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_report(report: dict[str, Any], markdown: str, lineage: list[dict[str, Any]], bucket: str) -> None:
     create_table_artifact(
-        key="catch-up-report", table=report_table(report),
+        key="catch-up-report",
+        table=report_table(report),
         description=f"Catch-up of batch hours [{report['since']}, {report['until']})",
     )
     if lineage:
         create_table_artifact(
-            key="catch-up-lineage", table=lineage,
+            key="catch-up-lineage",
+            table=lineage,
             description=f"Lineage of each file this run ingested from s3://{bucket} (one row per file)",
         )
     create_markdown_artifact(
-        key="catch-up-gaps", markdown=markdown,
+        key="catch-up-gaps",
+        markdown=markdown,
         description="Hours with no file, parked files, and files per hour",
     )
 
 
 @flow(name="catch-up", log_prints=True)
 def catch_up(
-    since: datetime | None = None, until: datetime | None = None, max_concurrency: int = 4,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    max_concurrency: int = 4,
     prefix: str | None = None,
 ) -> dict[str, Any]:
     """Ingest the raw objects with a batch hour in [since, until) that the ledger does not show as loaded
@@ -172,25 +200,38 @@ def catch_up(
     objects = in_window(list_raw_objects(settings, prefix), since, until)
     keys = [o.key for o in objects]
     plan = plan_catch_up(objects, read_ledger(settings, keys))
-    logger.info("s3://%s/%s, batch hours [%s, %s): %d files, %d to ingest, %d already loaded, %d parked",
-                settings.raw_bucket, prefix, since.isoformat(), until.isoformat(), len(objects),
-                len(plan.to_ingest), len(plan.already_loaded), len(plan.parked))
+    logger.info(
+        "s3://%s/%s, batch hours [%s, %s): %d files, %d to ingest, %d already loaded, %d parked",
+        settings.raw_bucket,
+        prefix,
+        since.isoformat(),
+        until.isoformat(),
+        len(objects),
+        len(plan.to_ingest),
+        len(plan.already_loaded),
+        len(plan.parked),
+    )
 
     outcomes, lineage = ingest_all(settings, plan.to_ingest, max_concurrency)
 
     # The ingests wrote the ledger (loaded, failed, parked): ask it rather than guess from outcomes.
     ledger_after = read_ledger(settings, keys)
     report = summarise(since, until, objects, plan, outcomes, ledger_after)
-    publish_report(report, gaps_markdown(since, until, objects, ledger_after, report),
-                   lineage_table(outcomes, lineage, ledger_after), settings.raw_bucket)
+    publish_report(
+        report,
+        gaps_markdown(since, until, objects, ledger_after, report),
+        lineage_table(outcomes, lineage, ledger_after),
+        settings.raw_bucket,
+    )
     logger.info(report_sentence(report))
     return report
 
 
 def report_sentence(report: dict[str, Any]) -> str:
-    return ("catch-up of batch hours [{since}, {until}): {found} files found, {loaded_now} loaded now, {already_loaded} "
-            "already loaded, {failed_now} failed now, {parked} parked, {gaps} hours without a file.").format(
-        **report | {"parked": len(report["parked"]), "gaps": len(report["gaps"])})
+    return (
+        "catch-up of batch hours [{since}, {until}): {found} files found, {loaded_now} loaded now, {already_loaded} "
+        "already loaded, {failed_now} failed now, {parked} parked, {gaps} hours without a file."
+    ).format(**report | {"parked": len(report["parked"]), "gaps": len(report["gaps"])})
 
 
 if __name__ == "__main__":

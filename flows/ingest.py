@@ -21,7 +21,14 @@ from prefect.states import Completed, Failed
 from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged, is_retryable
 from berlin_rentals.ingest_result import (
-    FAILED, SKIPPED, SUPERSEDED, IngestFailed, IngestResult, closing_sentence, run_name, run_tags,
+    FAILED,
+    SKIPPED,
+    SUPERSEDED,
+    IngestFailed,
+    IngestResult,
+    closing_sentence,
+    run_name,
+    run_tags,
 )
 from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
 from tasks.extract import extract, inspect_source
@@ -29,7 +36,6 @@ from tasks.lineage import record_lineage
 from tasks.load import ledger_status, load, record_failure
 from tasks.stage import stage
 from tasks.transform import transform
-
 
 # How run_ingest calls a step: the flow calls the task itself (a task run per step); the catch-up calls
 # tasks.common.run_inline (the task's function with the task's own retries, inside its one task run).
@@ -41,7 +47,12 @@ def call_task(step, *args: Any, **kwargs: Any) -> Any:
 
 
 def run_ingest(
-    settings: Settings, bucket: str, key: str, etag: str | None, force: bool, run_id: str | None,
+    settings: Settings,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    force: bool,
+    run_id: str | None,
     call: StepCall = call_task,
 ) -> IngestResult:
     """The pipeline for one object version: inspect, ledger check, extract, transform, stage, load, and the
@@ -64,13 +75,22 @@ def run_ingest(
             step_seconds[step.name] = step_seconds.get(step.name, 0.0) + time.perf_counter() - begun
 
     def result(status: str, **fields: Any) -> IngestResult:
-        return IngestResult(status, bucket, key, etag, seconds=time.perf_counter() - started,
-                            step_seconds=dict(step_seconds), **fields)
+        return IngestResult(
+            status, bucket, key, etag, seconds=time.perf_counter() - started, step_seconds=dict(step_seconds), **fields
+        )
 
     def failed(exc: Exception, recorded: tuple[str, int] | None, **fields: Any) -> IngestFailed:
         ledger, attempts = recorded or (None, None)
-        return IngestFailed(result(FAILED, ledger=ledger, attempts=attempts, error=f"{type(exc).__name__}: {exc}",
-                                   error_type=type(exc).__name__, **fields))
+        return IngestFailed(
+            result(
+                FAILED,
+                ledger=ledger,
+                attempts=attempts,
+                error=f"{type(exc).__name__}: {exc}",
+                error_type=type(exc).__name__,
+                **fields,
+            )
+        )
 
     try:
         source: SourceObject = run_step(inspect_source, settings, bucket, key, etag)
@@ -85,13 +105,19 @@ def run_ingest(
         expected = normalize_etag(etag) if etag else None
         recorded = None
         if expected:
-            recorded = run_step(record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id)
+            recorded = run_step(
+                record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id
+            )
         raise failed(exc, recorded) from exc
     etag = source.etag
 
     if source.batch_hour_source == "name_in_future":
-        logger.warning("%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
-                       source.uri, source.batch_hour.isoformat(), source.last_modified.isoformat())
+        logger.warning(
+            "%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
+            source.uri,
+            source.batch_hour.isoformat(),
+            source.last_modified.isoformat(),
+        )
 
     status = run_step(ledger_status, settings, source)
     if not force and status in ("loaded", "parked"):
@@ -108,14 +134,26 @@ def run_ingest(
             report = run_step(load, settings, source, staged, stats, force, run_id)
     except Exception as exc:
         recorded = run_step(
-            record_failure, settings, source.bucket, source.key, source.etag, f"{type(exc).__name__}: {exc}",
-            not is_retryable(exc), run_id,
+            record_failure,
+            settings,
+            source.bucket,
+            source.key,
+            source.etag,
+            f"{type(exc).__name__}: {exc}",
+            not is_retryable(exc),
+            run_id,
         )
         raise failed(exc, recorded, source=source, stats=stats, staged=staged) from exc
 
     # A concurrent run of the same version may have loaded it first: the ledger claim said so.
-    return result(report.status, source=source, stats=stats, staged=staged, report=report,
-                  ledger="loaded" if report.status == SKIPPED else None)
+    return result(
+        report.status,
+        source=source,
+        stats=stats,
+        staged=staged,
+        report=report,
+        ledger="loaded" if report.status == SKIPPED else None,
+    )
 
 
 def _run_name() -> str:

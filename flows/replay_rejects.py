@@ -39,15 +39,24 @@ def replay_rejects(bucket: str, key: str, etag: str | None = None) -> dict[str, 
         try:
             source = inspect_source(settings, bucket, key, version)
         except ObjectChanged as exc:
-            raise ReplayRefused(f"{exc}. The loaded version's bytes are gone from under the key: "
-                                "ingest the new version (a correction) instead of replaying the old one") from exc
+            raise ReplayRefused(
+                f"{exc}. The loaded version's bytes are gone from under the key: "
+                "ingest the new version (a correction) instead of replaying the old one"
+            ) from exc
         with tempfile.TemporaryDirectory(prefix="replay-") as workdir:
             archive = extract(settings, source, Path(workdir))
             outcome = replay_lines(settings, source, archive, run_id)
     outcome.seconds = round(time.perf_counter() - started, 3)
     record_replay_lineage(outcome)
-    logger.info("s3://%s/%s (ETag %s): %s in %.2f s %s", bucket, key, version, outcome.status,
-                outcome.seconds, outcome.as_dict())
+    logger.info(
+        "s3://%s/%s (ETag %s): %s in %.2f s %s",
+        bucket,
+        key,
+        version,
+        outcome.status,
+        outcome.seconds,
+        outcome.as_dict(),
+    )
     return outcome.as_dict()
 
 
@@ -60,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         description="Replay rejected lines in this process: one object version, or (--all) every loaded version "
-                    "that still has rejected lines; --list only shows those.")
+        "that still has rejected lines; --list only shows those."
+    )
     parser.add_argument("bucket", nargs="?")
     parser.add_argument("key", nargs="?")
     parser.add_argument("--etag", help="the version to replay (default: the key's loaded version)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--list", action="store_true", help="only list the loaded versions with rejected lines")
     mode.add_argument("--all", action="store_true", help="replay every loaded version with rejected lines")
-    parser.add_argument("--since", default=None,
-                        help="with --list/--all: batch hours from this ISO time on (default: the last 7 days)")
+    parser.add_argument(
+        "--since", default=None, help="with --list/--all: batch hours from this ISO time on (default: the last 7 days)"
+    )
     args = parser.parse_args(argv)
     if args.list or args.all:
         since = datetime.fromisoformat(args.since) if args.since else datetime.now(UTC) - timedelta(days=7)
@@ -83,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                 state = replay_rejects(bucket, key, etag, return_state=True)
                 result = state.result(raise_on_failure=False)
                 failed += not state.is_completed()
-                line += (f"  -> {result['status']}: {result['recovered']} recovered, "
-                         f"{result['still_rejected']} still rejected") if state.is_completed() else f"  -> failed: {result}"
+                line += (
+                    (
+                        f"  -> {result['status']}: {result['recovered']} recovered, "
+                        f"{result['still_rejected']} still rejected"
+                    )
+                    if state.is_completed()
+                    else f"  -> failed: {result}"
+                )
             print(line)
         return 1 if failed else 0
     if not (args.bucket and args.key):

@@ -9,7 +9,6 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.math import clamped_poisson_interval
@@ -23,8 +22,13 @@ from berlin_rentals.warehouse.ddl import make_engine
 # 30 s, or ETL_RETRY_DELAYS, read at import), data errors none. Never cached (only the transform is):
 # a ledger check must always ask the ledger, and Prefect's default policy would hash every input, a
 # whole batch included, on each run.
-IO_STEP = dict(retries=3, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.2,
-               retry_condition_fn=retry_condition, cache_policy=NO_CACHE)
+IO_STEP = dict(
+    retries=3,
+    retry_delay_seconds=retry_delays(),
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_condition,
+    cache_policy=NO_CACHE,
+)
 
 
 @lru_cache(maxsize=4)

@@ -6,20 +6,30 @@ from prefect.cache_policies import NO_CACHE
 
 from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import IngestResult
-from berlin_rentals.lineage import MAX_REJECTS_SHOWN, artifact_key, lineage_row, object_link, rejected_rows, summary_markdown
+from berlin_rentals.lineage import (
+    MAX_REJECTS_SHOWN,
+    artifact_key,
+    lineage_row,
+    object_link,
+    rejected_rows,
+    summary_markdown,
+)
 
 
 @task(name="record-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def record_lineage(settings: Settings, result: IngestResult, closing: str) -> None:
     """Lineage as keyed artifacts of the flow run: a table (read, staged, written), a summary, the rejects."""
     row = lineage_row(result) | {
-        "source_link": object_link(result.bucket, result.key, settings.aws_endpoint_url, settings.aws_region)}
+        "source_link": object_link(result.bucket, result.key, settings.aws_endpoint_url, settings.aws_region)
+    }
     create_table_artifact(
-        key=artifact_key(result.key), table=[row],
+        key=artifact_key(result.key),
+        table=[row],
         description=f"Lineage of {result.uri} (ETag {result.etag}): read, staged, written",
     )
     create_markdown_artifact(
-        key=artifact_key(result.key, "summary"), markdown=summary_markdown(result, closing),
+        key=artifact_key(result.key, "summary"),
+        markdown=summary_markdown(result, closing),
         description=f"Summary of the ingest of {result.uri}",
     )
     rejected = (result.staged.data or {}).get("rejected_records") if result.staged is not None else None
@@ -27,7 +37,10 @@ def record_lineage(settings: Settings, result: IngestResult, closing: str) -> No
     if rows:
         shown = f"the first {len(rows)} of {rejected.num_rows}" if rejected.num_rows > len(rows) else "all"
         create_table_artifact(
-            key=artifact_key(result.key, "rejects"), table=rows,
-            description=(f"Lines of {result.uri} that could not become a listing ({shown}; at most "
-                         f"{MAX_REJECTS_SHOWN} shown; the warehouse's rejected_records holds every one)"),
+            key=artifact_key(result.key, "rejects"),
+            table=rows,
+            description=(
+                f"Lines of {result.uri} that could not become a listing ({shown}; at most "
+                f"{MAX_REJECTS_SHOWN} shown; the warehouse's rejected_records holds every one)"
+            ),
         )

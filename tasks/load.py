@@ -24,8 +24,12 @@ def ledger_status(settings: Settings, source: SourceObject) -> str | None:
 
 @task(name="load", **IO_STEP)
 def load(
-    settings: Settings, source: SourceObject, staged: StagedBatch, stats: TransformStats,
-    force: bool, flow_run_id: str | None,
+    settings: Settings,
+    source: SourceObject,
+    staged: StagedBatch,
+    stats: TransformStats,
+    force: bool,
+    flow_run_id: str | None,
 ) -> LoadReport:
     """One transaction: staging tables, dimensions, facts, snapshots, rejects, ledger row."""
     target = _target(settings)
@@ -38,8 +42,14 @@ def load(
             s3 = s3_client(settings)
             data = {name: read_staged_table(s3, staged, name) for name in staged.rows}
     return load_staged_batch(
-        warehouse_engine(settings.warehouse_url), target, source, staged, stats,
-        data=data, force=force, flow_run_id=flow_run_id,
+        warehouse_engine(settings.warehouse_url),
+        target,
+        source,
+        staged,
+        stats,
+        data=data,
+        force=force,
+        flow_run_id=flow_run_id,
     )
 
 
@@ -48,6 +58,13 @@ def record_failure(
     settings: Settings, bucket: str, key: str, etag: str, error: str, terminal: bool, flow_run_id: str | None
 ) -> tuple[str, int]:
     return record_load_failure(
-        warehouse_engine(settings.warehouse_url), _target(settings), bucket, key, etag, error,
-        terminal=terminal, max_attempts=settings.max_attempts, flow_run_id=flow_run_id,
+        warehouse_engine(settings.warehouse_url),
+        _target(settings),
+        bucket,
+        key,
+        etag,
+        error,
+        terminal=terminal,
+        max_attempts=settings.max_attempts,
+        flow_run_id=flow_run_id,
     )

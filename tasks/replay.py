@@ -10,7 +10,13 @@ from prefect.cache_policies import NO_CACHE
 
 from berlin_rentals.config import Settings
 from berlin_rentals.replay import (
-    ReplayOutcome, ledger_versions, replay_artifact_key, replay_file, replay_markdown, replay_rows, replayable_etag,
+    ReplayOutcome,
+    ledger_versions,
+    replay_artifact_key,
+    replay_file,
+    replay_markdown,
+    replay_rows,
+    replayable_etag,
 )
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject, normalize_etag, validate_key
@@ -32,10 +38,17 @@ def replay_lines(settings: Settings, source: SourceObject, archive: Path, flow_r
     """Pick the rejected lines, transform them with the current code, load what they yield: one transaction."""
     target = target_for(settings.warehouse_url, settings.warehouse_schema, settings.redshift_iam_role_arn)
     return replay_file(
-        warehouse_engine(settings.warehouse_url), target, s3_client(settings), source, archive,
-        staging_bucket=settings.staging_bucket, staging_prefix=settings.staging_prefix,
-        max_member_bytes=settings.max_member_bytes, max_line_bytes=settings.max_line_bytes,
-        masker=settings.masker(), flow_run_id=flow_run_id,
+        warehouse_engine(settings.warehouse_url),
+        target,
+        s3_client(settings),
+        source,
+        archive,
+        staging_bucket=settings.staging_bucket,
+        staging_prefix=settings.staging_prefix,
+        max_member_bytes=settings.max_member_bytes,
+        max_line_bytes=settings.max_line_bytes,
+        masker=settings.masker(),
+        flow_run_id=flow_run_id,
     )
 
 
@@ -44,8 +57,11 @@ def record_replay_lineage(outcome: ReplayOutcome) -> None:
     """What the replay recovered and what is still rejected (with reasons), as artifacts of the run."""
     if outcome.lines:
         create_table_artifact(
-            key=replay_artifact_key(outcome.key), table=replay_rows(outcome),
+            key=replay_artifact_key(outcome.key),
+            table=replay_rows(outcome),
             description=f"Rejected lines of s3://{outcome.bucket}/{outcome.key} (ETag {outcome.etag}) replayed",
         )
-    create_markdown_artifact(markdown=replay_markdown(outcome),
-                             description=f"Replay of the rejected lines of s3://{outcome.bucket}/{outcome.key}")
+    create_markdown_artifact(
+        markdown=replay_markdown(outcome),
+        description=f"Replay of the rejected lines of s3://{outcome.bucket}/{outcome.key}",
+    )

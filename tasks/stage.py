@@ -14,6 +14,9 @@ from tasks.common import IO_STEP
 def stage(settings: Settings, source: SourceObject, batch: Batch) -> StagedBatch:
     """Parquet per table under the ETag's prefix in the staging bucket (idempotent: same key, same bytes)."""
     return stage_batch(
-        s3_client(settings), batch, bucket=settings.staging_bucket,
-        staging_prefix=settings.staging_prefix, etag=source.etag,
+        s3_client(settings),
+        batch,
+        bucket=settings.staging_bucket,
+        staging_prefix=settings.staging_prefix,
+        etag=source.etag,
     )

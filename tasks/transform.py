@@ -40,11 +40,16 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
     stats = batch.stats
     logger.info(
         "%s: %d lines, %d listings, %d rejected %s",
-        source.uri, stats.lines_read, stats.listings, stats.rejected, dict(stats.rejected_by_reason),
+        source.uri,
+        stats.lines_read,
+        stats.listings,
+        stats.rejected,
+        dict(stats.rejected_by_reason),
     )
     if stats.flagged:
-        logger.warning("%s: %d listings loaded with quality flags %s", source.uri, stats.flagged,
-                       dict(stats.flags_by_code))
+        logger.warning(
+            "%s: %d listings loaded with quality flags %s", source.uri, stats.flagged, dict(stats.flags_by_code)
+        )
     if stats.unknown_fields:
         logger.warning("%s: unknown fields ignored %s", source.uri, dict(stats.unknown_fields.most_common(20)))
     rejected = batch.tables["rejected_records"]

@@ -30,9 +30,15 @@ INSTALL = "sudo apt-get install chromium chromium-driver"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / ".local" / "screenshots"
 WINDOW = (1600, 1000)
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     # Nothing but the page's own requests: no update checks, component downloads or sync sign-in.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 )
 
 
@@ -40,9 +46,11 @@ def require_browser() -> None:
     """Fail (never skip) when the browser or its driver is missing, naming the command that installs them."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
-        pytest.fail(f"{' and '.join(missing)} missing: the UI tests need Debian's headless Chromium and its "
-                    f"driver. Install them with: {INSTALL} (or `make browser` as root; `make test` does that)",
-                    pytrace=False)
+        pytest.fail(
+            f"{' and '.join(missing)} missing: the UI tests need Debian's headless Chromium and its "
+            f"driver. Install them with: {INSTALL} (or `make browser` as root; `make test` does that)",
+            pytrace=False,
+        )
 
 
 @contextlib.contextmanager
@@ -89,15 +97,18 @@ def wait_for_text(driver, *needles: str, timeout: float = 60, refuse: tuple[str,
         refused = [line.strip() for line in text.splitlines() if any(r in line for r in refuse)]
         if refused:
             path = _failure_screenshot(driver)
-            raise AssertionError(f"{driver.current_url} says {refused[0]!r} (screenshot {path}); the page shows:\n"
-                                 f"{text[:1000]}")
+            raise AssertionError(
+                f"{driver.current_url} says {refused[0]!r} (screenshot {path}); the page shows:\n{text[:1000]}"
+            )
         if all(needle in text for needle in needles):
             return text
         if time.monotonic() > deadline:
             path = _failure_screenshot(driver)
             missing = [needle for needle in needles if needle not in text]
-            raise AssertionError(f"{driver.current_url} did not show {missing} within {timeout:.0f} s "
-                                 f"(screenshot {path}); it shows:\n{text[:2000]}")
+            raise AssertionError(
+                f"{driver.current_url} did not show {missing} within {timeout:.0f} s "
+                f"(screenshot {path}); it shows:\n{text[:2000]}"
+            )
         time.sleep(0.5)
 
 
@@ -116,8 +127,10 @@ def wait_for(driver, probe, what: str, *, timeout: float = 60):
             return found
         if time.monotonic() > deadline:
             path = _failure_screenshot(driver)
-            raise AssertionError(f"{driver.current_url}: {what} within {timeout:.0f} s (screenshot {path}); "
-                                 f"the page shows:\n{page_text(driver)[:2000]}")
+            raise AssertionError(
+                f"{driver.current_url}: {what} within {timeout:.0f} s (screenshot {path}); "
+                f"the page shows:\n{page_text(driver)[:2000]}"
+            )
         time.sleep(0.5)
 
 

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from berlin_rentals.config import Settings, read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP
 
-
 # Tests that use any of these (directly or through another fixture) need the local stack: services
 # started, ports open. They are marked `stack`; `make test-fast` runs the rest and starts nothing.
 STACK_FIXTURES = {"local_stack", "detached", "stack"}
@@ -31,8 +30,10 @@ def _no_services_in_the_fast_tier(request, monkeypatch):
     from deployments.local_stack import LocalStack
 
     def refuse(*args, **kwargs):
-        pytest.fail(f"{request.node.nodeid} starts a service of the local stack: mark it "
-                    "@pytest.mark.stack (or use a stack fixture) so that `make test-fast` leaves it out")
+        pytest.fail(
+            f"{request.node.nodeid} starts a service of the local stack: mark it "
+            "@pytest.mark.stack (or use a stack fixture) so that `make test-fast` leaves it out"
+        )
 
     monkeypatch.setattr(LocalStack, "up", refuse)
 

@@ -61,8 +61,12 @@ def cases() -> list[Case]:
         Case("no-json-member", _zip({"readme.txt": b"hello"}), "file", "no JSON-lines member"),
         Case("truncated-zip", truncated, "file", "batch.zip"),
         Case("zip-bomb", deep, "file", "zip bomb"),
-        Case("not-utf8-member", _lines_zip(_with(realEstate_descriptionNote="Dies es").replace(
-            "Dies es".encode(), b"Dies\xff\xfees")), "reject", "not_utf8"),
+        Case(
+            "not-utf8-member",
+            _lines_zip(_with(realEstate_descriptionNote="Dies es").replace(b"Dies es", b"Dies\xff\xfees")),
+            "reject",
+            "not_utf8",
+        ),
         Case("not-json-line", _lines_zip(b'{"ok": true, "data": {'), "reject", "not_json"),
         Case("json-array-line", _lines_zip(b"[1, 2, 3]"), "reject", "not_an_object"),
         Case("ok-false", _lines_zip(json.dumps({"ok": False, "data": {"id": "1"}}).encode()), "reject", "not_ok"),
@@ -73,19 +77,33 @@ def cases() -> list[Case]:
         Case("rent-absurdly-large", _lines_zip(_with(realEstate_baseRent=1e12)), "reject", "invalid_value"),
         Case("timestamp-unparsable", _lines_zip(_with(modification="13/01/2019 15:00")), "reject", "invalid_value"),
         Case("boolean-unknown", _lines_zip(_with(realEstate_balcony="maybe")), "reject", "invalid_value"),
-        Case("line-past-the-limit", _lines_zip(_with(realEstate_descriptionNote="x" * (9 << 20))), "reject",
-             "line_too_long"),
-        Case("unknown-extra-field", _lines_zip(_with(brandNewField={"nested": [1, 2]})), "load", "",
-             unknown=("brandNewField",)),
-        Case("unusual-unicode", _lines_zip(_with(realEstate_descriptionNote="Straße 🏠 \u202e\u0000 ｆｕｌｌ",
-                                                 **{"ключ с пробелом": "значение"})), "load", "",
-             unknown=("ключ с пробелом",)),
+        Case(
+            "line-past-the-limit",
+            _lines_zip(_with(realEstate_descriptionNote="x" * (9 << 20))),
+            "reject",
+            "line_too_long",
+        ),
+        Case(
+            "unknown-extra-field",
+            _lines_zip(_with(brandNewField={"nested": [1, 2]})),
+            "load",
+            "",
+            unknown=("brandNewField",),
+        ),
+        Case(
+            "unusual-unicode",
+            _lines_zip(
+                _with(realEstate_descriptionNote="Straße 🏠 \u202e\u0000 ｆｕｌｌ", **{"ключ с пробелом": "значение"})
+            ),
+            "load",
+            "",
+            unknown=("ключ с пробелом",),
+        ),
         Case("rent-negative", _lines_zip(_with(realEstate_baseRent=-450)), "flag", "base_rent_negative"),
-        Case("rent-absurd-but-storable", _lines_zip(_with(realEstate_baseRent=250000)), "flag",
-             "base_rent_implausible"),
-        Case("living-space-negative", _lines_zip(_with(realEstate_livingSpace=-80.5)), "flag",
-             "living_space_negative"),
-        Case("living-space-absurd", _lines_zip(_with(realEstate_livingSpace=0.4)), "flag",
-             "living_space_implausible"),
+        Case(
+            "rent-absurd-but-storable", _lines_zip(_with(realEstate_baseRent=250000)), "flag", "base_rent_implausible"
+        ),
+        Case("living-space-negative", _lines_zip(_with(realEstate_livingSpace=-80.5)), "flag", "living_space_negative"),
+        Case("living-space-absurd", _lines_zip(_with(realEstate_livingSpace=0.4)), "flag", "living_space_implausible"),
         Case("several-mb-text-field", _lines_zip(_with(realEstate_descriptionNote="ä" * (3 << 20))), "load", ""),
     ]

@@ -15,11 +15,12 @@ import json
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -190,8 +191,9 @@ class HttpProxy:
                 return self.rfile.read(length) if length else b""
 
             def _handle(self) -> None:
-                request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                                  self._body())
+                request = Request(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self._body()
+                )
                 with proxy._lock:
                     proxy.requests.append(request)
                 action = proxy.hook(request) if proxy.hook else None
@@ -207,8 +209,11 @@ class HttpProxy:
             def _forward(self, request: Request) -> None:
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in ("transfer-encoding", "content-length", "connection")}
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in ("transfer-encoding", "content-length", "connection")
+                    }
                     headers["Content-Length"] = str(len(request.body))
                     upstream.request(request.method, request.path, body=request.body, headers=headers)
                     response = upstream.getresponse()
@@ -271,9 +276,15 @@ def _freeze(value: Any) -> Any:
 
 
 def _columns(conn: sa.Connection, schema: str, table: str) -> list[str]:
-    rows = conn.execute(sa.text("""SELECT column_name FROM information_schema.columns
+    rows = (
+        conn.execute(
+            sa.text("""SELECT column_name FROM information_schema.columns
                                    WHERE table_schema = :s AND table_name = :t ORDER BY ordinal_position"""),
-                        {"s": schema, "t": table}).scalars().all()
+            {"s": schema, "t": table},
+        )
+        .scalars()
+        .all()
+    )
     return [c for c in rows if c not in LINEAGE_COLUMNS]
 
 
@@ -312,8 +323,10 @@ def dimension_ids(rows: dict[str, Counter]) -> dict[str, Counter]:
 
 def lost_and_doubled(expected: dict[str, Counter], got: dict[str, Counter]) -> dict[str, tuple[int, int]]:
     """Per table: (rows of the clean load missing, rows beyond the clean load's: doubled or stray)."""
-    return {table: (sum((expected[table] - got[table]).values()), sum((got[table] - expected[table]).values()))
-            for table in expected}
+    return {
+        table: (sum((expected[table] - got[table]).values()), sum((got[table] - expected[table]).values()))
+        for table in expected
+    }
 
 
 def report(name: str, diff: dict[str, tuple[int, int]], expected: dict[str, Counter]) -> tuple[int, int]:
@@ -353,8 +366,7 @@ def _templates(max_text: int) -> list[dict]:
     return _TEMPLATES
 
 
-def fresh_batch(hour: datetime, *, first_id: int, listings: int, rent_factor: float = 1.0,
-                bad_lines: int = 1) -> bytes:
+def fresh_batch(hour: datetime, *, first_id: int, listings: int, rent_factor: float = 1.0, bad_lines: int = 1) -> bytes:
     """`listings` listings with ids first_id.. (no other file shares them), modified at `hour`, and
     `bad_lines` cut-off JSON lines (rejected records: they must not be lost or doubled either)."""
     templates = _templates(40)

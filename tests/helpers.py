@@ -39,7 +39,15 @@ def scalar(settings: Settings, sql: str, **params: Any) -> Any:
 
 
 def table_counts(settings: Settings) -> dict[str, int]:
-    tables = ("dim_city", "dim_address", "dim_agency", "fact_flats", "flat_snapshots", "rejected_records", "load_ledger")
+    tables = (
+        "dim_city",
+        "dim_address",
+        "dim_agency",
+        "fact_flats",
+        "flat_snapshots",
+        "rejected_records",
+        "load_ledger",
+    )
     return {t: scalar(settings, f"SELECT COUNT(*) FROM {{schema}}.{t}") for t in tables}
 
 
@@ -97,8 +105,12 @@ def wait_for_status(settings: Settings, key: str, etag: str, status: str = "load
 
 def loads_of(settings: Settings, key: str) -> tuple[int, int]:
     """(snapshot rows, distinct flow runs that wrote them) for one key: a second load would show."""
-    row = query(settings, """SELECT COUNT(*) AS n, COUNT(DISTINCT flow_run_id) AS runs
-                             FROM {schema}.flat_snapshots WHERE source_key = :k""", k=key)[0]
+    row = query(
+        settings,
+        """SELECT COUNT(*) AS n, COUNT(DISTINCT flow_run_id) AS runs
+                             FROM {schema}.flat_snapshots WHERE source_key = :k""",
+        k=key,
+    )[0]
     return row.n, row.runs
 
 

@@ -16,16 +16,24 @@ from deployments.aws import policies
 
 
 def run_aws(command: str, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "deployments.aws", command], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.aws", command], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def test_ensure_twice_creates_the_event_path_once(stack_env):
     suffix = uuid.uuid4().hex[:8]
-    env = {**os.environ, **stack_env, "ETL_RAW_BUCKET": f"raw-{suffix}", "ETL_STAGING_BUCKET": f"staging-{suffix}",
-           "ETL_QUEUE_NAME": f"events-{suffix}", "ETL_DLQ_NAME": f"events-{suffix}-dlq", "ETL_RAW_PREFIX": "incoming/"}
+    env = {
+        **os.environ,
+        **stack_env,
+        "ETL_RAW_BUCKET": f"raw-{suffix}",
+        "ETL_STAGING_BUCKET": f"staging-{suffix}",
+        "ETL_QUEUE_NAME": f"events-{suffix}",
+        "ETL_DLQ_NAME": f"events-{suffix}-dlq",
+        "ETL_RAW_PREFIX": "incoming/",
+    }
     first, second = json.loads(run_aws("ensure", env)), json.loads(run_aws("ensure", env))
     assert first == second
     endpoint = stack_env["AWS_ENDPOINT_URL"]
@@ -42,8 +50,9 @@ def test_ensure_twice_creates_the_event_path_once(stack_env):
     s3.put_object(Bucket=f"raw-{suffix}", Key="incoming/a b.zip", Body=b"x")
     keys = []
     for _ in range(5):  # S3 first sends an s3:TestEvent when a notification is configured
-        for message in sqs.receive_message(QueueUrl=first["queue_url"], WaitTimeSeconds=2,
-                                           MaxNumberOfMessages=10).get("Messages", []):
+        for message in sqs.receive_message(QueueUrl=first["queue_url"], WaitTimeSeconds=2, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
             keys += [decode_event_key(r["s3"]["object"]["key"]) for r in json.loads(message["Body"]).get("Records", [])]
         if keys:
             break
@@ -51,7 +60,9 @@ def test_ensure_twice_creates_the_event_path_once(stack_env):
 
 
 def test_policies_grant_read_on_raw_read_write_on_staging_and_nothing_more():
-    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw-b", "ETL_STAGING_BUCKET": "stage-b"})
+    settings = Settings.from_env(
+        {"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw-b", "ETL_STAGING_BUCKET": "stage-b"}
+    )
     docs = policies(settings, "123456789012")
     worker = docs["worker-task-role"]["Statement"]
     writes = [s for s in worker if "s3:PutObject" in s["Action"]]
@@ -61,6 +72,8 @@ def test_policies_grant_read_on_raw_read_write_on_staging_and_nothing_more():
     assert not any("*" == s["Resource"] or s["Action"] == "*" for doc in docs.values() for s in doc["Statement"])
     redshift = docs["redshift-copy-role"]["Statement"]
     assert {a for s in redshift for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])} == {
-        "s3:GetObject", "s3:ListBucket"}
+        "s3:GetObject",
+        "s3:ListBucket",
+    }
     bridge_actions = {a for s in docs["bridge-task-role"]["Statement"] for a in s["Action"]}
     assert "sqs:DeleteMessage" in bridge_actions and not any(a.startswith("s3:Put") for a in bridge_actions)

@@ -22,13 +22,24 @@ def test_each_part_of_the_budget_does_its_whole_share_of_the_work(sample_zip):
 
 def test_the_budget_splits_nested_timings_and_bounds_the_ratio_by_the_cores(monkeypatch):
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
-    parts = {"inflate": 0.100, "read_lines": 0.120, "json_scan": 0.050, "decode": 0.090,
-             "transform": 0.300, "stage": 0.040, "load": 0.200}
+    parts = {
+        "inflate": 0.100,
+        "read_lines": 0.120,
+        "json_scan": 0.050,
+        "decode": 0.090,
+        "transform": 0.300,
+        "stage": 0.040,
+        "load": 0.200,
+    }
     spent = bench.budget(parts, records=1000, floor_seconds=0.100)
     assert spent["us_per_record"] == {
-        "inflate": 100.0, "split into lines": 20.0, "JSON scan (builds nothing)": 50.0,
-        "decode the model's fields": 40.0, "build rows and Arrow tables": 90.0,
-        "stage Parquet to S3": 40.0, "load into PostgreSQL": 200.0,
+        "inflate": 100.0,
+        "split into lines": 20.0,
+        "JSON scan (builds nothing)": 50.0,
+        "decode the model's fields": 40.0,
+        "build rows and Arrow tables": 90.0,
+        "stage Parquet to S3": 40.0,
+        "load into PostgreSQL": 200.0,
     }
     assert spent["sum_us_per_record"] == 540.0
     assert spent["floor_us_per_record"] == 100.0

@@ -9,9 +9,27 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from berlin_rentals.catch_up import (
-    FAILED, LOADED, SKIPPED, LedgerEntry, Outcome, Plan, RawObject, bar_chart, catch_up_window, files_per_hour,
-    gaps, gaps_markdown, hour_runs, hours_in, in_window, lineage_table, listing_prefix, outcome_of, plan_catch_up,
-    report_table, summarise,
+    FAILED,
+    LOADED,
+    SKIPPED,
+    LedgerEntry,
+    Outcome,
+    Plan,
+    RawObject,
+    bar_chart,
+    catch_up_window,
+    files_per_hour,
+    gaps,
+    gaps_markdown,
+    hour_runs,
+    hours_in,
+    in_window,
+    lineage_table,
+    listing_prefix,
+    outcome_of,
+    plan_catch_up,
+    report_table,
+    summarise,
 )
 from berlin_rentals.ingest_result import IngestFailed, IngestResult
 from berlin_rentals.source import InvalidSource, SourceObject
@@ -29,6 +47,7 @@ def obj(hour: int, etag: str = "a" * 32, name: str | None = None) -> RawObject:
 
 
 # --- the window ---------------------------------------------------------------------------------
+
 
 def test_the_window_defaults_to_the_24_hours_before_now():
     now = datetime(2031, 5, 2, 10, 17, 42, tzinfo=UTC)
@@ -80,6 +99,7 @@ def test_a_listing_prefix_must_stay_under_the_raw_prefix():
 
 # --- classification against the ledger ------------------------------------------------------------
 
+
 def test_only_versions_not_loaded_and_not_parked_are_ingested():
     objects = [obj(h, str(h + 1) * 32) for h in range(7)]
     ledger = {
@@ -111,6 +131,7 @@ def test_an_ingest_result_becomes_loaded_skipped_or_failed():
 
 # --- gaps, chart, report --------------------------------------------------------------------------
 
+
 def test_gaps_and_the_chart_show_hours_without_files():
     hours = hours_in(T0, at(8))
     per_hour = files_per_hour([obj(0), obj(0, name="raw/extra_20310501_00.zip"), obj(1), obj(7)], hours)
@@ -125,7 +146,12 @@ def test_gaps_and_the_chart_show_hours_without_files():
 
 def test_short_empty_stretches_stay_visible_in_the_chart():
     per_hour = files_per_hour([obj(0), obj(3)], hours_in(T0, at(4)))
-    assert [line.split("  ")[1] for line in bar_chart(per_hour).splitlines()] == ["█" * 20 + " 1", "· 0", "· 0", "█" * 20 + " 1"]
+    assert [line.split("  ")[1] for line in bar_chart(per_hour).splitlines()] == [
+        "█" * 20 + " 1",
+        "· 0",
+        "· 0",
+        "█" * 20 + " 1",
+    ]
 
 
 def test_a_long_window_is_charted_per_day():
@@ -166,8 +192,15 @@ def test_the_report_counts_this_run_and_reads_parked_from_the_ledger_after_it():
     after[(objects[2].key, objects[2].etag)] = LedgerEntry("parked", 1, "BadArchive: s3://…: not a zip archive")
     report = summarise(T0, at(6), objects, plan, outcomes, after)
     assert report == {
-        "since": T0.isoformat(), "until": at(6).isoformat(), "found": 5, "loaded_now": 1, "already_loaded": 2,
-        "failed_now": 1, "skipped_now": 1, "parked": [objects[2].key], "failed": [objects[2].key],
+        "since": T0.isoformat(),
+        "until": at(6).isoformat(),
+        "found": 5,
+        "loaded_now": 1,
+        "already_loaded": 2,
+        "failed_now": 1,
+        "skipped_now": 1,
+        "parked": [objects[2].key],
+        "failed": [objects[2].key],
         "gaps": [at(2).isoformat()],
     }
     table = {row["figure"]: (row["files"], row["keys"]) for row in report_table(report)}
@@ -184,8 +217,15 @@ def test_the_lineage_table_has_one_row_per_ingested_file_with_the_same_columns()
         Outcome(objects[0], LOADED, "", 1.0),
         Outcome(objects[1], SKIPPED, "now has ETag x", 0.1),
     ]
-    rows = {(objects[0].key, objects[0].etag): {"source_object": f"s3://b/{objects[0].key}", "etag": objects[0].etag,
-                                                 "status": "loaded", "records_read": 11, "seconds": 1.0}}
+    rows = {
+        (objects[0].key, objects[0].etag): {
+            "source_object": f"s3://b/{objects[0].key}",
+            "etag": objects[0].etag,
+            "status": "loaded",
+            "records_read": 11,
+            "seconds": 1.0,
+        }
+    }
     after = {(objects[2].key, objects[2].etag): LedgerEntry("failed", 1, "gone")}
     table = lineage_table(outcomes, rows, after)
     assert [(r["key"], r["etag"], r["status"]) for r in table] == [
@@ -200,6 +240,7 @@ def test_the_lineage_table_has_one_row_per_ingested_file_with_the_same_columns()
 
 # --- the flow on the real stack ---------------------------------------------------------------------
 
+
 def _day() -> datetime:
     """A day of its own: the raw bucket is shared by every test (and its listing with it)."""
     return datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 360)
@@ -208,8 +249,9 @@ def _day() -> datetime:
 def _upload_hour(s3, settings, folder: str, hour: datetime, seed: int) -> tuple[str, str]:
     from tests.helpers import upload
 
-    body = derived_batch(read_sample_records(), hour, rent_factor=1 + seed / 10, modified=hour, seed=seed,
-                         new_listings=seed)
+    body = derived_batch(
+        read_sample_records(), hour, rent_factor=1 + seed / 10, modified=hour, seed=seed, new_listings=seed
+    )
     return upload(s3, settings, batch_name(hour) + ".zip", body, folder=folder)
 
 
@@ -224,7 +266,9 @@ def _run(**parameters):
 def _ledger(settings) -> dict[str, tuple[str, int]]:
     from tests.helpers import query
 
-    return {r.key: (r.status, r.attempts) for r in query(settings, "SELECT key, status, attempts FROM {schema}.load_ledger")}
+    return {
+        r.key: (r.status, r.attempts) for r in query(settings, "SELECT key, status, attempts FROM {schema}.load_ledger")
+    }
 
 
 def _artifacts(flow_run_id, count: int) -> list:
@@ -251,7 +295,10 @@ def test_catch_up_loads_what_was_missed_and_reports_the_gap(settings, s3):
     assert report["parked"] == [] and report["gaps"] == [(day + timedelta(hours=2)).isoformat()]
     assert _ledger(settings) == {key: ("loaded", 0) for key, _ in files.values()}
     from tests.helpers import scalar
-    assert scalar(settings, "SELECT COUNT(*) FROM {schema}.flat_snapshots") == 11 + 12 + 14  # 11 sample listings, plus `seed` new ones per file
+
+    assert (
+        scalar(settings, "SELECT COUNT(*) FROM {schema}.flat_snapshots") == 11 + 12 + 14
+    )  # 11 sample listings, plus `seed` new ones per file
 
     artifacts = {a.key: a for a in _artifacts(run_id, 2)}
     table = {row["figure"]: row["files"] for row in _table_rows(artifacts["catch-up-report"].data)}
@@ -270,8 +317,9 @@ def test_a_file_that_cannot_be_read_is_parked_and_not_retried_while_the_others_l
 
     folder, day = uuid.uuid4().hex[:8], _day()
     good = [_upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in (0, 1)]
-    poison, _ = upload(s3, settings, batch_name(day + timedelta(hours=1)) + "_retry.zip", b"<html>not a zip</html>",
-                       folder=folder)
+    poison, _ = upload(
+        s3, settings, batch_name(day + timedelta(hours=1)) + "_retry.zip", b"<html>not a zip</html>", folder=folder
+    )
     window = dict(since=day, until=day + timedelta(hours=2), prefix=f"{settings.raw_prefix}{folder}/")
 
     _, report = _run(max_concurrency=3, **window)
@@ -305,8 +353,9 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     while True:  # task runs reach the API as events, recorded a moment later
         runs = task_runs_of(run_id)
         per_file = [r for r in runs if r.task_key.startswith("ingest_object")]
-        if (len(per_file) == files and all(r.state and r.state.is_final() for r in per_file)) \
-                or time.monotonic() > deadline:
+        if (
+            len(per_file) == files and all(r.state and r.state.is_final() for r in per_file)
+        ) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert sorted(r.name for r in per_file) == sorted(f"ingest {key}" for key, _ in good + [poison])
@@ -317,7 +366,8 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     artifacts = {a.key: a for a in _artifacts(run_id, 3)}
     rows = _table_rows(artifacts["catch-up-lineage"].data)
     assert sorted((r["key"], r["etag"], r["status"]) for r in rows) == sorted(
-        [(key, etag, "loaded") for key, etag in good] + [(poison[0], poison[1], "failed (parked)")])
+        [(key, etag, "loaded") for key, etag in good] + [(poison[0], poison[1], "failed (parked)")]
+    )
     loaded = next(r for r in rows if r["key"] == good[0][0])
     # the files load side by side, in any order: each listing is new, newer or older than what is there
     assert loaded["records_read"] == 11 and loaded["flat_snapshots_written"] == 11
@@ -330,9 +380,11 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     assert "not a zip" in next(r for r in rows if r["key"] == poison[0])["error"]
     # the rows the catch-up loaded name the task run that loaded them (as an ingest-file run names itself)
     from tests.helpers import query
+
     ingest_runs = {str(r.id) for r in per_file}
-    assert {row.flow_run_id for row in query(settings, "SELECT DISTINCT flow_run_id FROM {schema}.fact_flats")} \
-        <= ingest_runs
+    assert {
+        row.flow_run_id for row in query(settings, "SELECT DISTINCT flow_run_id FROM {schema}.fact_flats")
+    } <= ingest_runs
 
 
 def test_an_empty_window_reports_every_hour_as_a_gap(settings):

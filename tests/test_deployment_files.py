@@ -21,8 +21,9 @@ def test_the_ecs_catch_up_has_a_vcpu_and_an_ingest_task_s_memory_for_each_proces
     assert processes == job["cpu"] // 1024 >= 2  # more processes than vCPUs would only share them
     assert job["memory"] >= ingest_job["memory"] * processes
     # everything else (image, roles, network, environment) is the ingest task's own
-    assert {k: v for k, v in job.items() if k not in ("cpu", "memory")} == \
-        {k: v for k, v in ingest_job.items() if k not in ("cpu", "memory")}
+    assert {k: v for k, v in job.items() if k not in ("cpu", "memory")} == {
+        k: v for k, v in ingest_job.items() if k not in ("cpu", "memory")
+    }
 
 
 def test_both_deployment_files_name_the_same_deployments_and_entrypoints():

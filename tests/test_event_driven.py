@@ -16,24 +16,40 @@ import boto3
 import pytest
 from prefect.deployments import run_deployment
 
-from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
 from deployments.demo import wait_until_idle
 from tests.helpers import loads_of, query, scalar, upload, wait_for_status
 
 pytestmark = pytest.mark.slow
 
+
 def hourly(n: int, *, seed: int, factor: float = 1.0) -> tuple[str, bytes]:
     hour = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=seed * 24 + n)
-    body = derived_batch(read_sample_records(), hour, rent_factor=factor, modified=hour - timedelta(minutes=5),
-                         seed=seed * 100 + n, new_listings=2)
+    body = derived_batch(
+        read_sample_records(),
+        hour,
+        rent_factor=factor,
+        modified=hour - timedelta(minutes=5),
+        seed=seed * 100 + n,
+        new_listings=2,
+    )
     return batch_name(hour) + ".zip", body
 
 
 def s3_notification(bucket: str, key: str, etag: str, size: int) -> str:
-    return json.dumps({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-central-1", "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "size": size, "eTag": etag}}}]})
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": "eu-central-1",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key), "size": size, "eTag": etag}},
+                }
+            ]
+        }
+    )
 
 
 def test_each_version_loads_exactly_once_whatever_the_queue_delivers(event_path, warehouse, s3):
@@ -47,7 +63,9 @@ def test_each_version_loads_exactly_once_whatever_the_queue_delivers(event_path,
     first_key, first_etag = uploads[0]
     body = s3.get_object(Bucket=warehouse.raw_bucket, Key=first_key)["Body"].read()
     # A duplicate notification, and the same content uploaded again (S3 notifies again, same ETag).
-    sqs.send_message(QueueUrl=queue, MessageBody=s3_notification(warehouse.raw_bucket, first_key, first_etag, len(body)))
+    sqs.send_message(
+        QueueUrl=queue, MessageBody=s3_notification(warehouse.raw_bucket, first_key, first_etag, len(body))
+    )
     assert upload(s3, warehouse, first_key.rsplit("/", 1)[-1], body, folder=folder) == (first_key, first_etag)
     # New content under the last key: a correction.
     last_key, old_etag = uploads[2]
@@ -84,8 +102,9 @@ def test_a_malformed_message_goes_to_the_dlq_and_the_bridge_keeps_going(event_pa
     sqs.send_message(QueueUrl=queue, MessageBody=marker)
     deadline, dead = time.monotonic() + 60, []
     while time.monotonic() < deadline and not dead:
-        for message in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                           MessageAttributeNames=["All"]).get("Messages", []):
+        for message in sqs.receive_message(
+            QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        ).get("Messages", []):
             if message["Body"] == marker:
                 dead.append(message)
             sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
@@ -120,13 +139,19 @@ def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, 
         time.sleep(3)
         assert not query(warehouse, "SELECT 1 FROM {schema}.load_ledger WHERE key = :k", k=key)
     finally:
-        ensure_event_resources(endpoint_url=warehouse.aws_endpoint_url, region=warehouse.aws_region,
-                               raw_bucket=warehouse.raw_bucket, raw_prefix=warehouse.raw_prefix,
-                               staging_bucket=warehouse.staging_bucket, queue_name=warehouse.queue_name,
-                               dlq_name=warehouse.dlq_name)
+        ensure_event_resources(
+            endpoint_url=warehouse.aws_endpoint_url,
+            region=warehouse.aws_region,
+            raw_bucket=warehouse.raw_bucket,
+            raw_prefix=warehouse.raw_prefix,
+            staging_bucket=warehouse.staging_bucket,
+            queue_name=warehouse.queue_name,
+            dlq_name=warehouse.dlq_name,
+        )
     hour = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=5 * 24 + 1)
-    report = catch_up(since=hour - timedelta(hours=2), until=hour + timedelta(hours=1),
-                      prefix=f"{warehouse.raw_prefix}{folder}/")
+    report = catch_up(
+        since=hour - timedelta(hours=2), until=hour + timedelta(hours=1), prefix=f"{warehouse.raw_prefix}{folder}/"
+    )
     assert (report["found"], report["loaded_now"]) == (1, 1)
     assert report["gaps"] == [(hour - timedelta(hours=2)).isoformat(), (hour - timedelta(hours=1)).isoformat()]
     wait_for_status(warehouse, key, etag)
@@ -149,7 +174,8 @@ def test_sigterm_stops_the_bridge_cleanly_and_nothing_sent_meanwhile_is_lost(eve
 
 
 def test_a_key_with_spaces_plus_and_non_ascii_arrives_url_encoded_and_loads_under_its_exact_name(
-        event_path, warehouse, s3):
+    event_path, warehouse, s3
+):
     name, body = hourly(0, seed=7)
     key, etag = upload(s3, warehouse, name, body, folder=f"Neukölln Süd+Nord {uuid.uuid4().hex[:6]}")
     wait_for_status(warehouse, key, etag)

@@ -26,7 +26,8 @@ import pytest
 import sqlalchemy as sa
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    FlowFilter, FlowFilterName,
+    FlowFilter,
+    FlowFilterName,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
@@ -35,13 +36,21 @@ from prefect.states import Crashed
 from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name
 from berlin_rentals.warehouse.ddl import create_warehouse
+from deployments.demo import wait_until_idle
 from flows.ingest import ingest_file
 from tasks.common import warehouse_engine
 from tests.faults import (
-    HttpProxy, Request, Stall, TcpProxy, dimension_ids, fresh_batch, lost_and_doubled, report, s3_error,
+    HttpProxy,
+    Request,
+    Stall,
+    TcpProxy,
+    dimension_ids,
+    fresh_batch,
+    lost_and_doubled,
+    report,
+    s3_error,
     warehouse_rows,
 )
-from deployments.demo import wait_until_idle
 from tests.helpers import artifacts_of, loads_of, query, scalar, task_runs_of, upload, wait_for, wait_for_status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,14 +101,18 @@ def loader_backend(settings: Settings, schema: str, phase: tuple[str, ...]) -> s
     The load's transaction is told by its ledger claim: the claim's INSERT holds a RowExclusiveLock on
     load_ledger until the transaction ends.
     """
-    rows = query(settings, """
+    rows = query(
+        settings,
+        """
         SELECT a.pid, a.state, left(ltrim(a.query), 60) AS query
         FROM pg_locks l
         JOIN pg_class c ON c.oid = l.relation
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE n.nspname = :schema AND c.relname = 'load_ledger' AND l.mode = 'RowExclusiveLock'
-          AND l.granted AND l.pid <> pg_backend_pid()""", schema=schema)
+          AND l.granted AND l.pid <> pg_backend_pid()""",
+        schema=schema,
+    )
     for row in rows:
         if row.state == "active" and row.query.upper().startswith(phase):
             return row
@@ -133,8 +146,11 @@ class WhenLoading(threading.Thread):
 def ingest_runs(key: str, *, deployed_only: bool = True) -> list:
     """The ingest-file flow runs of one key (deployment runs: the event path's and the UI's)."""
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])), limit=200,
-                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC)
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])),
+            limit=200,
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        )
     return [r for r in runs if r.parameters.get("key") == key and (r.deployment_id or not deployed_only)]
 
 
@@ -155,8 +171,13 @@ def ledger(settings: Settings, key: str) -> list[sa.Row]:
 
 def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a process this test starts: the stack's settings (and this test's schema)."""
-    return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
-                PREFECT_LOCAL_STORAGE_PATH=str(tmp_path / "prefect-results"), **extra)
+    return dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        PYTHONUNBUFFERED="1",
+        PREFECT_LOCAL_STORAGE_PATH=str(tmp_path / "prefect-results"),
+        **extra,
+    )
 
 
 # ---- the worker process killed mid-load ----------------------------------------------------------
@@ -167,11 +188,17 @@ def test_worker_killed_mid_load_the_rerun_loads_once(settings, s3, stack_env, tm
     key, etag = upload(s3, settings, batch_name(hour_of(1)) + ".zip", body)
     log = tmp_path / "ingest.log"
     with log.open("wb") as out:
-        child = subprocess.Popen([sys.executable, "-m", "flows.ingest", settings.raw_bucket, key, "--etag", etag],
-                                 cwd=REPO, env=child_env(tmp_path), stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "flows.ingest", settings.raw_bucket, key, "--etag", etag],
+            cwd=REPO,
+            env=child_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        watcher = WhenLoading(settings, settings.warehouse_schema, ("COPY",),
-                              lambda _: os.kill(child.pid, signal.SIGKILL))
+        watcher = WhenLoading(
+            settings, settings.warehouse_schema, ("COPY",), lambda _: os.kill(child.pid, signal.SIGKILL)
+        )
         watcher.start()
         watcher.join(120)
         watcher.stop.set()
@@ -180,7 +207,9 @@ def test_worker_killed_mid_load_the_rerun_loads_once(settings, s3, stack_env, tm
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert watcher.fired is not None, f"never saw the load transaction open; the child's log:\n{log.read_text()[-3000:]}"
+    assert watcher.fired is not None, (
+        f"never saw the load transaction open; the child's log:\n{log.read_text()[-3000:]}"
+    )
     assert child.returncode == -signal.SIGKILL, "the load finished before the kill: make the file bigger"
     print(f"\n[fault] killed the ingest process while its backend {watcher.fired.pid} ran {watcher.fired.query!r}")
 
@@ -204,13 +233,21 @@ def test_worker_killed_mid_load_the_rerun_loads_once(settings, s3, stack_env, tm
 # ---- the database connection dropped mid-load ----------------------------------------------------
 
 
-@pytest.mark.parametrize("how, phase", [("tcp-cut", "COPY"), ("tcp-half-open", "COPY"), ("pg-terminate-backend", "MERGE")],
-                         ids=["tcp-cut-during-copy", "tcp-half-open-during-copy", "pg-terminate-backend-during-merge"])
-def test_connection_dropped_mid_load_rolls_back_and_the_task_retry_loads_once(how, phase, settings, s3, stack_env,
-                                                                             monkeypatch):
+@pytest.mark.parametrize(
+    "how, phase",
+    [("tcp-cut", "COPY"), ("tcp-half-open", "COPY"), ("pg-terminate-backend", "MERGE")],
+    ids=["tcp-cut-during-copy", "tcp-half-open-during-copy", "pg-terminate-backend-during-merge"],
+)
+def test_connection_dropped_mid_load_rolls_back_and_the_task_retry_loads_once(
+    how, phase, settings, s3, stack_env, monkeypatch
+):
     n = {"tcp-cut": 2, "pg-terminate-backend": 3, "tcp-half-open": 7}[how]
-    key, etag = upload(s3, settings, batch_name(hour_of(n)) + ".zip",
-                       fresh_batch(hour_of(n), first_id=first_id(n), listings=3000, bad_lines=2))
+    key, etag = upload(
+        s3,
+        settings,
+        batch_name(hour_of(n)) + ".zip",
+        fresh_batch(hour_of(n), first_id=first_id(n), listings=3000, bad_lines=2),
+    )
     pg = sa.make_url(settings.warehouse_url)
     proxy = TcpProxy(pg.host, pg.port)
     cut = {}
@@ -258,11 +295,13 @@ def test_connection_dropped_mid_load_rolls_back_and_the_task_retry_loads_once(ho
 
 
 @pytest.mark.parametrize("when", ["before-head", "between-head-and-get"])
-def test_an_object_deleted_before_it_is_read_fails_once_clearly_and_is_parked(when, settings, s3, stack_env,
-                                                                              monkeypatch):
+def test_an_object_deleted_before_it_is_read_fails_once_clearly_and_is_parked(
+    when, settings, s3, stack_env, monkeypatch
+):
     n = 4 if when == "before-head" else 5
-    key, etag = upload(s3, settings, batch_name(hour_of(n)) + ".zip",
-                       fresh_batch(hour_of(n), first_id=first_id(n), listings=20))
+    key, etag = upload(
+        s3, settings, batch_name(hour_of(n)) + ".zip", fresh_batch(hour_of(n), first_id=first_id(n), listings=20)
+    )
 
     def delete_first(request: Request):
         # The object vanishes just as the flow's GET arrives: after its HEAD confirmed the event.
@@ -288,7 +327,9 @@ def test_an_object_deleted_before_it_is_read_fails_once_clearly_and_is_parked(wh
     gets = proxy.seen(lambda r: r.method in ("GET", "HEAD") and r.path.split("?")[0].endswith(key))
     assert len(gets) == (1 if when == "before-head" else 2)  # one HEAD (and one GET): nothing repeated
     rows = ledger(settings, key)
-    assert [(r.etag, r.status, r.attempts) for r in rows] == [(etag, "parked", 1)]  # README: unreadable → parked at once
+    assert [(r.etag, r.status, r.attempts) for r in rows] == [
+        (etag, "parked", 1)
+    ]  # README: unreadable → parked at once
     assert key in rows[0].error
     # As if the file had never come: nothing of it in the warehouse.
     got = warehouse_rows(warehouse_engine(settings.warehouse_url), settings.warehouse_schema)
@@ -297,8 +338,12 @@ def test_an_object_deleted_before_it_is_read_fails_once_clearly_and_is_parked(wh
 
 
 def test_s3_503s_on_read_are_retried_and_the_file_loads_once(settings, s3, stack_env, monkeypatch):
-    key, etag = upload(s3, settings, batch_name(hour_of(6)) + ".zip",
-                       fresh_batch(hour_of(6), first_id=first_id(6), listings=50, bad_lines=1))
+    key, etag = upload(
+        s3,
+        settings,
+        batch_name(hour_of(6)) + ".zip",
+        fresh_batch(hour_of(6), first_id=first_id(6), listings=50, bad_lines=1),
+    )
     failures = {"left": 4}  # boto3 makes 4 attempts per call (3 retries): all fail, then Prefect retries the task
 
     def unavailable(request: Request):
@@ -332,9 +377,26 @@ def run_catch_up(tmp_path: Path, since: datetime, until: datetime, prefix: str, 
     One file at a time: a file that fails must not block the ones after it, and no process pool starts
     (three catch-ups of three files would start nine interpreters; test_catch_up covers the pool)."""
     done = subprocess.run(
-        [sys.executable, "-m", "flows.catch_up", "--since", since.isoformat(), "--until", until.isoformat(),
-         "--prefix", prefix, "--max-concurrency", "1", "--json"],
-        cwd=REPO, env=child_env(tmp_path, **env), capture_output=True, text=True, timeout=180)
+        [
+            sys.executable,
+            "-m",
+            "flows.catch_up",
+            "--since",
+            since.isoformat(),
+            "--until",
+            until.isoformat(),
+            "--prefix",
+            prefix,
+            "--max-concurrency",
+            "1",
+            "--json",
+        ],
+        cwd=REPO,
+        env=child_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"since"')))
 
@@ -342,8 +404,11 @@ def run_catch_up(tmp_path: Path, since: datetime, until: datetime, prefix: str, 
 def catch_up_report_artifact(prefix: str) -> list[dict]:
     """The report table of the newest catch-up run over this prefix, as the UI shows it."""
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["catch-up"])), limit=50,
-                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC)
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["catch-up"])),
+            limit=50,
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        )
     run = next(r for r in runs if r.parameters.get("prefix") == prefix)
     tables = [a for a in artifacts_of(run.id) if a.key == "catch-up-report"]
     assert len(tables) == 1, tables
@@ -353,9 +418,16 @@ def catch_up_report_artifact(prefix: str) -> list[dict]:
 
 def test_a_file_failing_every_time_is_parked_after_3_attempts_and_blocks_no_other(settings, s3, stack_env, tmp_path):
     folder = uuid.uuid4().hex[:8]
-    files = [upload(s3, settings, batch_name(hour_of(40 + i)) + ".zip",
-                    fresh_batch(hour_of(40 + i), first_id=first_id(40 + i), listings=30), folder=folder)
-             for i in range(3)]
+    files = [
+        upload(
+            s3,
+            settings,
+            batch_name(hour_of(40 + i)) + ".zip",
+            fresh_batch(hour_of(40 + i), first_id=first_id(40 + i), listings=30),
+            folder=folder,
+        )
+        for i in range(3)
+    ]
     (good_a, _), (bad, bad_etag), (good_b, _) = files
     broken = threading.Event()
     broken.set()
@@ -370,14 +442,25 @@ def test_a_file_failing_every_time_is_parked_after_3_attempts_and_blocks_no_othe
     reports, ledgers = [], []
     try:
         for _ in range(3):  # three hourly catch-ups
-            reports.append(run_catch_up(tmp_path, hour_of(40), hour_of(43), prefix, AWS_ENDPOINT_URL=proxy.url,
-                                        ETL_RETRY_DELAYS="0", AWS_MAX_ATTEMPTS="1"))
+            reports.append(
+                run_catch_up(
+                    tmp_path,
+                    hour_of(40),
+                    hour_of(43),
+                    prefix,
+                    AWS_ENDPOINT_URL=proxy.url,
+                    ETL_RETRY_DELAYS="0",
+                    AWS_MAX_ATTEMPTS="1",
+                )
+            )
             ledgers.append({key: [(r.status, r.attempts) for r in ledger(settings, key)] for key, _ in files})
         gets = proxy.seen(lambda r: r.method == "GET" and r.path.split("?")[0].endswith(bad))
     finally:
         proxy.close()
-    print(f"\n[fault] a file answered 503 on every GET: {len(gets)} GETs over 3 catch-ups; ledger after each: "
-          f"{[ledger_after[bad] for ledger_after in ledgers]}")
+    print(
+        f"\n[fault] a file answered 503 on every GET: {len(gets)} GETs over 3 catch-ups; ledger after each: "
+        f"{[ledger_after[bad] for ledger_after in ledgers]}"
+    )
     # The first catch-up loads the others at once: the failing file holds nothing up.
     assert (reports[0]["loaded_now"], reports[0]["failed"]) == (2, [bad])
     assert ledgers[0] == {good_a: [("loaded", 0)], bad: [("failed", 1)], good_b: [("loaded", 0)]}
@@ -408,8 +491,9 @@ def measure_shared(name: str, settings: Settings, stack_env: dict, files: list[t
 
 
 def queue_empty(sqs, queue: str) -> bool:
-    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
     return all(v == "0" for v in attributes.values())
 
 
@@ -423,8 +507,9 @@ def receipt_handle(request: Request) -> str:
 
 
 @pytest.mark.slow
-def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twice(event_path, warehouse, s3,
-                                                                                  stack_env, tmp_path):
+def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twice(
+    event_path, warehouse, s3, stack_env, tmp_path
+):
     sqs = boto3.client("sqs", endpoint_url=warehouse.aws_endpoint_url, region_name=warehouse.aws_region)
     queue = sqs.get_queue_url(QueueName=warehouse.queue_name)["QueueUrl"]
     held: list[tuple[str, Stall]] = []
@@ -445,12 +530,22 @@ def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twi
     event_path.stop_service("bridge")
     proxy = HttpProxy(warehouse.aws_endpoint_url, hold_first_delete)
     with log.open("wb") as out:
-        bridge = subprocess.Popen([sys.executable, "-m", "deployments.sqs_bridge"], cwd=REPO, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True,
-                                  env=child_env(tmp_path, AWS_ENDPOINT_URL=proxy.url, ETL_BRIDGE_WAIT_SECONDS="1"))
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "deployments.sqs_bridge"],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=child_env(tmp_path, AWS_ENDPOINT_URL=proxy.url, ETL_BRIDGE_WAIT_SECONDS="1"),
+        )
     try:
-        _, etag = upload(s3, warehouse, batch_name(hour_of(10)) + ".zip",
-                         fresh_batch(hour_of(10), first_id=first_id(10), listings=20), folder=folder)
+        _, etag = upload(
+            s3,
+            warehouse,
+            batch_name(hour_of(10)) + ".zip",
+            fresh_batch(hour_of(10), first_id=first_id(10), listings=20),
+            folder=folder,
+        )
         wait_for(lambda: held, 60, "the bridge's DeleteMessage of our message")
         os.kill(bridge.pid, signal.SIGKILL)  # after the event, before the delete reached the queue
         bridge.wait(10)
@@ -471,14 +566,17 @@ def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twi
     wait_for(lambda: stack_log.read_text().count(uri) > posted_before, 60, "the redelivered message's event")
     wait_for(lambda: queue_empty(sqs, queue), 60, "the redelivered message to be deleted")
     # A barrier: a file uploaded after it has loaded, so any run the second event caused has been created.
-    marker, marker_etag = upload(s3, warehouse, batch_name(hour_of(11)) + ".zip",
-                                 fresh_batch(hour_of(11), first_id=first_id(11), listings=5))
+    marker, marker_etag = upload(
+        s3, warehouse, batch_name(hour_of(11)) + ".zip", fresh_batch(hour_of(11), first_id=first_id(11), listings=5)
+    )
     wait_for_status(warehouse, marker, marker_etag)
     wait_until_idle()
 
     runs = ingest_runs(key)
-    print(f"[fault] events posted for it: 2; ingest runs: {len(runs)} "
-          f"({', '.join(str(r.state_name) for r in runs)}); loads (flow runs in flat_snapshots): {loads_of(warehouse, key)[1]}")
+    print(
+        f"[fault] events posted for it: 2; ingest runs: {len(runs)} "
+        f"({', '.join(str(r.state_name) for r in runs)}); loads (flow runs in flat_snapshots): {loads_of(warehouse, key)[1]}"
+    )
     assert loads_of(warehouse, key) == (20, 1)
     assert [r.state_type for r in runs].count(StateType.COMPLETED) == len(runs) >= 1
     assert [(r.status, r.attempts) for r in ledger(warehouse, key)] == [("loaded", 0)]
@@ -489,8 +587,10 @@ def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twi
 def test_one_hour_delivered_10_times_and_10_files_at_once_each_load_once(event_path, warehouse, s3, stack_env):
     folder = uuid.uuid4().hex[:8]
     same = fresh_batch(hour_of(20), first_id=first_id(20), listings=5)
-    others = [(batch_name(hour_of(21 + i)) + ".zip", fresh_batch(hour_of(21 + i), first_id=first_id(21 + i), listings=5))
-              for i in range(10)]
+    others = [
+        (batch_name(hour_of(21 + i)) + ".zip", fresh_batch(hour_of(21 + i), first_id=first_id(21 + i), listings=5))
+        for i in range(10)
+    ]
     uploads, distinct = [], []
     for name, body in others:  # back to back: 10 puts of one hour (10 notifications), 10 different files
         uploads.append(upload(s3, warehouse, batch_name(hour_of(20)) + ".zip", same, folder=folder))
@@ -503,8 +603,10 @@ def test_one_hour_delivered_10_times_and_10_files_at_once_each_load_once(event_p
 
     repeated_key = uploads[0][0]
     runs = {key: ingest_runs(key) for key, _ in files}
-    print(f"\n[fault] one hour uploaded 10 times: {len(runs[repeated_key])} ingest run(s); 10 files at once: "
-          f"{sum(len(runs[k]) for k, _ in distinct)} runs")
+    print(
+        f"\n[fault] one hour uploaded 10 times: {len(runs[repeated_key])} ingest run(s); 10 files at once: "
+        f"{sum(len(runs[k]) for k, _ in distinct)} runs"
+    )
     for key, _ in files:
         assert loads_of(warehouse, key) == (5, 1), key
         assert [(r.status, r.attempts) for r in ledger(warehouse, key)] == [("loaded", 0)], key

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
-import zipfile
 import time
+import zipfile
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -35,14 +35,17 @@ def loaded_sample(settings, s3, sample_zip):
 def test_sample_lands_in_the_snowflake_with_the_known_answer(settings, loaded_sample):
     key, etag, _, result = loaded_sample
     assert result["status"] == "loaded" and result["fact_inserted"] == 11
-    row = query(settings, """
+    row = query(
+        settings,
+        """
         SELECT c.city, a.quarter, a.postcode, f.base_rent, f.number_of_rooms, f.living_space, f.balcony,
                f.publish_date, f.source_key, f.source_etag, f.batch_hour, f.flow_run_id
         FROM {schema}.fact_flats f
         JOIN {schema}.dim_address a ON a.address_id = f.address_id
         JOIN {schema}.dim_city c ON c.city_id = a.city_id
         JOIN {schema}.dim_agency g ON g.agency_id = f.agency_id
-        WHERE f.listing_id = 56906504""")[0]
+        WHERE f.listing_id = 56906504""",
+    )[0]
     assert (row.city, row.quarter, row.postcode) == ("Berlin", "Mitte (Mitte)", "10115")
     assert row.base_rent == Decimal("1715.19") and row.number_of_rooms == Decimal("3.00")
     assert row.living_space == Decimal("115.00") and row.balcony is True
@@ -50,10 +53,23 @@ def test_sample_lands_in_the_snowflake_with_the_known_answer(settings, loaded_sa
     assert (row.source_key, row.source_etag) == (key, etag)
     assert row.batch_hour == datetime(2019, 1, 13, 15, tzinfo=UTC)
     assert row.flow_run_id == str(loaded_sample[2].state_details.flow_run_id)
-    assert table_counts(settings) == {"dim_city": 1, "dim_address": 11, "dim_agency": 10, "fact_flats": 11,
-                                      "flat_snapshots": 11, "rejected_records": 0, "load_ledger": 1}
+    assert table_counts(settings) == {
+        "dim_city": 1,
+        "dim_address": 11,
+        "dim_agency": 10,
+        "fact_flats": 11,
+        "flat_snapshots": 11,
+        "rejected_records": 0,
+        "load_ledger": 1,
+    }
     ledger = query(settings, "SELECT * FROM {schema}.load_ledger")[0]
-    assert (ledger.key, ledger.etag, ledger.status, ledger.records_read, ledger.fact_inserted) == (key, etag, "loaded", 11, 11)
+    assert (ledger.key, ledger.etag, ledger.status, ledger.records_read, ledger.fact_inserted) == (
+        key,
+        etag,
+        "loaded",
+        11,
+        11,
+    )
     assert ledger.staged_prefix.endswith(f"etag={etag}/")
 
 
@@ -101,12 +117,18 @@ def test_force_replaces_the_files_rows_without_doubling(settings, loaded_sample)
 def test_new_content_under_the_same_key_is_a_correction(settings, s3, loaded_sample):
     key, old_etag, _, _ = loaded_sample
     records = read_sample_records()
-    changed = derived_batch(records, datetime(2019, 1, 13, 15, tzinfo=UTC), rent_factor=1.5,
-                            modified=datetime(2019, 1, 13, 14, 59, tzinfo=UTC))
+    changed = derived_batch(
+        records,
+        datetime(2019, 1, 13, 15, tzinfo=UTC),
+        rent_factor=1.5,
+        modified=datetime(2019, 1, 13, 14, 59, tzinfo=UTC),
+    )
     _, new_etag = upload(s3, settings, SAMPLE_NAME, changed, folder=key.split("/")[-2])
     state, result = run(settings, key, new_etag)
     assert state.is_completed() and result["fact_updated"] == 11
-    assert scalar(settings, "SELECT base_rent FROM {schema}.fact_flats WHERE listing_id = 56906504") == Decimal("2572.78")  # 1715.19 x 1.5, rounded half-even
+    assert scalar(settings, "SELECT base_rent FROM {schema}.fact_flats WHERE listing_id = 56906504") == Decimal(
+        "2572.78"
+    )  # 1715.19 x 1.5, rounded half-even
     statuses = dict(query(settings, "SELECT etag, status FROM {schema}.load_ledger"))
     assert statuses == {old_etag: "superseded", new_etag: "loaded"}
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.flat_snapshots WHERE source_key = :k", k=key) == 11
@@ -122,22 +144,33 @@ def test_a_late_batch_adds_history_but_never_overwrites_newer_state(settings, s3
     assert run(settings, key_new)[1]["fact_inserted"] == 11
     late = run(settings, key_old)[1]
     assert (late["fact_inserted"], late["fact_updated"], late["fact_stale"]) == (0, 0, 11)
-    assert scalar(settings, "SELECT base_rent FROM {schema}.fact_flats WHERE listing_id = 56906504") == Decimal("1886.71")
-    history = query(settings, """SELECT batch_hour, base_rent FROM {schema}.flat_snapshots
-                                  WHERE listing_id = 56906504 ORDER BY batch_hour""")
+    assert scalar(settings, "SELECT base_rent FROM {schema}.fact_flats WHERE listing_id = 56906504") == Decimal(
+        "1886.71"
+    )
+    history = query(
+        settings,
+        """SELECT batch_hour, base_rent FROM {schema}.flat_snapshots
+                                  WHERE listing_id = 56906504 ORDER BY batch_hour""",
+    )
     assert [(h, r) for h, r in history] == [(earlier_hour, Decimal("1543.67")), (later_hour, Decimal("1886.71"))]
 
 
 def test_rejected_lines_are_kept_and_good_lines_of_the_file_load(settings, s3, sample_zip):
     with zipfile.ZipFile(sample_zip) as archive:
         good = archive.read(archive.namelist()[0]).splitlines()
-    bad = [b'{"ok": true, "data": {"id": "1"', b'{"ok": false, "data": {"id": "5"}}',
-           b'{"ok": true, "data": {"id": "77", "modification": "2019-01-12T11:32:11.975Z", "realEstate_baseRent": "viel"}}']
+    bad = [
+        b'{"ok": true, "data": {"id": "1"',
+        b'{"ok": false, "data": {"id": "5"}}',
+        b'{"ok": true, "data": {"id": "77", "modification": "2019-01-12T11:32:11.975Z", "realEstate_baseRent": "viel"}}',
+    ]
     body = zip_lines("mixed.json", good[:5] + bad + good[5:])
     key, etag = upload(s3, settings, "immobilienscout24_berlin_20190113_16.zip", body)
     state, result = run(settings, key, etag)
     assert state.is_completed() and result["fact_inserted"] == 11 and result["rejected"] == 3
-    rows = query(settings, "SELECT source_key, source_etag, member, line_number, reason, raw_line FROM {schema}.rejected_records ORDER BY line_number")
+    rows = query(
+        settings,
+        "SELECT source_key, source_etag, member, line_number, reason, raw_line FROM {schema}.rejected_records ORDER BY line_number",
+    )
     assert [(r.member, r.line_number) for r in rows] == [("mixed.json", 6), ("mixed.json", 7), ("mixed.json", 8)]
     assert all(r.source_key == key and r.source_etag == etag for r in rows)
     assert [r.reason.split(": ")[1] for r in rows] == ["not_json", "not_ok", "invalid_value"]
@@ -152,8 +185,10 @@ def test_rejected_lines_are_kept_and_good_lines_of_the_file_load(settings, s3, s
     rejects = next(a for a in _artifacts(state, 3) if a.key and a.key.startswith("rejects-"))
     shown = json.loads(rejects.data)
     assert [(r["member"], r["line"], r["reason"], r["value"]) for r in shown] == [
-        ("mixed.json", 6, "not_json", None), ("mixed.json", 7, "not_ok", None),
-        ("mixed.json", 8, "invalid_value", "viel")]
+        ("mixed.json", 6, "not_json", None),
+        ("mixed.json", 7, "not_ok", None),
+        ("mixed.json", 8, "invalid_value", "viel"),
+    ]
     assert "realEstate_baseRent" in shown[2]["detail"]
 
 
@@ -213,10 +248,17 @@ def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample
     from tasks.common import warehouse_engine
 
     key, etag = upload(s3, settings, SAMPLE_NAME, sample_zip.read_bytes())
-    engine, target = warehouse_engine(settings.warehouse_url), target_for(settings.warehouse_url, settings.warehouse_schema)
+    engine, target = (
+        warehouse_engine(settings.warehouse_url),
+        target_for(settings.warehouse_url, settings.warehouse_schema),
+    )
     # Three transient failures in a row (say, the warehouse was down for hours): parked after the third.
-    outcomes = [record_load_failure(engine, target, settings.raw_bucket, key, etag, "connection refused",
-                                    terminal=False, max_attempts=3) for _ in range(3)]
+    outcomes = [
+        record_load_failure(
+            engine, target, settings.raw_bucket, key, etag, "connection refused", terminal=False, max_attempts=3
+        )
+        for _ in range(3)
+    ]
     assert outcomes == [("failed", 1), ("failed", 2), ("parked", 3)]
     state, result = run(settings, key, etag)
     assert state.is_completed() and (result["status"], result["ledger"]) == ("skipped", "parked")
@@ -227,7 +269,11 @@ def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample
 
 def test_a_key_outside_the_raw_prefix_is_refused_and_never_reaches_the_ledger(settings, s3):
     s3.put_object(Bucket=settings.raw_bucket, Key="elsewhere/immobilienscout24_berlin_20190113_15.zip", Body=b"x")
-    state = ingest_file(settings.raw_bucket, "elsewhere/immobilienscout24_berlin_20190113_15.zip",
-                        "793fb4ae6d07bb5b55ea181ad1fed13a", return_state=True)
+    state = ingest_file(
+        settings.raw_bucket,
+        "elsewhere/immobilienscout24_berlin_20190113_15.zip",
+        "793fb4ae6d07bb5b55ea181ad1fed13a",
+        return_state=True,
+    )
     assert state.is_failed() and "outside the raw prefix" in str(state.result(raise_on_failure=False))
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.load_ledger") == 0

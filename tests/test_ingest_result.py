@@ -11,7 +11,13 @@ import pyarrow as pa
 
 from berlin_rentals.archive import BadArchive
 from berlin_rentals.ingest_result import (
-    IngestFailed, IngestResult, closing_sentence, explain_failure, is_expected, run_name, run_tags,
+    IngestFailed,
+    IngestResult,
+    closing_sentence,
+    explain_failure,
+    is_expected,
+    run_name,
+    run_tags,
 )
 from berlin_rentals.lineage import lineage_row, rejected_rows, summary_markdown
 from berlin_rentals.source import SourceObject
@@ -25,17 +31,41 @@ SOURCE = SourceObject("rentals-raw", KEY, "0" * 32, 1234, datetime(2019, 1, 13, 
 
 
 def loaded(rejected: int = 0, flagged: int = 0) -> IngestResult:
-    stats = TransformStats(lines_read=11 + rejected, listings=11, rejected=rejected,
-                           rejected_by_reason=Counter({"not_json": rejected} if rejected else {}), flagged=flagged)
+    stats = TransformStats(
+        lines_read=11 + rejected,
+        listings=11,
+        rejected=rejected,
+        rejected_by_reason=Counter({"not_json": rejected} if rejected else {}),
+        flagged=flagged,
+    )
     report = LoadReport("loaded", fact_inserted=3, fact_updated=8, snapshots_written=11, rejected=rejected)
     staged = StagedBatch("rentals-staging", "clean/v1/etag=x/", {"fact_flats": 11, "rejected_records": rejected})
-    return IngestResult("loaded", "rentals-raw", KEY, SOURCE.etag, source=SOURCE, stats=stats, staged=staged,
-                        report=report, seconds=1.234, step_seconds={"transform": 0.1, "load": 0.2})
+    return IngestResult(
+        "loaded",
+        "rentals-raw",
+        KEY,
+        SOURCE.etag,
+        source=SOURCE,
+        stats=stats,
+        staged=staged,
+        report=report,
+        seconds=1.234,
+        step_seconds={"transform": 0.1, "load": 0.2},
+    )
 
 
 def failed(ledger: str, attempts: int, error: str, error_type: str) -> IngestResult:
-    return IngestResult("failed", "rentals-raw", KEY, SOURCE.etag, source=SOURCE, ledger=ledger, attempts=attempts,
-                        error=error, error_type=error_type)
+    return IngestResult(
+        "failed",
+        "rentals-raw",
+        KEY,
+        SOURCE.etag,
+        source=SOURCE,
+        ledger=ledger,
+        attempts=attempts,
+        error=error,
+        error_type=error_type,
+    )
 
 
 def test_a_run_is_named_after_its_batch_hour_or_its_file():
@@ -51,16 +81,20 @@ def test_each_outcome_has_tags_to_filter_by():
     assert run_tags(loaded(rejected=2, flagged=1)) == ["loaded", "rejects", "flagged"]
     assert run_tags(IngestResult("skipped", "rentals-raw", KEY, "e", ledger="loaded")) == ["skipped"]
     assert run_tags(failed("parked", 1, f"BadArchive: s3://rentals-raw/{KEY}: not a zip archive", "BadArchive")) == [
-        "parked"]
+        "parked"
+    ]
     assert run_tags(failed("failed", 1, "OperationalError: connection refused", "OperationalError")) == ["failed"]
 
 
 def test_the_closing_line_is_a_sentence():
     assert closing_sentence(loaded(rejected=2)) == (
         f"s3://rentals-raw/{KEY} loaded in 1.23 s: 11 listings from 13 lines (3 new, 8 updated, 0 older than the "
-        "warehouse kept as history), 2 lines rejected (not_json 2).")
+        "warehouse kept as history), 2 lines rejected (not_json 2)."
+    )
     skipped = IngestResult("skipped", "rentals-raw", KEY, "e", ledger="loaded")
-    assert "was skipped: the ledger says loaded" in closing_sentence(skipped) and "force=true" in closing_sentence(skipped)
+    assert "was skipped: the ledger says loaded" in closing_sentence(skipped) and "force=true" in closing_sentence(
+        skipped
+    )
 
 
 def test_a_failure_is_one_line_naming_the_file_what_the_ledger_did_and_the_fix():
@@ -68,7 +102,8 @@ def test_a_failure_is_one_line_naming_the_file_what_the_ledger_did_and_the_fix()
     assert explain_failure(parked) == (
         f"s3://rentals-raw/{KEY} could not be ingested: not a zip archive (BadArchive). Parked after 1 attempt: "
         "it will not be retried until it is released. Fix: upload a readable batch under the same key (a new ETag "
-        "loads as a correction), or fix the object and rerun ingest-file with force=true.")
+        "loads as a correction), or fix the object and rerun ingest-file with force=true."
+    )
     retried = failed("failed", 2, "OperationalError: connection refused", "OperationalError")
     assert "Attempt 2 failed; the ledger will allow another" in explain_failure(retried)
     assert "catch-up retries it" in explain_failure(retried)
@@ -91,6 +126,7 @@ def test_only_expected_errors_lose_their_traceback_in_the_logs():
             raise exc
         except BaseException:  # noqa: BLE001
             import sys
+
             return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
 
     quiet, loud = record(expected), record(KeyError("a bug"))
@@ -108,16 +144,26 @@ def test_the_lineage_row_folds_in_the_staged_objects_and_the_steps():
 
 
 def test_rejected_lines_show_reason_and_the_offending_value_never_the_whole_line():
-    rejected = pa.table({
-        "member": ["a.json", "a.json"], "line_number": [3, 9],
-        "reason": ["a.json line 3: invalid_value: Invalid decimal string - at `$.data.realEstate_baseRent`",
-                   "a.json line 9: not_json: the line is not valid JSON"],
-        "raw_line": ['{"ok": true, "data": {"id": "1", "realEstate_baseRent": "viel", "contact": "secret"}}', "{"],
-        "raw_line_bytes": [80, 1],
-    })
+    rejected = pa.table(
+        {
+            "member": ["a.json", "a.json"],
+            "line_number": [3, 9],
+            "reason": [
+                "a.json line 3: invalid_value: Invalid decimal string - at `$.data.realEstate_baseRent`",
+                "a.json line 9: not_json: the line is not valid JSON",
+            ],
+            "raw_line": ['{"ok": true, "data": {"id": "1", "realEstate_baseRent": "viel", "contact": "secret"}}', "{"],
+            "raw_line_bytes": [80, 1],
+        }
+    )
     assert rejected_rows(rejected) == [
-        {"member": "a.json", "line": 3, "reason": "invalid_value", "value": "viel",
-         "detail": "Invalid decimal string - at `$.data.realEstate_baseRent`"},
+        {
+            "member": "a.json",
+            "line": 3,
+            "reason": "invalid_value",
+            "value": "viel",
+            "detail": "Invalid decimal string - at `$.data.realEstate_baseRent`",
+        },
         {"member": "a.json", "line": 9, "reason": "not_json", "value": None, "detail": "the line is not valid JSON"},
     ]
     assert len(rejected_rows(rejected, limit=1)) == 1

@@ -28,9 +28,21 @@ from berlin_rentals.source import decode_event_key, normalize_etag
 from deployments.local_stack import DEFAULTS, REPO, LocalStack, _format_env, _group_alive, _http_ok, _pid_alive
 
 REQUIRED = {
-    "WAREHOUSE_URL", "WAREHOUSE_SCHEMA", "ETL_RAW_BUCKET", "ETL_RAW_PREFIX", "ETL_STAGING_BUCKET",
-    "ETL_STAGING_PREFIX", "ETL_QUEUE_NAME", "ETL_DLQ_NAME", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_UI_URL",
+    "WAREHOUSE_URL",
+    "WAREHOUSE_SCHEMA",
+    "ETL_RAW_BUCKET",
+    "ETL_RAW_PREFIX",
+    "ETL_STAGING_BUCKET",
+    "ETL_STAGING_PREFIX",
+    "ETL_QUEUE_NAME",
+    "ETL_DLQ_NAME",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "PREFECT_API_URL",
+    "PREFECT_HOME",
+    "PREFECT_UI_URL",
 }
 STARTED = ("moto", "postgres", "prefect")
 # The session stack's settings sit in os.environ once any test used it; the stack under test must not see them.
@@ -39,8 +51,14 @@ SESSION_KEYS = {"WAREHOUSE_URL", "AWS_ENDPOINT_URL", "PREFECT_API_URL", "PREFECT
 
 def cli(root: Path, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     extra = ["--services", "s3,postgres,prefect"] if command == "up" else []
-    done = subprocess.run([sys.executable, "-m", "deployments.local_stack", command, "--root", str(root), *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.local_stack", command, "--root", str(root), *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     print(done.stdout, done.stderr, sep="\n")
     return done
 
@@ -54,8 +72,13 @@ def ports(env: dict[str, str]) -> dict[str, str]:
 
 
 def aws_client(service: str, env: dict[str, str]):
-    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +108,13 @@ def test_up_writes_every_setting_to_an_env_file_a_shell_can_source(detached):
     for key in ("AWS_ENDPOINT_URL", "PREFECT_API_URL", "PREFECT_UI_URL", "WAREHOUSE_URL"):
         assert "127.0.0.1:" in env[key], key
     assert env["WAREHOUSE_URL"] == f"postgresql+psycopg://postgres@127.0.0.1:{env['LOCAL_PG_PORT']}/rentals"
-    sourced = subprocess.run(["bash", "-c", f"set -a; source {root / 'env'}; env -0"], env={},
-                             capture_output=True, check=True).stdout.decode().split("\0")
+    sourced = (
+        subprocess.run(
+            ["bash", "-c", f"set -a; source {root / 'env'}; env -0"], env={}, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     assert {k: v for k, _, v in (item.partition("=") for item in sourced) if k in env} == env
 
 
@@ -139,8 +167,9 @@ def test_postgres_16_answers_over_tcp_with_the_warehouse_schema(detached):
     with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database) as conn:
         assert conn.execute("select version()").fetchone()[0].startswith("PostgreSQL 16")
         assert conn.execute("show listen_addresses").fetchone()[0] == "127.0.0.1"
-        assert conn.execute("select 1 from information_schema.schemata where schema_name = %s",
-                            (env["WAREHOUSE_SCHEMA"],)).fetchone() == (1,)
+        assert conn.execute(
+            "select 1 from information_schema.schemata where schema_name = %s", (env["WAREHOUSE_SCHEMA"],)
+        ).fetchone() == (1,)
 
 
 @pytest.mark.slow
@@ -199,6 +228,7 @@ def test_down_stops_every_process_group_and_keeps_data_and_settings(detached):
 
 # ---- without a stack of their own ---------------------------------------------------------------
 
+
 @pytest.mark.stack  # starts moto of its own
 def test_an_in_process_stack_stops_its_own_children_at_once(tmp_path):
     """The test suite spawns services from the pytest process: stopping them must not wait on an unreaped zombie."""
@@ -247,8 +277,9 @@ def test_a_service_that_dies_during_start_up_fails_at_once_with_its_log(tmp_path
     stack = LocalStack(tmp_path)
     stack.log_dir.mkdir()
     stack.run_dir.mkdir()
-    stack._spawn("prefect", [sys.executable, "-c", "print('port already in use'); raise SystemExit(3)"],
-                 dict(os.environ))
+    stack._spawn(
+        "prefect", [sys.executable, "-c", "print('port already in use'); raise SystemExit(3)"], dict(os.environ)
+    )
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="(?s)exited during start-up.*port already in use"):
         stack._wait_healthy("prefect", lambda: False, timeout=60)
@@ -267,9 +298,17 @@ def test_sourcing_the_env_file_exports_every_setting_to_the_commands_after_it(tm
     env_file = tmp_path / "env"
     env_file.write_text(_format_env({"PREFECT_API_URL": "http://127.0.0.1:1/api", "WAREHOUSE_SCHEMA": "s"}))
     shown = subprocess.run(
-        ["bash", "-c", f"source {env_file} && {sys.executable} -c "
-                       "'import os; print(os.environ[\"PREFECT_API_URL\"], os.environ[\"WAREHOUSE_SCHEMA\"])'"],
-        env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, check=True)
+        [
+            "bash",
+            "-c",
+            f"source {env_file} && {sys.executable} -c "
+            '\'import os; print(os.environ["PREFECT_API_URL"], os.environ["WAREHOUSE_SCHEMA"])\'',
+        ],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert shown.stdout.split() == ["http://127.0.0.1:1/api", "s"]
     assert read_env_file(env_file) == {"PREFECT_API_URL": "http://127.0.0.1:1/api", "WAREHOUSE_SCHEMA": "s"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from berlin_rentals.archive import SourceLine, iter_lines
@@ -61,8 +60,10 @@ def test_the_transform_cache_key_changes_with_masking():
     source = SourceObject("b", "raw/x.zip", "e" * 32, 1, None)
     keys = {
         etag_cache_key(None, {"settings": Settings.from_env(env), "source": source})
-        for env in ({"WAREHOUSE_URL": "postgresql://x"},
-                    {"WAREHOUSE_URL": "postgresql://x", "ETL_MASK_PERSONAL_DATA": "1", "ETL_MASK_SALT": SALT.decode()},
-                    {"WAREHOUSE_URL": "postgresql://x", "ETL_MASK_PERSONAL_DATA": "1", "ETL_MASK_SALT": "z" * 20})
+        for env in (
+            {"WAREHOUSE_URL": "postgresql://x"},
+            {"WAREHOUSE_URL": "postgresql://x", "ETL_MASK_PERSONAL_DATA": "1", "ETL_MASK_SALT": SALT.decode()},
+            {"WAREHOUSE_URL": "postgresql://x", "ETL_MASK_PERSONAL_DATA": "1", "ETL_MASK_SALT": "z" * 20},
+        )
     }
     assert len(keys) == 3 and all(k.endswith("e" * 32) for k in keys)

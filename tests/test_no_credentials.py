@@ -23,7 +23,9 @@ def findings(paths: list[Path]) -> list[str]:
             continue
         body = path.read_bytes()
         for pattern in (ACCESS_KEY, SECRET):
-            found += [f"{path.relative_to(REPO)}: {m.group(0)[:8].decode(errors='replace')}…" for m in pattern.finditer(body)]
+            found += [
+                f"{path.relative_to(REPO)}: {m.group(0)[:8].decode(errors='replace')}…" for m in pattern.finditer(body)
+            ]
     return found
 
 

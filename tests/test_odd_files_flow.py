@@ -40,12 +40,17 @@ def test_flags_unknown_fields_and_a_future_name_load_and_are_counted_in_the_ledg
     assert state.is_completed(), state.result(raise_on_failure=False)
 
     assert scalar(settings, "SELECT quality_flags FROM {schema}.fact_flats WHERE listing_id = 56906504") == (
-        "base_rent_negative,living_space_implausible")
+        "base_rent_negative,living_space_implausible"
+    )
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.fact_flats WHERE quality_flags IS NULL") == 10
     assert scalar(settings, "SELECT quality_flags FROM {schema}.flat_snapshots WHERE listing_id = 56906504") == (
-        "base_rent_negative,living_space_implausible")
-    ledger = query(settings, """SELECT status, flagged_count, unknown_field_count, batch_hour_source,
-                                       EXTRACT(YEAR FROM batch_hour) AS year FROM {schema}.load_ledger""")[0]
+        "base_rent_negative,living_space_implausible"
+    )
+    ledger = query(
+        settings,
+        """SELECT status, flagged_count, unknown_field_count, batch_hour_source,
+                                       EXTRACT(YEAR FROM batch_hour) AS year FROM {schema}.load_ledger""",
+    )[0]
     assert (ledger.status, ledger.flagged_count, ledger.unknown_field_count) == ("loaded", 1, 1)
     assert (ledger.batch_hour_source, int(ledger.year)) == ("name_in_future", 2031)
     summary = _summary_of(state.state_details.flow_run_id)
@@ -72,8 +77,13 @@ def test_a_warehouse_made_before_the_model_gained_columns_gets_them_added(settin
     added = create_warehouse(settings.warehouse_url, schema)
     assert sorted(added) == ["fact_flats.quality_flags", "load_ledger.unknown_field_count"]
     assert create_warehouse(settings.warehouse_url, schema) == []  # idempotent
-    columns = {r.column_name for r in query(settings, """SELECT column_name FROM information_schema.columns
+    columns = {
+        r.column_name
+        for r in query(
+            settings,
+            """SELECT column_name FROM information_schema.columns
                                                         WHERE table_schema = :s AND table_name = 'fact_flats'""",
-                                            s=schema)}
+            s=schema,
+        )
+    }
     assert "quality_flags" in columns
-

@@ -21,19 +21,36 @@ def uv() -> str:
 
 
 def test_the_image_dependency_set_leaves_out_the_local_stack_and_test_tools():
-    exported = subprocess.run([uv(), "export", "--frozen", "--no-default-groups", "--no-hashes"], cwd=REPO,
-                              capture_output=True, text=True, check=True).stdout
-    names = {re.split(r"[=<> ;\[]", line.strip())[0].lower() for line in exported.splitlines()
-             if line and not line.startswith(("#", " ", "-e", "."))}
-    assert {"prefect", "prefect-aws", "pandas", "sqlalchemy-redshift", "redshift-connector", "psycopg", "pyarrow",
-            "boto3", "msgspec"} <= names
+    exported = subprocess.run(
+        [uv(), "export", "--frozen", "--no-default-groups", "--no-hashes"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = {
+        re.split(r"[=<> ;\[]", line.strip())[0].lower()
+        for line in exported.splitlines()
+        if line and not line.startswith(("#", " ", "-e", "."))
+    }
+    assert {
+        "prefect",
+        "prefect-aws",
+        "pandas",
+        "sqlalchemy-redshift",
+        "redshift-connector",
+        "psycopg",
+        "pyarrow",
+        "boto3",
+        "msgspec",
+    } <= names
     assert not names & {"moto", "pgserver", "pytest", "sqlglot"}
 
 
 def test_the_dockerfile_copies_every_package_the_wheel_declares():
     dockerfile = (REPO / "Dockerfile").read_text()
     pyproject = (REPO / "pyproject.toml").read_text()
-    packages = re.search(r'packages = \[(.*?)\]', pyproject).group(1)
+    packages = re.search(r"packages = \[(.*?)\]", pyproject).group(1)
     for package in re.findall(r'"(\w+)"', packages):
         assert f"COPY {package} ./{package}" in dockerfile, package
     assert "uv sync --frozen --no-default-groups" in dockerfile
@@ -50,4 +67,6 @@ def test_the_environment_make_builds_has_its_dependencies_compiled_to_bytecode()
 
     for module in (prefect, pandas, pyarrow):
         cached = importlib.util.cache_from_source(module.__file__)
-        assert Path(cached).exists(), f"{module.__name__} has no compiled bytecode ({cached}): sync with --compile-bytecode"
+        assert Path(cached).exists(), (
+            f"{module.__name__} has no compiled bytecode ({cached}): sync with --compile-bytecode"
+        )

@@ -42,9 +42,16 @@ PROBE_TIMEOUT_SECONDS = 240
 SKIPPED_SERVICES = {"send_telemetry_heartbeat"}
 # Must be among the registered services, or the registry moved and this check would pass vacuously.
 EXPECTED_SERVICES = {
-    "schedule_deployments", "schedule_recent_deployments", "monitor_late_runs", "monitor_expired_pauses",
-    "monitor_cancelled_flow_runs", "monitor_subflow_runs", "ensure_cancelling_timeout_checks",
-    "monitor_worker_health", "monitor_expired_leases", "evaluate_proactive_triggers_periodic",
+    "schedule_deployments",
+    "schedule_recent_deployments",
+    "monitor_late_runs",
+    "monitor_expired_pauses",
+    "monitor_cancelled_flow_runs",
+    "monitor_subflow_runs",
+    "ensure_cancelling_timeout_checks",
+    "monitor_worker_health",
+    "monitor_expired_leases",
+    "evaluate_proactive_triggers_periodic",
 }
 EXPECTED_EVENT_SERVICES = {"EventPersister", "ReactiveTriggers", "Actions", "TaskRunRecorder"}
 
@@ -55,28 +62,39 @@ PROBE_KEY, PROBE_ETAG = f"{RAW_PREFIX}x/probe.zip", "0123456789abcdef0123456789a
 
 # ---- the test ------------------------------------------------------------------------------------
 
+
 def _probe_env(tmp_path: Path) -> dict[str, str]:
     # None of the session's Prefect settings (PREFECT_API_URL of the test stack, ...) may leak in.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update({
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 def test_prefect_server_services_each_run_once_without_error(tmp_path):
     report_file = tmp_path / "report.json"
     started = time.monotonic()
-    done = subprocess.run([sys.executable, __file__, str(report_file)], env=_probe_env(tmp_path),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=PROBE_TIMEOUT_SECONDS)
+    done = subprocess.run(
+        [sys.executable, __file__, str(report_file)],
+        env=_probe_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_SECONDS,
+    )
     output = f"\n--- probe stdout ---\n{done.stdout[-4000:]}\n--- probe stderr ---\n{done.stderr[-8000:]}"
     assert done.returncode == 0 and report_file.exists(), f"the probe failed (exit {done.returncode}){output}"
     report = json.loads(report_file.read_text())
-    print(f"\nprobe: {time.monotonic() - started:.1f} s, SQLAlchemy {report['sqlalchemy']}, Prefect {report['prefect']}")
+    print(
+        f"\nprobe: {time.monotonic() - started:.1f} s, SQLAlchemy {report['sqlalchemy']}, Prefect {report['prefect']}"
+    )
     for line in report["timeline"]:
         print("  ", line)
 
@@ -96,8 +114,10 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
     if inserted["catch-up"]["after_schedule_recent_deployments"] != 0:
         problems.append(f"the catch-up deployment, updated an hour ago, got runs from the recent loop: {inserted}")
     if inserted["catch-up"]["after_schedule_deployments"] < report["scheduler_min_runs"]:
-        problems.append(f"schedule_deployments inserted fewer than {report['scheduler_min_runs']} (min_runs) runs "
-                        f"for the hourly catch-up: {inserted}")
+        problems.append(
+            f"schedule_deployments inserted fewer than {report['scheduler_min_runs']} (min_runs) runs "
+            f"for the hourly catch-up: {inserted}"
+        )
     elif not inserted["catch-up"]["auto_scheduled_by_cron"]:
         problems.append(f"the catch-up's scheduled runs are not its cron's next firings: {inserted}")
 
@@ -130,7 +150,9 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
         problems.append("the event persister did not store the S3 event")
     expected_run = {"bucket": RAW_BUCKET, "key": PROBE_KEY, "etag": PROBE_ETAG, "force": False}
     if events.get("triggered_run") != expected_run:
-        problems.append(f"the ingest-file trigger's run: {events.get('triggered_run')}, expected parameters {expected_run}")
+        problems.append(
+            f"the ingest-file trigger's run: {events.get('triggered_run')}, expected parameters {expected_run}"
+        )
     if events.get("recorded_task_run_state") != "COMPLETED":
         problems.append(f"the task-run recorder recorded {events.get('recorded_task_run_state')}, expected COMPLETED")
 
@@ -143,6 +165,7 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
 
 
 # ---- the probe (runs in the subprocess) --------------------------------------------------------
+
 
 class _ErrorLogs:
     """Every ERROR (or worse) record of any logger, formatted with its traceback."""
@@ -162,8 +185,11 @@ class _ErrorLogs:
         handler.emit = emit  # type: ignore[method-assign]
         # Prefect's logging config stops propagation at some loggers: attach there as well.
         loggers = [logging.getLogger(), logging.getLogger("prefect"), logging.getLogger("docket")]
-        loggers += [logger for logger in logging.root.manager.loggerDict.values()
-                    if isinstance(logger, logging.Logger) and not logger.propagate]
+        loggers += [
+            logger
+            for logger in logging.root.manager.loggerDict.values()
+            if isinstance(logger, logging.Logger) and not logger.propagate
+        ]
         for logger in {id(lg): lg for lg in loggers}.values():
             logger.addHandler(handler)
 
@@ -193,8 +219,10 @@ async def _call_with_dependencies(function, docket, stack):
                 value = await stack.enter_async_context(value)
             kwargs[name] = value
         else:
-            raise TypeError(f"{function.__name__}: no way to supply its parameter {name!r} ({default!r}); "
-                            f"extend tests/test_prefect_services.py")
+            raise TypeError(
+                f"{function.__name__}: no way to supply its parameter {name!r} ({default!r}); "
+                f"extend tests/test_prefect_services.py"
+            )
     return await function(**kwargs)
 
 
@@ -207,19 +235,18 @@ async def _probe(report_file: Path) -> None:  # noqa: PLR0915 - one straight sto
     from datetime import timedelta
 
     import prefect
+    import prefect.server.api.server  # noqa: F401 - imports (registers) every service `prefect server start` runs
     import sqlalchemy
     import sqlalchemy as sa
     import yaml
     from docket import Docket, Worker
-
-    import prefect.server.api.server  # noqa: F401 - imports (registers) every service `prefect server start` runs
     from prefect.logging.configuration import setup_logging
-    from prefect.server.concurrency.lease_storage import ConcurrencyLimitLeaseMetadata, get_concurrency_lease_storage
     from prefect.server import models, schemas
+    from prefect.server.concurrency.lease_storage import ConcurrencyLimitLeaseMetadata, get_concurrency_lease_storage
     from prefect.server.database import provide_database_interface
-    from prefect.server.events.schemas.automations import Automation, EventTrigger, Posture
     from prefect.server.events.actions import RunDeployment
     from prefect.server.events.models.automations import create_automation
+    from prefect.server.events.schemas.automations import Automation, EventTrigger, Posture
     from prefect.server.schemas.schedules import CronSchedule, IntervalSchedule
     from prefect.server.schemas.states import StateType
     from prefect.server.services.perpetual_services import get_perpetual_services
@@ -247,72 +274,117 @@ async def _probe(report_file: Path) -> None:  # noqa: PLR0915 - one straight sto
     catch_up_cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     async with db.session_context(begin_transaction=True) as session:
         pool = await models.workers.create_work_pool(
-            session=session, work_pool=schemas.actions.WorkPoolCreate(name="local-process", type="process"))
+            session=session, work_pool=schemas.actions.WorkPoolCreate(name="local-process", type="process")
+        )
         queue_id = pool.default_queue_id
         catch_up_flow = await models.flows.create_flow(session=session, flow=schemas.core.Flow(name="catch-up"))
         ingest_flow = await models.flows.create_flow(session=session, flow=schemas.core.Flow(name="ingest-file"))
 
         def deployment(name, flow, schedule=None, **extra):
-            return models.deployments.create_deployment(session=session, deployment=schemas.core.Deployment(
-                name=name, flow_id=flow.id, entrypoint="flows/catch_up.py:catch_up", work_pool_name=pool.name,
-                work_queue_id=queue_id,
-                schedules=[schemas.core.DeploymentSchedule(schedule=schedule, active=True)] if schedule else [],
-                **extra))
+            return models.deployments.create_deployment(
+                session=session,
+                deployment=schemas.core.Deployment(
+                    name=name,
+                    flow_id=flow.id,
+                    entrypoint="flows/catch_up.py:catch_up",
+                    work_pool_name=pool.name,
+                    work_queue_id=queue_id,
+                    schedules=[schemas.core.DeploymentSchedule(schedule=schedule, active=True)] if schedule else [],
+                    **extra,
+                ),
+            )
 
         # As prefect.yaml has it; updated an hour ago, so only the main scheduler loop considers it.
         catch_up = await deployment("catch-up", catch_up_flow, catch_up_cron, parameters=catch_up_yaml["parameters"])
-        await session.execute(sa.update(db.Deployment).where(db.Deployment.id == catch_up.id)
-                              .values(updated=hour_ago))
+        await session.execute(sa.update(db.Deployment).where(db.Deployment.id == catch_up.id).values(updated=hour_ago))
         # Just updated: the "recent deployments" loop (every 5 s) schedules it at once.
         recent = await deployment("recent", catch_up_flow, IntervalSchedule(interval=timedelta(seconds=10)))
         ingest = await deployment("ingest-file", ingest_flow, parameters={"force": False})
 
         async def flow_run(name, state, **extra):
-            return await models.flow_runs.create_flow_run(session=session, flow_run=schemas.core.FlowRun(
-                name=name, flow_id=catch_up_flow.id, state=state, **extra))
+            return await models.flow_runs.create_flow_run(
+                session=session,
+                flow_run=schemas.core.FlowRun(name=name, flow_id=catch_up_flow.id, state=state, **extra),
+            )
 
-        late = await flow_run("late", schemas.states.Scheduled(scheduled_time=hour_ago),
-                              deployment_id=catch_up.id, work_queue_id=queue_id)
-        paused = await flow_run("paused", schemas.states.Paused(pause_expiration_time=now("UTC") - timedelta(minutes=1)))
+        late = await flow_run(
+            "late", schemas.states.Scheduled(scheduled_time=hour_ago), deployment_id=catch_up.id, work_queue_id=queue_id
+        )
+        paused = await flow_run(
+            "paused", schemas.states.Paused(pause_expiration_time=now("UTC") - timedelta(minutes=1))
+        )
         cancelled = await flow_run("cancelled", schemas.states.Running())
-        child_task = await models.task_runs.create_task_run(session=session, task_run=schemas.core.TaskRun(
-            flow_run_id=cancelled.id, task_key="ingest-object", dynamic_key="0", name="ingest x",
-            state=schemas.states.Running()))
+        child_task = await models.task_runs.create_task_run(
+            session=session,
+            task_run=schemas.core.TaskRun(
+                flow_run_id=cancelled.id,
+                task_key="ingest-object",
+                dynamic_key="0",
+                name="ingest x",
+                state=schemas.states.Running(),
+            ),
+        )
         subflow = await flow_run("subflow", schemas.states.Running(), parent_task_run_id=child_task.id)
-        await models.flow_runs.set_flow_run_state(session=session, flow_run_id=cancelled.id,
-                                                  state=schemas.states.Cancelled(), force=True)
-        stuck = await flow_run("stuck cancelling", schemas.states.Running(),
-                               deployment_id=catch_up.id, work_queue_id=queue_id)
-        await models.flow_runs.set_flow_run_state(session=session, flow_run_id=stuck.id, force=True,
-                                                  state=schemas.states.Cancelling(timestamp=hour_ago))
-        await models.workers.worker_heartbeat(session=session, work_pool_id=pool.id, worker_name="gone",
-                                              heartbeat_interval_seconds=30)
-        await session.execute(sa.update(db.Worker).where(db.Worker.name == "gone")
-                              .values(last_heartbeat_time=hour_ago))
+        await models.flow_runs.set_flow_run_state(
+            session=session, flow_run_id=cancelled.id, state=schemas.states.Cancelled(), force=True
+        )
+        stuck = await flow_run(
+            "stuck cancelling", schemas.states.Running(), deployment_id=catch_up.id, work_queue_id=queue_id
+        )
+        await models.flow_runs.set_flow_run_state(
+            session=session, flow_run_id=stuck.id, force=True, state=schemas.states.Cancelling(timestamp=hour_ago)
+        )
+        await models.workers.worker_heartbeat(
+            session=session, work_pool_id=pool.id, worker_name="gone", heartbeat_interval_seconds=30
+        )
+        await session.execute(sa.update(db.Worker).where(db.Worker.name == "gone").values(last_heartbeat_time=hour_ago))
         limit = await models.concurrency_limits_v2.create_concurrency_limit(
-            session=session, concurrency_limit=schemas.core.ConcurrencyLimitV2(name="probe", limit=2))
+            session=session, concurrency_limit=schemas.core.ConcurrencyLimitV2(name="probe", limit=2)
+        )
         await models.concurrency_limits_v2.bulk_increment_active_slots(
-            session=session, concurrency_limit_ids=[limit.id], slots=1)
+            session=session, concurrency_limit_ids=[limit.id], slots=1
+        )
         # A holder that died: its lease (in the server's lease storage, here in memory) expired.
         await get_concurrency_lease_storage().create_lease(
-            resource_ids=[limit.id], ttl=timedelta(minutes=-1), metadata=ConcurrencyLimitLeaseMetadata(slots=1))
+            resource_ids=[limit.id], ttl=timedelta(minutes=-1), metadata=ConcurrencyLimitLeaseMetadata(slots=1)
+        )
         # The ingest-file deployment's trigger from prefect.yaml, as `prefect deploy` creates it.
-        await create_automation(session=session, automation=Automation(
-            name="ingest-file__automation_1", enabled=True,
-            trigger=EventTrigger(
-                match={"prefect.resource.id": f"s3://{RAW_BUCKET}/{RAW_PREFIX}*"}, expect={"aws.s3.object.created"},
-                posture=Posture.Reactive, threshold=1, within=timedelta(0)),
-            actions=[RunDeployment(source="selected", deployment_id=ingest.id, parameters={
-                "bucket": "{{ event.payload.bucket }}", "key": "{{ event.payload.key }}",
-                "etag": "{{ event.payload.etag }}"})],
-        ))
+        await create_automation(
+            session=session,
+            automation=Automation(
+                name="ingest-file__automation_1",
+                enabled=True,
+                trigger=EventTrigger(
+                    match={"prefect.resource.id": f"s3://{RAW_BUCKET}/{RAW_PREFIX}*"},
+                    expect={"aws.s3.object.created"},
+                    posture=Posture.Reactive,
+                    threshold=1,
+                    within=timedelta(0),
+                ),
+                actions=[
+                    RunDeployment(
+                        source="selected",
+                        deployment_id=ingest.id,
+                        parameters={
+                            "bucket": "{{ event.payload.bucket }}",
+                            "key": "{{ event.payload.key }}",
+                            "etag": "{{ event.payload.etag }}",
+                        },
+                    )
+                ],
+            ),
+        )
     mark("content written")
 
     async def scheduled_runs(deployment_id) -> list:
         async with db.session_context() as session:
-            rows = await session.execute(sa.select(db.FlowRun.expected_start_time).where(
-                db.FlowRun.deployment_id == deployment_id, db.FlowRun.auto_scheduled.is_(True),
-                db.FlowRun.state_type == StateType.SCHEDULED))
+            rows = await session.execute(
+                sa.select(db.FlowRun.expected_start_time).where(
+                    db.FlowRun.deployment_id == deployment_id,
+                    db.FlowRun.auto_scheduled.is_(True),
+                    db.FlowRun.state_type == StateType.SCHEDULED,
+                )
+            )
             return [r[0] for r in rows]
 
     async def state_of(table, id_) -> str | None:
@@ -329,7 +401,8 @@ async def _probe(report_file: Path) -> None:  # noqa: PLR0915 - one straight sto
         await session.execute(sa.update(db.Deployment).where(db.Deployment.id == recent.id).values(updated=now("UTC")))
     async with contextlib.AsyncExitStack() as stack:
         docket = await stack.enter_async_context(
-            Docket(name=f"probe-{uuid.uuid4().hex[:8]}", url="memory://", execution_ttl=timedelta(minutes=10)))
+            Docket(name=f"probe-{uuid.uuid4().hex[:8]}", url="memory://", execution_ttl=timedelta(minutes=10))
+        )
         docket.register_collection("prefect.server.api.background_workers:task_functions")
         scheduler_started = now("UTC")
         for function in services:
@@ -348,8 +421,12 @@ async def _probe(report_file: Path) -> None:  # noqa: PLR0915 - one straight sto
         # One task at a time: the server's worker runs 10 at once, and on SQLite two of them writing
         # states at the same moment may fail with "database is locked" (the monitors queue them again
         # on their next loop there); that contention is not what this check is about.
-        async with Worker(docket, concurrency=1, minimum_check_interval=timedelta(milliseconds=50),
-                          scheduling_resolution=timedelta(milliseconds=50)) as worker:
+        async with Worker(
+            docket,
+            concurrency=1,
+            minimum_check_interval=timedelta(milliseconds=50),
+            scheduling_resolution=timedelta(milliseconds=50),
+        ) as worker:
             await asyncio.wait_for(worker.run_until_finished(), timeout=60)
         report["docket_tasks"] = {}
         for execution in queued:
@@ -360,14 +437,18 @@ async def _probe(report_file: Path) -> None:  # noqa: PLR0915 - one straight sto
     catch_up_times = sorted(await scheduled_runs(catch_up.id))
     # The cron's next firings from when the scheduler ran, in its time zone: none missing, none doubled.
     inserted["catch-up"]["auto_scheduled_by_cron"] = bool(catch_up_times) and catch_up_times == (
-        await catch_up_cron.get_dates(n=len(catch_up_times), start=scheduler_started))
+        await catch_up_cron.get_dates(n=len(catch_up_times), start=scheduler_started)
+    )
     report["scheduled_runs"] = inserted
     report["scheduler_min_runs"] = get_current_settings().server.services.scheduler.min_runs
     async with db.session_context() as session:
         worker_status = (await session.execute(sa.select(db.Worker.status).where(db.Worker.name == "gone"))).scalar()
     async with db.session_context() as session:
-        slots = (await session.execute(sa.select(db.ConcurrencyLimitV2.active_slots)
-                                       .where(db.ConcurrencyLimitV2.id == limit.id))).scalar()
+        slots = (
+            await session.execute(
+                sa.select(db.ConcurrencyLimitV2.active_slots).where(db.ConcurrencyLimitV2.id == limit.id)
+            )
+        ).scalar()
     leases_left = await get_concurrency_lease_storage().read_expired_lease_ids()
     report["effects"] = {
         "slots held by the expired lease": f"{slots} active, {len(leases_left)} expired leases left",
@@ -398,7 +479,6 @@ async def _probe_event_services(db, ingest_deployment_id, mark) -> dict:
     import uuid
 
     import sqlalchemy as sa
-
     from prefect.client.schemas.objects import TaskRun
     from prefect.events.schemas.events import Event
     from prefect.server.events import messaging
@@ -428,8 +508,11 @@ async def _probe_event_services(db, ingest_deployment_id, mark) -> dict:
         # Each consumer subscribes as it starts, and a message published before would not reach it; one
         # delivered early waits in its subscription (the trigger consumer reads automations first).
         # On "events": the persister, the reactive triggers, the task-run recorder, the stream distributor.
-        return (len(Topic.by_name("events")._subscriptions) >= 4 and len(Topic.by_name("actions")._subscriptions) >= 1
-                and all(not task.done() for task in tasks.values()))
+        return (
+            len(Topic.by_name("events")._subscriptions) >= 4
+            and len(Topic.by_name("actions")._subscriptions) >= 1
+            and all(not task.done() for task in tasks.values())
+        )
 
     try:
         await until(subscribed, 30, "the event services to subscribe")
@@ -440,7 +523,8 @@ async def _probe_event_services(db, ingest_deployment_id, mark) -> dict:
             event="aws.s3.object.created",
             resource={"prefect.resource.id": f"s3://{RAW_BUCKET}/{PROBE_KEY}", "s3.etag": PROBE_ETAG},
             payload={"bucket": RAW_BUCKET, "key": PROBE_KEY, "etag": PROBE_ETAG},
-            id=uuid.uuid4())
+            id=uuid.uuid4(),
+        )
         # What a flow's process emits for a task run's state (prefect.utilities.engine, not copied here).
         task_run = TaskRun(id=uuid.uuid4(), name=f"ingest {PROBE_KEY}", task_key="ingest-object", dynamic_key="0")
         engine_emit = engine.emit_event
@@ -450,24 +534,32 @@ async def _probe_event_services(db, ingest_deployment_id, mark) -> dict:
         finally:
             engine.emit_event = engine_emit
         # As POST /api/events does: parse the JSON a client sent, stamp it received, publish it.
-        await messaging.publish([ServerEvent.model_validate_json(event.model_dump_json()).receive()
-                                 for event in (s3_event, task_event)])
+        await messaging.publish(
+            [ServerEvent.model_validate_json(event.model_dump_json()).receive() for event in (s3_event, task_event)]
+        )
         mark("events published")
 
         async def persisted():
             async with db.session_context() as session:
-                return (await session.execute(sa.select(sa.func.count()).select_from(db.Event)
-                                              .where(db.Event.id == s3_event.id))).scalar()
+                return (
+                    await session.execute(
+                        sa.select(sa.func.count()).select_from(db.Event).where(db.Event.id == s3_event.id)
+                    )
+                ).scalar()
 
         async def triggered_run():
             async with db.session_context() as session:
-                return (await session.execute(sa.select(db.FlowRun.parameters).where(
-                    db.FlowRun.deployment_id == ingest_deployment_id))).scalar()
+                return (
+                    await session.execute(
+                        sa.select(db.FlowRun.parameters).where(db.FlowRun.deployment_id == ingest_deployment_id)
+                    )
+                ).scalar()
 
         async def recorded_task_run():
             async with db.session_context() as session:
-                return (await session.execute(sa.select(db.TaskRun.state_type).where(
-                    db.TaskRun.id == task_run.id))).scalar()
+                return (
+                    await session.execute(sa.select(db.TaskRun.state_type).where(db.TaskRun.id == task_run.id))
+                ).scalar()
 
         result["s3_event_persisted"] = bool(await until(persisted, 30, "the event to be persisted"))
         result["triggered_run"] = await until(triggered_run, 30, "the triggered ingest-file run")
@@ -478,8 +570,9 @@ async def _probe_event_services(db, ingest_deployment_id, mark) -> dict:
         for service, task in tasks.items():
             if task.done() and not task.cancelled() and task.exception() is not None:
                 result["crashed"][service.name] = repr(task.exception())
-        await asyncio.gather(*(service.stop() for service in services if not tasks[service].done()),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(service.stop() for service in services if not tasks[service].done()), return_exceptions=True
+        )
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         mark("event services stopped")
     return result

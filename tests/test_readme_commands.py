@@ -28,7 +28,7 @@ SAMPLE_KEY = "raw/immobilienscout24_berlin_20190113_15.zip"  # where `make demo`
 def readme_block(heading: str) -> str:
     """The first ```bash block after a heading of the README."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index(f"## {heading}\n"):]
+    section = text[text.index(f"## {heading}\n") :]
     match = re.search(r"```bash\n(.*?)```", section, re.S)
     assert match, f"no bash block under '## {heading}'"
     return match.group(1)
@@ -52,9 +52,14 @@ def test_the_from_a_shell_block_runs_as_written(event_path, stack_env, s3, sampl
     engine = warehouse_engine(stack_env["WAREHOUSE_URL"])
     assert wait_for_ledger(engine, stack_env["WAREHOUSE_SCHEMA"], SAMPLE_KEY, etag.strip('"')) is not None
 
-    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block], cwd=checkout_like,
-                          env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(checkout_like)},
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", block],
+        cwd=checkout_like,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(checkout_like)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert "Traceback" not in out, out[-4000:]
@@ -72,5 +77,6 @@ def test_the_from_a_shell_block_runs_as_written(event_path, stack_env, s3, sampl
 def query_ledger(stack_env):
     from berlin_rentals.config import Settings
 
-    return query(Settings.from_env(stack_env), "SELECT status, attempts FROM {schema}.load_ledger WHERE key = :k",
-                 k=SAMPLE_KEY)
+    return query(
+        Settings.from_env(stack_env), "SELECT status, attempts FROM {schema}.load_ledger WHERE key = :k", k=SAMPLE_KEY
+    )

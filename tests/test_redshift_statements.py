@@ -15,11 +15,10 @@ import sqlglot
 from sqlglot import exp
 
 import tests.recording_dbapi as driver
-from berlin_rentals.transform import TRANSFORM_VERSION
 from berlin_rentals.archive import iter_lines
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
-from berlin_rentals.transform import transform_lines
+from berlin_rentals.transform import TRANSFORM_VERSION, transform_lines
 from berlin_rentals.warehouse.ddl import ddl_statements
 from berlin_rentals.warehouse.engines import RedshiftTarget
 from berlin_rentals.warehouse.load import load_staged_batch
@@ -32,15 +31,21 @@ ETAG = "793fb4ae6d07bb5b55ea181ad1fed13a"
 def sent(sample_zip):
     """(statements in order, the source) for loading the real sample through the Redshift target."""
     batch = transform_lines(iter_lines(sample_zip, "sample.zip"))
-    source = SourceObject("rentals-raw", "raw/immobilienscout24_berlin_20190113_15.zip", ETAG, 29979,
-                          datetime(2019, 1, 13, 15, 1, tzinfo=UTC))
+    source = SourceObject(
+        "rentals-raw",
+        "raw/immobilienscout24_berlin_20190113_15.zip",
+        ETAG,
+        29979,
+        datetime(2019, 1, 13, 15, 1, tzinfo=UTC),
+    )
     staged = StagedBatch("rentals-staging", staged_prefix("clean/", ETAG), {n: batch.rows(n) for n in batch.tables})
     engine = sa.create_engine("redshift+redshift_connector://loader@cluster:5439/rentals", module=driver)
     with engine.connect():  # the dialect's own first-connect queries, kept apart from the load
         pass
     driver.STATEMENTS.clear()
-    report = load_staged_batch(engine, RedshiftTarget("berlin_rentals", ROLE), source, staged, batch.stats,
-                               flow_run_id="run-1")
+    report = load_staged_batch(
+        engine, RedshiftTarget("berlin_rentals", ROLE), source, staged, batch.stats, flow_run_id="run-1"
+    )
     assert report.status == "loaded"
     return [(sql, params) for sql, params in driver.STATEMENTS], source
 
@@ -60,7 +65,7 @@ def test_copy_reads_each_tables_parquet_for_this_etag_with_the_iam_role(sent):
     copies = [sql for sql, _ in statements if sql.lstrip().upper().startswith("COPY")]
     tables = ["dim_city", "dim_address", "dim_agency", "fact_flats", "flat_snapshots", "rejected_records"]
     assert len(copies) == len(tables)
-    for sql, table in zip(copies, tables):
+    for sql, table in zip(copies, tables, strict=True):
         tree = sqlglot.parse_one(sql, read="redshift")
         assert isinstance(tree, exp.Copy)
         assert tree.this.name == f"stage_{table}"
@@ -76,12 +81,16 @@ def test_claim_staging_merges_and_ledger_run_in_one_transaction(sent):
     commit = sqls.index("COMMIT")
     assert not any(s.startswith(("COMMIT", "ROLLBACK")) for s in sqls[:commit])
     # After the one COMMIT only the pool's reset-on-return may follow (a no-op ROLLBACK).
-    assert set(sqls[commit + 1:]) <= {"ROLLBACK"}
+    assert set(sqls[commit + 1 :]) <= {"ROLLBACK"}
     order = [s for s in sqls if s.split()[0] in ("MERGE", "UPDATE", "INSERT")]
     assert order[0] == "INSERT INTO"  # the ledger claim's row
     merges = [sql.split()[2] for sql, _ in statements if sql.lstrip().upper().startswith("MERGE")]
-    assert merges == ["berlin_rentals.dim_city", "berlin_rentals.dim_address", "berlin_rentals.dim_agency",
-                      "berlin_rentals.fact_flats"]
+    assert merges == [
+        "berlin_rentals.dim_city",
+        "berlin_rentals.dim_address",
+        "berlin_rentals.dim_agency",
+        "berlin_rentals.fact_flats",
+    ]
     last_update = [sql for sql, _ in statements if sql.lstrip().upper().startswith("UPDATE")][-2]
     assert "status = 'loaded'" in last_update
     creates = [sql for sql, _ in statements if sql.lstrip().upper().startswith("CREATE")]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from berlin_rentals.transform import TRANSFORM_VERSION
 from berlin_rentals.staging import StagedBatch, staged_prefix
+from berlin_rentals.transform import TRANSFORM_VERSION
 from berlin_rentals.warehouse.engines import PostgresTarget, RedshiftTarget, target_for
 
 ROLE = "arn:aws:iam::123456789012:role/rentals-redshift-copy"
@@ -18,9 +18,17 @@ def staged() -> StagedBatch:
 
 def test_copy_reads_this_etags_parquet_with_the_iam_role():
     sql = RedshiftTarget(schema="berlin_rentals", iam_role_arn=ROLE).copy_sql("fact_flats", staged())
-    assert sql.split() == ["COPY", "stage_fact_flats", "FROM",
-                           f"'s3://rentals-staging/clean/v{TRANSFORM_VERSION}/etag={ETAG}/fact_flats/'",
-                           "IAM_ROLE", f"'{ROLE}'", "FORMAT", "AS", "PARQUET"]
+    assert sql.split() == [
+        "COPY",
+        "stage_fact_flats",
+        "FROM",
+        f"'s3://rentals-staging/clean/v{TRANSFORM_VERSION}/etag={ETAG}/fact_flats/'",
+        "IAM_ROLE",
+        f"'{ROLE}'",
+        "FORMAT",
+        "AS",
+        "PARQUET",
+    ]
 
 
 @pytest.mark.parametrize("role", [None, "", "arn:aws:iam::123:role/x", f"{ROLE}' CREDENTIALS 'x"])

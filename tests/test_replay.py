@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextvars
 import io
+import json
 import os
+import re
 import subprocess
 import sys
-import json
-import re
 import tempfile
 import threading
 import time
@@ -26,8 +26,16 @@ import pytest
 
 from berlin_rentals.archive import SourceLine, iter_lines
 from berlin_rentals.replay import (
-    LinesNotFound, RejectedLine, ReplayRefused, pick_lines, reason_code, rejected_lines, replay_digest,
-    replayable_etag, select_lines, transform_rejected,
+    LinesNotFound,
+    RejectedLine,
+    ReplayRefused,
+    pick_lines,
+    reason_code,
+    rejected_lines,
+    replay_digest,
+    replayable_etag,
+    select_lines,
+    transform_rejected,
 )
 from berlin_rentals.synthetic import batch_name, read_sample_records, revise, zip_lines
 from flows.ingest import ingest_file
@@ -43,6 +51,7 @@ PAD = "Altbau mit Stuck. " * 2300  # ~41 KB of description
 
 
 # ---- pure: picking lines ------------------------------------------------------------------------
+
 
 def two_member_zip() -> bytes:
     buffer = io.BytesIO()
@@ -70,10 +79,14 @@ def test_select_lines_keeps_archive_order_and_stops_once_all_are_found():
 def test_pick_lines_numbers_lines_as_the_ingest_did():
     body = two_member_zip()
     ingest = {(line.member, line.line_number): line for line in iter_lines(body, "t.zip")}
-    picked = pick_lines(body, "t.zip", [("b.jsonl", 2), ("a.json", 3), ("a.json", 1)],
-                        max_member_bytes=1 << 20, max_line_bytes=1 << 20)
+    picked = pick_lines(
+        body, "t.zip", [("b.jsonl", 2), ("a.json", 3), ("a.json", 1)], max_member_bytes=1 << 20, max_line_bytes=1 << 20
+    )
     assert [(line.member, line.line_number, line.raw) for line in picked] == [
-        ("a.json", 1, b'{"l": 1}'), ("a.json", 3, b'{"l": 3}'), ("b.jsonl", 2, b'{"b": 2}')]
+        ("a.json", 1, b'{"l": 1}'),
+        ("a.json", 3, b'{"l": 3}'),
+        ("b.jsonl", 2, b'{"b": 2}'),
+    ]
     assert all(ingest[(line.member, line.line_number)] == line for line in picked)
 
 
@@ -96,8 +109,9 @@ def test_pick_lines_applies_the_current_line_limit():
 
 def test_a_position_the_object_does_not_have_is_refused():
     with pytest.raises(LinesNotFound, match="a.json line 2"):  # line 2 is blank: never a rejected line
-        pick_lines(two_member_zip(), "t.zip", [("a.json", 2), ("a.json", 1)], max_member_bytes=1 << 20,
-                   max_line_bytes=1 << 20)
+        pick_lines(
+            two_member_zip(), "t.zip", [("a.json", 2), ("a.json", 1)], max_member_bytes=1 << 20, max_line_bytes=1 << 20
+        )
     with pytest.raises(LinesNotFound, match="gone.json line 1"):
         pick_lines(two_member_zip(), "t.zip", [("gone.json", 1)], max_member_bytes=1 << 20, max_line_bytes=1 << 20)
 
@@ -105,8 +119,10 @@ def test_a_position_the_object_does_not_have_is_refused():
 def test_transform_of_rejected_lines_tells_recovered_from_still_rejected():
     record = json.dumps(read_sample_records()[0]).encode()
     lines = [SourceLine("m.json", 1, record), SourceLine("m.json", 2, b"{nope")]
-    before = [RejectedLine("m.json", 1, "m.json line 1: line_too_long: the line is longer than the limit"),
-              RejectedLine("m.json", 2, "m.json line 2: not_json: ...")]
+    before = [
+        RejectedLine("m.json", 1, "m.json line 1: line_too_long: the line is longer than the limit"),
+        RejectedLine("m.json", 2, "m.json line 2: not_json: ..."),
+    ]
     replay = transform_rejected(lines, before, masker=None)
     assert replay.recovered == [("m.json", 1)]
     assert list(replay.still_rejected) == [("m.json", 2)] and not replay.changes_nothing
@@ -137,6 +153,7 @@ def test_replay_digest_names_the_same_lines_the_same_way():
 
 # ---- on the stack -------------------------------------------------------------------------------
 
+
 def _line(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode()
 
@@ -150,17 +167,37 @@ def mixed_batch(modified: datetime) -> tuple[bytes, str]:
     older short line before it, a line that is not JSON and one with a rent that is no number, and a
     long line with a rent that is no number (too long now, still bad for another reason after the fix)."""
     records = {r["data"]["id"]: revise(r, rent_factor=1.0, modified=modified) for r in read_sample_records()}
-    older = revise(read_sample_records()[[r["data"]["id"] for r in read_sample_records()].index(NEWER_ID)],
-                   rent_factor=0.9, modified=modified - timedelta(hours=1))
+    older = revise(
+        read_sample_records()[[r["data"]["id"] for r in read_sample_records()].index(NEWER_ID)],
+        rent_factor=0.9,
+        modified=modified - timedelta(hours=1),
+    )
     token = uuid.uuid4().hex  # unique bytes: the transform cache (by ETag) must not answer for another test
     lines = [_line(older)]
     for lid, record in records.items():
         lines.append(_line(_padded(record) if lid in (*LONG_IDS, NEWER_ID) else record))
     lines.insert(6, b'{"ok": true, "data": {"id": "' + token.encode())
-    lines.append(_line({"ok": True, "data": {"id": "77", "modification": "2019-01-12T11:32:11.975Z",
-                                             "realEstate_baseRent": "viel"}}))
-    lines.append(_line({"ok": True, "data": {"id": "78", "modification": "2019-01-12T11:32:11.975Z",
-                                             "realEstate_baseRent": "viel", "realEstate_descriptionNote": PAD}}))
+    lines.append(
+        _line(
+            {
+                "ok": True,
+                "data": {"id": "77", "modification": "2019-01-12T11:32:11.975Z", "realEstate_baseRent": "viel"},
+            }
+        )
+    )
+    lines.append(
+        _line(
+            {
+                "ok": True,
+                "data": {
+                    "id": "78",
+                    "modification": "2019-01-12T11:32:11.975Z",
+                    "realEstate_baseRent": "viel",
+                    "realEstate_descriptionNote": PAD,
+                },
+            }
+        )
+    )
     # some are longer than rejected_records.raw_line keeps (65,535 bytes): the replay reads the object
     assert sum(len(line) > LIMIT for line in lines) == 4 and max(map(len, lines)) > 65_535
     member = f"{batch_name(modified)}.json"
@@ -185,15 +222,27 @@ def replay(settings, key, etag=None):
 
 def warehouse_state(settings) -> dict[str, list]:
     return {
-        "fact_flats": query(settings, "SELECT listing_id, last_modified_at, base_rent, source_key, source_etag, "
-                                      "source_line, flow_run_id, loaded_at FROM {schema}.fact_flats ORDER BY 1"),
-        "flat_snapshots": query(settings, "SELECT source_key, listing_id, last_modified_at, base_rent, flow_run_id, "
-                                          "loaded_at FROM {schema}.flat_snapshots ORDER BY 1, 2"),
-        "rejected_records": query(settings, "SELECT source_key, member, line_number, reason, raw_line, flow_run_id, "
-                                            "rejected_at FROM {schema}.rejected_records ORDER BY 1, 2, 3"),
+        "fact_flats": query(
+            settings,
+            "SELECT listing_id, last_modified_at, base_rent, source_key, source_etag, "
+            "source_line, flow_run_id, loaded_at FROM {schema}.fact_flats ORDER BY 1",
+        ),
+        "flat_snapshots": query(
+            settings,
+            "SELECT source_key, listing_id, last_modified_at, base_rent, flow_run_id, "
+            "loaded_at FROM {schema}.flat_snapshots ORDER BY 1, 2",
+        ),
+        "rejected_records": query(
+            settings,
+            "SELECT source_key, member, line_number, reason, raw_line, flow_run_id, "
+            "rejected_at FROM {schema}.rejected_records ORDER BY 1, 2, 3",
+        ),
         "load_ledger": query(settings, "SELECT * FROM {schema}.load_ledger ORDER BY key, etag"),
-        "dims": query(settings, "SELECT (SELECT COUNT(*) FROM {schema}.dim_city), (SELECT COUNT(*) FROM "
-                                "{schema}.dim_address), (SELECT COUNT(*) FROM {schema}.dim_agency)"),
+        "dims": query(
+            settings,
+            "SELECT (SELECT COUNT(*) FROM {schema}.dim_city), (SELECT COUNT(*) FROM "
+            "{schema}.dim_address), (SELECT COUNT(*) FROM {schema}.dim_agency)",
+        ),
     }
 
 
@@ -205,15 +254,23 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     reasons = {r.line_number: reason_code(r.reason) for r in before["rejected_records"]}
     assert sorted(reasons.values()) == ["invalid_value"] + ["line_too_long"] * 4 + ["not_json"]
 
-    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1:] == [f"s3://{settings.raw_bucket}/{key}  {etag}  2031-03-01 09:00  6 rejected"]
+    assert list_mode(capsys, "--list", "--since", "2031-03-01T00:00")[1:] == [
+        f"s3://{settings.raw_bucket}/{key}  {etag}  2031-03-01 09:00  6 rejected"
+    ]
 
     started = time.perf_counter()
     state, result = replay(settings, key)
     seconds = time.perf_counter() - started
     assert state.is_completed(), result
     replay_run = str(state.state_details.flow_run_id)
-    assert (result["status"], result["etag"], result["lines_replayed"], result["recovered"],
-            result["still_rejected"], result["reasons_changed"]) == ("replayed", etag, 6, 3, 3, 1)
+    assert (
+        result["status"],
+        result["etag"],
+        result["lines_replayed"],
+        result["recovered"],
+        result["still_rejected"],
+        result["reasons_changed"],
+    ) == ("replayed", etag, 6, 3, 3, 1)
     assert (result["fact_inserted"], result["fact_updated"], result["fact_stale"]) == (2, 1, 0)
     assert (result["snapshots_inserted"], result["snapshots_replaced"]) == (2, 1)
     assert (result["rejected_before"], result["rejected_after"]) == (6, 3)
@@ -227,7 +284,11 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     for lid in (*LONG_IDS, NEWER_ID):
         row = facts[int(lid)]
         assert (row.flow_run_id, row.source_key, row.source_etag, row.last_modified_at) == (
-            replay_run, key, etag, modified)
+            replay_run,
+            key,
+            etag,
+            modified,
+        )
     # Snapshots: one per listing of the file; the good ones untouched, the older version of NEWER_ID replaced.
     snaps = {row.listing_id: row for row in after["flat_snapshots"]}
     assert len(after["flat_snapshots"]) == 11 and all(row.source_key == key for row in after["flat_snapshots"])
@@ -235,8 +296,9 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     assert snaps[int(NEWER_ID)].last_modified_at == modified and snaps[int(NEWER_ID)].flow_run_id == replay_run
     # rejected_records lost exactly the recovered lines; the bad ones keep their row and reason, and the
     # long one that is still bad now says why (with its whole raw line, as the current settings keep it).
-    assert after["rejected_records"][:2] == [r for r in before["rejected_records"]
-                                             if reason_code(r.reason) != "line_too_long"]
+    assert after["rejected_records"][:2] == [
+        r for r in before["rejected_records"] if reason_code(r.reason) != "line_too_long"
+    ]
     changed = after["rejected_records"][2]
     assert (reason_code(changed.reason), changed.flow_run_id) == ("invalid_value", replay_run)
     assert "realEstate_baseRent" in changed.reason and len(changed.raw_line.encode()) > LIMIT
@@ -252,15 +314,28 @@ def test_replay_recovers_the_fixed_lines_once_and_leaves_the_good_ones_alone(set
     (table,) = [a for a in artifacts if a.type == "table"]
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     outcomes = sorted((r["outcome"], reason_code(r["reason"]) if r["reason"] else "") for r in rows)
-    assert outcomes == [("recovered", ""), ("recovered", ""), ("recovered", ""),
-                        ("rejected", "invalid_value"), ("rejected", "invalid_value"), ("rejected", "not_json")]
+    assert outcomes == [
+        ("recovered", ""),
+        ("recovered", ""),
+        ("recovered", ""),
+        ("rejected", "invalid_value"),
+        ("rejected", "invalid_value"),
+        ("rejected", "not_json"),
+    ]
     (summary,) = [a for a in artifacts if a.type == "markdown"]
-    assert "**replayed**" in summary.data and "3 recovered" in summary.data and "invalid_value: 2, not_json: 1" in summary.data
+    assert (
+        "**replayed**" in summary.data
+        and "3 recovered" in summary.data
+        and "invalid_value: 2, not_json: 1" in summary.data
+    )
 
     # A second replay is a no-op: nothing recovered, every reason as before, nothing written.
     state, result = replay(settings, key)
     assert state.is_completed() and (result["status"], result["recovered"], result["still_rejected"]) == (
-        "unchanged", 0, 3)
+        "unchanged",
+        0,
+        3,
+    )
     assert warehouse_state(settings) == after
 
 
@@ -269,8 +344,9 @@ def test_a_recovered_listing_never_overwrites_a_newer_state(settings, s3, monkey
     modified = datetime(2031, 3, 2, 9, 10, tzinfo=UTC)
     records = {r["data"]["id"]: r for r in read_sample_records()}
     later = revise(records[LONG_IDS[0]], rent_factor=2.0, modified=modified + timedelta(hours=1))
-    later_key, _ = upload(s3, settings, batch_name(modified + timedelta(hours=1)) + ".zip",
-                          zip_lines("later.json", [_line(later)]))
+    later_key, _ = upload(
+        s3, settings, batch_name(modified + timedelta(hours=1)) + ".zip", zip_lines("later.json", [_line(later)])
+    )
     assert ingest_file(settings.raw_bucket, later_key)["fact_inserted"] == 1
     newer = query(settings, "SELECT * FROM {schema}.fact_flats WHERE listing_id = :i", i=int(LONG_IDS[0]))
 
@@ -283,8 +359,12 @@ def test_a_recovered_listing_never_overwrites_a_newer_state(settings, s3, monkey
     assert [tuple(r) for r in ledger] == [(9 + 1, 3)]  # 9 by the ingest, 1 by the replay (the other was stale)
     assert query(settings, "SELECT * FROM {schema}.fact_flats WHERE listing_id = :i", i=int(LONG_IDS[0])) == newer
     # ... but its version from this file joins the rent history.
-    history = query(settings, "SELECT source_key, last_modified_at FROM {schema}.flat_snapshots "
-                              "WHERE listing_id = :i ORDER BY last_modified_at", i=int(LONG_IDS[0]))
+    history = query(
+        settings,
+        "SELECT source_key, last_modified_at FROM {schema}.flat_snapshots "
+        "WHERE listing_id = :i ORDER BY last_modified_at",
+        i=int(LONG_IDS[0]),
+    )
     assert [tuple(r) for r in history] == [(key, modified), (later_key, modified + timedelta(hours=1))]
 
 
@@ -305,9 +385,12 @@ def test_replay_works_when_personal_data_is_masked(settings, s3, monkeypatch):
     done = cli(settings.raw_bucket, key)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"'etag': '{etag}'" in done.stdout and "'recovered': 3, 'still_rejected': 3" in done.stdout
-    names = query(settings, """SELECT g.firstname, g.email FROM {schema}.fact_flats f
+    names = query(
+        settings,
+        """SELECT g.firstname, g.email FROM {schema}.fact_flats f
                                JOIN {schema}.dim_agency g ON g.agency_id = f.agency_id
-                               WHERE f.listing_id IN (56906504, 45506939)""")
+                               WHERE f.listing_id IN (56906504, 45506939)""",
+    )
     assert len(names) == 2
     assert all(v is None or v.startswith("h:") for row in names for v in row)  # masked like every other row
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.rejected_records") == 3
@@ -323,8 +406,14 @@ def list_mode(capsys, *args: str) -> list[str]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.replay_rejects", *args], cwd=REPO, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.replay_rejects", *args],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_only_a_loaded_version_is_replayed_and_refusals_change_nothing(settings, s3, monkeypatch):
@@ -332,8 +421,9 @@ def test_only_a_loaded_version_is_replayed_and_refusals_change_nothing(settings,
     key, old_etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
     # A correction under the same key supersedes the version and its rejects.
     folder = key.split("/")[-2]
-    _, new_etag = upload(s3, settings, key.rsplit("/", 1)[1], zip_lines("c.json", [_line(read_sample_records()[0])]),
-                         folder=folder)
+    _, new_etag = upload(
+        s3, settings, key.rsplit("/", 1)[1], zip_lines("c.json", [_line(read_sample_records()[0])]), folder=folder
+    )
     assert ingest_file(settings.raw_bucket, key, new_etag)["status"] == "loaded"
     before = warehouse_state(settings)
     state, result = replay(settings, key, old_etag)
@@ -372,20 +462,33 @@ def test_a_replay_waits_for_a_load_in_flight_and_redoes_its_work_if_the_rejects_
     archive = download_source(s3, source, Path(tempfile.mkdtemp()) / "batch.zip")
     with engine.connect() as conn:
         rejected = rejected_lines(conn, settings.warehouse_schema, source)
-    prepared = transform_rejected(pick_lines(archive, key, [r.position for r in rejected], max_member_bytes=1 << 30,
-                                             max_line_bytes=1 << 26), rejected, masker=None)
-    staged = stage_replay(s3, prepared, bucket=settings.staging_bucket, staging_prefix=settings.staging_prefix,
-                          etag=etag, masked=False)
+    prepared = transform_rejected(
+        pick_lines(archive, key, [r.position for r in rejected], max_member_bytes=1 << 30, max_line_bytes=1 << 26),
+        rejected,
+        masker=None,
+    )
+    staged = stage_replay(
+        s3, prepared, bucket=settings.staging_bucket, staging_prefix=settings.staging_prefix, etag=etag, masked=False
+    )
 
     # A forced reload of the file is claiming it (uncommitted): the replay must wait for it.
     results = []
     with engine.connect() as holder:
         holder.begin()
-        holder.execute(statement("postgresql/claim_file.sql", settings.warehouse_schema),
-                       {"bucket": settings.raw_bucket, "key": key, "etag": etag, "flow_run_id": "reload",
-                        "started_at": datetime.now(UTC), "force": True})
-        thread = threading.Thread(target=contextvars.copy_context().run,
-                                  args=(lambda: results.append(replay(settings, key)[1]),))
+        holder.execute(
+            statement("postgresql/claim_file.sql", settings.warehouse_schema),
+            {
+                "bucket": settings.raw_bucket,
+                "key": key,
+                "etag": etag,
+                "flow_run_id": "reload",
+                "started_at": datetime.now(UTC),
+                "force": True,
+            },
+        )
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(lambda: results.append(replay(settings, key)[1]),)
+        )
         thread.start()
         time.sleep(3)
         assert thread.is_alive() and not results  # blocked on the ledger lock
@@ -424,14 +527,25 @@ def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkey
     lines.append(SourceLine("m.json", 4, b"{nope"))
     before = [RejectedLine("m.json", n, f"m.json line {n}: line_too_long: ...") for n in range(1, 5)]
     prepared = transform_rejected(lines, before, masker=None)
-    staged = StagedBatch("rentals-staging", f"clean/v1/replay/etag={etag}/{replay_digest(etag, [], False)}/",
-                         {n: prepared.batch.rows(n) for n in prepared.batch.tables})
-    source = SourceObject("rentals-raw", "raw/immobilienscout24_berlin_20190113_15.zip", etag, 29979,
-                          datetime(2019, 1, 13, 15, 1, tzinfo=UTC))
+    staged = StagedBatch(
+        "rentals-staging",
+        f"clean/v1/replay/etag={etag}/{replay_digest(etag, [], False)}/",
+        {n: prepared.batch.rows(n) for n in prepared.batch.tables},
+    )
+    source = SourceObject(
+        "rentals-raw",
+        "raw/immobilienscout24_berlin_20190113_15.zip",
+        etag,
+        29979,
+        datetime(2019, 1, 13, 15, 1, tzinfo=UTC),
+    )
     answers = [
         (re.compile(r"SELECT status\s+FROM", re.I), [("loaded",)], ["status"]),
-        (re.compile(r"SELECT member, line_number, reason", re.I),
-         [(r.member, r.line_number, r.reason, 0) for r in before], ["member", "line_number", "reason", "raw_withheld"]),
+        (
+            re.compile(r"SELECT member, line_number, reason", re.I),
+            [(r.member, r.line_number, r.reason, 0) for r in before],
+            ["member", "line_number", "reason", "raw_withheld"],
+        ),
         (re.compile(r"AS rejected\b", re.I), [(1,)], ["rejected"]),
     ]
     monkeypatch.setattr(driver, "_ANSWERS", answers + driver._ANSWERS)
@@ -445,15 +559,19 @@ def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkey
     heads = [" ".join(sql.split()[:3]).upper() for sql, _ in sent]
     assert heads[0] == "LOCK BERLIN_RENTALS.LOAD_LEDGER"
     commit = heads.index("COMMIT")
-    assert set(heads[commit + 1:]) <= {"ROLLBACK"} and "ROLLBACK" not in heads[:commit]
+    assert set(heads[commit + 1 :]) <= {"ROLLBACK"} and "ROLLBACK" not in heads[:commit]
     for sql, params in sent[:commit]:
         tree = sqlglot.parse_one(driver.rendered(sql, params), read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
         if isinstance(tree, exp.Command):
             assert tree.this.upper() == "LOCK", sql
         assert not isinstance(tree, exp.Merge) or "WHEN MATCHED AND" not in sql.upper()  # no conditional clauses
     merges = [sql.split()[2] for sql, _ in sent if sql.lstrip().upper().startswith("MERGE")]
-    assert merges == ["berlin_rentals.dim_city", "berlin_rentals.dim_address", "berlin_rentals.dim_agency",
-                      "berlin_rentals.fact_flats"]
+    assert merges == [
+        "berlin_rentals.dim_city",
+        "berlin_rentals.dim_address",
+        "berlin_rentals.dim_agency",
+        "berlin_rentals.fact_flats",
+    ]
     copies = [sql for sql, _ in sent if sql.lstrip().upper().startswith("COPY")]
     assert len(copies) == 6 and all(f"/replay/etag={etag}/" in sql and ROLE in sql for sql in copies)
     # The file's other snapshots and rejects are never deleted wholesale: every DELETE is bound to the stage.
@@ -469,7 +587,7 @@ def test_the_snapshot_insert_covers_every_column_of_flat_snapshots():
     from berlin_rentals.warehouse.tables import warehouse_metadata
 
     insert = " ".join(_snapshot_statements("s")[-1].text.split())
-    columns = insert[insert.index("(") + 1:insert.index(")")].replace(" ", "").split(",")
+    columns = insert[insert.index("(") + 1 : insert.index(")")].replace(" ", "").split(",")
     assert sorted(columns) == sorted(c.name for c in warehouse_metadata("s").tables["s.flat_snapshots"].columns)
 
 
@@ -492,11 +610,16 @@ def test_the_replay_rejects_deployment_runs_on_a_worker(deployed_stack, stack_en
     if started:
         stack.start_service("worker")
     try:
-        run = run_deployment("replay-rejects/replay-rejects", parameters={"bucket": warehouse.raw_bucket, "key": key},
-                             timeout=120)
+        run = run_deployment(
+            "replay-rejects/replay-rejects", parameters={"bucket": warehouse.raw_bucket, "key": key}, timeout=120
+        )
     finally:
         if started:
             stack.stop_service("worker")
     assert run.state.is_completed(), run.state
-    assert query(warehouse, "SELECT rejected_count FROM {schema}.load_ledger WHERE key = :k AND etag = :e",
-                 k=key, e=etag)[0][0] == 3
+    assert (
+        query(warehouse, "SELECT rejected_count FROM {schema}.load_ledger WHERE key = :k AND etag = :e", k=key, e=etag)[
+            0
+        ][0]
+        == 3
+    )

@@ -28,8 +28,15 @@ from berlin_rentals.synthetic import SAMPLE_ZIP, read_sample_records, zip_lines
 from deployments.local_stack import DEFAULTS, REPO, LocalStack
 from tests.helpers import wait_for
 
-SESSION_KEYS = {"WAREHOUSE_URL", "WAREHOUSE_PSQL_URL", "AWS_ENDPOINT_URL", "PREFECT_API_URL", "PREFECT_HOME",
-                "PREFECT_UI_URL", *DEFAULTS}
+SESSION_KEYS = {
+    "WAREHOUSE_URL",
+    "WAREHOUSE_PSQL_URL",
+    "AWS_ENDPOINT_URL",
+    "PREFECT_API_URL",
+    "PREFECT_HOME",
+    "PREFECT_UI_URL",
+    *DEFAULTS,
+}
 EVENT_LINE = "event aws.s3.object.created for"
 REJECTS = "immobilienscout24_berlin_20190113_16.zip"  # a later hour: 5 good lines, 3 rejected
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -37,8 +44,14 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 def cli(root: Path | None, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """python <args> [--root root] in the checkout, as a user would run it."""
-    done = subprocess.run([sys.executable, *args, *(["--root", str(root)] if root else [])], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, *args, *(["--root", str(root)] if root else [])],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     print(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}")
     return done
 
@@ -52,14 +65,22 @@ def stack_cli(root: Path, env: dict[str, str], command: str, *extra: str) -> sub
 
 
 def aws(service: str, env: dict[str, str]):
-    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def prefect_api(env: dict[str, str], path: str, body: dict | None = None):
-    request = urllib.request.Request(env["PREFECT_API_URL"] + path, method="POST" if body is not None else "GET",
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        env["PREFECT_API_URL"] + path,
+        method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -70,7 +91,9 @@ def ingest_runs(env: dict[str, str]) -> list[dict]:
 
 def ledger(env: dict[str, str]) -> dict[tuple[str, str], tuple]:
     with psycopg.connect(env["WAREHOUSE_URL"].replace("postgresql+psycopg://", "postgresql://")) as conn:
-        rows = conn.execute("SELECT key, etag, status, flow_run_id, finished_at FROM berlin_rentals.load_ledger").fetchall()
+        rows = conn.execute(
+            "SELECT key, etag, status, flow_run_id, finished_at FROM berlin_rentals.load_ledger"
+        ).fetchall()
     return {(key, etag): (status, run, finished) for key, etag, status, run, finished in rows}
 
 
@@ -106,13 +129,24 @@ def loaded(stack):
     objects = {}
     for name, body in ((SAMPLE_ZIP.name, SAMPLE_ZIP.read_bytes()), (REJECTS, rejects_batch())):
         key = env["ETL_RAW_PREFIX"] + name
-        objects[key] = s3.put_object(Bucket=env["ETL_RAW_BUCKET"], Key=key, Body=body,
-                                     ContentType="application/zip", Metadata={"source": "restart-test"})["ETag"]
+        objects[key] = s3.put_object(
+            Bucket=env["ETL_RAW_BUCKET"],
+            Key=key,
+            Body=body,
+            ContentType="application/zip",
+            Metadata={"source": "restart-test"},
+        )["ETag"]
     started = time.monotonic()
-    wait_for(lambda: all(ledger(env).get((k, e.strip('"')), ("",))[0] == "loaded" for k, e in objects.items()),
-             180, "both batches loaded by the event path")
-    wait_for(lambda: len(ingest_runs(env)) >= 2 and all(r["state_type"] in FINAL for r in ingest_runs(env)),
-             60, "their ingest-file runs finished")
+    wait_for(
+        lambda: all(ledger(env).get((k, e.strip('"')), ("",))[0] == "loaded" for k, e in objects.items()),
+        180,
+        "both batches loaded by the event path",
+    )
+    wait_for(
+        lambda: len(ingest_runs(env)) >= 2 and all(r["state_type"] in FINAL for r in ingest_runs(env)),
+        60,
+        "their ingest-file runs finished",
+    )
     print(f"upload → loaded, event path: {time.monotonic() - started:.1f} s")
     return root, child_env, {key: etag.strip('"') for key, etag in objects.items()}
 
@@ -123,13 +157,22 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     env = read_env_file(root / "env")
     s3 = aws("s3", env)
     # A multipart object (its ETag is not an MD5 of the bytes) in a bucket of no pipeline's.
-    s3.create_bucket(Bucket="restart-other", CreateBucketConfiguration={"LocationConstraint": env["AWS_DEFAULT_REGION"]})
+    s3.create_bucket(
+        Bucket="restart-other", CreateBucketConfiguration={"LocationConstraint": env["AWS_DEFAULT_REGION"]}
+    )
     upload = s3.create_multipart_upload(Bucket="restart-other", Key="big/part file.bin")["UploadId"]
-    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="restart-other", Key="big/part file.bin", UploadId=upload,
-                                                      PartNumber=n, Body=os.urandom(size))["ETag"]}
-             for n, size in ((1, 5 * 1024 * 1024), (2, 1000))]
-    multipart = s3.complete_multipart_upload(Bucket="restart-other", Key="big/part file.bin", UploadId=upload,
-                                             MultipartUpload={"Parts": parts})["ETag"]
+    parts = [
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(
+                Bucket="restart-other", Key="big/part file.bin", UploadId=upload, PartNumber=n, Body=os.urandom(size)
+            )["ETag"],
+        }
+        for n, size in ((1, 5 * 1024 * 1024), (2, 1000))
+    ]
+    multipart = s3.complete_multipart_upload(
+        Bucket="restart-other", Key="big/part file.bin", UploadId=upload, MultipartUpload={"Parts": parts}
+    )["ETag"]
     assert multipart.strip('"').endswith("-2")
     runs_before, events_before, ledger_before = len(ingest_runs(env)), event_lines(root), ledger(env)
 
@@ -163,11 +206,17 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     # A rerun with force=true reads the object again and reloads it (README: Reruns).
     key = env["ETL_RAW_PREFIX"] + SAMPLE_ZIP.name
     deployment = prefect_api(env, "/deployments/name/ingest-file/ingest-file")
-    run = prefect_api(env, f"/deployments/{deployment['id']}/create_flow_run",
-                      {"parameters": {"bucket": env["ETL_RAW_BUCKET"], "key": key, "force": True}})
+    run = prefect_api(
+        env,
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"bucket": env["ETL_RAW_BUCKET"], "key": key, "force": True}},
+    )
     started = time.monotonic()
-    done = wait_for(lambda: (r := prefect_api(env, f"/flow_runs/{run['id']}"))["state_type"] in FINAL and r,
-                    180, "the forced rerun finished")
+    done = wait_for(
+        lambda: (r := prefect_api(env, f"/flow_runs/{run['id']}"))["state_type"] in FINAL and r,
+        180,
+        "the forced rerun finished",
+    )
     print(f"forced rerun through the worker: {time.monotonic() - started:.1f} s")
     assert done["state_type"] == "COMPLETED", done["state"]
     status, run_id, finished = ledger(env)[(key, objects[key])]
@@ -175,8 +224,19 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     assert len(ingest_runs(env)) == runs_before + 1  # that rerun, and nothing else
 
     # The catch-up lists both objects and finds them loaded.
-    catch_up = cli(None, child_env | env, "-m", "flows.catch_up", "--since", "2019-01-13T15:00:00+00:00",
-                   "--until", "2019-01-13T17:00:00+00:00", "--max-concurrency", "1", "--json")
+    catch_up = cli(
+        None,
+        child_env | env,
+        "-m",
+        "flows.catch_up",
+        "--since",
+        "2019-01-13T15:00:00+00:00",
+        "--until",
+        "2019-01-13T17:00:00+00:00",
+        "--max-concurrency",
+        "1",
+        "--json",
+    )
     assert catch_up.returncode == 0
     report = json.loads(catch_up.stdout.strip().splitlines()[-1])
     assert (report["found"], report["loaded_now"], report["already_loaded"], report["failed_now"]) == (2, 0, 2, 0)
@@ -189,8 +249,15 @@ def test_make_sql_answers_on_the_warehouse_and_the_ready_queries_run(loaded):
     env = read_env_file(root / "env")
     assert env["WAREHOUSE_PSQL_URL"] == f"postgresql://postgres@127.0.0.1:{env['LOCAL_PG_PORT']}/rentals"
     for mode in ((), ("--python",)):  # pgserver's psql, and the small prompt over psycopg
-        done = cli(root, child_env, "-m", "deployments.sql", *mode, "-c",
-                   "SELECT status, count(*) AS files FROM load_ledger GROUP BY status")
+        done = cli(
+            root,
+            child_env,
+            "-m",
+            "deployments.sql",
+            *mode,
+            "-c",
+            "SELECT status, count(*) AS files FROM load_ledger GROUP BY status",
+        )
         assert done.returncode == 0, done.stderr
         assert re.search(r"loaded\s+\|\s+2\b", done.stdout) and "(1 row)" in done.stdout
         failed = cli(root, child_env, "-m", "deployments.sql", *mode, "-c", "SELECT * FROM no_such_table")
@@ -200,7 +267,10 @@ def test_make_sql_answers_on_the_warehouse_and_the_ready_queries_run(loaded):
     rejects = cli(root, child_env, "-m", "deployments.sql", "--ready", "rejects-by-reason")
     assert rejects.returncode == 0
     assert re.findall(r"^(\w+)\s+\|\s+(\d+)\s+\|\s+(\d+)", rejects.stdout, re.M) == [
-        ("not_an_object", "1", "1"), ("not_json", "1", "1"), ("not_ok", "1", "1")]
+        ("not_an_object", "1", "1"),
+        ("not_json", "1", "1"),
+        ("not_ok", "1", "1"),
+    ]
     history = cli(root, child_env, "-m", "deployments.sql", "--ready", "rent-history", "--listing", "56906504")
     assert history.returncode == 0 and "(2 rows)" in history.stdout
     assert SAMPLE_ZIP.name in history.stdout and REJECTS in history.stdout
@@ -234,19 +304,25 @@ def test_reset_deletes_the_state_and_the_next_up_starts_from_empty(loaded):
     up = stack_cli(root, child_env, "up", "--services", "s3,postgres,prefect")
     assert "WARNING" not in up.stdout and "initialised PostgreSQL data directory" in up.stdout
     env = read_env_file(root / "env")
-    assert {k: env[k] for k in settings if k.endswith("_PORT")} == {k: v for k, v in settings.items() if k.endswith("_PORT")}
+    assert {k: env[k] for k in settings if k.endswith("_PORT")} == {
+        k: v for k, v in settings.items() if k.endswith("_PORT")
+    }
     with psycopg.connect(env["WAREHOUSE_PSQL_URL"]) as conn:
         for table in ("load_ledger", "fact_flats", "flat_snapshots", "rejected_records"):
             assert conn.execute(f"SELECT count(*) FROM berlin_rentals.{table}").fetchone() == (0,), table
     s3 = aws("s3", env)
     assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == sorted(
-        [env["ETL_RAW_BUCKET"], env["ETL_STAGING_BUCKET"]])
-    assert all(s3.list_objects_v2(Bucket=b)["KeyCount"] == 0 for b in (env["ETL_RAW_BUCKET"], env["ETL_STAGING_BUCKET"]))
+        [env["ETL_RAW_BUCKET"], env["ETL_STAGING_BUCKET"]]
+    )
+    assert all(
+        s3.list_objects_v2(Bucket=b)["KeyCount"] == 0 for b in (env["ETL_RAW_BUCKET"], env["ETL_STAGING_BUCKET"])
+    )
     assert prefect_api(env, "/flow_runs/filter", {"limit": 10}) == []
     assert prefect_api(env, "/deployments/filter", {"limit": 10}) == []
 
 
 # ---- S3 and the queues across a restart, moto only (no stack of the session) ------------------
+
 
 @pytest.mark.stack  # starts moto of its own
 def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path, capsys):
@@ -258,19 +334,35 @@ def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path
         queue = sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"]
         dlq = sqs.get_queue_url(QueueName=env["ETL_DLQ_NAME"])["QueueUrl"]
         odd = env["ETL_RAW_PREFIX"] + "odd dir/ä b+c%2F.zip"
-        small = s3.put_object(Bucket=raw, Key=odd, Body=b"PK small", ContentType="application/zip",
-                              Metadata={"origin": "test"}, CacheControl="no-cache")["ETag"]
+        small = s3.put_object(
+            Bucket=raw,
+            Key=odd,
+            Body=b"PK small",
+            ContentType="application/zip",
+            Metadata={"origin": "test"},
+            CacheControl="no-cache",
+        )["ETag"]
         empty = s3.put_object(Bucket=staging, Key="clean/empty", Body=b"")["ETag"]
         sqs.purge_queue(QueueUrl=queue)  # those two puts' notifications: forwarded, say, before `down`
         upload = s3.create_multipart_upload(Bucket=staging, Key="clean/big", ContentType="text/plain")["UploadId"]
-        parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=staging, Key="clean/big", UploadId=upload,
-                                                          PartNumber=n, Body=bytes([n]) * size)["ETag"]}
-                 for n, size in ((1, 5 * 1024 * 1024), (2, 5 * 1024 * 1024 + 1), (3, 7))]
-        big = s3.complete_multipart_upload(Bucket=staging, Key="clean/big", UploadId=upload,
-                                           MultipartUpload={"Parts": parts})["ETag"]
+        parts = [
+            {
+                "PartNumber": n,
+                "ETag": s3.upload_part(
+                    Bucket=staging, Key="clean/big", UploadId=upload, PartNumber=n, Body=bytes([n]) * size
+                )["ETag"],
+            }
+            for n, size in ((1, 5 * 1024 * 1024), (2, 5 * 1024 * 1024 + 1), (3, 7))
+        ]
+        big = s3.complete_multipart_upload(
+            Bucket=staging, Key="clean/big", UploadId=upload, MultipartUpload={"Parts": parts}
+        )["ETag"]
         sqs.send_message(QueueUrl=queue, MessageBody='{"waiting": "for the bridge"}')
-        sqs.send_message(QueueUrl=dlq, MessageBody="garbage",
-                         MessageAttributes={"reason": {"DataType": "String", "StringValue": "not JSON"}})
+        sqs.send_message(
+            QueueUrl=dlq,
+            MessageBody="garbage",
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": "not JSON"}},
+        )
 
         stack.down()
         manifest = json.loads((tmp_path / "local" / "s3" / "manifest.json").read_text())
@@ -284,15 +376,25 @@ def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path
         env = stack.up()
         out = capsys.readouterr().out
         assert "restored S3" in out and "3 objects" in out
-        assert "WARNING: s3://rentals-staging/clean/empty: restored with ETag d41d8cd98f00b204e9800998ecf8427e, it had 000" in out
+        assert (
+            "WARNING: s3://rentals-staging/clean/empty: restored with ETag d41d8cd98f00b204e9800998ecf8427e, it had 000"
+            in out
+        )
         assert "2 messages waiting on the queues" in out
         s3, sqs = aws("s3", env), aws("sqs", env)
         head = s3.head_object(Bucket=raw, Key=odd)
         assert (head["ETag"], head["ContentType"], head["Metadata"], head["CacheControl"]) == (
-            small, "application/zip", {"origin": "test"}, "no-cache")
+            small,
+            "application/zip",
+            {"origin": "test"},
+            "no-cache",
+        )
         assert s3.get_object(Bucket=raw, Key=odd)["Body"].read() == b"PK small"
         assert s3.head_object(Bucket=staging, Key="clean/big")["ETag"] == big  # same parts, same multipart ETag
-        assert s3.get_object(Bucket=staging, Key="clean/big")["Body"].read() == b"\1" * 5242880 + b"\2" * 5242881 + b"\3" * 7
+        assert (
+            s3.get_object(Bucket=staging, Key="clean/big")["Body"].read()
+            == b"\1" * 5242880 + b"\2" * 5242881 + b"\3" * 7
+        )
         assert s3.head_object(Bucket=staging, Key="clean/empty")["ETag"] == empty
         # The restore went in before the notification: only the message that waited is on the queue
         # (and the test event S3 sends when a notification is configured, which the bridge ignores).

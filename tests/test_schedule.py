@@ -23,8 +23,13 @@ import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState, \
-    FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.client.schemas.sorting import FlowRunSort
@@ -65,8 +70,10 @@ class ServerLog:
     def assert_clean(self) -> None:
         lines = self.new_lines()
         problems = [line for line in lines if self.PROBLEM.search(line)]
-        assert not problems, (f"the Prefect server logged {len(problems)} ERROR/Traceback line(s) during the test "
-                              f"({self.path}):\n" + "\n".join(lines[-150:]))
+        assert not problems, (
+            f"the Prefect server logged {len(problems)} ERROR/Traceback line(s) during the test "
+            f"({self.path}):\n" + "\n".join(lines[-150:])
+        )
 
 
 @pytest.fixture
@@ -92,8 +99,11 @@ def _runs_of(client, deployment_id, *states: StateType) -> list:
     return client.read_flow_runs(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
         flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states))))
-        if states else None,
-        sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200)
+        if states
+        else None,
+        sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        limit=200,
+    )
 
 
 def _yaml_deployment(name: str) -> dict:
@@ -103,8 +113,12 @@ def _yaml_deployment(name: str) -> dict:
 def _made_by_its_schedule(run, deployment) -> bool:
     """A run the server's scheduler created for one of the deployment's schedules (not a manual one)."""
     schedule_ids = {schedule.id for schedule in deployment.schedules}
-    return bool(run.auto_scheduled and run.created_by and run.created_by.type == "SCHEDULE"
-                and run.created_by.id in schedule_ids)
+    return bool(
+        run.auto_scheduled
+        and run.created_by
+        and run.created_by.type == "SCHEDULE"
+        and run.created_by.id in schedule_ids
+    )
 
 
 def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(deployed_stack, worker, server_log):
@@ -113,7 +127,8 @@ def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(d
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("catch-up/catch-up")
         assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules] == [
-            (schedule["cron"], schedule["timezone"], schedule["active"])], deployment.schedules
+            (schedule["cron"], schedule["timezone"], schedule["active"])
+        ], deployment.schedules
         started = time.monotonic()
 
         def upcoming():
@@ -121,13 +136,19 @@ def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(d
             runs = [r for r in _runs_of(client, deployment.id, StateType.SCHEDULED) if r.expected_start_time > at]
             return (at, runs) if len(runs) >= min_runs else None
 
-        now, runs = wait_for(upcoming, SCHEDULER_WAIT_SECONDS, f"fewer than {min_runs} (the scheduler's min_runs) "
-                                                            f"upcoming runs of catch-up/catch-up")
-    print(f"\n{len(runs)} upcoming catch-up runs after {time.monotonic() - started:.1f} s, first at "
-          f"{runs[0].expected_start_time.isoformat()}")
+        now, runs = wait_for(
+            upcoming,
+            SCHEDULER_WAIT_SECONDS,
+            f"fewer than {min_runs} (the scheduler's min_runs) upcoming runs of catch-up/catch-up",
+        )
+    print(
+        f"\n{len(runs)} upcoming catch-up runs after {time.monotonic() - started:.1f} s, first at "
+        f"{runs[0].expected_start_time.isoformat()}"
+    )
 
     assert all(_made_by_its_schedule(run, deployment) for run in runs), [
-        (r.name, r.auto_scheduled, r.created_by) for r in runs]
+        (r.name, r.auto_scheduled, r.created_by) for r in runs
+    ]
     # Exactly the cron's next firings from now (in its time zone), none missing, none doubled.
     cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     expected = asyncio.run(cron.get_dates(n=len(runs), start=now))
@@ -136,7 +157,8 @@ def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(d
 
 
 def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completion(
-        deployed_stack, worker, stack_env, s3, server_log):
+    deployed_stack, worker, stack_env, s3, server_log
+):
     """A copy of prefect.yaml's catch-up (same flow, entrypoint, pull step, work pool), every 10 s.
 
     Its parameters keep the run small and independent of the shared bucket: one file of its own, in a
@@ -155,29 +177,50 @@ def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completi
         template = client.read_deployment_by_name("catch-up/catch-up")
         created = time.monotonic()
         deployment_id = client.create_deployment(
-            flow_id=template.flow_id, name=folder, entrypoint=template.entrypoint, pull_steps=template.pull_steps,
-            work_pool_name=template.work_pool_name, work_queue_name=template.work_queue_name,
-            job_variables=template.job_variables, parameter_openapi_schema=template.parameter_openapi_schema,
+            flow_id=template.flow_id,
+            name=folder,
+            entrypoint=template.entrypoint,
+            pull_steps=template.pull_steps,
+            work_pool_name=template.work_pool_name,
+            work_queue_name=template.work_queue_name,
+            job_variables=template.job_variables,
+            parameter_openapi_schema=template.parameter_openapi_schema,
             enforce_parameter_schema=template.enforce_parameter_schema,
-            parameters={**template.parameters, "prefix": f"{settings.raw_prefix}{folder}/",
-                        "since": hour.isoformat(), "until": (hour + timedelta(hours=1)).isoformat()},
+            parameters={
+                **template.parameters,
+                "prefix": f"{settings.raw_prefix}{folder}/",
+                "since": hour.isoformat(),
+                "until": (hour + timedelta(hours=1)).isoformat(),
+            },
             schedules=[DeploymentScheduleCreate(schedule=IntervalSchedule(interval=FAST_INTERVAL), active=True)],
-            description="tests/test_schedule.py: a catch-up every few seconds; deleted by the test")
+            description="tests/test_schedule.py: a catch-up every few seconds; deleted by the test",
+        )
         try:
             deployment = client.read_deployment(deployment_id)
-            assert deployment.pull_steps == template.pull_steps == [
-                {"prefect.deployments.steps.set_working_directory": {"directory": stack_env["ETL_PROJECT_DIR"]}}]
+            assert (
+                deployment.pull_steps
+                == template.pull_steps
+                == [{"prefect.deployments.steps.set_working_directory": {"directory": stack_env["ETL_PROJECT_DIR"]}}]
+            )
             assert deployment.work_pool_name == template.work_pool_name == stack_env["ETL_WORK_POOL"]
 
-            scheduled = wait_for(lambda: _runs_of(client, deployment_id), SCHEDULER_WAIT_SECONDS,
-                              f"the scheduler created no run for {folder}")
+            scheduled = wait_for(
+                lambda: _runs_of(client, deployment_id),
+                SCHEDULER_WAIT_SECONDS,
+                f"the scheduler created no run for {folder}",
+            )
             first_seen = time.monotonic()
             assert all(_made_by_its_schedule(run, deployment) for run in scheduled), [
-                (r.name, r.auto_scheduled, r.created_by) for r in scheduled]
+                (r.name, r.auto_scheduled, r.created_by) for r in scheduled
+            ]
 
             # The worker takes the first one; then no further run is wanted.
-            picked = wait_for(lambda: [r for r in _runs_of(client, deployment_id) if r.state_type != StateType.SCHEDULED],
-                           PICKUP_WAIT_SECONDS, f"the worker picked up no run of {folder}", interval=0.3)
+            picked = wait_for(
+                lambda: [r for r in _runs_of(client, deployment_id) if r.state_type != StateType.SCHEDULED],
+                PICKUP_WAIT_SECONDS,
+                f"the worker picked up no run of {folder}",
+                interval=0.3,
+            )
             picked_at = time.monotonic()
             client.pause_deployment(deployment_id)  # its scheduled runs go, and the scheduler skips it
             run = picked[0]
@@ -192,29 +235,40 @@ def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completi
             # A scheduler pass already under way at the pause may still insert its runs: pause again.
             if leftover := _runs_of(client, deployment_id, StateType.SCHEDULED):
                 client.pause_deployment(deployment_id)
-            others = [r for r in _runs_of(client, deployment_id)
-                      if r.id != run.id and r.state_type != StateType.SCHEDULED]
+            others = [
+                r for r in _runs_of(client, deployment_id) if r.id != run.id and r.state_type != StateType.SCHEDULED
+            ]
             for other in others:  # the worker might have taken a second one before the pause
-                wait_for(lambda: client.read_flow_run(other.id).state.is_final(), RUN_WAIT_SECONDS,
-                      f"a second run {other.name} did not finish")
+                wait_for(
+                    lambda other=other: client.read_flow_run(other.id).state.is_final(),
+                    RUN_WAIT_SECONDS,
+                    f"a second run {other.name} did not finish",
+                )
         finally:
             client.delete_deployment(deployment_id)
 
-    print(f"\nschedule-created run {finished.name} ({finished.id}): created by the scheduler "
-          f"{first_seen - created:.1f} s after the deployment, picked up by the worker after "
-          f"{picked_at - created:.1f} s, {finished.state.name} after {done - created:.1f} s "
-          f"(expected start {finished.expected_start_time.isoformat()}, ran {finished.start_time} .. "
-          f"{finished.end_time}, {finished.total_run_time.total_seconds():.1f} s in the flow); "
-          f"{len(others)} other run(s) taken before the pause, {len(leftover)} scheduled after it")
+    print(
+        f"\nschedule-created run {finished.name} ({finished.id}): created by the scheduler "
+        f"{first_seen - created:.1f} s after the deployment, picked up by the worker after "
+        f"{picked_at - created:.1f} s, {finished.state.name} after {done - created:.1f} s "
+        f"(expected start {finished.expected_start_time.isoformat()}, ran {finished.start_time} .. "
+        f"{finished.end_time}, {finished.total_run_time.total_seconds():.1f} s in the flow); "
+        f"{len(others)} other run(s) taken before the pause, {len(leftover)} scheduled after it"
+    )
     assert finished.state.is_completed(), f"{finished.name}: {finished.state.type} {finished.state.message}"
     # Run by the stack's process worker (it records the process it started), not in this process.
     assert finished.work_pool_name == stack_env["ETL_WORK_POOL"] and finished.infrastructure_pid, (
-        finished.work_pool_name, finished.infrastructure_pid)
+        finished.work_pool_name,
+        finished.infrastructure_pid,
+    )
     assert finished.parameters["prefix"] == f"{settings.raw_prefix}{folder}/"
 
     # What the run did: listed its folder over the window, and the one file is loaded.
-    report = wait_for(lambda: next((a for a in artifacts_of(finished.id) if a.key == "catch-up-report"), None), 15,
-                   f"no catch-up-report artifact of {finished.name}")
+    report = wait_for(
+        lambda: next((a for a in artifacts_of(finished.id) if a.key == "catch-up-report"), None),
+        15,
+        f"no catch-up-report artifact of {finished.name}",
+    )
     rows = report.data
     figures = {row["figure"]: row["files"] for row in (json.loads(rows) if isinstance(rows, str) else rows)}
     assert figures["files found"] == 1 and figures["failed now"] == 0, figures

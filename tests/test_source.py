@@ -5,7 +5,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from berlin_rentals.source import InvalidSource, SourceObject, batch_hour_from_key, decode_event_key, normalize_etag, validate_key
+from berlin_rentals.source import (
+    InvalidSource,
+    SourceObject,
+    batch_hour_from_key,
+    decode_event_key,
+    normalize_etag,
+    validate_key,
+)
 from berlin_rentals.synthetic import derived_batch, read_sample_records
 
 

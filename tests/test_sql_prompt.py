@@ -13,12 +13,21 @@ from deployments.local_stack import _format_env, _pg_bin
 
 def test_the_env_files_plain_url_is_used_and_a_password_never_reaches_the_command_line(tmp_path, monkeypatch):
     monkeypatch.delenv("ETL_ENV_FILE", raising=False)
-    (tmp_path / "env").write_text(_format_env({
-        "WAREHOUSE_PSQL_URL": "postgresql://postgres@127.0.0.1:5999/rentals", "WAREHOUSE_SCHEMA": "berlin_rentals"}))
+    (tmp_path / "env").write_text(
+        _format_env(
+            {"WAREHOUSE_PSQL_URL": "postgresql://postgres@127.0.0.1:5999/rentals", "WAREHOUSE_SCHEMA": "berlin_rentals"}
+        )
+    )
     assert sql.connection(tmp_path) == ("postgresql://postgres@127.0.0.1:5999/rentals", None, "berlin_rentals")
 
-    (tmp_path / "env").write_text(_format_env({
-        "WAREHOUSE_URL": "redshift+redshift_connector://etl:s3cr3t@cluster.example:5439/dev", "WAREHOUSE_SCHEMA": "x"}))
+    (tmp_path / "env").write_text(
+        _format_env(
+            {
+                "WAREHOUSE_URL": "redshift+redshift_connector://etl:s3cr3t@cluster.example:5439/dev",
+                "WAREHOUSE_SCHEMA": "x",
+            }
+        )
+    )
     url, password, schema = sql.connection(tmp_path)
     assert (url, password, schema) == ("postgresql://etl@cluster.example:5439/dev", "s3cr3t", "x")
 

@@ -69,10 +69,15 @@ def test_all_sample_records_load_and_agencies_are_keyed_by_customer_id(sample_ba
 
 def test_booleans_sentinels_and_yes_no(sample_record):
     data = dict(sample_record["data"])
-    data |= {"realEstate_cellar": "NOT_APPLICABLE", "realEstate_guestToilet": "YES",
-             "realEstate_heatingCostsInServiceCharge": "NO", "realEstate_lift": "false",
-             "realEstate_petsAllowed": "NO_INFORMATION", "realEstate_apartmentType": "NO_INFORMATION",
-             "realEstate_condition": "WELL_KEPT"}
+    data |= {
+        "realEstate_cellar": "NOT_APPLICABLE",
+        "realEstate_guestToilet": "YES",
+        "realEstate_heatingCostsInServiceCharge": "NO",
+        "realEstate_lift": "false",
+        "realEstate_petsAllowed": "NO_INFORMATION",
+        "realEstate_apartmentType": "NO_INFORMATION",
+        "realEstate_condition": "WELL_KEPT",
+    }
     flat = transform_lines(lines_of({"ok": True, "data": data})).tables["fact_flats"].to_pylist()[0]
     assert flat["cellar"] is None
     assert flat["guest_toilet"] is True
@@ -83,8 +88,12 @@ def test_booleans_sentinels_and_yes_no(sample_record):
 
 
 def test_numbers_mixing_ints_and_floats_stay_exact(sample_record):
-    data = dict(sample_record["data"]) | {"realEstate_baseRent": 263, "realEstate_numberOfRooms": 2.5,
-                                          "realEstate_livingSpace": 37.67, "realEstate_serviceCharge": 62.64}
+    data = dict(sample_record["data"]) | {
+        "realEstate_baseRent": 263,
+        "realEstate_numberOfRooms": 2.5,
+        "realEstate_livingSpace": 37.67,
+        "realEstate_serviceCharge": 62.64,
+    }
     flat = transform_lines(lines_of({"ok": True, "data": data})).tables["fact_flats"].to_pylist()[0]
     assert flat["base_rent"] == Decimal("263.00")
     assert flat["number_of_rooms"] == Decimal("2.5")
@@ -93,7 +102,10 @@ def test_numbers_mixing_ints_and_floats_stay_exact(sample_record):
 
 
 def test_free_text_fields_are_kept_as_text(sample_record):
-    data = dict(sample_record["data"]) | {"realEstate_deposit": "5.400,00 EUR", "realEstate_freeFrom": "nach Vereinbarung"}
+    data = dict(sample_record["data"]) | {
+        "realEstate_deposit": "5.400,00 EUR",
+        "realEstate_freeFrom": "nach Vereinbarung",
+    }
     flat = transform_lines(lines_of({"ok": True, "data": data})).tables["fact_flats"].to_pylist()[0]
     assert (flat["deposit"], flat["free_from"]) == ("5.400,00 EUR", "nach Vereinbarung")
 
@@ -118,8 +130,12 @@ BAD_LINES = {
     "bad_id": json.dumps({"ok": True, "data": {"id": "12ab", "modification": "2019-01-12T11:32:11.975Z"}}).encode(),
     "rent_is_text": json.dumps({"ok": True, "data": {"id": "7", "realEstate_baseRent": "viel"}}).encode(),
     "bad_timestamp": json.dumps({"ok": True, "data": {"id": "8", "modification": "gestern"}}).encode(),
-    "bad_boolean": json.dumps({"ok": True, "data": {"id": "9", "modification": "2019-01-12T11:32:11.975Z",
-                                                    "realEstate_balcony": "vielleicht"}}).encode(),
+    "bad_boolean": json.dumps(
+        {
+            "ok": True,
+            "data": {"id": "9", "modification": "2019-01-12T11:32:11.975Z", "realEstate_balcony": "vielleicht"},
+        }
+    ).encode(),
     "no_timestamp": json.dumps({"ok": True, "data": {"id": "10"}}).encode(),
 }
 EXPECTED_CODE = {"rent_is_text": "invalid_value", "bad_timestamp": "invalid_value", "bad_boolean": "invalid_value"}
@@ -132,7 +148,7 @@ def test_bad_lines_are_kept_with_their_reason_and_good_lines_still_load(sample_r
     assert batch.stats.rejected == len(BAD_LINES)
     rejected = batch.tables["rejected_records"].to_pylist()
     assert [r["line_number"] for r in rejected] == list(range(2, 2 + len(BAD_LINES)))
-    for row, (kind, raw) in zip(rejected, BAD_LINES.items()):
+    for row, (kind, raw) in zip(rejected, BAD_LINES.items(), strict=True):
         code = EXPECTED_CODE.get(kind, kind)
         assert row["reason"].startswith(f"m.json line {row['line_number']}: {code}:"), (kind, row["reason"])
         assert row["raw_line"] == raw.decode()
@@ -165,18 +181,27 @@ def test_quality_flags_name_each_implausible_amount_in_a_fixed_order():
     from berlin_rentals.transform import quality_flags
 
     assert quality_flags({"base_rent": Decimal("1715.19"), "living_space": Decimal("115")}) is None
-    assert quality_flags({"base_rent": Decimal("0"), "living_space": Decimal("-3"),
-                          "number_of_rooms": Decimal("45"), "service_charge": Decimal("-1")}) == (
-        "base_rent_implausible,service_charge_negative,living_space_negative,number_of_rooms_implausible")
+    assert quality_flags(
+        {
+            "base_rent": Decimal("0"),
+            "living_space": Decimal("-3"),
+            "number_of_rooms": Decimal("45"),
+            "service_charge": Decimal("-1"),
+        }
+    ) == ("base_rent_implausible,service_charge_negative,living_space_negative,number_of_rooms_implausible")
     assert quality_flags({"base_rent": None, "heating_costs": Decimal("0")}) is None
 
 
 def test_a_flag_travels_with_the_newest_version_only(sample_record):
-    old = {**sample_record, "data": {**sample_record["data"], "realEstate_baseRent": -1,
-                                     "modification": "2019-01-01T00:00:00.000Z"}}
+    old = {
+        **sample_record,
+        "data": {**sample_record["data"], "realEstate_baseRent": -1, "modification": "2019-01-01T00:00:00.000Z"},
+    }
     batch = transform_lines(lines_of(old, sample_record))
     assert fact_row(batch, 56906504)["quality_flags"] is None and batch.stats.flagged == 0
-    batch = transform_lines(lines_of(sample_record, old | {"data": old["data"] | {"modification": "2030-01-01T00:00:00.000Z"}}))
+    batch = transform_lines(
+        lines_of(sample_record, old | {"data": old["data"] | {"modification": "2030-01-01T00:00:00.000Z"}})
+    )
     assert fact_row(batch, 56906504)["quality_flags"] == "base_rent_negative" and batch.stats.flagged == 1
     snapshot = batch.tables["flat_snapshots"].to_pylist()[0]
     assert snapshot["quality_flags"] == "base_rent_negative"

@@ -28,9 +28,25 @@ UI_SECONDS = 60
 # The state names the Prefect 3.8 UI knows. Its state filters are lists of these names, so its
 # default "All except scheduled" (a deployment's runs tab) never lists a run whose state has another
 # name, e.g. Completed(name="Loaded"), even though its type is COMPLETED.
-UI_STATE_NAMES = ("Scheduled", "Late", "Resuming", "AwaitingRetry", "AwaitingConcurrencySlot", "Pending", "Paused",
-                  "Suspended", "Running", "Retrying", "Completed", "Cached", "Cancelled", "Cancelling", "Crashed",
-                  "Failed", "TimedOut")
+UI_STATE_NAMES = (
+    "Scheduled",
+    "Late",
+    "Resuming",
+    "AwaitingRetry",
+    "AwaitingConcurrencySlot",
+    "Pending",
+    "Paused",
+    "Suspended",
+    "Running",
+    "Retrying",
+    "Completed",
+    "Cached",
+    "Cancelled",
+    "Cancelling",
+    "Crashed",
+    "Failed",
+    "TimedOut",
+)
 
 
 def _run_of_key(key: str):
@@ -39,7 +55,9 @@ def _run_of_key(key: str):
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])),
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["ingest-file"])),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=200)
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=200,
+        )
     return next((run for run in runs if run.parameters.get("key") == key), None)
 
 
@@ -56,8 +74,10 @@ def ingest_run(event_path, stack_env, sample_zip):
         if run is not None and run.state is not None and run.state.is_final():
             return run
         time.sleep(1)
-    raise AssertionError(f"no finished ingest-file run for {key} within 180 s (last seen: "
-                         f"{run and run.name} {run and run.state and run.state.name})")
+    raise AssertionError(
+        f"no finished ingest-file run for {key} within 180 s (last seen: "
+        f"{run and run.name} {run and run.state and run.state.name})"
+    )
 
 
 @pytest.fixture
@@ -67,14 +87,17 @@ def ui_url(stack_env) -> str:
 
 def _list_item(browser, run_name: str) -> dict | None:
     """The run list item named run_name as the page shows it: {'name': 'ingest-file\\n<run>', 'state': ...}."""
-    return browser.execute_script("""
+    return browser.execute_script(
+        """
         for (const item of document.querySelectorAll('.flow-run-list-item')) {
             const name = item.querySelector('.state-list-item__name');
             const badge = item.querySelector('.state-badge');
             if (name && badge && name.innerText.split('\\n').map(s => s.trim()).includes(arguments[0]))
                 return {name: name.innerText, state: badge.innerText.trim()};
         }
-        return null;""", run_name)
+        return null;""",
+        run_name,
+    )
 
 
 def _state_shown_for(browser, run_name: str) -> str | None:
@@ -88,10 +111,16 @@ def test_the_runs_page_lists_the_run_the_worker_made(ingest_run, ui_url):
         text = wait_for_text(browser, ingest_run.name, timeout=UI_SECONDS, refuse=(NO_API,))
         assert NO_API not in text
         # The row is drawn before its flow's name and its state arrive; wait for them (and a full screenshot).
-        item = wait_for(browser, lambda b: (i := _list_item(b, ingest_run.name)) and "ingest-file" in i["name"] and i,
-                        f"run {ingest_run.name} listed without its flow ingest-file", timeout=UI_SECONDS)
+        item = wait_for(
+            browser,
+            lambda b: (i := _list_item(b, ingest_run.name)) and "ingest-file" in i["name"] and i,
+            f"run {ingest_run.name} listed without its flow ingest-file",
+            timeout=UI_SECONDS,
+        )
         screenshot(browser, "ui-runs")
-    assert item["state"] == ingest_run.state.name, f"listed as {item['state']!r}, the API says {ingest_run.state.name!r}"
+    assert item["state"] == ingest_run.state.name, (
+        f"listed as {item['state']!r}, the API says {ingest_run.state.name!r}"
+    )
 
 
 def test_the_run_and_its_deployment_pages_show_its_state(ingest_run, ui_url):
@@ -99,20 +128,33 @@ def test_the_run_and_its_deployment_pages_show_its_state(ingest_run, ui_url):
     with chromium() as browser:
         browser.get(f"{ui_url}/runs/flow-run/{ingest_run.id}")
         wait_for_text(browser, ingest_run.name, timeout=UI_SECONDS, refuse=(NO_API,))
-        shown = wait_for(browser, lambda b: b.execute_script(
-            "const badge = document.querySelector('.page-heading .state-badge');"
-            "return badge ? badge.innerText.trim() : null;"),
-            f"no state badge in the heading of run {ingest_run.name}", timeout=UI_SECONDS)
+        shown = wait_for(
+            browser,
+            lambda b: b.execute_script(
+                "const badge = document.querySelector('.page-heading .state-badge');"
+                "return badge ? badge.innerText.trim() : null;"
+            ),
+            f"no state badge in the heading of run {ingest_run.name}",
+            timeout=UI_SECONDS,
+        )
         screenshot(browser, "ui-flow-run")
         assert shown == state, f"the run's page says {shown!r}, the API {state!r}"
 
         browser.get(f"{ui_url}/deployments/deployment/{ingest_run.deployment_id}")
         wait_for_text(browser, "ingest-file", timeout=UI_SECONDS, refuse=(NO_API,))
-        hint = "" if state in UI_STATE_NAMES else (
-            f" (its state is named {state!r}, not one of the UI's state names: the deployment page's default "
-            f"filter 'All except scheduled' selects runs by those names and hides it)")
-        listed = wait_for(browser, lambda b: _state_shown_for(b, ingest_run.name),
-                          f"run {ingest_run.name} not listed with a state on its deployment's page{hint}",
-                          timeout=UI_SECONDS)
+        hint = (
+            ""
+            if state in UI_STATE_NAMES
+            else (
+                f" (its state is named {state!r}, not one of the UI's state names: the deployment page's default "
+                f"filter 'All except scheduled' selects runs by those names and hides it)"
+            )
+        )
+        listed = wait_for(
+            browser,
+            lambda b: _state_shown_for(b, ingest_run.name),
+            f"run {ingest_run.name} not listed with a state on its deployment's page{hint}",
+            timeout=UI_SECONDS,
+        )
         screenshot(browser, "ui-deployment")
         assert listed == state, f"the deployment's page lists {ingest_run.name} as {listed!r}, the API {state!r}"

@@ -20,7 +20,9 @@ def _ddl(dialect: str) -> dict[str, str]:
 def test_redshift_ddl_distributes_facts_on_listing_and_copies_dimensions():
     ddl = _ddl("redshift")
     assert "DISTKEY (listing_id)" in ddl["fact_flats"] and "SORTKEY (last_modified_at)" in ddl["fact_flats"]
-    assert "DISTKEY (listing_id)" in ddl["flat_snapshots"] and "SORTKEY (batch_hour, listing_id)" in ddl["flat_snapshots"]
+    assert (
+        "DISTKEY (listing_id)" in ddl["flat_snapshots"] and "SORTKEY (batch_hour, listing_id)" in ddl["flat_snapshots"]
+    )
     for dim in ("dim_city", "dim_address", "dim_agency"):
         assert "DISTSTYLE ALL" in ddl[dim]
 

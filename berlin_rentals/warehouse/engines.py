@@ -31,7 +31,9 @@ class Target(Protocol):
     name: str
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None: ...
-    def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None: ...
+    def copy_into_staging(
+        self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None
+    ) -> None: ...
     def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool: ...
     def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]: ...
 
@@ -110,9 +112,11 @@ class RedshiftTarget:
         if not _S3_PREFIX.match(prefix) or not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", staged.bucket):
             raise ValueError(f"refusing to COPY from an unexpected location s3://{staged.bucket}/{prefix}")
         template = statement("redshift/copy_stage_from_parquet.sql", self.schema).text
-        return (template.replace("{table}", f"stage_{table}")
-                .replace("{s3_uri}", f"s3://{staged.bucket}/{prefix}")
-                .replace("{iam_role}", role))
+        return (
+            template.replace("{table}", f"stage_{table}")
+            .replace("{s3_uri}", f"s3://{staged.bucket}/{prefix}")
+            .replace("{iam_role}", role)
+        )
 
     def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None:
         conn.exec_driver_sql(self.copy_sql(table, staged))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(relative: str) -> str:
     return (SQL_DIR / relative).read_text()
 
