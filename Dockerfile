@@ -22,7 +22,6 @@ COPY berlin_rentals ./berlin_rentals
 COPY flows ./flows
 COPY tasks ./tasks
 COPY deployments ./deployments
-COPY bench ./bench
 COPY sql ./sql
 COPY prefect.yaml ./
 RUN uv sync --frozen --no-default-groups

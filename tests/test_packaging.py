@@ -20,7 +20,8 @@ def uv() -> str:
     return found
 
 
-def test_the_image_dependency_set_leaves_out_the_local_stack_and_test_tools():
+def image_distributions() -> set[str]:
+    """The distributions the production image installs: the lock file without the dependency groups."""
     exported = subprocess.run(
         [uv(), "export", "--frozen", "--no-default-groups", "--no-hashes"],
         cwd=REPO,
@@ -33,6 +34,34 @@ def test_the_image_dependency_set_leaves_out_the_local_stack_and_test_tools():
         for line in exported.splitlines()
         if line and not line.startswith(("#", " ", "-e", "."))
     }
+    return {re.sub(r"[-_.]+", "-", name) for name in names}
+
+
+# What the image runs: the pipeline's packages, and the services and commands of production.
+SHIPPED = [
+    "berlin_rentals",
+    "flows",
+    "tasks",
+    "deployments/sqs_bridge.py",
+    "deployments/aws.py",
+    "deployments/aws_resources.py",
+]
+# Only the local stack, the benchmarks and the tests use these: none may reach the image.
+NOT_SHIPPED = {
+    "moto",
+    "pgserver",
+    "pytest",
+    "pytest-timeout",
+    "sqlglot",
+    "selenium",
+    "matplotlib",
+    "pyinstrument",
+    "ruff",
+}
+
+
+def test_the_image_dependency_set_leaves_out_the_local_stack_and_test_tools():
+    names = image_distributions()
     assert {
         "prefect",
         "prefect-aws",
@@ -44,7 +73,43 @@ def test_the_image_dependency_set_leaves_out_the_local_stack_and_test_tools():
         "boto3",
         "msgspec",
     } <= names
-    assert not names & {"moto", "pgserver", "pytest", "sqlglot"}
+    assert not names & NOT_SHIPPED
+
+
+def test_every_module_the_image_runs_imports_only_what_the_image_installs():
+    # The other direction: a runtime import of a package that lives in a dependency group would work
+    # here (make env installs every group) and fail only in production.
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    first_party = {"berlin_rentals", "flows", "tasks", "deployments", "bench", "tests"}
+    owners = packages_distributions()
+    installed = image_distributions()
+    files = [
+        path
+        for entry in SHIPPED
+        for path in ((REPO / entry).rglob("*.py") if (REPO / entry).is_dir() else [REPO / entry])
+    ]
+    assert len(files) > 20
+    missing = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
+            for module in modules:
+                top = module.split(".")[0]
+                if top in first_party or top in sys.stdlib_module_names or top == "__future__":
+                    continue
+                dists = {re.sub(r"[-_.]+", "-", d.lower()) for d in owners.get(top, [top])}
+                if not dists & installed:
+                    missing.setdefault(top, []).append(str(path.relative_to(REPO)))
+    assert not missing, f"imported by shipped code but not in the image's dependency set: {missing}"
 
 
 def test_the_dockerfile_copies_every_package_the_wheel_declares():
