@@ -11,7 +11,7 @@ import botocore.exceptions
 
 from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged, ObjectGone
-from berlin_rentals.source import SourceObject, normalize_etag, validate_key
+from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag, validate_key
 
 
 def _boto_config() -> botocore.config.Config:
@@ -40,8 +40,19 @@ def _missing(exc: botocore.exceptions.ClientError) -> bool:
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
 
-def head_source(s3, bucket: str, key: str, expected_etag: str | None, *, prefix: str = "") -> SourceObject:
+def require_raw_bucket(bucket: str, raw_bucket: str) -> str:
+    """A bucket named by an event or a caller is untrusted: only the raw bucket is ever read, whatever
+    else this process's credentials could reach."""
+    if bucket != raw_bucket:
+        raise InvalidSource(f"bucket {bucket!r} is not the raw bucket {raw_bucket!r}: refused")
+    return bucket
+
+
+def head_source(
+    s3, bucket: str, key: str, expected_etag: str | None, *, raw_bucket: str, prefix: str = ""
+) -> SourceObject:
     """Confirm the object exists and is the version we were told about (event payloads are untrusted)."""
+    require_raw_bucket(bucket, raw_bucket)
     validate_key(key, prefix)
     expected = normalize_etag(expected_etag)
     try:

@@ -155,7 +155,14 @@ class Bridge:
             log.warning("ignored: s3://%s/%s is not in the raw bucket", record.bucket, record.key)
             return None
         try:
-            return head_source(self.s3, record.bucket, record.key, record.etag, prefix=self.settings.raw_prefix)
+            return head_source(
+                self.s3,
+                record.bucket,
+                record.key,
+                record.etag,
+                raw_bucket=self.settings.raw_bucket,
+                prefix=self.settings.raw_prefix,
+            )
         except (ObjectChanged, ObjectGone, InvalidSource) as exc:
             # A replaced or deleted version needs no run: a newer version has (or had) its own event.
             log.warning("ignored: %s", exc)

@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged
 from berlin_rentals.replay import ReplayOutcome, ReplayRefused
+from berlin_rentals.s3 import require_raw_bucket
 from tasks.extract import extract, inspect_source
 from tasks.replay import check_replayable, record_replay_lineage, replay_lines
 
@@ -28,8 +29,9 @@ from tasks.replay import check_replayable, record_replay_lineage, replay_lines
 def replay_rejects(bucket: str, key: str, etag: str | None = None) -> dict[str, Any]:
     """Retry the rejected lines of s3://bucket/key (its loaded version, or the one with this ETag)."""
     started = time.perf_counter()
-    logger = get_run_logger()
     settings = Settings.from_env()
+    require_raw_bucket(bucket, settings.raw_bucket)  # a parameter is untrusted: no ledger query, no S3 call first
+    logger = get_run_logger()
     run_id = str(flow_run.id) if flow_run.id else None
 
     version, rejected = check_replayable(settings, bucket, key, etag)

@@ -13,7 +13,9 @@ from tasks.common import IO_STEP
 @task(name="inspect-source", **IO_STEP)
 def inspect_source(settings: Settings, bucket: str, key: str, etag: str | None) -> SourceObject:
     """HEAD the object: it must exist under the raw prefix with the ETag the caller named."""
-    return head_source(s3_client(settings), bucket, key, etag, prefix=settings.raw_prefix)
+    return head_source(
+        s3_client(settings), bucket, key, etag, raw_bucket=settings.raw_bucket, prefix=settings.raw_prefix
+    )
 
 
 @task(name="extract", **IO_STEP)

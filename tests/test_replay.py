@@ -458,7 +458,7 @@ def test_a_replay_waits_for_a_load_in_flight_and_redoes_its_work_if_the_rejects_
     key, etag, _, _ = ingest_with_small_limit(settings, s3, monkeypatch, modified)
     engine = warehouse_engine(settings.warehouse_url)
     target = target_for(settings.warehouse_url, settings.warehouse_schema)
-    source = head_source(s3, settings.raw_bucket, key, etag)
+    source = head_source(s3, settings.raw_bucket, key, etag, raw_bucket=settings.raw_bucket)
     archive = download_source(s3, source, Path(tempfile.mkdtemp()) / "batch.zip")
     with engine.connect() as conn:
         rejected = rejected_lines(conn, settings.warehouse_schema, source)

@@ -64,3 +64,35 @@ def test_a_generated_batch_has_the_same_bytes_whenever_it_is_built(monkeypatch):
     real_localtime = time.localtime
     monkeypatch.setattr(time, "localtime", lambda *args: real_localtime(time.time() + 3600))
     assert derived_batch(records, hour, rent_factor=1.02, modified=hour, seed=1, new_listings=3) == first
+
+
+class _NoS3:
+    """An S3 client that fails the test on any call: the refusal must come before any I/O."""
+
+    def __getattr__(self, name):
+        pytest.fail(f"S3 was called ({name}) before the bucket was checked")
+
+
+def test_the_flow_refuses_a_bucket_other_than_the_raw_bucket_before_any_io(monkeypatch):
+    import tasks.extract
+    from berlin_rentals.config import Settings
+
+    monkeypatch.setattr(tasks.extract, "s3_client", lambda settings: _NoS3())
+    settings = Settings(warehouse_url="postgresql+psycopg://nowhere/db")
+    with pytest.raises(InvalidSource, match="not the raw bucket"):
+        tasks.extract.inspect_source.fn(
+            settings, "someone-elses-bucket", "raw/immobilienscout24_berlin_20190113_15.zip", None
+        )
+
+
+def test_a_replay_refuses_a_bucket_other_than_the_raw_bucket_before_any_io(monkeypatch):
+    import flows.replay_rejects
+
+    def no_ledger(*args, **kwargs):
+        pytest.fail("the ledger was read before the bucket was checked")
+
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://nowhere/db")
+    monkeypatch.setattr(flows.replay_rejects, "check_replayable", no_ledger)
+    monkeypatch.setattr(flows.replay_rejects, "inspect_source", no_ledger)
+    with pytest.raises(InvalidSource, match="not the raw bucket"):
+        flows.replay_rejects.replay_rejects.fn("someone-elses-bucket", "raw/immobilienscout24_berlin_20190113_15.zip")
