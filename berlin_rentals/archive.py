@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,15 @@ def json_members(archive: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
         listed = ", ".join(info.filename for info in infos[:5])
         raise BadArchive(f"{name}: no JSON-lines member (.json/.jsonl/.ndjson) in the archive ({listed})")
     return members
+
+
+def refuse_repeated_names(members: list[zipfile.ZipInfo], name: str) -> None:
+    """A line is known by (member, line number) in rejected_records (its primary key) and to a replay, which
+    opens a member by its name: two members of one name cannot be told apart, so the file is refused."""
+    repeated = [(member, count) for member, count in Counter(m.filename for m in members).items() if count > 1]
+    if repeated:
+        names = ", ".join(f"{member} appears {count} times" for member, count in repeated)
+        raise BadArchive(f"{name}: member name {names} in the archive; its lines could not be told apart")
 
 
 def open_archive(path_or_file: str | Path | BinaryIO, name: str) -> zipfile.ZipFile:
@@ -134,7 +144,9 @@ def iter_lines(
     if isinstance(path_or_file, bytes):
         path_or_file = io.BytesIO(path_or_file)
     with open_archive(path_or_file, name) as archive:
-        for member in json_members(archive, name):
+        members = json_members(archive, name)
+        refuse_repeated_names(members, name)
+        for member in members:
             yield from iter_member_lines(
                 archive, member, name, max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes
             )

@@ -33,6 +33,18 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _zip_entries(entries: list[tuple[str, bytes]]) -> bytes:
+    """Members in order, a name repeated if the list says so (zipfile warns, and writes it)."""
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        warnings.simplefilter("ignore", UserWarning)
+        for name, data in entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 def _good() -> dict:
     return next(r for r in read_sample_records() if r["data"]["id"] == "56906504")
 
@@ -61,6 +73,13 @@ def cases() -> list[Case]:
         Case("no-json-member", _zip({"readme.txt": b"hello"}), "file", "no JSON-lines member"),
         Case("truncated-zip", truncated, "file", "batch.zip"),
         Case("zip-bomb", deep, "file", "zip bomb"),
+        Case(
+            # Two members of one name: their lines would share (member, line number), the key of a rejected line.
+            "duplicate-member-names",
+            _zip_entries([("batch.json", json.dumps(_good()).encode()), ("batch.json", b"not json\n")]),
+            "file",
+            "member name batch.json appears 2 times",
+        ),
         Case(
             "not-utf8-member",
             _lines_zip(_with(realEstate_descriptionNote="Dies es").replace(b"Dies es", b"Dies\xff\xfees")),

@@ -77,6 +77,22 @@ def test_a_member_inflating_past_the_limit_is_refused_as_a_zip_bomb():
         list(iter_lines(bomb, "bomb.zip", max_member_bytes=4 << 20))
 
 
+def test_a_zip_with_two_members_of_one_name_is_refused_naming_it():
+    """Lines are keyed by (member, line number): two members called batch.json would collide in
+    rejected_records (its primary key) and in a replay, which reads a member by its name."""
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore", UserWarning)
+        archive.writestr("readme.txt", b"x")
+        archive.writestr("batch.json", b"not json\n")
+        archive.writestr("other.json", b"{}\n")
+        archive.writestr("batch.json", b"not json either\n")
+    with pytest.raises(BadArchive, match=r"f.zip: member name batch.json appears 2 times"):
+        list(iter_lines(buffer.getvalue(), "f.zip"))
+
+
 def test_an_overlong_line_is_cut_and_flagged_not_held_whole():
     data = make_zip({"a.json": b"ok\n" + b"y" * 5000 + b"\nok\n"})
     lines = list(iter_lines(data, "f.zip", max_line_bytes=1000))
