@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# A schema name is the one piece of text pasted into SQL: a plain lower-case identifier, nothing else.
+PLAIN_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -50,7 +51,7 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not _IDENTIFIER.match(self.warehouse_schema):
+        if not PLAIN_IDENTIFIER.match(self.warehouse_schema):
             raise ConfigError(f"WAREHOUSE_SCHEMA={self.warehouse_schema!r} is not a plain lower-case SQL identifier")
         for name in ("raw_bucket", "staging_bucket"):
             if not _BUCKET.match(getattr(self, name)):
@@ -124,3 +125,16 @@ def read_env_file(path: str | Path) -> dict[str, str]:
         key, _, value = line.partition("=")
         values[key.strip().removeprefix("export ").strip()] = value.strip()
     return values
+
+
+def local_stack_defaults() -> dict[str, str]:
+    """The settings `make up` writes to .local/env unless the user exported them: Settings' own defaults."""
+    return {
+        "WAREHOUSE_SCHEMA": Settings.warehouse_schema,
+        "ETL_RAW_BUCKET": Settings.raw_bucket,
+        "ETL_RAW_PREFIX": Settings.raw_prefix,
+        "ETL_STAGING_BUCKET": Settings.staging_bucket,
+        "ETL_STAGING_PREFIX": Settings.staging_prefix,
+        "ETL_QUEUE_NAME": Settings.queue_name,
+        "ETL_DLQ_NAME": Settings.dlq_name,
+    }

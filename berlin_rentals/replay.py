@@ -70,7 +70,9 @@ class LinesNotFound(ValueError):
 
 
 @dataclass(frozen=True)
-class RejectedLine:
+class RecordedReject:
+    """A rejected line as rejected_records holds it (not the exception berlin_rentals.listing.RejectedLine)."""
+
     member: str
     line_number: int
     reason: str
@@ -185,7 +187,7 @@ def pick_lines(
 class ReplayBatch:
     """What the current transform makes of a version's rejected lines."""
 
-    rejected: tuple[RejectedLine, ...]  # the positions replayed, with the reason they had
+    rejected: tuple[RecordedReject, ...]  # the positions replayed, with the reason they had
     batch: Batch
 
     @property
@@ -213,7 +215,9 @@ class ReplayBatch:
         return not self.recovered and all(still[r.position] == r.reason for r in self.rejected)
 
 
-def transform_rejected(lines: list[SourceLine], rejected: Iterable[RejectedLine], masker: Masker | None) -> ReplayBatch:
+def transform_rejected(
+    lines: list[SourceLine], rejected: Iterable[RecordedReject], masker: Masker | None
+) -> ReplayBatch:
     return ReplayBatch(rejected=tuple(rejected), batch=transform_lines(lines, masker=masker))
 
 
@@ -280,14 +284,14 @@ def replayable_etag(versions: dict[str, tuple[str, int | None]], bucket: str, ke
     return etag
 
 
-def rejected_lines(conn: sa.Connection, schema: str, source: SourceObject) -> list[RejectedLine]:
+def rejected_lines(conn: sa.Connection, schema: str, source: SourceObject) -> list[RecordedReject]:
     rows = conn.execute(
         statement("replay/select_rejected_lines.sql", schema), {"source_key": source.key, "source_etag": source.etag}
     )
-    return [RejectedLine(row.member, row.line_number, row.reason, bool(row.raw_withheld)) for row in rows]
+    return [RecordedReject(row.member, row.line_number, row.reason, bool(row.raw_withheld)) for row in rows]
 
 
-def check_masking(source: SourceObject, rejected: Iterable[RejectedLine], masker: Masker | None) -> None:
+def check_masking(source: SourceObject, rejected: Iterable[RecordedReject], masker: Masker | None) -> None:
     """A version loaded with masking must not get clear-text contact data from a replay without it."""
     if masker is None and any(r.raw_withheld for r in rejected):
         raise ReplayRefused(

@@ -28,6 +28,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from berlin_rentals.config import local_stack_defaults
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / ".local"
 REGION = "eu-central-1"
@@ -36,16 +38,8 @@ SERVICES = ("s3", "postgres", "prefect", "worker", "bridge")
 STOP_GRACE_SECONDS = 10
 PREFECT_START_SECONDS = 120  # first start migrates the SQLite database: 10-30 s on 2 cores, more under load
 
-# Settings a user may override by exporting them before `make up`.
-DEFAULTS = {
-    "WAREHOUSE_SCHEMA": "berlin_rentals",
-    "ETL_RAW_BUCKET": "rentals-raw",
-    "ETL_RAW_PREFIX": "raw/",
-    "ETL_STAGING_BUCKET": "rentals-staging",
-    "ETL_STAGING_PREFIX": "clean/",
-    "ETL_QUEUE_NAME": "rentals-raw-events",
-    "ETL_DLQ_NAME": "rentals-raw-events-dlq",
-}
+# Settings a user may override by exporting them before `make up`; their defaults are Settings' own.
+DEFAULTS = local_stack_defaults()
 # moto accepts any key; nothing real is ever written to the env file.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 

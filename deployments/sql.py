@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 from decimal import Decimal
 from pathlib import Path
 
+from berlin_rentals.config import PLAIN_IDENTIFIER
 from deployments.local_stack import DEFAULT_ROOT, _pg_bin
 
-_PLAIN_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DEMO_LISTING = 56906504  # the sample batch's listing that `make demo` follows
 
 # Ready queries (the README shows them too). Table names are unqualified: the prompt puts the warehouse
@@ -86,7 +85,7 @@ def connection(root: Path | None = None) -> tuple[str, str | None, str | None]:
 
 
 def _pg_options(schema: str | None) -> str | None:
-    return f"-c search_path={schema},public" if schema and _PLAIN_SCHEMA.match(schema) else None
+    return f"-c search_path={schema},public" if schema and PLAIN_IDENTIFIER.match(schema) else None
 
 
 def run_psql(psql: Path, url: str, password: str | None, schema: str | None, commands: list[str]) -> int:

@@ -27,7 +27,7 @@ import pytest
 from berlin_rentals.archive import SourceLine, iter_lines
 from berlin_rentals.replay import (
     LinesNotFound,
-    RejectedLine,
+    RecordedReject,
     ReplayRefused,
     pick_lines,
     reason_code,
@@ -120,14 +120,14 @@ def test_transform_of_rejected_lines_tells_recovered_from_still_rejected():
     record = json.dumps(read_sample_records()[0]).encode()
     lines = [SourceLine("m.json", 1, record), SourceLine("m.json", 2, b"{nope")]
     before = [
-        RejectedLine("m.json", 1, "m.json line 1: line_too_long: the line is longer than the limit"),
-        RejectedLine("m.json", 2, "m.json line 2: not_json: ..."),
+        RecordedReject("m.json", 1, "m.json line 1: line_too_long: the line is longer than the limit"),
+        RecordedReject("m.json", 2, "m.json line 2: not_json: ..."),
     ]
     replay = transform_rejected(lines, before, masker=None)
     assert replay.recovered == [("m.json", 1)]
     assert list(replay.still_rejected) == [("m.json", 2)] and not replay.changes_nothing
     assert reason_code(replay.still_rejected[("m.json", 2)]) == "not_json"
-    again = transform_rejected(lines[1:], [RejectedLine("m.json", 2, replay.still_rejected[("m.json", 2)])], None)
+    again = transform_rejected(lines[1:], [RecordedReject("m.json", 2, replay.still_rejected[("m.json", 2)])], None)
     assert again.changes_nothing
 
 
@@ -525,7 +525,7 @@ def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkey
     records = read_sample_records()
     lines = [SourceLine("m.json", n, _line(r)) for n, r in enumerate(records[:3], start=1)]
     lines.append(SourceLine("m.json", 4, b"{nope"))
-    before = [RejectedLine("m.json", n, f"m.json line {n}: line_too_long: ...") for n in range(1, 5)]
+    before = [RecordedReject("m.json", n, f"m.json line {n}: line_too_long: ...") for n in range(1, 5)]
     prepared = transform_rejected(lines, before, masker=None)
     staged = StagedBatch(
         "rentals-staging",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from berlin_rentals.config import PLAIN_IDENTIFIER
+
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @cache
@@ -20,7 +20,7 @@ def _read(relative: str) -> str:
 def statements(relative: str, schema: str) -> list[sa.TextClause]:
     """The statements of one file, in order. Values are always bind parameters (`:name`), never text."""
     # The one piece of text pasted into SQL: checked here too, whatever the caller validated.
-    if not _IDENTIFIER.match(schema):
+    if not PLAIN_IDENTIFIER.match(schema):
         raise ValueError(f"schema {schema!r} is not a plain lower-case SQL identifier")
     body = _read(relative).replace("{schema}", schema)
     lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
