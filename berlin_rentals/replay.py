@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -488,12 +487,6 @@ def replay_file(
 # ---- lineage ------------------------------------------------------------------------------------
 
 ARTIFACT_ROWS = 1000
-
-
-def replay_artifact_key(key: str) -> str:
-    """Prefect artifact keys allow lower-case letters, digits and dashes only."""
-    stem = re.sub(r"[^a-z0-9]+", "-", key.rsplit("/", 1)[-1].lower()).strip("-")[:60] or "object"
-    return f"replay-{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 def replay_rows(outcome: ReplayOutcome) -> list[dict[str, Any]]:

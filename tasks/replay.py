@@ -9,10 +9,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from berlin_rentals.config import Settings
+from berlin_rentals.lineage import artifact_key
 from berlin_rentals.replay import (
     ReplayOutcome,
     ledger_versions,
-    replay_artifact_key,
     replay_file,
     replay_markdown,
     replay_rows,
@@ -57,7 +57,7 @@ def record_replay_lineage(outcome: ReplayOutcome) -> None:
     """What the replay recovered and what is still rejected (with reasons), as artifacts of the run."""
     if outcome.lines:
         create_table_artifact(
-            key=replay_artifact_key(outcome.key),
+            key=artifact_key(outcome.key, "replay"),
             table=replay_rows(outcome),
             description=f"Rejected lines of s3://{outcome.bucket}/{outcome.key} (ETag {outcome.etag}) replayed",
         )
