@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import botocore.exceptions
+import sqlalchemy as sa
 import sqlalchemy.exc
 
 from berlin_rentals.archive import BadArchive
@@ -38,9 +41,63 @@ _RETRYABLE_S3_CODES = {
 }
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    orig = getattr(exc, "orig", None)
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+# Redshift reports most of its own conflicts as SQLSTATE XX000 (internal error) and tells them apart only
+# in the text: error 1023 is a serializable isolation violation, and a cluster being resized or restarted
+# refuses work for a while. Matched on message and detail as the server sends them.
+_REDSHIFT_TRANSIENT = re.compile(
+    r"^1023$|serializable isolation violation|conflict with concurrent transaction|resize mode|"
+    r"being resized|is (?:in )?(?:maintenance|paus\w*)|system is starting up|cluster is (?:not )?available",
+    re.IGNORECASE | re.MULTILINE,
+)
+# redshift_connector's InterfaceError for a connection that is gone (its other InterfaceErrors are misuse).
+_CONNECTION_LOST = re.compile(
+    r"communication error|BrokenPipe|server socket closed|connection is closed|network error|connection time out",
+    re.IGNORECASE,
+)
+
+
+def driver_error(exc: BaseException) -> tuple[str | None, str]:
+    """(SQLSTATE, the server's message and detail) of a wrapped DB-API error, in each driver's form.
+
+    psycopg (3) has `sqlstate`; psycopg2 `pgcode` and `pgerror` ("ERROR:  1023\nDETAIL:  ..."); redshift_connector
+    neither: its ProgrammingError carries the ErrorResponse fields as a dict (C: SQLSTATE, M: message, D: detail).
+    """
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    texts = [getattr(orig, "pgerror", None) or ""]
+    for arg in getattr(orig, "args", ()):
+        if isinstance(arg, dict):
+            state = state or arg.get("C")
+            texts += [arg.get("M") or "", arg.get("D") or ""]
+        elif isinstance(arg, str):
+            texts.append(arg)
+    diag = getattr(orig, "diag", None)  # psycopg's parsed ErrorResponse
+    if diag is not None:
+        texts += [getattr(diag, "message_primary", None) or "", getattr(diag, "message_detail", None) or ""]
+    return state, "\n".join(t.strip() for t in texts if t)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A driver error that means the connection is gone (the redshift_connector dialect does not say so)."""
+    orig = getattr(exc, "orig", exc)
+    if type(orig).__name__ != "InterfaceError":
+        return False
+    args = getattr(orig, "args", ())
+    if any(isinstance(arg, (OSError, TimeoutError)) for arg in args):
+        return True
+    return any(isinstance(arg, str) and _CONNECTION_LOST.search(arg) for arg in args)
+
+
+def watch_for_lost_connections(engine: sa.Engine) -> sa.Engine:
+    """Tell SQLAlchemy which driver errors are disconnects, so it drops the dead connection from the pool
+    (and its pre-ping recognises one) instead of handing it to the retry, which would fail on it again."""
+
+    def handle_error(context) -> None:
+        if not context.is_disconnect and _connection_lost(context.original_exception):
+            context.is_disconnect = True
+
+    sa.event.listen(engine, "handle_error", handle_error)
+    return engine
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -64,8 +121,12 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
         if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.OperationalError):
             return True
-        state = _sqlstate(exc)
-        return bool(state) and state.startswith(_RETRYABLE_SQLSTATE_PREFIXES)
+        if _connection_lost(exc):
+            return True
+        state, message = driver_error(exc)
+        if state and state.startswith(_RETRYABLE_SQLSTATE_PREFIXES):
+            return True
+        return state in (None, "XX000") and bool(_REDSHIFT_TRANSIENT.search(message))
     return False
 
 

@@ -91,3 +91,167 @@ def test_s3_calls_make_4_attempts_unless_aws_max_attempts_says_otherwise(monkeyp
     assert _boto_config().retries == {"mode": "standard", "total_max_attempts": 4}
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     assert _boto_config().retries["total_max_attempts"] == 1
+
+
+# --- Redshift, as redshift_connector reports it ------------------------------------------------------
+#
+# redshift_connector builds every server error from the wire's ErrorResponse fields (S severity, C
+# SQLSTATE, M message, D detail) as ProgrammingError(dict) (InterfaceError for 28000, IntegrityError for
+# 23505), with no `sqlstate` or `pgcode`; a lost socket is InterfaceError("communication error", OSError)
+# or InterfaceError("BrokenPipe: ..."). The errors below are built by the driver's own code from the
+# bytes a cluster sends, then wrapped by SQLAlchemy exactly as a failed execute wraps them.
+
+
+def redshift_server_error(**fields: str):
+    """The driver's exception for an ErrorResponse with these fields, wrapped as SQLAlchemy wraps it."""
+    import types
+
+    import redshift_connector
+    import redshift_connector.core
+
+    wire = b"".join(k.encode() + v.encode() + b"\x00" for k, v in ({"S": "ERROR"} | fields).items()) + b"\x00"
+    received = types.SimpleNamespace(error=None)
+    redshift_connector.core.Connection.handle_ERROR_RESPONSE(received, wire, None)
+    return sqlalchemy.exc.DBAPIError.instance("COPY ...", {}, received.error, redshift_connector.Error)
+
+
+def redshift_interface_error(*args):
+    import redshift_connector
+
+    return sqlalchemy.exc.DBAPIError.instance(
+        "MERGE ...", {}, redshift_connector.InterfaceError(*args), redshift_connector.Error
+    )
+
+
+SERIALIZABLE = (
+    "Serializable isolation violation on table - 15005, transactions forming the cycle are: 4195, 4236 (pid:1234)"
+)
+RESIZE = "System is in resize mode and only allows read-only queries. Please try again later."
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redshift_server_error(C="XX000", M="1023", D=SERIALIZABLE),
+        redshift_server_error(C="XX000", M="could not complete because of conflict with concurrent transaction"),
+        redshift_server_error(C="XX000", M="Cannot execute query because system is in resize mode", D=RESIZE),
+        redshift_server_error(C="57P01", M="terminating connection due to administrator command"),
+        redshift_server_error(C="40001", M="could not serialize access due to concurrent update"),
+        redshift_server_error(C="53200", M="out of memory"),
+        redshift_server_error(C="23505", M="duplicate key value violates unique constraint"),
+        redshift_interface_error("communication error", ConnectionResetError(104, "Connection reset by peer")),
+        redshift_interface_error(
+            "BrokenPipe: server socket closed. Please check that client side networking configurations such as "
+            "Proxies, firewalls, VPN, etc. are not affecting your network connection."
+        ),
+        redshift_interface_error("connection is closed"),
+    ],
+    ids=[
+        "serializable-isolation-1023",
+        "concurrent-transaction-conflict",
+        "cluster-resize",
+        "admin-terminated",
+        "sqlstate-40001",
+        "out-of-memory-53200",
+        "concurrent-insert-23505",
+        "connection-reset",
+        "broken-pipe",
+        "connection-closed",
+    ],
+)
+def test_redshift_connector_transient_errors_are_retried(exc):
+    assert is_retryable(exc), exc
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redshift_server_error(C="22001", M="value too long for type character varying(64)"),
+        redshift_server_error(C="42601", M='syntax error at or near "MERGE"'),
+        redshift_server_error(C="XX000", M="Spectrum Scan Error", D="Invalid Parquet file"),
+        redshift_interface_error("Only %s and %% are supported in the query."),
+    ],
+    ids=["value-too-long", "syntax-error", "other-internal-error", "driver-misuse"],
+)
+def test_redshift_connector_data_errors_and_bugs_are_not_retried(exc):
+    assert not is_retryable(exc), exc
+
+
+# psycopg2 (the other Redshift driver, `redshift+psycopg2://`) is not installed here: its exceptions
+# cannot be built for real. Their form is documented: `pgcode` holds the SQLSTATE and `pgerror` the
+# server's text ("ERROR:  1023\nDETAIL:  Serializable isolation violation ..."). This stands in for it.
+class Psycopg2Error(Exception):
+    def __init__(self, pgcode: str, pgerror: str):
+        super().__init__(pgerror)
+        self.pgcode, self.pgerror = pgcode, pgerror
+
+
+def test_psycopg2_forms_of_redshift_errors_are_classified_by_code_and_message():
+    serializable = Psycopg2Error("XX000", f"ERROR:  1023\nDETAIL:  {SERIALIZABLE}\n")
+    resize = Psycopg2Error(
+        "XX000", f"ERROR:  Cannot execute query because system is in resize mode\nDETAIL:  {RESIZE}\n"
+    )
+    too_long = Psycopg2Error("22001", "ERROR:  value too long for type character varying(64)\n")
+    assert is_retryable(sqlalchemy.exc.InternalError("COPY ...", {}, serializable))
+    assert is_retryable(sqlalchemy.exc.InternalError("COPY ...", {}, resize))
+    assert not is_retryable(sqlalchemy.exc.DataError("COPY ...", {}, too_long))
+
+
+def test_a_lost_redshift_connection_is_invalidated_so_the_retry_gets_a_new_one(monkeypatch):
+    """Through a real engine: the redshift_connector dialect does not know the driver's disconnect errors,
+    so without our hook SQLAlchemy kept the dead connection in the pool and every retry failed on it."""
+    import types
+
+    import redshift_connector
+    import sqlalchemy as sa
+
+    import tests.recording_dbapi as recording
+
+    opened = []
+
+    class Cursor(recording.Cursor):
+        def execute(self, sql, params=None):
+            if "load_ledger" in sql and len(opened) == 1:
+                raise redshift_connector.InterfaceError("communication error", BrokenPipeError(32, "Broken pipe"))
+            return super().execute(sql, params)
+
+    class Connection(recording.Connection):
+        def cursor(self):
+            return Cursor()
+
+    def connect(*args, **kwargs):
+        opened.append(Connection())
+        return opened[-1]
+
+    driver = types.ModuleType("flaky_redshift")
+    driver.__dict__.update({k: v for k, v in vars(recording).items() if not k.startswith("__")})
+    driver.__dict__.update(
+        {
+            name: getattr(redshift_connector, name)
+            for name in (
+                "Error",
+                "InterfaceError",
+                "DatabaseError",
+                "OperationalError",
+                "ProgrammingError",
+                "IntegrityError",
+                "DataError",
+                "InternalError",
+                "NotSupportedError",
+            )
+        }
+    )
+    driver.connect, driver.__version__ = connect, recording.__version__
+    from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
+
+    from berlin_rentals.warehouse.ddl import make_engine
+
+    monkeypatch.setattr(RedshiftDialect_redshift_connector, "import_dbapi", classmethod(lambda cls: driver))
+    engine = make_engine("redshift+redshift_connector://loader@cluster:5439/rentals")  # as the tasks make it
+    with pytest.raises(sqlalchemy.exc.InterfaceError) as lost:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT status FROM berlin_rentals.load_ledger"))
+    assert lost.value.connection_invalidated and is_retryable(lost.value)
+    with engine.connect() as conn:  # the retry: a new connection, not the dead one
+        conn.execute(sa.text("SELECT status FROM berlin_rentals.load_ledger"))
+    assert len(opened) == 2

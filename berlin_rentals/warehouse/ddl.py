@@ -12,7 +12,9 @@ from berlin_rentals.warehouse.tables import warehouse_metadata
 
 def make_engine(url: str) -> sa.Engine:
     # pool_pre_ping: a worker that idled through a database restart gets a fresh connection.
-    return sa.create_engine(url, pool_pre_ping=True, future=True)
+    from berlin_rentals.errors import watch_for_lost_connections
+
+    return watch_for_lost_connections(sa.create_engine(url, pool_pre_ping=True, future=True))
 
 
 def create_warehouse(url: str, schema: str) -> list[str]:
