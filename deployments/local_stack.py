@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
@@ -143,6 +145,16 @@ def _wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def _api_json(url: str, body: dict | None = None, timeout: float = 5.0):
+    """GET (or POST a JSON body to) the Prefect API; its JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"}, method="POST" if data is not None else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
 
 
 def _log_tail(log: Path, lines: int = 30) -> str:
@@ -814,6 +826,45 @@ class LocalStack:
                 health[name] = self._running_pid(name) is not None
         return health
 
+    def schedule_status(self) -> tuple[bool, str] | None:
+        """(healthy, what to print) for the catch-up's schedule; None before it is deployed.
+
+        The server answering /health says nothing of its scheduler: with a dependency that broke it
+        (SQLAlchemy 2.1), the catch-up kept its cron and never got a run, while status said healthy."""
+        api = self._previous().get("PREFECT_API_URL")
+        if not api or not self._prefect_healthy(self._previous().get("LOCAL_PREFECT_PORT")):
+            return None
+        try:
+            deployment = _api_json(f"{api}/deployments/name/catch-up/catch-up")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+        def runs(states: list[str], sort: str) -> list[dict]:
+            return _api_json(
+                f"{api}/flow_runs/filter",
+                {
+                    "deployments": {"id": {"any_": [deployment["id"]]}},
+                    "flow_runs": {"state": {"type": {"any_": states}}},
+                    "sort": sort,
+                    "limit": 1,
+                },
+            )
+
+        upcoming = runs(["SCHEDULED"], "EXPECTED_START_TIME_ASC")
+        last = runs(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"], "EXPECTED_START_TIME_DESC")
+        last_text = f"; last {last[0]['expected_start_time'][11:16]} UTC {last[0]['state_name']}" if last else ""
+        active = any(schedule.get("active") for schedule in deployment.get("schedules", []))
+        if deployment.get("paused") or not active:
+            return True, f"catch-up paused{last_text}"
+        if not upcoming:
+            return False, (
+                "catch-up has a schedule but no upcoming run: Prefect's scheduler is failing "
+                f"(see {self.log_dir / 'prefect.log'}){last_text}"
+            )
+        return True, f"catch-up next run {upcoming[0]['expected_start_time'][11:16]} UTC{last_text}"
+
     def addresses(self) -> dict[str, str]:
         previous = self._previous()
         return {
@@ -833,6 +884,13 @@ def _print_status(stack: LocalStack) -> int:
     addresses = stack.addresses()
     for name, ok in health.items():
         print(f"[status] {name:9} {'healthy' if ok else 'DOWN':8} {addresses.get(name, '')}")
+    try:
+        schedule = stack.schedule_status()
+    except (OSError, ValueError, KeyError) as error:
+        schedule = (False, f"could not read the catch-up's schedule: {error}")
+    if schedule is not None:
+        print(f"[status] {'schedule':9} {'healthy' if schedule[0] else 'FAILING':8} {schedule[1]}")
+        health["schedule"] = schedule[0]
     external = stack._previous().get("WAREHOUSE_URL") if "postgres" not in health else None
     if external:
         print(f"[status] warehouse external ({external.split('@')[-1]})")  # never print a password

@@ -154,6 +154,9 @@ def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(d
     expected = asyncio.run(cron.get_dates(n=len(runs), start=now))
     assert [r.expected_start_time for r in runs] == expected, [r.expected_start_time.isoformat() for r in runs]
     assert all(run.parameters == deployment.parameters for run in runs)
+    # `make status` tells the same: the schedule's next run, not only that the server answers /health.
+    healthy, said = deployed_stack.schedule_status()
+    assert healthy and said.startswith(f"catch-up next run {runs[0].expected_start_time:%H:%M} UTC"), said
 
 
 def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completion(
