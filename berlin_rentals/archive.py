@@ -19,6 +19,44 @@ class BadArchive(ValueError):
     """The object is not a usable batch (not a zip, empty, truncated, a zip bomb). Terminal."""
 
 
+# Real batches compress about 9:1. A file inflating past this many times its own size is refused as a
+# bomb, though only past the floor: a short hour of repetitive texts can inflate well beyond 100:1.
+DEFAULT_MAX_INFLATE_RATIO = 100.0
+RATIO_FLOOR_BYTES = 16 << 20
+DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+
+
+class InflateBudget:
+    """The bytes all members of one file may inflate to, counted as they are read (never from headers)."""
+
+    def __init__(self, name: str, compressed_bytes: int, *, max_ratio: float, max_file_bytes: int) -> None:
+        self.name = name
+        by_ratio = max(int(max_ratio * compressed_bytes), RATIO_FLOOR_BYTES)
+        self.limit = min(by_ratio, max_file_bytes)
+        if by_ratio < max_file_bytes:
+            self.why = f"{max_ratio:g}:1 of its {compressed_bytes} compressed bytes, ETL_MAX_INFLATE_RATIO"
+        else:
+            self.why = "ETL_MAX_FILE_BYTES"
+        self.used = 0
+
+    def take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise BadArchive(
+                f"{self.name}: its members inflate past {self.limit} bytes in all (the limit: {self.why}); "
+                "refused as a possible zip bomb"
+            )
+
+
+def _compressed_size(source: str | Path | BinaryIO) -> int:
+    if isinstance(source, str | Path):
+        return Path(source).stat().st_size
+    position = source.tell()
+    size = source.seek(0, io.SEEK_END)
+    source.seek(position)
+    return size
+
+
 @dataclass(frozen=True, slots=True)
 class SourceLine:
     member: str
@@ -73,6 +111,7 @@ def iter_member_lines(
     *,
     max_member_bytes: int,
     max_line_bytes: int,
+    budget: InflateBudget | None = None,
 ) -> Iterator[SourceLine]:
     """Yield the non-blank lines of one member.
 
@@ -92,6 +131,8 @@ def iter_member_lines(
                 if not chunk:
                     break
                 inflated += len(chunk)
+                if budget is not None:
+                    budget.take(len(chunk))
                 if inflated > max_member_bytes:
                     raise BadArchive(
                         f"{name}: member {member.filename} inflates past {max_member_bytes} bytes; "
@@ -139,14 +180,24 @@ def iter_lines(
     *,
     max_member_bytes: int = 4 * 1024**3,
     max_line_bytes: int = 64 * 1024**2,
+    max_inflate_ratio: float = DEFAULT_MAX_INFLATE_RATIO,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> Iterator[SourceLine]:
-    """All non-blank lines of all JSON-lines members, in archive order."""
+    """All non-blank lines of all JSON-lines members, in archive order.
+
+    Besides each member's own limit, all members together may inflate to `max_inflate_ratio` times the
+    object's size (past a floor) and to `max_file_bytes` at most: a bomb of one long line would otherwise
+    pass as a file of one rejected line after inflating gigabytes.
+    """
     if isinstance(path_or_file, bytes):
         path_or_file = io.BytesIO(path_or_file)
+    budget = InflateBudget(
+        name, _compressed_size(path_or_file), max_ratio=max_inflate_ratio, max_file_bytes=max_file_bytes
+    )
     with open_archive(path_or_file, name) as archive:
         members = json_members(archive, name)
         refuse_repeated_names(members, name)
         for member in members:
             yield from iter_member_lines(
-                archive, member, name, max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes
+                archive, member, name, max_member_bytes=max_member_bytes, max_line_bytes=max_line_bytes, budget=budget
             )

@@ -43,6 +43,12 @@ class Settings:
     max_member_bytes: int = 4 * 1024**3
     # A single line past this is rejected without being decoded.
     max_line_bytes: int = 64 * 1024**2
+    # All members of a file together may inflate to this many times the object's size (past a 16 MiB
+    # floor; real batches compress about 9:1) and to max_file_bytes at most: zip bombs of one long line.
+    max_inflate_ratio: float = 100.0
+    max_file_bytes: int = 4 * 1024**3
+    # Raw text kept for one file's rejected lines, in all; past it they keep their row without the text.
+    max_rejected_raw_bytes: int = 16 * 1024**2
     # After this many failed attempts a file is parked until someone releases it.
     max_attempts: int = 3
     # Contact persons' names, e-mail and phone numbers replaced by a salted hash (see masking.py).
@@ -77,6 +83,9 @@ class Settings:
             redshift_iam_role_arn=env.get("REDSHIFT_IAM_ROLE_ARN") or None,
             max_member_bytes=int(env.get("ETL_MAX_MEMBER_BYTES", cls.max_member_bytes)),
             max_line_bytes=int(env.get("ETL_MAX_LINE_BYTES", cls.max_line_bytes)),
+            max_inflate_ratio=float(env.get("ETL_MAX_INFLATE_RATIO", cls.max_inflate_ratio)),
+            max_file_bytes=int(env.get("ETL_MAX_FILE_BYTES", cls.max_file_bytes)),
+            max_rejected_raw_bytes=int(env.get("ETL_MAX_REJECTED_RAW_BYTES", cls.max_rejected_raw_bytes)),
             max_attempts=int(env.get("ETL_MAX_ATTEMPTS", cls.max_attempts)),
             mask_personal_data=env.get("ETL_MASK_PERSONAL_DATA", "").strip().lower() in ("1", "true", "yes"),
             mask_salt=env.get("ETL_MASK_SALT") or None,

@@ -36,6 +36,11 @@ _ROOMS_LIMIT = Decimal("1E4")
 # Fact rows held as Python tuples before they become an Arrow record batch.
 _CHUNK_ROWS = 2048
 
+# Raw text kept for a file's rejected lines, in all (ETL_MAX_REJECTED_RAW_BYTES): a small zip of long bad
+# lines would otherwise hold its whole inflated text in memory. Past it a rejected line keeps its row
+# (member, line number, reason, size) without the text; the raw object still has every line.
+MAX_REJECTED_RAW_BYTES = 16 * 1024**2
+
 # Values a flat to rent in Berlin cannot plausibly have. They still load (the source said so, and a
 # range check is a judgement, not a fact), but the row carries the reason in `quality_flags`, so
 # analysts can filter it and the ledger counts it per file. Negative amounts are flagged apart.
@@ -60,6 +65,7 @@ class TransformStats:
     flagged: int = 0  # listings loaded with at least one quality flag
     flags_by_code: Counter = field(default_factory=Counter)
     unknown_fields: Counter = field(default_factory=Counter)  # unknown key -> lines that carry it
+    rejected_raw_omitted: int = 0  # rejected lines past the raw-text budget: row kept, raw_line NULL
 
 
 @dataclass
@@ -132,8 +138,14 @@ def _capped(value, limit: int) -> str | None:
 class _Accumulator:
     """Rows of one batch, deduplicated by natural key, before they become Arrow tables."""
 
-    def __init__(self, masker: Masker | None = None, chunk_rows: int = _CHUNK_ROWS) -> None:
+    def __init__(
+        self,
+        masker: Masker | None = None,
+        chunk_rows: int = _CHUNK_ROWS,
+        max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
+    ) -> None:
         self.masker = masker
+        self.raw_budget = max_rejected_raw_bytes
         self.chunk_rows = chunk_rows
         # listing id -> (modification, row number of its newest version); the order is first seen
         self.facts: dict[int, tuple[datetime, int]] = {}
@@ -162,13 +174,23 @@ class _Accumulator:
             self.stats.rejected_by_reason[exc.code] += 1
             # Masked warehouses keep no raw lines (they hold contact data); member and line number
             # still point at the line in the raw object, which stays in the raw bucket.
-            raw_text = None if self.masker else line.raw.decode("utf-8", "replace")
+            raw_text = None
+            if not self.masker:
+                if min(len(line.raw), MAX_TEXT_BYTES) <= self.raw_budget:
+                    raw_text = cap_text(line.raw.decode("utf-8", "replace"))
+                    cost = len(raw_text.encode("utf-8", "surrogatepass"))  # replacement characters take 3 bytes
+                    if cost <= self.raw_budget:
+                        self.raw_budget -= cost
+                    else:
+                        raw_text = None
+                if raw_text is None:
+                    self.stats.rejected_raw_omitted += 1
             self.rejects.append(
                 (
                     line.member,
                     line.line_number,
                     cap_text(f"{line.member} line {line.line_number}: {exc}", 2048),
-                    cap_text(raw_text),
+                    raw_text,
                     len(line.raw),
                 )
             )
@@ -375,9 +397,13 @@ def _table(name: str, rows: Iterable[tuple]) -> pa.Table:
     return pa.Table.from_arrays(_arrays(name, rows), schema=schema)
 
 
-def transform_lines(lines: Iterable[SourceLine], masker: Masker | None = None) -> Batch:
+def transform_lines(
+    lines: Iterable[SourceLine],
+    masker: Masker | None = None,
+    max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
+) -> Batch:
     """All lines of one object version -> its batch of tables. Depends on the content (and the masking) alone."""
-    acc = _Accumulator(masker)
+    acc = _Accumulator(masker, max_rejected_raw_bytes=max_rejected_raw_bytes)
     for line in lines:
         acc.add(line)
     return acc.batch()

@@ -33,8 +33,11 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
             source.uri,
             max_member_bytes=settings.max_member_bytes,
             max_line_bytes=settings.max_line_bytes,
+            max_inflate_ratio=settings.max_inflate_ratio,
+            max_file_bytes=settings.max_file_bytes,
         ),
         masker=settings.masker(),
+        max_rejected_raw_bytes=settings.max_rejected_raw_bytes,
     )
     logger = get_run_logger()
     stats = batch.stats
@@ -49,6 +52,13 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
     if stats.flagged:
         logger.warning(
             "%s: %d listings loaded with quality flags %s", source.uri, stats.flagged, dict(stats.flags_by_code)
+        )
+    if stats.rejected_raw_omitted:
+        logger.warning(
+            "%s: %d rejected lines kept without their raw text (past ETL_MAX_REJECTED_RAW_BYTES; the raw object "
+            "has them)",
+            source.uri,
+            stats.rejected_raw_omitted,
         )
     if stats.unknown_fields:
         logger.warning("%s: unknown fields ignored %s", source.uri, dict(stats.unknown_fields.most_common(20)))

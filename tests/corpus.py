@@ -73,6 +73,8 @@ def cases() -> list[Case]:
         Case("no-json-member", _zip({"readme.txt": b"hello"}), "file", "no JSON-lines member"),
         Case("truncated-zip", truncated, "file", "batch.zip"),
         Case("zip-bomb", deep, "file", "zip bomb"),
+        # One line of 24 MiB from 24 KB: under the member limit, it loaded as a file of one rejected line.
+        Case("zip-bomb-of-one-line", _zip({"batch.json": b"0" * (24 << 20)}), "file", "100:1 of its .* zip bomb"),
         Case(
             # Two members of one name: their lines would share (member, line number), the key of a rejected line.
             "duplicate-member-names",

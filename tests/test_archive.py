@@ -93,6 +93,38 @@ def test_a_zip_with_two_members_of_one_name_is_refused_naming_it():
         list(iter_lines(buffer.getvalue(), "f.zip"))
 
 
+def test_a_file_inflating_far_past_its_compressed_size_is_refused_as_a_zip_bomb(tmp_path):
+    """One line of 40 MiB from a zip of 40 KB (1000:1): under the member limit, it used to load as a file
+    of one rejected line. Real batches compress about 9:1; the default ratio allows 100:1."""
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(make_zip({"a.json": b"x" * (40 << 20)}))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(
+        BadArchive, match=r"bomb.zip: its members inflate past 16777216 bytes in all \(the limit: 100:1 .*zip bomb"
+    ):
+        list(iter_lines(bomb, "bomb.zip"))  # the defaults, as a run without settings has them
+    with pytest.raises(BadArchive, match="zip bomb"):
+        list(iter_lines(bomb.read_bytes(), "bomb.zip"))  # the same from memory
+
+
+def test_a_small_file_may_inflate_more_than_the_ratio_up_to_a_floor():
+    """A short hour of a few listings with long repetitive texts compresses well beyond 100:1: that alone
+    is no bomb, so the ratio applies only past a floor of 16 MiB."""
+    data = make_zip({"a.json": b"x" * (6 << 20) + b"\n"})
+    assert len(data) * 100 < 6 << 20
+    assert [len(line.raw) for line in iter_lines(data, "f.zip")] == [6 << 20]
+
+
+def test_the_members_of_a_file_count_together_against_its_total():
+    line = b"1" * 1023 + b"\n"
+    data = make_zip({"a.json": line * 3072, "b.json": line * 3072}, compression=zipfile.ZIP_STORED)  # 3 MiB each
+    assert len(list(iter_lines(data, "f.zip", max_member_bytes=4 << 20))) == 6144  # each member is under it
+    with pytest.raises(
+        BadArchive, match=r"f.zip: its members inflate past 4194304 bytes in all \(the limit: ETL_MAX_FILE_BYTES"
+    ):
+        list(iter_lines(data, "f.zip", max_member_bytes=4 << 20, max_file_bytes=4 << 20))
+
+
 def test_an_overlong_line_is_cut_and_flagged_not_held_whole():
     data = make_zip({"a.json": b"ok\n" + b"y" * 5000 + b"\nok\n"})
     lines = list(iter_lines(data, "f.zip", max_line_bytes=1000))
