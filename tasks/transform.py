@@ -10,13 +10,14 @@ from berlin_rentals.archive import iter_lines
 from berlin_rentals.config import Settings
 from berlin_rentals.source import SourceObject
 from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
+from berlin_rentals.warehouse.fit import FIT_VERSION, fit_batch
 
 
 def etag_cache_key(context, parameters) -> str:
     """Same content, same result: the ETag (with the transform's version and masking) is the whole key."""
     masker = parameters["settings"].masker()
     masking = f"-masked-{masker.fingerprint}" if masker else ""
-    return f"transform-v{TRANSFORM_VERSION}{masking}-{parameters['source'].etag}"
+    return f"transform-v{TRANSFORM_VERSION}-fit{FIT_VERSION}{masking}-{parameters['source'].etag}"
 
 
 @task(
@@ -39,6 +40,9 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
         masker=settings.masker(),
         max_rejected_raw_bytes=settings.max_rejected_raw_bytes,
     )
+    # Fitted to the warehouse's columns before the result is cached: a listing the warehouse cannot
+    # hold is rejected here, not left for the COPY to refuse the whole file.
+    batch = fit_batch(batch)
     logger = get_run_logger()
     stats = batch.stats
     logger.info(
