@@ -89,6 +89,19 @@ def in_window(objects: list[RawObject], since: datetime, until: datetime) -> lis
     return [o for o in objects if since <= o.batch_hour < until]
 
 
+def due_objects(
+    objects: list[RawObject], since: datetime, until: datetime, *, everything: bool = False
+) -> list[RawObject]:
+    """The objects a catch-up of [since, until) looks at: those whose batch hour is in it and those uploaded
+    in it (LastModified). A file can arrive days after its hour, and if its event is lost (the bridge down,
+    SQS's retention passed, a purged queue) only its upload time puts it in a scheduled run's window.
+    `everything`: every object, whatever its hour or upload (a full reconciliation)."""
+    if everything:
+        return list(objects)
+    since, until = as_utc(since), as_utc(until)
+    return [o for o in objects if since <= o.batch_hour < until or since <= as_utc(o.last_modified) < until]
+
+
 def plan_catch_up(objects: list[RawObject], ledger: Ledger) -> Plan:
     """Classify each listed version by its own ledger row (key and ETag): loaded and parked ones are left alone.
 
@@ -201,15 +214,24 @@ def summarise(
     plan: Plan,
     outcomes: list[Outcome],
     ledger_after: Ledger,
+    *,
+    everything: bool = False,
 ) -> dict[str, Any]:
-    """The run's figures. Parked is read from the ledger after the run: the ingest decides who is parked."""
+    """The run's figures. Parked is read from the ledger after the run: the ingest decides who is parked.
+    Gaps are the window's hours without a file, whatever else the run found (late files of older hours)."""
     by_status = Counter(o.status for o in outcomes)
     # Skipped because another run (an event's) loaded it meanwhile: it is loaded all the same.
     loaded_meanwhile = [o for o in outcomes if o.status == SKIPPED and _status(ledger_after, o.obj) == "loaded"]
     per_hour = files_per_hour(objects, hours_in(since, until))
+    scope = (
+        "every file under the prefix"
+        if everything
+        else f"batch hours and uploads in [{since.isoformat()}, {until.isoformat()})"
+    )
     return {
         "since": since.isoformat(),
         "until": until.isoformat(),
+        "scope": scope,
         "found": len(objects),
         "loaded_now": by_status[LOADED],
         "already_loaded": len(plan.already_loaded) + len(loaded_meanwhile),

@@ -1,5 +1,8 @@
 """Scheduled catch-up: ingest raw objects whose event was missed or whose load failed; report the gaps.
 
+A run looks at the objects whose batch hour is in its window and those uploaded in it (a late file for an
+old hour, whose event was lost), or with all_files at every object under the prefix (a reconciliation).
+
 Runs hourly from prefect.yaml. Each missing file is ingested by the `ingest-file` flow's pipeline
 (flows.ingest.run_ingest) in one `ingest-object` task run: the same steps, retries and ledger, so the
 ledger claim still guarantees exactly once if an event-driven run loads the same file meanwhile, and
@@ -17,9 +20,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
@@ -29,85 +30,77 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from berlin_rentals.catch_up import (
     FAILED,
     LOADED,
-    Ledger,
-    LedgerEntry,
     Outcome,
     RawObject,
     catch_up_window,
     gaps_markdown,
-    in_window,
     lineage_table,
     listing_prefix,
     outcome_of,
     plan_catch_up,
-    report_table,
     summarise,
 )
 from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import IngestFailed, IngestResult
 from berlin_rentals.lineage import lineage_row
-from berlin_rentals.s3 import s3_client
-from berlin_rentals.source import InvalidSource, normalize_etag
-from berlin_rentals.warehouse.sql import statement
 from flows.ingest import run_ingest
-from tasks.common import IO_STEP, run_inline, warehouse_engine
-
-# Keys per ledger query: a month's backfill stays well inside any driver's bind-parameter limit.
-_KEYS_PER_QUERY = 500
+from tasks.catch_up import find_raw_objects, publish_report, read_ledger
+from tasks.common import run_inline
 
 
-@task(name="list-raw-objects", **IO_STEP)
-def list_raw_objects(settings: Settings, prefix: str) -> list[RawObject]:
-    """Every .zip under the prefix, as the listing shows it (one current version per key)."""
+@flow(name="catch-up", log_prints=True)
+def catch_up(
+    since: datetime | None = None,
+    until: datetime | None = None,
+    max_concurrency: int = 4,
+    prefix: str | None = None,
+    all_files: bool = False,
+) -> dict[str, Any]:
+    """Ingest the raw objects with a batch hour or an upload (LastModified) in [since, until) that the ledger
+    does not show as loaded or parked (default window: the 24 hours before now, UTC). `prefix` narrows the
+    listing to part of the raw prefix; `all_files` looks at every object under it, whatever its hour or
+    upload (gaps are still counted over the window's hours only)."""
     logger = get_run_logger()
-    objects = []
-    paginator = s3_client(settings).get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=settings.raw_bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if not item["Key"].endswith(".zip"):
-                continue
-            try:
-                etag = normalize_etag(item["ETag"])
-            except InvalidSource as exc:
-                # The ingest would refuse it too; one odd object must not hide the others.
-                logger.warning("ignoring s3://%s/%s: %s", settings.raw_bucket, item["Key"], exc)
-                continue
-            objects.append(RawObject(item["Key"], etag, item["Size"], item["LastModified"]))
-    return objects
+    settings = Settings.from_env()
+    since, until = catch_up_window(since, until, now=datetime.now(UTC))
+    prefix = listing_prefix(settings.raw_prefix, prefix)
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
 
-
-@task(name="read-ledger", **IO_STEP)
-def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
-    """The ledger rows of these keys only: the whole ledger grows by one row per file, forever."""
-    query = statement("ledger/select_ledger_for_keys.sql", settings.warehouse_schema).bindparams(
-        sa.bindparam("keys", expanding=True)
+    objects, ledger = find_raw_objects(settings, prefix, since, until, all_files)
+    plan = plan_catch_up(objects, ledger)
+    logger.info(
+        "s3://%s/%s, %s: %d files, %d to ingest, %d already loaded, %d parked",
+        settings.raw_bucket,
+        prefix,
+        "every file" if all_files else f"batch hour or upload in [{since.isoformat()}, {until.isoformat()})",
+        len(objects),
+        len(plan.to_ingest),
+        len(plan.already_loaded),
+        len(plan.parked),
     )
-    ledger: Ledger = {}
-    unique = sorted(set(keys))
-    with warehouse_engine(settings.warehouse_url).connect() as conn:
-        for start in range(0, len(unique), _KEYS_PER_QUERY):
-            rows = conn.execute(query, {"bucket": settings.raw_bucket, "keys": unique[start : start + _KEYS_PER_QUERY]})
-            for row in rows:
-                ledger[(row.key, row.etag)] = LedgerEntry(row.status, row.attempts, row.error)
-    return ledger
+
+    outcomes, lineage = ingest_all(settings, plan.to_ingest, max_concurrency)
+
+    # The ingests wrote the ledger rows of the files they ingested (loaded, failed, parked): ask it rather
+    # than guess from outcomes. The rows of the others are as the listing found them.
+    ledger_after = ledger | read_ledger(settings, [o.key for o in plan.to_ingest])
+    report = summarise(since, until, objects, plan, outcomes, ledger_after, everything=all_files)
+    publish_report(
+        report,
+        gaps_markdown(since, until, objects, ledger_after, report),
+        lineage_table(outcomes, lineage, ledger_after),
+        settings.raw_bucket,
+    )
+    logger.info(report_sentence(report))
+    return report
 
 
-@task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)
-def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> IngestResult:
-    """The ingest-file pipeline for one object version (flows.ingest.run_ingest), in this one task run.
-
-    Its steps retry as their tasks do (run_inline: same retries, delays, condition); a failure after
-    them is recorded in the ledger once (which parks the file after its last attempt), then raised as
-    IngestFailed, which carries the file's result. No retries here: another attempt of the whole file
-    would count as another attempt in the ledger. The run id the load records (rows, ledger, the load's
-    session name) is this task run's: unique per file. The result goes back to the catch-up, which may
-    run this task in another process: without the staged tables it held in memory.
-    """
-    try:
-        result = run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id), call=run_inline)
-    except IngestFailed as exc:
-        raise IngestFailed(exc.result.portable()) from exc.__cause__
-    return result.portable()
+def report_sentence(report: dict[str, Any]) -> str:
+    return (
+        "catch-up of {scope}: {found} files found, {loaded_now} loaded now, {already_loaded} already loaded, "
+        "{failed_now} failed now, {parked} parked, {gaps} hours of [{since}, {until}) without a file."
+    ).format(**report | {"parked": len(report["parked"]), "gaps": len(report["gaps"])})
 
 
 def ingest_all(
@@ -160,78 +153,22 @@ def ingest_all(
     return outcomes, lineage
 
 
-@task(name="publish-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def publish_report(report: dict[str, Any], markdown: str, lineage: list[dict[str, Any]], bucket: str) -> None:
-    create_table_artifact(
-        key="catch-up-report",
-        table=report_table(report),
-        description=f"Catch-up of batch hours [{report['since']}, {report['until']})",
-    )
-    if lineage:
-        create_table_artifact(
-            key="catch-up-lineage",
-            table=lineage,
-            description=f"Lineage of each file this run ingested from s3://{bucket} (one row per file)",
-        )
-    create_markdown_artifact(
-        key="catch-up-gaps",
-        markdown=markdown,
-        description="Hours with no file, parked files, and files per hour",
-    )
+@task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)
+def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> IngestResult:
+    """The ingest-file pipeline for one object version (flows.ingest.run_ingest), in this one task run.
 
-
-@flow(name="catch-up", log_prints=True)
-def catch_up(
-    since: datetime | None = None,
-    until: datetime | None = None,
-    max_concurrency: int = 4,
-    prefix: str | None = None,
-) -> dict[str, Any]:
-    """Ingest the raw objects with a batch hour in [since, until) that the ledger does not show as loaded
-    or parked (default window: the 24 hours before now, UTC). `prefix` narrows the listing to part of
-    the raw prefix."""
-    logger = get_run_logger()
-    settings = Settings.from_env()
-    since, until = catch_up_window(since, until, now=datetime.now(UTC))
-    prefix = listing_prefix(settings.raw_prefix, prefix)
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
-
-    objects = in_window(list_raw_objects(settings, prefix), since, until)
-    keys = [o.key for o in objects]
-    plan = plan_catch_up(objects, read_ledger(settings, keys))
-    logger.info(
-        "s3://%s/%s, batch hours [%s, %s): %d files, %d to ingest, %d already loaded, %d parked",
-        settings.raw_bucket,
-        prefix,
-        since.isoformat(),
-        until.isoformat(),
-        len(objects),
-        len(plan.to_ingest),
-        len(plan.already_loaded),
-        len(plan.parked),
-    )
-
-    outcomes, lineage = ingest_all(settings, plan.to_ingest, max_concurrency)
-
-    # The ingests wrote the ledger (loaded, failed, parked): ask it rather than guess from outcomes.
-    ledger_after = read_ledger(settings, keys)
-    report = summarise(since, until, objects, plan, outcomes, ledger_after)
-    publish_report(
-        report,
-        gaps_markdown(since, until, objects, ledger_after, report),
-        lineage_table(outcomes, lineage, ledger_after),
-        settings.raw_bucket,
-    )
-    logger.info(report_sentence(report))
-    return report
-
-
-def report_sentence(report: dict[str, Any]) -> str:
-    return (
-        "catch-up of batch hours [{since}, {until}): {found} files found, {loaded_now} loaded now, {already_loaded} "
-        "already loaded, {failed_now} failed now, {parked} parked, {gaps} hours without a file."
-    ).format(**report | {"parked": len(report["parked"]), "gaps": len(report["gaps"])})
+    Its steps retry as their tasks do (run_inline: same retries, delays, condition); a failure after
+    them is recorded in the ledger once (which parks the file after its last attempt), then raised as
+    IngestFailed, which carries the file's result. No retries here: another attempt of the whole file
+    would count as another attempt in the ledger. The run id the load records (rows, ledger, the load's
+    session name) is this task run's: unique per file. The result goes back to the catch-up, which may
+    run this task in another process: without the staged tables it held in memory.
+    """
+    try:
+        result = run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id), call=run_inline)
+    except IngestFailed as exc:
+        raise IngestFailed(exc.result.portable()) from exc.__cause__
+    return result.portable()
 
 
 if __name__ == "__main__":
@@ -242,7 +179,13 @@ if __name__ == "__main__":
     parser.add_argument("--until", type=datetime.fromisoformat)
     parser.add_argument("--max-concurrency", type=int, default=4)
     parser.add_argument("--prefix")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        dest="all_files",
+        help="look at every object under the prefix, whatever its batch hour or upload (a full reconciliation)",
+    )
     parser.add_argument("--json", action="store_true", help="print the whole report as one line of JSON")
     args = parser.parse_args()
-    report = catch_up(args.since, args.until, args.max_concurrency, args.prefix)
+    report = catch_up(args.since, args.until, args.max_concurrency, args.prefix, args.all_files)
     print(json.dumps(report, default=str) if args.json else report_sentence(report))

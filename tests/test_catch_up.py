@@ -18,6 +18,7 @@ from berlin_rentals.catch_up import (
     RawObject,
     bar_chart,
     catch_up_window,
+    due_objects,
     files_per_hour,
     gaps,
     gaps_markdown,
@@ -79,6 +80,73 @@ def test_the_window_holds_batch_hours_from_since_inclusive_to_until_exclusive():
     objects = [obj(h) for h in range(6)]
     assert in_window(objects, at(1), at(4)) == objects[1:4]
     assert in_window(objects, at(1.5), at(4)) == objects[2:4]  # hour 1 began before since
+
+
+def test_a_run_looks_at_files_of_its_hours_and_files_uploaded_in_it():
+    in_hours = obj(2)
+    late = RawObject(f"raw/{batch_name(at(-72))}.zip", "b" * 32, 10, at(3))  # an old hour, uploaded in the window
+    old_upload_future_hour = RawObject(f"raw/{batch_name(at(30))}.zip", "c" * 32, 10, at(-5))
+    neither = RawObject(f"raw/{batch_name(at(-50))}.zip", "d" * 32, 10, at(-49))
+    objects = [in_hours, late, old_upload_future_hour, neither]
+    assert due_objects(objects, at(0), at(24)) == [in_hours, late]
+    assert due_objects(objects, at(0), at(24), everything=True) == objects
+
+
+def test_the_listing_is_read_a_page_at_a_time_with_one_ledger_query_per_page(monkeypatch):
+    """Years of hourly files: a full reconciliation never holds the whole listing's S3 responses, nor sends
+    one IN list of every key."""
+    import tasks.catch_up
+    from berlin_rentals.config import Settings
+
+    pages = [
+        {
+            "Contents": [
+                {"Key": f"raw/f{p:02d}_{i:04d}.zip", "ETag": '"' + "e" * 32 + '"', "Size": 1, "LastModified": T0}
+                for i in range(1000 if p < 4 else 321)
+            ]
+        }
+        for p in range(5)
+    ]
+    pages[2]["Contents"].append({"Key": "raw/readme.txt", "ETag": '"' + "e" * 32 + '"', "Size": 1, "LastModified": T0})
+    queries: list[int] = []
+
+    class S3:
+        def get_paginator(self, name):
+            assert name == "list_objects_v2"
+            return self
+
+        def paginate(self, **kwargs):
+            assert kwargs["Prefix"] == "raw/" and kwargs["PaginationConfig"]["PageSize"] <= 1000
+            return iter(pages)
+
+    class Connection:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def execute(self, query, params):
+            queries.append(len(params["keys"]))
+            return [
+                type("Row", (), {"key": k, "etag": "e" * 32, "status": "loaded", "attempts": 0, "error": None})
+                for k in params["keys"][:1]
+            ]
+
+    class Engine:
+        def connect(self):
+            return Connection()
+
+    monkeypatch.setattr(tasks.catch_up, "s3_client", lambda settings: S3())
+    monkeypatch.setattr(tasks.catch_up, "warehouse_engine", lambda url: Engine())
+    monkeypatch.setattr(tasks.catch_up, "get_run_logger", lambda: None)
+    settings = Settings(warehouse_url="postgresql+psycopg://nowhere/db")
+    objects, ledger = tasks.catch_up.find_raw_objects.fn(settings, "raw/", at(100), at(101), all_files=True)
+    assert len(objects) == 4321 and queries == [1000, 1000, 1000, 1000, 321]
+    assert len(ledger) == 5 and all(entry.status == "loaded" for entry in ledger.values())
+    queries.clear()
+    objects, _ = tasks.catch_up.find_raw_objects.fn(settings, "raw/", at(100), at(101))
+    assert objects == [] and queries == []  # nothing due in this window: no ledger query at all
 
 
 def test_the_batch_hour_follows_the_same_rule_as_the_loaded_source():
@@ -194,6 +262,7 @@ def test_the_report_counts_this_run_and_reads_parked_from_the_ledger_after_it():
     assert report == {
         "since": T0.isoformat(),
         "until": at(6).isoformat(),
+        "scope": f"batch hours and uploads in [{T0.isoformat()}, {at(6).isoformat()})",
         "found": 5,
         "loaded_now": 1,
         "already_loaded": 2,
@@ -359,8 +428,8 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
             break
         time.sleep(0.5)
     assert sorted(r.name for r in per_file) == sorted(f"ingest {key}" for key, _ in good + [poison])
-    # list-raw-objects, read-ledger (before and after), publish-report: fixed, whatever the number of files
-    assert len(runs) == files + 4, sorted(r.name for r in runs)
+    # list-raw-objects (with the ledger rows of each page), read-ledger after, publish-report: fixed
+    assert len(runs) == files + 3, sorted(r.name for r in runs)
     assert child_flow_runs_of(run_id) == []
 
     artifacts = {a.key: a for a in _artifacts(run_id, 3)}
@@ -385,6 +454,37 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     assert {
         row.flow_run_id for row in query(settings, "SELECT DISTINCT flow_run_id FROM {schema}.fact_flats")
     } <= ingest_runs
+
+
+def test_a_late_file_for_an_old_hour_is_found_by_its_upload_time(settings, s3):
+    """A file for an hour three days ago, uploaded now while its event is lost: the scheduled run (the
+    default window, the last 24 hours) finds it by its upload time; its hour is no gap of this window."""
+    folder = uuid.uuid4().hex[:8]
+    old_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=72)
+    key, etag = _upload_hour(s3, settings, folder, old_hour, seed=1)
+
+    _, report = _run(max_concurrency=1, prefix=f"{settings.raw_prefix}{folder}/")
+    assert (report["found"], report["loaded_now"], report["failed_now"]) == (1, 1, 0), report
+    assert _ledger(settings)[key] == ("loaded", 0)
+    since, until = datetime.fromisoformat(report["since"]), datetime.fromisoformat(report["until"])
+    assert report["gaps"] == [hour.isoformat() for hour in hours_in(since, until)]  # the window's hours only
+    assert old_hour.isoformat() not in report["gaps"]
+
+
+def test_all_files_reconciles_every_object_whatever_its_hour_or_upload(settings, s3):
+    folder, day = uuid.uuid4().hex[:8], _day()
+    key, etag = _upload_hour(s3, settings, folder, day, seed=2)
+    elsewhere = dict(since=day + timedelta(days=30), until=day + timedelta(days=30, hours=2))
+    prefix = f"{settings.raw_prefix}{folder}/"
+
+    _, report = _run(prefix=prefix, **elsewhere)
+    assert report["found"] == 0  # neither its hour nor its upload is in that window
+    _, report = _run(prefix=prefix, all_files=True, **elsewhere)
+    assert (report["found"], report["loaded_now"], report["already_loaded"]) == (1, 1, 0), report
+    assert report["gaps"] == [(elsewhere["since"] + timedelta(hours=h)).isoformat() for h in range(2)]
+    assert _ledger(settings)[key] == ("loaded", 0)
+    _, again = _run(prefix=prefix, all_files=True, **elsewhere)
+    assert (again["found"], again["loaded_now"], again["already_loaded"]) == (1, 0, 1)
 
 
 def test_an_empty_window_reports_every_hour_as_a_gap(settings):
