@@ -54,6 +54,16 @@ class Settings:
     # Contact persons' names, e-mail and phone numbers replaced by a salted hash (see masking.py).
     mask_personal_data: bool = False
     mask_salt: str | None = field(default=None, repr=False)
+    # Staged Parquet and stored results (the staging bucket's two prefixes) expire after this many days.
+    results_prefix: str = "results/"
+    staging_retention_days: int = 14
+    # The queue's redrive: receives before SQS moves a message to the DLQ (see deployments/sqs_bridge.py).
+    queue_max_receives: int = 20
+    # The bridge's back-off when the Prefect API fails: first delay, doubling up to the cap.
+    bridge_backoff_seconds: float = 30.0
+    bridge_backoff_max_seconds: float = 900.0
+    # Size of the Prefect global concurrency limit `warehouse-load`: load transactions at once.
+    load_concurrency: int = 2
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +99,12 @@ class Settings:
             max_attempts=int(env.get("ETL_MAX_ATTEMPTS", cls.max_attempts)),
             mask_personal_data=env.get("ETL_MASK_PERSONAL_DATA", "").strip().lower() in ("1", "true", "yes"),
             mask_salt=env.get("ETL_MASK_SALT") or None,
+            results_prefix=_prefix(env.get("ETL_RESULTS_PREFIX", cls.results_prefix)),
+            staging_retention_days=int(env.get("ETL_STAGING_RETENTION_DAYS", cls.staging_retention_days)),
+            queue_max_receives=int(env.get("ETL_QUEUE_MAX_RECEIVES", cls.queue_max_receives)),
+            bridge_backoff_seconds=float(env.get("ETL_BRIDGE_BACKOFF_SECONDS", cls.bridge_backoff_seconds)),
+            bridge_backoff_max_seconds=float(env.get("ETL_BRIDGE_BACKOFF_MAX_SECONDS", cls.bridge_backoff_max_seconds)),
+            load_concurrency=int(env.get("ETL_LOAD_CONCURRENCY", cls.load_concurrency)),
         )
 
     def masker(self):

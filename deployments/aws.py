@@ -1,11 +1,11 @@
 """Create or update the pipeline's AWS resources, and print the IAM policies its roles need.
 
-    python -m deployments.aws ensure      # buckets, queue + DLQ (redrive), S3 notification; idempotent
-    python -m deployments.aws policies    # least-privilege policy documents for the worker, bridge, Redshift
+    python -m deployments.aws ensure      # buckets, staging lifecycle, queue + DLQ (redrive), S3 notification
+    python -m deployments.aws policies    # least-privilege policy documents for each role, `ensure`'s own too
 
 Settings come from the environment (ETL_RAW_BUCKET, ETL_RAW_PREFIX, ETL_STAGING_BUCKET,
-ETL_STAGING_PREFIX, ETL_QUEUE_NAME, ETL_DLQ_NAME, AWS_DEFAULT_REGION; AWS_ENDPOINT_URL for the
-moto server). Credentials come from the caller's AWS profile or role: none are read or written here.
+ETL_STAGING_PREFIX, ETL_RESULTS_PREFIX, ETL_STAGING_RETENTION_DAYS, ETL_QUEUE_NAME, ETL_DLQ_NAME,
+ETL_QUEUE_MAX_RECEIVES, AWS_DEFAULT_REGION; AWS_ENDPOINT_URL for the moto server). Credentials come from the caller's AWS profile or role: none are read or written here.
 """
 
 from __future__ import annotations
@@ -28,8 +28,32 @@ def _account_and_partition(region: str, endpoint_url: str | None) -> tuple[str, 
     return arn.split(":")[4], arn.split(":")[1]
 
 
+def staging_expire_prefixes(settings: Settings) -> list[str]:
+    """What the staging bucket's lifecycle expires: staged Parquet and stored results."""
+    return list(dict.fromkeys([settings.staging_prefix, settings.results_prefix]))
+
+
+def ensure(settings: Settings, visibility_timeout: int = 300) -> dict[str, str]:
+    return ensure_event_resources(
+        endpoint_url=settings.aws_endpoint_url,
+        region=settings.aws_region,
+        raw_bucket=settings.raw_bucket,
+        raw_prefix=settings.raw_prefix,
+        staging_bucket=settings.staging_bucket,
+        queue_name=settings.queue_name,
+        dlq_name=settings.dlq_name,
+        visibility_timeout=visibility_timeout,
+        max_receive_count=settings.queue_max_receives,
+        staging_expire_prefixes=staging_expire_prefixes(settings),
+        staging_retention_days=settings.staging_retention_days,
+    )
+
+
 def policies(settings: Settings, account: str, partition: str = "aws") -> dict[str, dict[str, Any]]:
-    """Least privilege: raw prefix read-only, staging prefix read/write, the queue's receive/delete."""
+    """Least privilege: raw prefix read-only, staging prefix read/write, the queue's receive/delete.
+
+    No role may delete an object: the staging bucket's lifecycle rule expires staged Parquet and
+    results, and the raw bucket is never deleted from."""
     raw = f"arn:{partition}:s3:::{settings.raw_bucket}"
     staging = f"arn:{partition}:s3:::{settings.staging_bucket}"
     queue = f"arn:{partition}:sqs:{settings.aws_region}:{account}:{settings.queue_name}"
@@ -92,6 +116,67 @@ def policies(settings: Settings, account: str, partition: str = "aws") -> dict[s
                     "Action": ["s3:GetObject"],  # HEAD needs GetObject
                     "Resource": f"{raw}/{settings.raw_prefix}*",
                 },
+                # Without it S3 answers a HEAD of a deleted object 403, not 404: an object gone would
+                # look like a permission error and be kept for retry instead of ignored.
+                {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
+            ],
+        },
+        # Whoever runs `python -m deployments.sqs_bridge --replay-dlq` (an operator, or a one-off task).
+        "dlq-replay": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadDeadLetters",
+                    "Effect": "Allow",
+                    "Action": [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:GetQueueUrl",
+                    ],
+                    "Resource": dlq,
+                },
+                {
+                    "Sid": "Requeue",
+                    "Effect": "Allow",
+                    "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+                    "Resource": queue,
+                },
+            ],
+        },
+        # Whoever runs `python -m deployments.aws ensure`: exactly the calls it makes, on these resources.
+        "provisioner": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "Buckets",
+                    "Effect": "Allow",
+                    "Action": ["s3:CreateBucket", "s3:ListBucket"],  # HeadBucket needs ListBucket
+                    "Resource": [raw, staging],
+                },
+                {
+                    "Sid": "ExpireStaging",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutLifecycleConfiguration"],
+                    "Resource": staging,
+                },
+                {
+                    "Sid": "NotifyQueue",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutBucketNotification"],
+                    "Resource": raw,
+                },
+                {
+                    "Sid": "Queues",
+                    "Effect": "Allow",
+                    "Action": [
+                        "sqs:CreateQueue",
+                        "sqs:GetQueueUrl",
+                        "sqs:GetQueueAttributes",
+                        "sqs:SetQueueAttributes",
+                    ],
+                    "Resource": [queue, dlq],
+                },
             ],
         },
         # The role attached to the Redshift cluster (REDSHIFT_IAM_ROLE_ARN): COPY reads staged Parquet only.
@@ -125,17 +210,7 @@ def main() -> None:
         {**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")}
     )
     if args.command == "ensure":
-        created = ensure_event_resources(
-            endpoint_url=settings.aws_endpoint_url,
-            region=settings.aws_region,
-            raw_bucket=settings.raw_bucket,
-            raw_prefix=settings.raw_prefix,
-            staging_bucket=settings.staging_bucket,
-            queue_name=settings.queue_name,
-            dlq_name=settings.dlq_name,
-            visibility_timeout=args.visibility_timeout,
-        )
-        print(json.dumps(created, indent=2))
+        print(json.dumps(ensure(settings, args.visibility_timeout), indent=2))
     else:
         account, partition = _account_and_partition(settings.aws_region, settings.aws_endpoint_url)
         print(json.dumps(policies(settings, account, partition), indent=2))

@@ -1,4 +1,5 @@
-"""Create or update the event path's AWS resources, idempotently: buckets, queue, DLQ, S3 notification.
+"""Create or update the event path's AWS resources, idempotently: buckets, queue, DLQ, S3 notification,
+and the staging bucket's lifecycle (staged Parquet and stored results expire; the raw bucket never does).
 
 Used by `make up` against the moto server; the same calls work against AWS.
 """
@@ -30,6 +31,24 @@ def _ensure_queue(sqs, name: str, attributes: dict[str, str]) -> str:
     return url
 
 
+def lifecycle_rules(prefixes: list[str], days: int) -> list[dict]:
+    """One rule per prefix: objects expire `days` after they were written, as do older versions should
+    the bucket ever be versioned, and abandoned multipart uploads after a day."""
+    if days < 1:
+        raise ValueError(f"retention of {days} days: S3 expires objects after 1 day at the earliest")
+    return [
+        {
+            "ID": f"expire-{prefix.rstrip('/').replace('/', '-') or 'all'}-after-{days}-days",
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": days},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+        for prefix in prefixes
+    ]
+
+
 def _queue_arn(sqs, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
@@ -44,16 +63,29 @@ def ensure_event_resources(
     queue_name: str,
     dlq_name: str,
     visibility_timeout: int = 60,
-    max_receive_count: int = 5,
+    max_receive_count: int = 20,
+    staging_expire_prefixes: list[str] | None = None,
+    staging_retention_days: int = 14,
 ) -> dict[str, str]:
+    """`staging_expire_prefixes`: the staging bucket's prefixes to expire (staged Parquet, stored results);
+    None leaves its lifecycle alone. The raw bucket gets no lifecycle rule: it is the system of record."""
     s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
     sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
     for bucket in (raw_bucket, staging_bucket):
         _ensure_bucket(s3, bucket, region)
+    if staging_expire_prefixes:
+        # Replaces the bucket's whole lifecycle configuration: these rules are all it should have.
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=staging_bucket,
+            LifecycleConfiguration={"Rules": lifecycle_rules(staging_expire_prefixes, staging_retention_days)},
+        )
 
-    dlq_url = _ensure_queue(sqs, dlq_name, {"MessageRetentionPeriod": "1209600"})  # 14 days to look into it
+    # 14 days (SQS's maximum) on both: a message waits out a long Prefect outage on the queue, and SQS
+    # counts a dead-lettered message's age from when it was first sent, so the DLQ needs as long.
+    retention = {"MessageRetentionPeriod": "1209600"}
+    dlq_url = _ensure_queue(sqs, dlq_name, retention)
     dlq_arn = _queue_arn(sqs, dlq_url)
-    queue_url = _ensure_queue(sqs, queue_name, {})
+    queue_url = _ensure_queue(sqs, queue_name, retention)
     queue_arn = _queue_arn(sqs, queue_url)
     policy = {
         "Version": "2012-10-17",
@@ -73,6 +105,8 @@ def ensure_event_resources(
         Attributes={
             # Longer than one ingest takes to hand over, so a message is not redelivered while in flight.
             "VisibilityTimeout": str(visibility_timeout),
+            # A net for messages that fail while the Prefect API answers (rejected, or crashing the
+            # bridge): an outage costs a message one or two receives, as the bridge stops receiving.
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
             "Policy": json.dumps(policy),
         },

@@ -331,8 +331,12 @@ class LocalStack:
         return port
 
     def _ensure_aws_resources(self, env: dict[str, str]) -> None:
+        from berlin_rentals.config import Settings
+        from deployments.aws import staging_expire_prefixes
         from deployments.aws_resources import ensure_event_resources
 
+        # Retention, receives and results prefix as a user exported them; the rest is the stack's own.
+        settings = Settings.from_env({**os.environ, **env, "WAREHOUSE_URL": "postgresql://unused"})
         with _environ(LOCAL_CREDENTIALS):  # never sign requests to moto with whatever real keys are exported
             ensure_event_resources(
                 endpoint_url=env["AWS_ENDPOINT_URL"],
@@ -342,10 +346,15 @@ class LocalStack:
                 staging_bucket=env["ETL_STAGING_BUCKET"],
                 queue_name=env["ETL_QUEUE_NAME"],
                 dlq_name=env["ETL_DLQ_NAME"],
+                max_receive_count=settings.queue_max_receives,
+                staging_expire_prefixes=staging_expire_prefixes(settings),
+                staging_retention_days=settings.staging_retention_days,
             )
         self._say(
             f"buckets {env['ETL_RAW_BUCKET']}, {env['ETL_STAGING_BUCKET']}; queue {env['ETL_QUEUE_NAME']} "
-            f"(DLQ {env['ETL_DLQ_NAME']}) notified of {env['ETL_RAW_BUCKET']}/{env['ETL_RAW_PREFIX']}*"
+            f"(DLQ {env['ETL_DLQ_NAME']}) notified of {env['ETL_RAW_BUCKET']}/{env['ETL_RAW_PREFIX']}*; "
+            f"{', '.join(staging_expire_prefixes(settings))} in {env['ETL_STAGING_BUCKET']} expire after "
+            f"{settings.staging_retention_days} days"
         )
 
     # ---- S3 across restarts (moto keeps it in memory) -------------------------------------------

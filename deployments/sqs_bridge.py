@@ -6,7 +6,17 @@ posts an `aws.s3.object.created` event that the `ingest-file` deployment's trigg
 flow run. A message is deleted only after the Prefect API accepted its events; one it cannot parse
 is moved to the dead-letter queue with its reason. SIGTERM stops it after the message in hand.
 
-    python -m deployments.sqs_bridge            # settings from the environment (.local/env locally)
+A Prefect outage must not drain the queue into the DLQ. SQS counts every receive, and its redrive
+moves a message after `maxReceiveCount` of them, whatever the reason. So when a POST fails, the
+message is hidden for a back-off that doubles with its receive count (ChangeMessageVisibility), the
+rest of the batch is handed back, and the bridge stops receiving: it probes the API (an empty POST
+/events, the same path and credentials) with a growing delay and receives again only once it
+answers. An outage of any length costs a message one or two receives; redrive (20 receives by
+default, ETL_QUEUE_MAX_RECEIVES) is left for messages that fail while the API is up (one the API
+rejects, one that crashes the bridge). Only unparsable messages are dead-lettered by the bridge.
+
+    python -m deployments.sqs_bridge                        # settings from the environment (.local/env locally)
+    python -m deployments.sqs_bridge --replay-dlq [--dry-run]   # the DLQ back onto the queue, each reported
 """
 
 from __future__ import annotations
@@ -14,9 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +46,16 @@ EVENT_NAME = "aws.s3.object.created"
 log = logging.getLogger("sqs_bridge")
 
 
+# SQS's ceiling for a message's visibility timeout (12 hours).
+MAX_VISIBILITY_SECONDS = 43200
+
+
 class UnparsableMessage(ValueError):
     """The message is not an S3 event notification we can read. It goes to the DLQ."""
+
+
+class ApiUnavailable(Exception):
+    """The Prefect API did not take the events: the bridge stops receiving until it answers again."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +168,33 @@ class Bridge:
         self.dlq_url = self.sqs.get_queue_url(QueueName=settings.dlq_name)["QueueUrl"]
         self.wait_seconds = wait_seconds
         self.post = post or (lambda events: post_events(api_url, events, api_key))
-        self.stats = {"messages": 0, "events": 0, "ignored": 0, "dead_lettered": 0, "kept_for_retry": 0}
+        # api_failures: messages kept because Prefect did not take their events; source_failures: kept
+        # because the HEAD failed (S3 unreachable); unparsable: the only ones the bridge dead-letters.
+        self.stats = {
+            "messages": 0,
+            "events": 0,
+            "ignored": 0,
+            "unparsable": 0,
+            "api_failures": 0,
+            "source_failures": 0,
+            "failed_probes": 0,
+        }
+        self.api_down_since: float | None = None
+        self._probe_delay = settings.bridge_backoff_seconds
+
+    def backoff(self, receive_count: int) -> int:
+        """Seconds a kept message stays hidden: doubling with its receive count, up to the cap."""
+        base, cap = self.settings.bridge_backoff_seconds, self.settings.bridge_backoff_max_seconds
+        delay = min(base * 2 ** max(receive_count - 1, 0), cap)
+        return min(max(1, math.ceil(delay)), MAX_VISIBILITY_SECONDS)
+
+    def hide(self, message: dict, seconds: int) -> None:
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=seconds
+            )
+        except Exception as exc:  # noqa: BLE001 - the queue's own visibility timeout applies instead
+            log.warning("could not change the visibility of message %s: %s", message.get("MessageId"), exc)
 
     def confirm(self, record: ObjectCreated) -> SourceObject | None:
         """HEAD the object: only a version that exists now, under the raw prefix, with this ETag, is announced."""
@@ -175,16 +222,32 @@ class Bridge:
         except UnparsableMessage as reason:
             self.dead_letter(message, str(reason))
             return
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
             sources = [s for s in (self.confirm(r) for r in records) if s is not None]
-            self.stats["ignored"] += len(records) - len(sources)
-            if sources:
-                self.post([prefect_event(s) for s in sources])
-        except Exception as exc:  # noqa: BLE001 - S3 or Prefect unreachable: leave the message for redelivery
-            self.stats["kept_for_retry"] += 1
-            level = logging.WARNING if is_retryable(exc) or isinstance(exc, httpx.HTTPError) else logging.ERROR
-            log.log(level, "kept message %s for redelivery: %s", message.get("MessageId"), exc)
+        except Exception as exc:  # noqa: BLE001 - S3 unreachable: keep the message, try again later
+            self.stats["source_failures"] += 1
+            delay = self.backoff(receives)
+            level = logging.WARNING if is_retryable(exc) else logging.ERROR
+            log.log(level, "kept message %s for %s s (HEAD failed): %s", message.get("MessageId"), delay, exc)
+            self.hide(message, delay)
             return
+        self.stats["ignored"] += len(records) - len(sources)
+        if sources:
+            try:
+                self.post([prefect_event(s) for s in sources])
+            except Exception as exc:  # noqa: BLE001 - any failure to post: the message stays in the queue
+                self.stats["api_failures"] += 1
+                delay = self.backoff(receives)
+                log.warning(
+                    "Prefect API did not take the events of message %s (receive %d); kept for %s s: %s",
+                    message.get("MessageId"),
+                    receives,
+                    delay,
+                    exc,
+                )
+                self.hide(message, delay)
+                raise ApiUnavailable(str(exc)) from exc
         for source in sources:
             log.info("event %s for %s (ETag %s)", EVENT_NAME, source.uri, source.etag)
         self.stats["events"] += len(sources)
@@ -201,27 +264,121 @@ class Bridge:
             },
         )
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        self.stats["dead_lettered"] += 1
+        self.stats["unparsable"] += 1
 
     def poll_once(self) -> int:
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=self.wait_seconds,
+            AttributeNames=["ApproximateReceiveCount"],
         ).get("Messages", [])
-        for message in messages:
-            self.handle(message)
+        for i, message in enumerate(messages):
+            try:
+                self.handle(message)
+            except ApiUnavailable:
+                # The rest of the batch would fail the same way: hand it back at once, so that it is
+                # taken as soon as the API answers again (the bridge does not receive until then).
+                for rest in messages[i + 1 :]:
+                    self.hide(rest, 0)
+                if self.api_down_since is None:
+                    self.api_down_since = time.monotonic()
+                    self._probe_delay = self.settings.bridge_backoff_seconds
+                break
         return len(messages)
+
+    def api_answers(self) -> bool:
+        """An empty POST /events: the path and credentials the events take, nothing recorded."""
+        try:
+            self.post([])
+        except Exception as exc:  # noqa: BLE001 - still down
+            self.stats["failed_probes"] += 1
+            log.warning("Prefect API still unavailable (next try in %.1f s): %s", self._probe_delay, exc)
+            return False
+        log.info("Prefect API answers again after %.0f s", time.monotonic() - (self.api_down_since or 0))
+        self.api_down_since = None
+        return True
 
     def run(self, stop: threading.Event) -> None:
         log.info("bridge polling %s every %s s (long poll)", self.queue_url, self.wait_seconds)
         while not stop.is_set():
+            if self.api_down_since is not None and not self.api_answers():
+                stop.wait(self._probe_delay)
+                self._probe_delay = min(self._probe_delay * 2, self.settings.bridge_backoff_max_seconds)
+                continue
             try:
                 self.poll_once()
             except Exception as exc:  # noqa: BLE001 - the queue itself unreachable: wait and try again
                 log.warning("polling failed: %s", exc)
                 stop.wait(2)
         log.info("bridge stopped: %s", self.stats)
+
+
+def _names(body: str) -> tuple[list[str], str | None]:
+    """The objects a message names, and why it cannot be read (None if it can)."""
+    try:
+        return [f"s3://{r.bucket}/{r.key} (ETag {r.etag})" for r in parse_message(body)], None
+    except UnparsableMessage as reason:
+        return [], str(reason)
+
+
+def replay_dlq(sqs, queue_url: str, dlq_url: str, *, dry_run: bool = False, hold_seconds: int = 300) -> list[dict]:
+    """Move the DLQ's messages back to the queue, once their cause is fixed; one report per message.
+
+    A message the bridge dead-lettered carries its reason; one that SQS's redrive moved has none, only
+    its receive count (the API rejected its events, or it crashed the bridge, that many times). A body
+    the current parser still cannot read stays in the DLQ: on the queue it would only come back here.
+    Each message is sent to the queue before it is deleted from the DLQ, so a crash in between
+    duplicates it, which the bridge and the ledger absorb, and loses none. Messages looked at are
+    hidden while the DLQ is read (so each is seen once) and handed back at the end unless moved.
+    """
+    reports, hand_back = [], []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=hold_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            attributes = message.get("MessageAttributes", {})
+            body = message.get("Body", "")
+            objects, unparsable = _names(body)
+            reason = attributes.get("reason", {}).get("StringValue") or (
+                "redrive: received {} times without being deleted".format(
+                    message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+                )
+            )
+            report = {
+                "message_id": attributes.get("source-message-id", {}).get("StringValue") or message["MessageId"],
+                "dlq_message_id": message["MessageId"],
+                "objects": objects,
+                "reason": reason,
+            }
+            if unparsable:
+                report["action"] = f"kept: still unparsable ({unparsable})"
+                hand_back.append(message)
+            elif dry_run:
+                report["action"] = "would move"
+                hand_back.append(message)
+            else:
+                sqs.send_message(
+                    QueueUrl=queue_url,
+                    MessageBody=body,
+                    MessageAttributes={
+                        "replayed-from-dlq": {"DataType": "String", "StringValue": message["MessageId"]},
+                    },
+                )
+                sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                report["action"] = "moved"
+            reports.append(report)
+    for message in hand_back:
+        sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return reports
 
 
 def main() -> None:
@@ -232,8 +389,32 @@ def main() -> None:
         default=int(os.environ.get("ETL_BRIDGE_WAIT_SECONDS", "20")),
         help="SQS long-poll wait (1-20 s); also bounds how long SIGTERM takes",
     )
+    parser.add_argument(
+        "--replay-dlq",
+        action="store_true",
+        help="move the DLQ's messages back to the queue (after their cause is fixed), one JSON line each, and exit",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="with --replay-dlq: report, move nothing")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.replay_dlq:
+        import boto3
+
+        settings = Settings.from_env(
+            {**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")}
+        )
+        sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+        reports = replay_dlq(
+            sqs,
+            sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"],
+            sqs.get_queue_url(QueueName=settings.dlq_name)["QueueUrl"],
+            dry_run=args.dry_run,
+        )
+        for report in reports:
+            print(json.dumps(report), flush=True)
+        moved = sum(r["action"] == "moved" for r in reports)
+        print(f"{moved} of {len(reports)} DLQ messages moved to {settings.queue_name}", file=sys.stderr)
+        return
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url:
         raise SystemExit("PREFECT_API_URL is not set")

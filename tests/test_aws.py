@@ -9,10 +9,13 @@ import sys
 import uuid
 
 import boto3
+import botocore.exceptions
+import pytest
+from moto import mock_aws
 
 from berlin_rentals.config import Settings
 from berlin_rentals.source import decode_event_key
-from deployments.aws import policies
+from deployments.aws import ensure, policies
 
 
 def run_aws(command: str, env: dict[str, str]) -> str:
@@ -43,7 +46,13 @@ def test_ensure_twice_creates_the_event_path_once(stack_env):
     assert sorted(queues) == sorted([first["queue_url"], first["dlq_url"]])
     attributes = sqs.get_queue_attributes(QueueUrl=first["queue_url"], AttributeNames=["All"])["Attributes"]
     assert attributes["VisibilityTimeout"] == "300"
-    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == first["dlq_arn"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == first["dlq_arn"] and int(redrive["maxReceiveCount"]) == 20
+    assert attributes["MessageRetentionPeriod"] == "1209600"
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=f"staging-{suffix}")["Rules"]
+    assert {(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules} == {("clean/", 14), ("results/", 14)}
+    with pytest.raises(botocore.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        s3.get_bucket_lifecycle_configuration(Bucket=f"raw-{suffix}")  # the system of record never expires
     notifications = s3.get_bucket_notification_configuration(Bucket=f"raw-{suffix}")["QueueConfigurations"]
     assert len(notifications) == 1 and notifications[0]["QueueArn"] == first["queue_arn"]
 
@@ -77,3 +86,55 @@ def test_policies_grant_read_on_raw_read_write_on_staging_and_nothing_more():
     }
     bridge_actions = {a for s in docs["bridge-task-role"]["Statement"] for a in s["Action"]}
     assert "sqs:DeleteMessage" in bridge_actions and not any(a.startswith("s3:Put") for a in bridge_actions)
+
+
+def test_make_up_expires_the_stacks_staged_parquet_and_results_not_its_raw_files(stack_env):
+    s3 = boto3.client("s3", endpoint_url=stack_env["AWS_ENDPOINT_URL"])
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=stack_env["ETL_STAGING_BUCKET"])["Rules"]
+    assert {(r["Filter"]["Prefix"], r["Expiration"]["Days"], r["Status"]) for r in rules} == {
+        (stack_env["ETL_STAGING_PREFIX"], 14, "Enabled"),
+        ("results/", 14, "Enabled"),
+    }
+    with pytest.raises(botocore.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        s3.get_bucket_lifecycle_configuration(Bucket=stack_env["ETL_RAW_BUCKET"])
+
+
+@mock_aws
+def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    env = {"WAREHOUSE_URL": "postgresql://x", "ETL_STAGING_PREFIX": "parquet", "ETL_RESULTS_PREFIX": "prefect-results"}
+    ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "3"}))
+    ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "7"}))
+    s3 = boto3.client("s3", region_name="eu-central-1")
+    rules = s3.get_bucket_lifecycle_configuration(Bucket="rentals-staging")["Rules"]
+    assert sorted((r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules) == [
+        ("parquet/", 7),
+        ("prefect-results/", 7),
+    ]
+    assert all(r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1 for r in rules)
+
+
+def test_only_the_provisioner_may_set_the_lifecycle_and_no_role_may_delete():
+    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_STAGING_BUCKET": "stage-b"})
+    docs = policies(settings, "123456789012")
+
+    def grants(doc: str, action: str) -> list:
+        return [s["Resource"] for s in docs[doc]["Statement"] if action in s["Action"]]
+
+    assert grants("provisioner", "s3:PutLifecycleConfiguration") == ["arn:aws:s3:::stage-b"]
+    for doc in docs:
+        actions = {
+            a for s in docs[doc]["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        }
+        assert not {a for a in actions if a.startswith("s3:Delete")}, doc
+        if doc != "provisioner":
+            assert not {a for a in actions if "Lifecycle" in a or a.startswith("s3:PutBucket")}, doc
+    # a deleted object answers the bridge's HEAD with 404 (ignored), not 403 (kept for retry)
+    assert grants("bridge-task-role", "s3:ListBucket") == ["arn:aws:s3:::rentals-raw"]
+    assert grants("dlq-replay", "sqs:SendMessage") == ["arn:aws:sqs:eu-central-1:123456789012:rentals-raw-events"]
