@@ -666,6 +666,17 @@ class LocalStack:
         )
         if deployed.returncode != 0:
             raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-3000:]}\n{deployed.stderr[-3000:]}")
+        # Loads wait for a slot of this limit (tasks/load.py): created or resized here, idempotently.
+        limit = subprocess.run(
+            [sys.executable, "-m", "deployments.concurrency"],
+            env=runtime | {"PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        if limit.returncode != 0:
+            raise RuntimeError(f"creating the load concurrency limit failed:\n{limit.stderr[-3000:]}")
+        self._say(limit.stdout.strip())
         self._say(f"deployed ingest-file (S3 event trigger) and catch-up (hourly) to pool {env['ETL_WORK_POOL']}")
 
     def _start_worker(self, env: dict[str, str]) -> None:

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.logging import get_run_logger
 
 from berlin_rentals.config import Settings
 from berlin_rentals.s3 import s3_client
@@ -11,6 +18,64 @@ from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.engines import target_for
 from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch, record_load_failure
 from tasks.common import IO_STEP, warehouse_engine
+
+# Prefect's global concurrency limit that bounds the load transactions running at once (ETL_LOAD_CONCURRENCY
+# its size; `make up` and `python -m deployments.concurrency` create it).
+LOAD_LIMIT = "warehouse-load"
+
+
+class LoadSlotUnavailable(ConnectionError):
+    """The Prefect API could not grant a load slot. A ConnectionError, so the load step retries it."""
+
+
+def _limit_missing_or_inactive() -> bool:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return not client.read_global_concurrency_limit_by_name(LOAD_LIMIT).active
+        except ObjectNotFound:
+            return True
+
+
+def _logger():
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run (a script, a test calling the function)
+        return logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def load_slot() -> Iterator[None]:
+    """Hold one of `warehouse-load`'s slots for the load's transaction; wait in Prefect's queue for it.
+
+    On Redshift the ledger claim is a `LOCK load_ledger`: without the limit, every waiting load would hold
+    a connection and a query slot behind it. A missing (or disabled) limit does not stop loads: it is a
+    resource bound, the ledger keeps them correct. Each such load says so in its log, with the fix.
+    Prefect's own `strict=False` would only warn, and could not tell a missing limit from an API error,
+    which here is retried like any connection error instead. A failed lease renewal does not abort the
+    transaction: the slot lapses and the bound is briefly one loose, nothing worse.
+    """
+    slot = contextlib.ExitStack()
+    try:
+        slot.enter_context(concurrency(LOAD_LIMIT, strict=True, raise_on_lease_renewal_failure=False))
+    except ConcurrencySlotAcquisitionError as exc:
+        try:
+            missing = _limit_missing_or_inactive()
+        except Exception:  # noqa: BLE001 - the API is unreachable: what the first error said
+            missing = False
+        if not missing:
+            raise LoadSlotUnavailable(f"no slot of the concurrency limit {LOAD_LIMIT!r}: {exc}") from exc
+        _logger().warning(
+            "the global concurrency limit %r does not exist or is disabled: this load runs without it, so "
+            "loads are not bounded (create it: `prefect gcl create %s --limit 2`, or "
+            "`python -m deployments.concurrency`; `make up` does)",
+            LOAD_LIMIT,
+            LOAD_LIMIT,
+        )
+    with slot:
+        yield
 
 
 def _target(settings: Settings):
@@ -31,7 +96,8 @@ def load(
     force: bool,
     flow_run_id: str | None,
 ) -> LoadReport:
-    """One transaction: staging tables, dimensions, facts, snapshots, rejects, ledger row."""
+    """One transaction: staging tables, dimensions, facts, snapshots, rejects, ledger row; at most
+    `warehouse-load`'s size of them at once (the staged tables are read before a slot is taken)."""
     target = _target(settings)
     data = None
     if target.name == "postgresql":
@@ -41,16 +107,17 @@ def load(
         if data is None:
             s3 = s3_client(settings)
             data = {name: read_staged_table(s3, staged, name) for name in staged.rows}
-    return load_staged_batch(
-        warehouse_engine(settings.warehouse_url),
-        target,
-        source,
-        staged,
-        stats,
-        data=data,
-        force=force,
-        flow_run_id=flow_run_id,
-    )
+    with load_slot():
+        return load_staged_batch(
+            warehouse_engine(settings.warehouse_url),
+            target,
+            source,
+            staged,
+            stats,
+            data=data,
+            force=force,
+            flow_run_id=flow_run_id,
+        )
 
 
 @task(name="record-failure", retries=3, retry_delay_seconds=[1, 5, 15], cache_policy=NO_CACHE)
