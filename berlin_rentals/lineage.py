@@ -145,6 +145,11 @@ def summary_markdown(result: IngestResult, closing: str) -> str:
         lines.append(
             f"- {stats.lines_read:,} lines read, {stats.listings:,} listings, {stats.rejected:,} rejected ({reasons})"
         )
+        if stats.rejected_raw_omitted:
+            lines.append(
+                f"- {stats.rejected_raw_omitted:,} rejected lines kept without their raw text (the file's budget "
+                "for raw text was spent); member and line point at them in the raw object"
+            )
         if stats.flagged:
             flags = ", ".join(f"{k}: {v}" for k, v in sorted(stats.flags_by_code.items()))
             lines.append(f"- {stats.flagged:,} listings loaded with quality flags ({flags})")

@@ -172,3 +172,10 @@ def test_rejected_lines_show_reason_and_the_offending_value_never_the_whole_line
 def test_a_crafted_key_cannot_close_the_summary_code_span():
     crafted = IngestResult("skipped", "rentals-raw", "raw/x` **boom** `.zip", "e", ledger="loaded")
     assert "`s3://rentals-raw/raw/x' **boom** '.zip`" in summary_markdown(crafted, "closing")
+
+
+def test_the_summary_says_when_rejected_lines_lost_their_raw_text():
+    result = loaded(rejected=3)
+    result.stats.rejected_raw_omitted = 2
+    assert "2 rejected lines kept without their raw text" in summary_markdown(result, "closing")
+    assert "without their raw text" not in summary_markdown(loaded(rejected=3), "closing")
