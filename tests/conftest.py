@@ -129,9 +129,17 @@ def s3(stack_env):
 
 @pytest.fixture(scope="session")
 def deployed_stack(local_stack, stack_env):
-    """The stack with the work pool and prefect.yaml's deployments (deployed once a session: 8-10 s)."""
+    """The stack with the work pool and prefect.yaml's deployments (deployed once a session: 8-10 s).
+
+    The hourly catch-up is paused: at minute 17 (or whenever a worker starts after it, the run being
+    late) it would ingest every file the tests uploaded that day into the stack's schema, beside the
+    event-driven tests' own runs. tests/test_schedule.py resumes it for its own test."""
+    from prefect.client.orchestration import get_client
+
     stack, _ = local_stack
     stack.deploy()
+    with get_client(sync_client=True) as client:
+        client.pause_deployment(client.read_deployment_by_name("catch-up/catch-up").id)
     return stack
 
 

@@ -121,7 +121,22 @@ def _made_by_its_schedule(run, deployment) -> bool:
     )
 
 
-def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(deployed_stack, worker, server_log):
+@pytest.fixture
+def hourly_catch_up(deployed_stack):
+    """The catch-up as prefect.yaml deploys it: resumed for this test (the session keeps it paused), and
+    paused again after it. No worker runs meanwhile: its next run is minutes away, and none may start."""
+    with get_client(sync_client=True) as client:
+        deployment_id = client.read_deployment_by_name("catch-up/catch-up").id
+        client.resume_deployment(deployment_id)
+        try:
+            yield
+        finally:
+            client.pause_deployment(deployment_id)
+
+
+def test_the_catch_up_deployment_gets_upcoming_runs_from_the_servers_scheduler(
+    deployed_stack, hourly_catch_up, server_log
+):
     (schedule,) = _yaml_deployment("catch-up")["schedules"]
     min_runs = get_current_settings().server.services.scheduler.min_runs  # the test stack's server: defaults
     with get_client(sync_client=True) as client:
