@@ -145,14 +145,16 @@ def run_ingest(
         )
         raise failed(exc, recorded, source=source, stats=stats, staged=staged) from exc
 
-    # A concurrent run of the same version may have loaded it first: the ledger claim said so.
+    # A concurrent run of the same version may have loaded it first: the ledger claim said so. Or the
+    # key has a newer version loaded by now (a late retry after a correction): refused as superseded.
     return result(
         report.status,
         source=source,
         stats=stats,
         staged=staged,
         report=report,
-        ledger="loaded" if report.status == SKIPPED else None,
+        ledger={SKIPPED: "loaded", SUPERSEDED: "superseded"}.get(report.status),
+        error=report.reason if report.status == SUPERSEDED else None,
     )
 
 

@@ -31,6 +31,7 @@ _ANSWERS = [
     (re.compile(r"AS staged", re.I), [(11, 11, 0)], ["staged", "inserted", "updated"]),
     (re.compile(r"AS city_inserted", re.I), [(1, 11, 10)], ["city_inserted", "address_inserted", "agency_inserted"]),
     (re.compile(r"SELECT status, attempts, error", re.I), [], ["status", "attempts", "error"]),
+    (re.compile(r"SELECT etag, last_modified", re.I), [], ["etag", "last_modified"]),  # no newer version loaded
 ]
 
 

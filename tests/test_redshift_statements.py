@@ -7,6 +7,7 @@ so a difference between the two paths fails one side or the other.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -103,3 +104,87 @@ def test_the_ddl_of_every_table_parses_with_its_distribution_and_sort_keys():
         assert isinstance(tree, exp.Create)
         properties = tree.args["properties"].sql(dialect="redshift") if tree.args.get("properties") else ""
         assert "DISTSTYLE" in properties and "SORTKEY" in properties, sql
+
+
+# ---- what a correction and a refused old version send ------------------------------------------
+
+
+def _recorded_load(sample_zip, answers: list) -> tuple[list[tuple[str, object]], object]:
+    """The statements of the sample's load through the Redshift target, with the driver also answering
+    `answers` (pattern, rows, columns) ahead of its own: what the warehouse would say in that case."""
+    batch = transform_lines(iter_lines(sample_zip, "sample.zip"))
+    source = SourceObject(
+        "rentals-raw",
+        "raw/immobilienscout24_berlin_20190113_15.zip",
+        ETAG,
+        29979,
+        datetime(2019, 1, 13, 15, 1, tzinfo=UTC),
+    )
+    staged = StagedBatch("rentals-staging", staged_prefix("clean/", ETAG), {n: batch.rows(n) for n in batch.tables})
+    engine = sa.create_engine("redshift+redshift_connector://loader@cluster:5439/rentals", module=driver)
+    with engine.connect():
+        pass
+    driver.STATEMENTS.clear()
+    driver._ANSWERS[:0] = answers
+    try:
+        report = load_staged_batch(
+            engine, RedshiftTarget("berlin_rentals", ROLE), source, staged, batch.stats, flow_run_id="run-1"
+        )
+    finally:
+        del driver._ANSWERS[: len(answers)]
+    return list(driver.STATEMENTS), report
+
+
+def _heads(statements) -> list[str]:
+    return [" ".join(sql.split()[:3]).upper() for sql, _ in statements]
+
+
+def _parse_all(statements) -> None:
+    for sql, params in statements:
+        if sql in ("COMMIT", "ROLLBACK"):
+            continue
+        tree = sqlglot.parse_one(driver.rendered(sql, params), read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
+        if isinstance(tree, exp.Command):
+            assert tree.this.upper() == "LOCK", sql
+
+
+def test_a_correction_restates_its_key_in_redshift_sql_inside_the_one_transaction(sample_zip):
+    # The warehouse holds facts of another version of this key: the capture inserts rows.
+    restating = [(re.compile(r"INSERT INTO stage_restated_flats", re.I), [(1,)], ["n"])]
+    statements, report = _recorded_load(sample_zip, restating)
+    assert report.status == "loaded"
+    _parse_all(statements)
+    heads = _heads(statements)
+    assert heads[0] == "LOCK BERLIN_RENTALS.LOAD_LEDGER" and heads.count("COMMIT") == 1
+    joined = [" ".join(sql.split()) for sql, _ in statements]
+    assert not any("pg_advisory" in sql or "ROW EXCLUSIVE MODE" in sql for sql in joined)  # PostgreSQL's alone
+
+    def at(prefix: str) -> int:
+        return next(i for i, sql in enumerate(joined) if sql.startswith(prefix))
+
+    release = at("UPDATE berlin_rentals.dim_agency SET source_modified_at = NULL")
+    rebuild = at("UPDATE berlin_rentals.fact_flats SET last_modified_at = n.last_modified_at")
+    remove = at("DELETE FROM berlin_rentals.fact_flats WHERE source_key")
+    merge = at("MERGE INTO berlin_rentals.fact_flats")
+    orphans = [at(f"DELETE FROM berlin_rentals.{t} WHERE") for t in ("dim_agency", "dim_address", "dim_city")]
+    assert release < at("MERGE INTO berlin_rentals.dim_agency") < rebuild < remove < merge < min(orphans)
+    assert max(orphans) < at("DELETE FROM berlin_rentals.flat_snapshots") < at("UPDATE berlin_rentals.load_ledger")
+
+
+def test_an_older_version_than_the_loaded_one_is_refused_in_redshift_sql_before_any_data(sample_zip):
+    newer = [
+        (
+            re.compile(r"SELECT etag, last_modified", re.I),
+            [("b" * 32, datetime(2019, 1, 13, 15, 30, tzinfo=UTC))],
+            ["etag", "last_modified"],
+        )
+    ]
+    statements, report = _recorded_load(sample_zip, newer)
+    assert report.status == "superseded" and "b" * 32 in report.reason
+    _parse_all(statements)
+    heads = _heads(statements)
+    assert heads[0] == "LOCK BERLIN_RENTALS.LOAD_LEDGER"
+    body = heads[: heads.index("COMMIT")]
+    assert not any(h.startswith(("COPY", "MERGE", "CREATE", "DELETE")) for h in body)
+    last = " ".join(statements[heads.index("COMMIT") - 1][0].split())
+    assert last.startswith("UPDATE berlin_rentals.load_ledger SET status = 'superseded'")

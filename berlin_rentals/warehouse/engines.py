@@ -1,7 +1,10 @@
 """What differs between PostgreSQL (local, tests) and Redshift (production). Everything else is shared SQL.
 
 - getting rows into the staging tables: COPY FROM STDIN here, COPY FROM S3 Parquet with an IAM role there;
-- claiming a ledger row: ON CONFLICT row locks here, a table LOCK there (Redshift has no upsert);
+- claiming a ledger row: a lock on the key and ON CONFLICT row locks here, a table LOCK there (Redshift has
+  no upsert), which also serialises whole loads there;
+- newest wins in the fact MERGE: a condition inside the MERGE here, where loads run at once; stale rows
+  deleted from the stage first there (its MERGE has no conditional clauses);
 - recording a failure: the same difference.
 """
 
@@ -29,6 +32,9 @@ _COPY_ROWS = 5000
 
 class Target(Protocol):
     name: str
+    fact_merge: str  # the SQL file that merges the staged facts
+
+    def lock_dimensions(self, conn: sa.Connection) -> None: ...
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None: ...
     def copy_into_staging(
@@ -47,6 +53,10 @@ def dialect_name(url: str | sa.URL) -> str:
     raise ValueError(f"unsupported warehouse backend {backend!r}: use postgresql+psycopg:// or redshift+...://")
 
 
+def _key_lock_name(params: dict[str, Any]) -> str:
+    return f"berlin-rentals load {params['bucket']}/{params['key']}"
+
+
 def _recreate(conn: sa.Connection, tables: list[str]) -> None:
     # Temporary tables live as long as the session; a pooled session may still hold the last load's.
     for name in tables:
@@ -59,6 +69,7 @@ def _recreate(conn: sa.Connection, tables: list[str]) -> None:
 class PostgresTarget:
     schema: str
     name: str = "postgresql"
+    fact_merge: str = "postgresql/merge_into_fact_flats.sql"
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
         _recreate(conn, tables)
@@ -82,7 +93,13 @@ class PostgresTarget:
                     copy.write(buffer.getbuffer())
 
     def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool:
+        # Versions of one key load one at a time (the row lock below only orders loads of one version).
+        conn.execute(statement("postgresql/lock_object_key.sql", self.schema), {"lock_key": _key_lock_name(params)})
         return conn.execute(statement("postgresql/claim_file.sql", self.schema), params).first() is not None
+
+    def lock_dimensions(self, conn: sa.Connection) -> None:
+        for stmt in statements("postgresql/lock_dimensions_for_restatement.sql", self.schema):
+            conn.execute(stmt)
 
     def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]:
         row = conn.execute(statement("postgresql/record_file_failure.sql", self.schema), params).first()
@@ -96,6 +113,10 @@ class RedshiftTarget:
     schema: str
     iam_role_arn: str | None
     name: str = "redshift"
+    fact_merge: str = "merge/merge_into_fact_flats.sql"
+
+    def lock_dimensions(self, conn: sa.Connection) -> None:
+        """Nothing to do: the claim's LOCK on the ledger already holds every other load until this one ends."""
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
         _recreate(conn, tables)

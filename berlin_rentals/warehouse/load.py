@@ -22,12 +22,14 @@ from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.engines import Target
 from berlin_rentals.warehouse.sql import statement, statements
 
-# Dimensions before facts: a fact row never points at a key its transaction has not written.
-MERGE_FILES = (
+# Dimensions before facts: a fact row never points at a key its transaction has not written. The fact
+# MERGE is the engine's (Target.fact_merge) and runs between these two groups.
+DIMENSION_MERGES = (
     "merge/merge_into_dim_city.sql",
     "merge/merge_into_dim_address.sql",
     "merge/merge_into_dim_agency.sql",
-    "merge/merge_into_fact_flats.sql",
+)
+REPLACE_FILES = (
     "merge/replace_flat_snapshots.sql",
     "merge/replace_rejected_records.sql",
 )
@@ -35,7 +37,7 @@ MERGE_FILES = (
 
 @dataclass(frozen=True)
 class LoadReport:
-    status: str  # "loaded" | "skipped"
+    status: str  # "loaded" | "skipped" | "superseded"
     reason: str = ""
     fact_inserted: int = 0
     fact_updated: int = 0
@@ -71,6 +73,21 @@ def file_status(engine: sa.Engine, schema: str, source: SourceObject) -> str | N
     return None if row is None else row.status
 
 
+def _execute_file(conn: sa.Connection, path: str, schema: str, params: dict[str, Any]) -> int:
+    """Run every statement of one file; the row count of the last."""
+    count = 0
+    for stmt in statements(path, schema):
+        count = conn.execute(stmt, params).rowcount
+    return count
+
+
+def _superseded_reason(source: SourceObject, newer: sa.Row) -> str:
+    return (
+        f"a newer version of the key is loaded (ETag {newer.etag}, LastModified {newer.last_modified.isoformat()}); "
+        f"this one (ETag {source.etag}, LastModified {source.last_modified.isoformat()}) is superseded and was not loaded"
+    )
+
+
 def load_staged_batch(
     engine: sa.Engine,
     target: Target,
@@ -83,6 +100,10 @@ def load_staged_batch(
     flow_run_id: str | None = None,
     now: datetime | None = None,
 ) -> LoadReport:
+    """The load's one transaction. A version older than the key's loaded one is refused inside it
+    ("superseded"), whatever `force` says: a late retry must not undo its correction. A version that
+    replaces another of its key restates the key: what only the old version said is rebuilt from the
+    other files' snapshots or removed."""
     now = now or datetime.now(UTC)
     schema = target.schema
     params = _ledger_params(source, flow_run_id, now) | {
@@ -91,6 +112,8 @@ def load_staged_batch(
         "source_etag": source.etag,
         "batch_hour": source.batch_hour,
         "loaded_at": now,
+        "last_modified": source.last_modified,
+        "version_id": source.version_id,
     }
     with engine.begin() as conn:
         if target.name == "postgresql" and flow_run_id:
@@ -101,20 +124,38 @@ def load_staged_batch(
                 conn.execute(stmt, {"session_name": f"berlin-rentals load {attempt[:32]}"})
         if not target.claim(conn, params):
             return LoadReport(status="skipped", reason="already loaded (or parked) per the ledger")
+        newer = conn.execute(statement("ledger/select_newer_loaded_version.sql", schema), params).first()
+        if newer is not None:
+            reason = _superseded_reason(source, newer)
+            conn.execute(
+                statement("ledger/mark_file_superseded.sql", schema),
+                params | {"finished_at": datetime.now(UTC), "reason": reason},
+            )
+            return LoadReport(status="superseded", reason=reason)
 
         tables = list(STAGED_TABLES)
         target.create_staging_tables(conn, tables)
         for name in tables:
             target.copy_into_staging(conn, name, staged, (data or {}).get(name))
 
-        fact = conn.execute(statement("merge/count_fact_changes.sql", schema), params).one()
+        restated = _execute_file(conn, "merge/capture_restated_flats.sql", schema, params)
+        if restated:
+            target.lock_dimensions(conn)
+            _execute_file(conn, "merge/release_restated_agencies.sql", schema, params)
         dims = conn.execute(statement("merge/count_new_dimension_rows.sql", schema), params).one()
         agency_merged = 0
-        for path in MERGE_FILES:
-            for stmt in statements(path, schema):
-                result = conn.execute(stmt, params)
-                if path.endswith("merge_into_dim_agency.sql"):
-                    agency_merged = result.rowcount
+        for path in DIMENSION_MERGES:
+            merged = _execute_file(conn, path, schema, params)
+            if path.endswith("merge_into_dim_agency.sql"):
+                agency_merged = merged
+        if restated:
+            _execute_file(conn, "merge/restate_key_facts.sql", schema, params)
+        fact = conn.execute(statement("merge/count_load_fact_changes.sql", schema), params).one()
+        _execute_file(conn, target.fact_merge, schema, params)
+        if restated:
+            _execute_file(conn, "merge/restate_key_dimensions.sql", schema, params)
+        for path in REPLACE_FILES:
+            _execute_file(conn, path, schema, params)
         report = LoadReport(
             status="loaded",
             fact_inserted=int(fact.inserted or 0),
@@ -134,7 +175,6 @@ def load_staged_batch(
                 | {
                     "finished_at": datetime.now(UTC),
                     "size_bytes": source.size,
-                    "last_modified": source.last_modified,
                     "batch_hour_source": source.batch_hour_source,
                     "staged_prefix": f"s3://{staged.bucket}/{staged.prefix}",
                     "records_read": stats.lines_read,

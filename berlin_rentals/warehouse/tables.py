@@ -73,6 +73,7 @@ def warehouse_metadata(schema: str) -> sa.MetaData:
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("size_bytes", sa.BigInteger),
         sa.Column("last_modified", sa.DateTime(timezone=True)),
+        sa.Column("version_id", sa.String(1024)),  # S3 version id, with last_modified: which version is newer
         sa.Column("batch_hour", sa.DateTime(timezone=True)),
         sa.Column("batch_hour_source", sa.String(16)),
         sa.Column("staged_prefix", sa.String(1024)),

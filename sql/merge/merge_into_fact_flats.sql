@@ -1,6 +1,9 @@
 -- fact_flats holds each listing's newest state. A staged row replaces the current one only when
 -- it is newer, or equally new and from the same object (a correction or a forced reload).
--- Stale rows are dropped from the stage first: Redshift's MERGE has no conditional WHEN clauses.
+-- Stale rows are dropped from the stage first: Redshift's MERGE has no conditional WHEN clauses, and
+-- there the ledger's LOCK serialises loads, so nothing changes between the two statements. PostgreSQL
+-- loads run at once and use postgresql/merge_into_fact_flats.sql, the rule inside the MERGE; the replay
+-- runs this file on both, under its ledger lock.
 DELETE FROM stage_fact_flats
 USING {schema}.fact_flats AS f
 WHERE f.listing_id = stage_fact_flats.listing_id
