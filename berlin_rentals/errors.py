@@ -21,7 +21,35 @@ class ObjectChanged(LookupError):
     """The object under the key now has another ETag than the one we were asked to load. Terminal."""
 
 
-TERMINAL = (BadArchive, InvalidSource, ConfigError, ObjectGone, ObjectChanged)
+class AttemptsExhausted(RuntimeError):
+    """Every attempt this version was allowed ended without recording why: each process died on it."""
+
+
+TERMINAL = (BadArchive, InvalidSource, ConfigError, ObjectGone, ObjectChanged, AttemptsExhausted)
+
+# A setting, a permission or a credential, not the file: another attempt fails the same way until a
+# person fixes it, so it is not counted against the file and never parks it.
+_CONFIG_S3_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "NoSuchBucket",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+    "403",
+    "Forbidden",
+}
+# 28: authentication; 42501: insufficient privilege; 3D000/3F000: no such database or schema; 42P01: a
+# table of the warehouse is missing (create_warehouse has not run against it).
+_CONFIG_SQLSTATE_PREFIXES = ("28", "42501", "3D000", "3F000", "42P01")
+_CONFIG_MESSAGES = re.compile(
+    r"not authorized to assume IAM Role|S3ServiceException:\s*Access Denied|password authentication failed|"
+    r"no pg_hba\.conf entry|permission denied|role \"[^\"]*\" does not exist",
+    re.IGNORECASE,
+)
 
 # SQLSTATE classes and codes worth another attempt: lost connections, resource limits, and the
 # conflicts two concurrent loads can hit (serialization, deadlock, a row the other one inserted).
@@ -100,8 +128,24 @@ def watch_for_lost_connections(engine: sa.Engine) -> sa.Engine:
     return engine
 
 
+def is_config_error(exc: BaseException) -> bool:
+    """A configuration, permission or credential error: the run fails loudly, the file is not held to it."""
+    if isinstance(exc, ConfigError):
+        return True
+    if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError)):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code") in _CONFIG_S3_CODES
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        state, message = driver_error(exc)
+        if state and state.startswith(_CONFIG_SQLSTATE_PREFIXES):
+            return True
+        return bool(_CONFIG_MESSAGES.search(message))
+    return False
+
+
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, TERMINAL):
+    if isinstance(exc, TERMINAL) or is_config_error(exc):
         return False
     if isinstance(
         exc,

@@ -18,8 +18,8 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from berlin_rentals.config import Settings
-from berlin_rentals.errors import ObjectChanged, is_retryable
+from berlin_rentals.config import ConfigError, Settings
+from berlin_rentals.errors import AttemptsExhausted, ObjectChanged, is_config_error, is_retryable
 from berlin_rentals.ingest_result import (
     FAILED,
     SKIPPED,
@@ -31,9 +31,10 @@ from berlin_rentals.ingest_result import (
     run_tags,
 )
 from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
+from berlin_rentals.warehouse.attempts import attempt_id
 from tasks.extract import extract, inspect_source
 from tasks.lineage import record_lineage
-from tasks.load import ledger_status, load, record_failure
+from tasks.load import begin_attempt, ledger_status, load, record_failure
 from tasks.stage import stage
 from tasks.transform import transform
 
@@ -66,6 +67,8 @@ def run_ingest(
     logger = get_run_logger()
     # Where this file's time went, step by step (retries included): part of the result.
     step_seconds: dict[str, float] = {}
+    # The ledger counts this run's attempt under this id once, however often a step records it.
+    attempt = attempt_id(run_id)
 
     def run_step(step, *args: Any, **kwargs: Any) -> Any:
         begun = time.perf_counter()
@@ -92,6 +95,22 @@ def run_ingest(
             )
         )
 
+    def give_up(exc: Exception, on: tuple[str, str, str] | None, **fields: Any) -> IngestFailed:
+        """Record the failure of this run's attempt at (bucket, key, etag), and the result to raise.
+
+        A configuration error (a setting, a permission, a credential) fails the run as loudly, but is not
+        counted against the file and never parks it: every file would fail the same way until it is fixed."""
+        error = f"{type(exc).__name__}: {exc}"
+        if is_config_error(exc):
+            if on is not None:
+                try:
+                    run_step(record_failure, settings, *on, error, False, attempt, False)
+                except Exception as unrecorded:  # noqa: BLE001 - the warehouse may be what is misconfigured
+                    logger.warning("the attempt's configuration error was not recorded: %r", unrecorded)
+            return failed(exc if isinstance(exc, ConfigError) else ConfigError(error), None, **fields)
+        recorded = run_step(record_failure, settings, *on, error, not is_retryable(exc), attempt) if on else None
+        return failed(exc, recorded, **fields)
+
     try:
         source: SourceObject = run_step(inspect_source, settings, bucket, key, etag)
     except ObjectChanged as exc:
@@ -103,12 +122,7 @@ def run_ingest(
     except Exception as exc:
         # No confirmed object: the ledger can only hold what the event named.
         expected = normalize_etag(etag) if etag else None
-        recorded = None
-        if expected:
-            recorded = run_step(
-                record_failure, settings, bucket, key, expected, str(exc), not is_retryable(exc), run_id
-            )
-        raise failed(exc, recorded) from exc
+        raise give_up(exc, (bucket, key, expected) if expected else None) from exc
     etag = source.etag
 
     if source.batch_hour_source == "name_in_future":
@@ -125,25 +139,24 @@ def run_ingest(
 
     stats = staged = None
     try:
-        with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
-            archive = run_step(extract, settings, source, Path(workdir))
-            transform_run = transform.with_options(refresh_cache=True) if force else transform
-            batch = run_step(transform_run, settings, source, archive)
-            stats = batch.stats
-            staged = run_step(stage, settings, source, batch)
-            report = run_step(load, settings, source, staged, stats, force, run_id)
+        # Counted before the heavy work: a process killed during it (out of memory) still used an attempt.
+        exhausted = run_step(begin_attempt, settings, source, attempt, force)
+        if exhausted is None:
+            with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
+                archive = run_step(extract, settings, source, Path(workdir))
+                transform_run = transform.with_options(refresh_cache=True) if force else transform
+                batch = run_step(transform_run, settings, source, archive)
+                stats = batch.stats
+                staged = run_step(stage, settings, source, batch)
+                report = run_step(load, settings, source, staged, stats, force, run_id)
     except Exception as exc:
-        recorded = run_step(
-            record_failure,
-            settings,
-            source.bucket,
-            source.key,
-            source.etag,
-            f"{type(exc).__name__}: {exc}",
-            not is_retryable(exc),
-            run_id,
-        )
-        raise failed(exc, recorded, source=source, stats=stats, staged=staged) from exc
+        on = (source.bucket, source.key, source.etag)
+        raise give_up(exc, on, source=source, stats=stats, staged=staged) from exc
+    if exhausted is not None:
+        parked, attempts, error = exhausted
+        if parked == "loaded":  # a concurrent run loaded it meanwhile
+            return result(SKIPPED, source=source, ledger=parked)
+        raise failed(AttemptsExhausted(error), (parked, attempts), source=source)
 
     # A concurrent run of the same version may have loaded it first: the ledger claim said so. Or the
     # key has a newer version loaded by now (a late retry after a correction): refused as superseded.

@@ -10,12 +10,13 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, read_staged_table
 from berlin_rentals.transform import TransformStats
-from berlin_rentals.warehouse.engines import target_for
+from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
+from berlin_rentals.warehouse.engines import _IAM_ROLE, target_for
 from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch, record_load_failure
 from tasks.common import IO_STEP, warehouse_engine
 
@@ -120,10 +121,41 @@ def load(
         )
 
 
+@task(name="begin-attempt", **IO_STEP)
+def begin_attempt(settings: Settings, source: SourceObject, attempt: str, force: bool) -> tuple[str, int, str] | None:
+    """Count this run's attempt before the heavy work (idempotent per run): (status, attempts, error) when
+    the version has none left (every earlier attempt died without a word: parked now), else None. `force`
+    releases it first. A setting the load will need is checked first: its absence is not the file's fault."""
+    if target_for(settings.warehouse_url, settings.warehouse_schema).name == "redshift":
+        if not _IAM_ROLE.match(settings.redshift_iam_role_arn or ""):
+            raise ConfigError(
+                f"REDSHIFT_IAM_ROLE_ARN={settings.redshift_iam_role_arn or ''!r} is not an IAM role ARN "
+                "(arn:aws:iam::<account>:role/<name>): Redshift's COPY reads the staged Parquet with it"
+            )
+    return count_attempt(
+        warehouse_engine(settings.warehouse_url),
+        _target(settings),
+        source.bucket,
+        source.key,
+        source.etag,
+        attempt,
+        max_attempts=settings.max_attempts,
+        force=force,
+    )
+
+
+# Retried, and safe to retry: the attempt is counted once per run (berlin_rentals.warehouse.attempts).
 @task(name="record-failure", retries=3, retry_delay_seconds=[1, 5, 15], cache_policy=NO_CACHE)
 def record_failure(
-    settings: Settings, bucket: str, key: str, etag: str, error: str, terminal: bool, flow_run_id: str | None
-) -> tuple[str, int]:
+    settings: Settings,
+    bucket: str,
+    key: str,
+    etag: str,
+    error: str,
+    terminal: bool,
+    flow_run_id: str | None,
+    counted: bool = True,
+) -> tuple[str | None, int]:
     return record_load_failure(
         warehouse_engine(settings.warehouse_url),
         _target(settings),
@@ -134,4 +166,5 @@ def record_failure(
         terminal=terminal,
         max_attempts=settings.max_attempts,
         flow_run_id=flow_run_id,
+        counted=counted,
     )

@@ -443,7 +443,15 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     assert loaded["fact_flats_inserted"] + loaded["fact_flats_updated"] + loaded["fact_flats_stale_kept_older"] == 11
     # where the file's time went: each step it ran, in order, with its seconds
     steps = [part.split() for part in loaded["steps"].split(", ")]
-    assert [name for name, _ in steps] == ["inspect-source", "check-ledger", "extract", "transform", "stage", "load"]
+    assert [name for name, _ in steps] == [
+        "inspect-source",
+        "check-ledger",
+        "begin-attempt",
+        "extract",
+        "transform",
+        "stage",
+        "load",
+    ]
     assert all(0 < float(seconds) <= loaded["seconds"] for _, seconds in steps)
     assert loaded["staged_prefix"].endswith(f"etag={good[0][1]}/")
     assert "not a zip" in next(r for r in rows if r["key"] == poison[0])["error"]

@@ -255,3 +255,58 @@ def test_a_lost_redshift_connection_is_invalidated_so_the_retry_gets_a_new_one(m
     with engine.connect() as conn:  # the retry: a new connection, not the dead one
         conn.execute(sa.text("SELECT status FROM berlin_rentals.load_ledger"))
     assert len(opened) == 2
+
+
+# --- configuration errors: not the file's fault ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        client_error("AccessDenied", 403),
+        client_error("403", 403),  # a HEAD's 403 has no body, only the status
+        client_error("InvalidAccessKeyId", 403),
+        client_error("NoSuchBucket", 404),  # e.g. ETL_STAGING_BUCKET names a bucket that does not exist
+        botocore.exceptions.NoCredentialsError(),
+        redshift_server_error(
+            C="XX000",
+            M="User arn:aws:redshift:eu-central-1:1:dbuser:c/loader is not authorized to assume IAM Role arn:aws:iam::1:role/copy",
+        ),
+        redshift_server_error(C="XX000", M="S3ServiceException:Access Denied,Status 403,Error AccessDenied"),
+        redshift_server_error(C="42501", M="permission denied for schema berlin_rentals"),
+        redshift_server_error(C="28000", M='password authentication failed for user "loader"'),
+        db_error(sqlalchemy.exc.ProgrammingError, "42P01"),
+    ],
+    ids=[
+        "s3-access-denied",
+        "s3-head-403",
+        "s3-bad-key",
+        "s3-no-such-bucket",
+        "no-credentials",
+        "redshift-cannot-assume-role",
+        "redshift-copy-access-denied",
+        "redshift-permission-denied",
+        "redshift-bad-password",
+        "warehouse-table-missing",
+    ],
+)
+def test_configuration_and_permission_errors_are_config_errors_never_retried(exc):
+    from berlin_rentals.errors import is_config_error
+
+    assert is_config_error(exc) and not is_retryable(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        client_error("SlowDown", 503),
+        BadArchive("f.zip: not a zip"),
+        db_error(sqlalchemy.exc.DataError, "22003"),
+        redshift_server_error(C="XX000", M="1023", D=SERIALIZABLE),
+    ],
+    ids=["s3-slowdown", "bad-archive", "db-data", "serializable"],
+)
+def test_the_files_own_failures_are_not_config_errors(exc):
+    from berlin_rentals.errors import is_config_error
+
+    assert not is_config_error(exc)

@@ -206,19 +206,23 @@ def record_load_failure(
     terminal: bool,
     max_attempts: int,
     flow_run_id: str | None = None,
-) -> tuple[str, int]:
-    """Count a failed attempt in its own transaction; park the file when it is terminal or out of attempts."""
-    now = datetime.now(UTC)
-    params = {
-        "bucket": source_bucket,
-        "key": source_key,
-        "etag": source_etag,
-        "flow_run_id": flow_run_id,
-        "started_at": now,
-        "finished_at": now,
-        "error": error[:4000],
-        "terminal": terminal,
-        "max_attempts": max_attempts,
-    }
-    with engine.begin() as conn:
-        return target.record_failure(conn, params)
+    counted: bool = True,
+) -> tuple[str | None, int]:
+    """End this run's attempt as failed in its own transaction; park the file when it is terminal or out of
+    attempts. Counted once per run however often it is retried (berlin_rentals.warehouse.attempts); a call
+    without a run id is an attempt of its own. `counted=False`: a configuration error, not held against
+    the file (the ledger row is left as it was)."""
+    from berlin_rentals.warehouse.attempts import attempt_id, record_failure
+
+    return record_failure(
+        engine,
+        target,
+        source_bucket,
+        source_key,
+        source_etag,
+        error,
+        terminal=terminal,
+        max_attempts=max_attempts,
+        run_id=attempt_id(flow_run_id),
+        counted=counted,
+    )

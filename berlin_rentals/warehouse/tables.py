@@ -24,6 +24,7 @@ _DIST_SORT = {
     ),
     "rejected_records": dict(redshift_diststyle="EVEN", redshift_sortkey="batch_hour"),
     "load_ledger": dict(redshift_diststyle="ALL", redshift_sortkey=("bucket", "key")),
+    "load_attempts": dict(redshift_diststyle="ALL", redshift_sortkey=("bucket", "key")),
 }
 
 _PRIMARY_KEYS = {
@@ -95,6 +96,23 @@ def warehouse_metadata(schema: str) -> sa.MetaData:
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.Column("error", sa.String(4096)),
         **_DIST_SORT["load_ledger"],
+    )
+    # One row per run that attempted an object version, written before its heavy work (berlin_rentals/
+    # warehouse/attempts.py): a run the kernel killed still counts, and a retried write counts once.
+    sa.Table(
+        "load_attempts",
+        metadata,
+        sa.Column("bucket", sa.String(63), primary_key=True),
+        sa.Column("key", sa.String(1024), primary_key=True),
+        sa.Column("etag", sa.String(64), primary_key=True),
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        # NULL while running (or if the process died), failed, or config (not counted against the file)
+        sa.Column("outcome", sa.String(16)),
+        sa.Column("error", sa.String(4096)),
+        sa.Column("released_at", sa.DateTime(timezone=True)),  # released: no longer counted
+        **_DIST_SORT["load_attempts"],
     )
     return metadata
 
