@@ -227,6 +227,44 @@ def test_a_late_load_of_an_old_version_does_not_undo_its_correction(settings):
     assert facts(settings)[A] == (Decimal("9999.00"), key, e1)
 
 
+def test_an_old_version_loading_while_its_correction_commits_waits_and_is_refused(settings):
+    """E1's load starts while E2's is about to commit: it must decide after E2 has, not before."""
+    key = "raw/k/immobilienscout24_berlin_20190113_15.zip"
+    earlier = "raw/k/immobilienscout24_berlin_20190113_09.zip"  # the listing and its dimension rows exist
+    _, f = load(settings, earlier, [version(0, rent=400, modified=DAY + timedelta(hours=8))], uploaded=DAY)
+    new_engine = make_engine(settings.warehouse_url)
+    pause = Pause(new_engine, f"UPDATE {settings.warehouse_schema}.load_ledger SET status = 'loaded'")
+    correction = Load(
+        settings,
+        key,
+        [version(0, rent=500, modified=DAY + timedelta(hours=12))],
+        uploaded=DAY + timedelta(hours=15, minutes=30),
+        engine=new_engine,
+    )
+    old = Load(
+        settings, key, [version(0, rent=9999, modified=DAY + timedelta(hours=11))], uploaded=DAY + timedelta(hours=15)
+    )
+    try:
+        correction.start()
+        assert pause.reached.wait(60), correction.error
+        old.start()
+        wait_for(
+            lambda: query(settings, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"),
+            30,
+            "the old version's load to wait for the correction's transaction",
+        )
+    finally:
+        pause.go.set()
+        correction.join(60)
+        old.join(60)
+        new_engine.dispose()
+    assert correction.error is None and old.error is None
+    assert (correction.result[0].status, old.result[0].status) == ("loaded", "superseded")
+    e2, e1 = correction.result[1], old.result[1]
+    assert ledger(settings, key) == {e1: "superseded", e2: "loaded"} and ledger(settings, earlier) == {f: "loaded"}
+    assert facts(settings) == {A: (Decimal("500.00"), key, e2)}
+
+
 # ---- 3. concurrent loads on PostgreSQL -----------------------------------------------------------
 
 
