@@ -51,6 +51,9 @@ class Settings:
     max_rejected_raw_bytes: int = 16 * 1024**2
     # After this many failed attempts a file is parked until someone releases it.
     max_attempts: int = 3
+    # An attempt still unfinished after this long is taken for dead (its process killed) and counts; a
+    # younger one may be a run still working on the same version, which must not park it.
+    attempt_stale_seconds: int = 1800
     # Contact persons' names, e-mail and phone numbers replaced by a salted hash (see masking.py).
     mask_personal_data: bool = False
     mask_salt: str | None = field(default=None, repr=False)
@@ -97,6 +100,7 @@ class Settings:
             max_file_bytes=int(env.get("ETL_MAX_FILE_BYTES", cls.max_file_bytes)),
             max_rejected_raw_bytes=int(env.get("ETL_MAX_REJECTED_RAW_BYTES", cls.max_rejected_raw_bytes)),
             max_attempts=int(env.get("ETL_MAX_ATTEMPTS", cls.max_attempts)),
+            attempt_stale_seconds=int(env.get("ETL_ATTEMPT_STALE_SECONDS", cls.attempt_stale_seconds)),
             mask_personal_data=env.get("ETL_MASK_PERSONAL_DATA", "").strip().lower() in ("1", "true", "yes"),
             mask_salt=env.get("ETL_MASK_SALT") or None,
             results_prefix=_prefix(env.get("ETL_RESULTS_PREFIX", cls.results_prefix)),

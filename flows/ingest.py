@@ -34,7 +34,7 @@ from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
 from berlin_rentals.warehouse.attempts import attempt_id
 from tasks.extract import extract, inspect_source
 from tasks.lineage import record_lineage
-from tasks.load import begin_attempt, ledger_status, load, record_failure
+from tasks.load import begin_attempt, end_attempt, ledger_status, load, record_failure
 from tasks.stage import stage
 from tasks.transform import transform
 
@@ -157,6 +157,7 @@ def run_ingest(
         if parked == "loaded":  # a concurrent run loaded it meanwhile
             return result(SKIPPED, source=source, ledger=parked)
         raise failed(AttemptsExhausted(error), (parked, attempts), source=source)
+    end_attempt(settings, source, attempt, report.status)
 
     # A concurrent run of the same version may have loaded it first: the ledger claim said so. Or the
     # key has a newer version loaded by now (a late retry after a correction): refused as superseded.

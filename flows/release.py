@@ -59,7 +59,12 @@ def release_parked(
         f"{'would release' if dry_run else 'released'} {len(parked) if dry_run else len(released)} parked "
         f"version(s) of s3://{settings.raw_bucket} parked since {since:%Y-%m-%d %H:%M} UTC"
         + (f" with an error containing {error_contains!r}" if error_contains else "")
-        + ("" if dry_run else "; the catch-up ingests them again with their full attempts")
+        + (
+            ""
+            if dry_run
+            else "; each gets its full attempts again at its next ingest: the hourly catch-up's for batch hours of "
+            "the last day, `python -m flows.catch_up --since …` or an ingest-file run for older ones"
+        )
     )
     logger.info(sentence)
     return {

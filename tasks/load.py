@@ -16,6 +16,7 @@ from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, read_staged_table
 from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
+from berlin_rentals.warehouse.attempts import end_attempt as mark_attempt_ended
 from berlin_rentals.warehouse.engines import _IAM_ROLE, target_for
 from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch, record_load_failure
 from tasks.common import IO_STEP, warehouse_engine
@@ -141,7 +142,25 @@ def begin_attempt(settings: Settings, source: SourceObject, attempt: str, force:
         attempt,
         max_attempts=settings.max_attempts,
         force=force,
+        stale_seconds=settings.attempt_stale_seconds,
     )
+
+
+def end_attempt(settings: Settings, source: SourceObject, attempt: str, outcome: str) -> None:
+    """Best effort, no task run of its own: the file is loaded whatever this says; an attempt left open
+    would only count, much later, against a version that is loaded (and so never attempted again)."""
+    try:
+        mark_attempt_ended(
+            warehouse_engine(settings.warehouse_url),
+            _target(settings),
+            source.bucket,
+            source.key,
+            source.etag,
+            attempt,
+            outcome,
+        )
+    except Exception as exc:  # noqa: BLE001 - see above
+        _logger().warning("%s: this run's attempt was not marked %s: %r", source.uri, outcome, exc)
 
 
 # Retried, and safe to retry: the attempt is counted once per run (berlin_rentals.warehouse.attempts).
@@ -167,4 +186,5 @@ def record_failure(
         max_attempts=settings.max_attempts,
         flow_run_id=flow_run_id,
         counted=counted,
+        stale_seconds=settings.attempt_stale_seconds,
     )

@@ -99,12 +99,15 @@ def test_a_process_killed_during_the_transform_counts_one_attempt(settings, s3, 
 
     attempts = query(settings, "SELECT outcome FROM {schema}.load_attempts WHERE key = :k AND etag = :e", k=key, e=etag)
     assert [a.outcome for a in attempts] == [None]  # one attempt, never finished
-    # Out of attempts (here after one): the next run parks the file instead of dying on it again.
+    # Out of attempts (here after one): the next run parks the file instead of dying on it again. An
+    # unfinished attempt counts once it is older than ETL_ATTEMPT_STALE_SECONDS (a younger one may be a
+    # run still at work): the hourly catch-up finds the killed one an hour old; here it is at once.
     monkeypatch.setenv("ETL_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("ETL_ATTEMPT_STALE_SECONDS", "0")
     state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
     assert state.is_failed()
     assert ledger(settings, key) == [("parked", 1)]
-    assert "Parked after 1 attempt" in state.message and "ended without a word" in state.message
+    assert "Parked after 1 attempt" in state.message and "1 of them ended without a word" in state.message
     # Released with force, it gets its attempts again (and here, loads).
     monkeypatch.setenv("ETL_MAX_ATTEMPTS", "3")
     state = ingest_file(settings.raw_bucket, key, etag, True, return_state=True)
@@ -194,3 +197,26 @@ def test_s3_access_denied_fails_the_run_loudly_and_leaves_the_file_to_load_once_
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack_env["AWS_ENDPOINT_URL"])
     state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
     assert state.is_completed() and state.result()["status"] == "loaded"
+
+
+def test_runs_still_at_work_on_a_version_do_not_use_up_its_attempts(settings):
+    """Unfinished attempts count only once they are older than ETL_ATTEMPT_STALE_SECONDS: four runs of one
+    version at once (duplicate events) must not park it while three of them are loading it."""
+    from berlin_rentals.warehouse.attempts import begin_attempt
+    from berlin_rentals.warehouse.engines import target_for
+    from tasks.common import warehouse_engine
+
+    engine = warehouse_engine(settings.warehouse_url)
+    target = target_for(settings.warehouse_url, settings.warehouse_schema)
+    key, etag = "raw/c/immobilienscout24_berlin_20190113_16.zip", "c" * 32
+
+    def begin(run_id, stale_seconds=1800):
+        return begin_attempt(
+            engine, target, settings.raw_bucket, key, etag, run_id, max_attempts=3, stale_seconds=stale_seconds
+        )
+
+    assert [begin(f"run-{n}") for n in (1, 2, 3, 4)] == [None] * 4
+    assert ledger(settings, key) == []
+    status, attempts, error = begin("run-5", stale_seconds=0)  # now the four are taken for dead
+    assert (status, attempts) == ("parked", 4) and "4 of them ended without a word" in error
+    assert ledger(settings, key) == [("parked", 4)]

@@ -22,7 +22,7 @@ KEY, ETAG = "raw/immobilienscout24_berlin_20190113_15.zip", "793fb4ae6d07bb5b55e
 def redshift(monkeypatch):
     counted = {"attempts": 0}
     answers = [
-        (re.compile(r"AS this_run", re.I), None, ["attempts", "this_run"]),
+        (re.compile(r"AS this_run", re.I), None, ["attempts", "this_run", "unfinished"]),
         (re.compile(r"AS parked_at", re.I), [], ["bucket", "key", "etag", "attempts", "parked_at", "error"]),
     ]
 
@@ -30,7 +30,7 @@ def redshift(monkeypatch):
         def execute(self, sql, params=None):
             if answers[0][0].search(sql):
                 driver.STATEMENTS.append((sql, params))
-                self._rows, self.rowcount = [(counted["attempts"], 0)], 1
+                self._rows, self.rowcount = [(counted["attempts"], 0, counted["attempts"])], 1
                 self.description = [(c, None, None, None, None, None, None) for c in answers[0][2]]
                 return
             super().execute(sql, params)
@@ -80,7 +80,7 @@ def test_attempts_failures_and_releases_parse_as_redshift_sql_under_the_ledger_l
 
     counted["attempts"] = 3  # three attempts that never finished: parked before a fourth
     status, attempts, error = begin_attempt(engine, target, "rentals-raw", KEY, ETAG, "run-4", max_attempts=3)
-    assert (status, attempts) == ("parked", 3) and "ended without a word" in error
+    assert (status, attempts) == ("parked", 3) and "3 of them ended without a word" in error
     sent = _sent()
     assert not any("load_attempts (bucket" in sql for sql in sent)  # the fourth is not started
     assert any("INSERT INTO berlin_rentals.load_ledger" in sql and "'parked'" in sql for sql in sent)

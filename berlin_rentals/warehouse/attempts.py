@@ -11,7 +11,7 @@ configuration error (a missing setting, S3 access denied) is not counted against
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,9 +32,11 @@ def _lock(conn: sa.Connection, target: Target) -> None:
             conn.execute(stmt)
 
 
-def _count(conn: sa.Connection, schema: str, key: dict[str, Any]) -> tuple[int, int]:
-    row = conn.execute(statement("ledger/count_attempts.sql", schema), key).one()
-    return int(row.attempts or 0), int(row.this_run or 0)
+def _count(conn: sa.Connection, schema: str, key: dict[str, Any], stale_seconds: int) -> tuple[int, int, int]:
+    """(attempts counted, of them this run's, of them never finished)."""
+    stale_before = datetime.now(UTC) - timedelta(seconds=stale_seconds)
+    row = conn.execute(statement("ledger/count_attempts.sql", schema), key | {"stale_before": stale_before}).one()
+    return int(row.attempts or 0), int(row.this_run or 0), int(row.unfinished or 0)
 
 
 def _write_ledger(conn: sa.Connection, target: Target, values: dict[str, Any]) -> tuple[str, int]:
@@ -61,6 +63,7 @@ def begin_attempt(
     *,
     max_attempts: int,
     force: bool = False,
+    stale_seconds: int = 1800,
 ) -> tuple[str, int, str] | None:
     """Count this run's attempt before the heavy work. None: go ahead. ('parked', n, error): the version used up
     its attempts without one of them recording an end (each process died), so it is parked now instead of
@@ -71,11 +74,12 @@ def begin_attempt(
         _lock(conn, target)
         if force:
             conn.execute(statement("ledger/release_attempts.sql", target.schema), ids | {"released_at": now})
-        attempts, this_run = _count(conn, target.schema, ids)
+        attempts, this_run, unfinished = _count(conn, target.schema, ids, stale_seconds)
         if not this_run and attempts >= max_attempts:
             error = (
-                f"s3://{bucket}/{key}: {attempts} attempt(s) ended without a word: each process died while it "
-                "worked on this version (killed, e.g. for lack of memory); see the worker's log for the signal"
+                f"s3://{bucket}/{key}: its {attempts} attempt(s) are used up, {unfinished} of them ended without "
+                "a word: the process died while it worked on this version (killed, e.g. for lack of memory; "
+                "the worker's log has the signal)"
             )
             values = ids | {"flow_run_id": run_id, "started_at": now, "finished_at": now, "error": error}
             status, counted = _write_ledger(conn, target, values | {"status": "parked", "attempts": attempts})
@@ -96,6 +100,7 @@ def record_failure(
     max_attempts: int,
     run_id: str,
     counted: bool = True,
+    stale_seconds: int = 1800,
 ) -> tuple[str | None, int]:
     """End this run's attempt as failed, in one transaction: the ledger's count includes it once however
     often this is retried, and the version is parked when the failure is terminal or the last attempt.
@@ -111,13 +116,23 @@ def record_failure(
         conn.execute(statement("ledger/insert_attempt.sql", target.schema), ids | {"started_at": now})
         outcome = "failed" if counted else "config"
         conn.execute(statement("ledger/finish_attempt.sql", target.schema), ids | ended | {"outcome": outcome})
-        attempts, _ = _count(conn, target.schema, ids)
+        attempts, _, _ = _count(conn, target.schema, ids, stale_seconds)
         if not counted:
             row = conn.execute(statement("ledger/select_file_status.sql", target.schema), ids).first()
             return (None if row is None else row.status), attempts
         status = "parked" if terminal or attempts >= max_attempts else "failed"
         values = ids | ended | {"flow_run_id": run_id, "started_at": now, "status": status, "attempts": attempts}
         return _write_ledger(conn, target, values)
+
+
+def end_attempt(engine: sa.Engine, target: Target, bucket: str, key: str, etag: str, run_id: str, outcome: str) -> None:
+    """Mark this run's attempt ended (loaded, skipped): never taken for a dead one later."""
+    now = datetime.now(UTC)
+    values = {"bucket": bucket, "key": key, "etag": etag, "run_id": run_id, "outcome": outcome}
+    with engine.begin() as conn:
+        conn.execute(
+            statement("ledger/finish_attempt.sql", target.schema), values | {"finished_at": now, "error": None}
+        )
 
 
 def parked_files(engine: sa.Engine, schema: str, bucket: str, since: datetime, error_like: str = "%") -> list[sa.Row]:

@@ -207,6 +207,7 @@ def record_load_failure(
     max_attempts: int,
     flow_run_id: str | None = None,
     counted: bool = True,
+    stale_seconds: int = 1800,
 ) -> tuple[str | None, int]:
     """End this run's attempt as failed in its own transaction; park the file when it is terminal or out of
     attempts. Counted once per run however often it is retried (berlin_rentals.warehouse.attempts); a call
@@ -225,4 +226,5 @@ def record_load_failure(
         max_attempts=max_attempts,
         run_id=attempt_id(flow_run_id),
         counted=counted,
+        stale_seconds=stale_seconds,
     )
