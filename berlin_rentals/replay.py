@@ -40,6 +40,7 @@ from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, parquet_bytes
 from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
 from berlin_rentals.warehouse.engines import Target
+from berlin_rentals.warehouse.fit import fit_batch
 from berlin_rentals.warehouse.sql import statement, statements
 
 Position = tuple[str, int]  # (zip member, 1-based line number): a line's address in its object
@@ -217,7 +218,8 @@ class ReplayBatch:
 def transform_rejected(
     lines: list[SourceLine], rejected: Iterable[RecordedReject], masker: Masker | None
 ) -> ReplayBatch:
-    return ReplayBatch(rejected=tuple(rejected), batch=transform_lines(lines, masker=masker))
+    # Fitted like a load's batch: a recovered listing the warehouse cannot hold stays rejected.
+    return ReplayBatch(rejected=tuple(rejected), batch=fit_batch(transform_lines(lines, masker=masker)))
 
 
 def replay_digest(etag: str, positions: Iterable[Position], masked: bool) -> str:

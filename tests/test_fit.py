@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
-import pytest
 
 from berlin_rentals.archive import SourceLine
 from berlin_rentals.model import STAGED_TABLES
@@ -78,7 +77,6 @@ def test_a_batch_that_fits_is_returned_as_it_is():
     assert fit_batch(batch) is batch
 
 
-@pytest.mark.slow
 def test_a_100_character_heating_type_rejects_that_line_and_the_file_loads(settings, s3):
     from flows.ingest import ingest_file
     from tests.helpers import query, upload
@@ -108,3 +106,15 @@ def test_rows_that_fit_keep_arrow_types():
     for name, table in fitted.tables.items():
         assert table.schema.equals(arrow_schema(name)), name
     assert isinstance(fitted.tables["fact_flats"], pa.Table)
+
+
+def test_a_replayed_line_the_warehouse_cannot_hold_stays_rejected():
+    """The replay transforms rejected lines again: what it would load must fit as a load's batch does."""
+    from berlin_rentals.replay import RecordedReject, transform_rejected
+
+    records = sample(2)
+    records[1]["data"]["realEstate_heatingType"] = "H" * 100
+    reason = "batch.json line 2: value_too_long: `heating_type` (source `realEstate_heatingType`) is 100 bytes"
+    replay = transform_rejected(lines(records)[1:], [RecordedReject("batch.json", 2, reason)], None)
+    assert replay.recovered == [] and list(replay.still_rejected) == [("batch.json", 2)]
+    assert replay.batch.rows("fact_flats") == 0
