@@ -157,7 +157,7 @@ def _fix(result: IngestResult) -> str:
     if kind == ObjectGone.__name__:
         return "nothing to load unless the object is uploaded again (its upload starts a new run)"
     if kind == ConfigError.__name__:
-        return "correct the setting in the worker's environment, then rerun with force=true"
+        return "correct the setting in the worker's environment, then rerun (nothing was counted against the file)"
     if kind == InvalidSource.__name__:
         return "the event or parameters named an object this pipeline does not read; check bucket and key"
     if result.parked:

@@ -124,3 +124,17 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def mark_runs_of_key_crashed(key: str) -> int:
+    """A killed process's ingest-file run stays RUNNING for ever (nothing reports for it again): set it
+    Crashed, as an operator would, so later tests that wait for idle ingest-file runs are not held up."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest-file"])), limit=200)
+        killed = [r for r in runs if r.parameters.get("key") == key and r.state and not r.state.is_final()]
+        for run in killed:
+            client.set_flow_run_state(run.id, Crashed(message="process killed (test)"), force=True)
+    return len(killed)

@@ -15,7 +15,7 @@ import pytest
 from berlin_rentals.synthetic import batch_name
 from flows.ingest import ingest_file
 from tests.faults import fresh_batch
-from tests.helpers import query, task_runs_of, upload
+from tests.helpers import mark_runs_of_key_crashed, query, task_runs_of, upload
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,6 +94,7 @@ def test_a_process_killed_during_the_transform_counts_one_attempt(settings, s3, 
         if child.poll() is None:
             child.kill()
             child.wait()
+        mark_runs_of_key_crashed(key)
     staged = s3.list_objects_v2(Bucket=settings.staging_bucket, Prefix=f"{settings.staging_prefix}v")
     assert not [o for o in staged.get("Contents", []) if f"etag={etag}/" in o["Key"]], "killed after the transform"
 

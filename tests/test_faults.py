@@ -31,7 +31,6 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.states import Crashed
 
 from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name
@@ -51,7 +50,17 @@ from tests.faults import (
     s3_error,
     warehouse_rows,
 )
-from tests.helpers import artifacts_of, loads_of, query, scalar, task_runs_of, upload, wait_for, wait_for_status
+from tests.helpers import (
+    artifacts_of,
+    loads_of,
+    mark_runs_of_key_crashed,
+    query,
+    scalar,
+    task_runs_of,
+    upload,
+    wait_for,
+    wait_for_status,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -154,13 +163,6 @@ def ingest_runs(key: str, *, deployed_only: bool = True) -> list:
     return [r for r in runs if r.parameters.get("key") == key and (r.deployment_id or not deployed_only)]
 
 
-def mark_crashed(runs: list) -> None:
-    """What an operator (or an automation) does with a run whose process died: it will never report again."""
-    with get_client(sync_client=True) as client:
-        for run in runs:
-            client.set_flow_run_state(run.id, Crashed(message="worker process killed (fault test)"), force=True)
-
-
 def task_run_counts(flow_run_id) -> dict[str, int]:
     return {t.name.rsplit("-", 1)[0]: t.run_count for t in task_runs_of(flow_run_id)}
 
@@ -216,7 +218,7 @@ def test_worker_killed_mid_load_the_rerun_loads_once(settings, s3, stack_env, tm
     # Nothing of the killed load is committed, not even its ledger claim: no 'loading' row is left behind.
     assert ledger(settings, key) == []
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.fact_flats") == 0
-    mark_crashed([r for r in ingest_runs(key, deployed_only=False) if r.state_type == StateType.RUNNING])
+    mark_runs_of_key_crashed(key)
 
     # The rerun, at once: its claim waits (if at all) only until PostgreSQL has rolled the dead session back.
     started = time.monotonic()

@@ -154,7 +154,8 @@ def test_the_queue_has_its_dead_letter_queue_and_lets_s3_send(detached):
     attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"].endswith(":" + env["ETL_DLQ_NAME"])
-    assert int(redrive["maxReceiveCount"]) == 5
+    # Redrive only after many receives: the bridge itself backs off through a Prefect outage (ETL_QUEUE_MAX_RECEIVES).
+    assert int(redrive["maxReceiveCount"]) == 20
     assert attributes["VisibilityTimeout"] == "60"
     statement = json.loads(attributes["Policy"])["Statement"][0]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"

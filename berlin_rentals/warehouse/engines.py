@@ -41,7 +41,6 @@ class Target(Protocol):
         self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None
     ) -> None: ...
     def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool: ...
-    def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]: ...
 
 
 def dialect_name(url: str | sa.URL) -> str:
@@ -101,12 +100,6 @@ class PostgresTarget:
         for stmt in statements("postgresql/lock_dimensions_for_restatement.sql", self.schema):
             conn.execute(stmt)
 
-    def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]:
-        row = conn.execute(statement("postgresql/record_file_failure.sql", self.schema), params).first()
-        if row is None:  # the file was loaded meanwhile: a failure no longer matters
-            return "loaded", 0
-        return row.status, row.attempts
-
 
 @dataclass
 class RedshiftTarget:
@@ -154,21 +147,6 @@ class RedshiftTarget:
             return False
         conn.execute(statement("ledger/update_file_loading.sql", self.schema), params)
         return True
-
-    def record_failure(self, conn: sa.Connection, params: dict[str, Any]) -> tuple[str, int]:
-        for stmt in statements("redshift/lock_load_ledger.sql", self.schema):
-            conn.execute(stmt)
-        row = conn.execute(statement("ledger/select_file_status.sql", self.schema), params).first()
-        if row is not None and row.status == "loaded":
-            return "loaded", 0
-        attempts = (row.attempts if row is not None else 0) + 1
-        status = "parked" if params["terminal"] or attempts >= params["max_attempts"] else "failed"
-        values = dict(params, status=status, attempts=attempts)
-        if row is None:
-            conn.execute(statement("ledger/insert_file_failure.sql", self.schema), values)
-        else:
-            conn.execute(statement("ledger/update_file_failure.sql", self.schema), values)
-        return status, attempts
 
 
 def target_for(url: str, schema: str, iam_role_arn: str | None = None) -> Target:
