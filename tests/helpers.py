@@ -138,3 +138,16 @@ def mark_runs_of_key_crashed(key: str) -> int:
         for run in killed:
             client.set_flow_run_state(run.id, Crashed(message="process killed (test)"), force=True)
     return len(killed)
+
+
+def aws_client(service: str, env: dict[str, str]):
+    """A boto3 client for a stack's moto server, from its env file's settings (moto takes any key)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

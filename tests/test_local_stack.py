@@ -18,7 +18,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import boto3
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 from berlin_rentals.config import read_env_file
 from berlin_rentals.source import decode_event_key, normalize_etag
 from deployments.local_stack import DEFAULTS, REPO, LocalStack, _format_env, _group_alive, _http_ok, _pid_alive
+from tests.helpers import aws_client
 
 REQUIRED = {
     "WAREHOUSE_URL",
@@ -69,16 +69,6 @@ def pids(root: Path) -> dict[str, int]:
 
 def ports(env: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key.startswith("LOCAL_") and key.endswith("_PORT")}
-
-
-def aws_client(service: str, env: dict[str, str]):
-    return boto3.client(
-        service,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import boto3
 import psycopg
 import pytest
 
 from berlin_rentals.config import read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP, read_sample_records, zip_lines
 from deployments.local_stack import DEFAULTS, REPO, LocalStack
-from tests.helpers import wait_for
+from tests.helpers import aws_client, wait_for
 
 SESSION_KEYS = {
     "WAREHOUSE_URL",
@@ -62,16 +61,6 @@ def stack_cli(root: Path, env: dict[str, str], command: str, *extra: str) -> sub
     print(f"{command}: {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout + done.stderr
     return done
-
-
-def aws(service: str, env: dict[str, str]):
-    return boto3.client(
-        service,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def prefect_api(env: dict[str, str], path: str, body: dict | None = None):
@@ -125,7 +114,7 @@ def loaded(stack):
     """Two batches uploaded and loaded through the event path (S3 → SQS → bridge → worker)."""
     root, child_env = stack
     env = read_env_file(root / "env")
-    s3 = aws("s3", env)
+    s3 = aws_client("s3", env)
     objects = {}
     for name, body in ((SAMPLE_ZIP.name, SAMPLE_ZIP.read_bytes()), (REJECTS, rejects_batch())):
         key = env["ETL_RAW_PREFIX"] + name
@@ -155,7 +144,7 @@ def loaded(stack):
 def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(loaded):
     root, child_env, objects = loaded
     env = read_env_file(root / "env")
-    s3 = aws("s3", env)
+    s3 = aws_client("s3", env)
     # A multipart object (its ETag is not an MD5 of the bytes) in a bucket of no pipeline's.
     s3.create_bucket(
         Bucket="restart-other", CreateBucketConfiguration={"LocationConstraint": env["AWS_DEFAULT_REGION"]}
@@ -179,7 +168,7 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     down = stack_cli(root, child_env, "down")
     up = stack_cli(root, child_env, "up")
     env = read_env_file(root / "env")
-    s3, sqs = aws("s3", env), aws("sqs", env)
+    s3, sqs = aws_client("s3", env), aws_client("sqs", env)
 
     # Every object is back with the ETag, content type and metadata it had.
     listed = s3.list_objects_v2(Bucket=env["ETL_RAW_BUCKET"]).get("Contents", [])
@@ -287,7 +276,7 @@ def test_up_says_loudly_when_moto_died_and_the_ledger_knows_objects_s3_lost(load
     up = stack_cli(root, child_env, "up", "--services", "s3,postgres")
     assert "S3 WAS LOST: moto stopped without `make down`" in up.stdout
     assert "shows 2 loaded object(s) that are not in S3" in up.stdout and "make reset" in up.stdout
-    assert aws("s3", env).list_objects_v2(Bucket=env["ETL_RAW_BUCKET"])["KeyCount"] == 0
+    assert aws_client("s3", env).list_objects_v2(Bucket=env["ETL_RAW_BUCKET"])["KeyCount"] == 0
 
 
 @pytest.mark.slow
@@ -310,7 +299,7 @@ def test_reset_deletes_the_state_and_the_next_up_starts_from_empty(loaded):
     with psycopg.connect(env["WAREHOUSE_PSQL_URL"]) as conn:
         for table in ("load_ledger", "fact_flats", "flat_snapshots", "rejected_records"):
             assert conn.execute(f"SELECT count(*) FROM berlin_rentals.{table}").fetchone() == (0,), table
-    s3 = aws("s3", env)
+    s3 = aws_client("s3", env)
     assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == sorted(
         [env["ETL_RAW_BUCKET"], env["ETL_STAGING_BUCKET"]]
     )
@@ -329,7 +318,7 @@ def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path
     stack = LocalStack(tmp_path / "local", services=("s3",))
     env = stack.up()
     try:
-        s3, sqs = aws("s3", env), aws("sqs", env)
+        s3, sqs = aws_client("s3", env), aws_client("sqs", env)
         raw, staging = env["ETL_RAW_BUCKET"], env["ETL_STAGING_BUCKET"]
         queue = sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"]
         dlq = sqs.get_queue_url(QueueName=env["ETL_DLQ_NAME"])["QueueUrl"]
@@ -381,7 +370,7 @@ def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path
             in out
         )
         assert "2 messages waiting on the queues" in out
-        s3, sqs = aws("s3", env), aws("sqs", env)
+        s3, sqs = aws_client("s3", env), aws_client("sqs", env)
         head = s3.head_object(Bucket=raw, Key=odd)
         assert (head["ETag"], head["ContentType"], head["Metadata"], head["CacheControl"]) == (
             small,
@@ -416,17 +405,19 @@ def test_down_saves_s3_and_the_queues_and_up_puts_them_back_unannounced(tmp_path
 def test_up_after_moto_died_restores_the_last_snapshot_and_says_it_may_be_old(tmp_path, capsys):
     stack = LocalStack(tmp_path / "local", services=("s3",))
     env = stack.up()
-    aws("s3", env).put_object(Bucket=env["ETL_RAW_BUCKET"], Key="kept.zip", Body=b"1")
+    aws_client("s3", env).put_object(Bucket=env["ETL_RAW_BUCKET"], Key="kept.zip", Body=b"1")
     stack.down()
     env = stack.up()
-    aws("s3", env).put_object(Bucket=env["ETL_RAW_BUCKET"], Key="lost.zip", Body=b"2")
+    aws_client("s3", env).put_object(Bucket=env["ETL_RAW_BUCKET"], Key="lost.zip", Body=b"2")
     try:
         os.kill(stack._running_pid("moto"), 9)
         capsys.readouterr()
         env = stack.up()
         out = capsys.readouterr().out
         assert "WARNING: that snapshot is older than S3 was: moto stopped without `make down`" in out
-        keys = [o["Key"] for o in aws("s3", env).list_objects_v2(Bucket=env["ETL_RAW_BUCKET"]).get("Contents", [])]
+        keys = [
+            o["Key"] for o in aws_client("s3", env).list_objects_v2(Bucket=env["ETL_RAW_BUCKET"]).get("Contents", [])
+        ]
         assert keys == ["kept.zip"]
     finally:
         stack.down()
