@@ -91,6 +91,21 @@ def _wait(check, timeout: float) -> bool:
     return check()
 
 
+def _event_resources(max_receive_count: int) -> dict:
+    """The queue, its DLQ and the raw bucket's notification, with a 1 s visibility: receives come fast."""
+    return ensure_event_resources(
+        endpoint_url=None,
+        region=REGION,
+        raw_bucket=RAW,
+        raw_prefix="raw/",
+        staging_bucket=STAGING,
+        queue_name=QUEUE,
+        dlq_name=DLQ,
+        visibility_timeout=1,
+        max_receive_count=max_receive_count,
+    )
+
+
 def test_a_prefect_outage_longer_than_the_redrive_loses_nothing_and_dead_letters_nothing(aws):
     s3, sqs = aws
     # Visibility 1 s and 3 receives before redrive: SQS's own DLQ move happens after ~3 s of redeliveries;
@@ -101,17 +116,7 @@ def test_a_prefect_outage_longer_than_the_redrive_loses_nothing_and_dead_letters
         f"raw/b{i}.zip": s3.put_object(Bucket=RAW, Key=f"raw/b{i}.zip", Body=b"abc")["ETag"].strip('"')
         for i in range(3)
     }
-    created = ensure_event_resources(
-        endpoint_url=None,
-        region=REGION,
-        raw_bucket=RAW,
-        raw_prefix="raw/",
-        staging_bucket=STAGING,
-        queue_name=QUEUE,
-        dlq_name=DLQ,
-        visibility_timeout=1,
-        max_receive_count=3,
-    )
+    created = _event_resources(max_receive_count=3)
     sqs.purge_queue(QueueUrl=created["queue_url"])  # moto's s3:TestEvent
     for key, etag in etags.items():
         sqs.send_message(QueueUrl=created["queue_url"], MessageBody=_s3_message(key, etag))
@@ -156,17 +161,7 @@ def test_a_prefect_outage_longer_than_the_redrive_loses_nothing_and_dead_letters
 def test_replay_dlq_moves_fixed_messages_back_and_reports_each(aws, monkeypatch, capsys):
     s3, sqs = aws
     s3.create_bucket(Bucket=RAW, CreateBucketConfiguration={"LocationConstraint": REGION})
-    created = ensure_event_resources(
-        endpoint_url=None,
-        region=REGION,
-        raw_bucket=RAW,
-        raw_prefix="raw/",
-        staging_bucket=STAGING,
-        queue_name=QUEUE,
-        dlq_name=DLQ,
-        visibility_timeout=1,
-        max_receive_count=1,
-    )
+    created = _event_resources(max_receive_count=1)
     sqs.purge_queue(QueueUrl=created["queue_url"])
     queue, dlq = created["queue_url"], created["dlq_url"]
     # 1. moved by SQS's redrive: received once and never deleted (the API rejected its events, say)
