@@ -42,6 +42,8 @@ PREFECT_START_SECONDS = 120  # first start migrates the SQLite database: 10-30 s
 
 # Settings a user may override by exporting them before `make up`; their defaults are Settings' own.
 DEFAULTS = local_stack_defaults()
+# A local run takes seconds, not minutes: a message the bridge did not delete comes back after this.
+LOCAL_VISIBILITY_TIMEOUT = 60
 # moto accepts any key; nothing real is ever written to the env file.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 
@@ -332,24 +334,12 @@ class LocalStack:
 
     def _ensure_aws_resources(self, env: dict[str, str]) -> None:
         from berlin_rentals.config import Settings
-        from deployments.aws import staging_expire_prefixes
-        from deployments.aws_resources import ensure_event_resources
+        from deployments.aws import ensure, staging_expire_prefixes
 
         # Retention, receives and results prefix as a user exported them; the rest is the stack's own.
         settings = Settings.from_env({**os.environ, **env, "WAREHOUSE_URL": "postgresql://unused"})
         with _environ(LOCAL_CREDENTIALS):  # never sign requests to moto with whatever real keys are exported
-            ensure_event_resources(
-                endpoint_url=env["AWS_ENDPOINT_URL"],
-                region=REGION,
-                raw_bucket=env["ETL_RAW_BUCKET"],
-                raw_prefix=env["ETL_RAW_PREFIX"],
-                staging_bucket=env["ETL_STAGING_BUCKET"],
-                queue_name=env["ETL_QUEUE_NAME"],
-                dlq_name=env["ETL_DLQ_NAME"],
-                max_receive_count=settings.queue_max_receives,
-                staging_expire_prefixes=staging_expire_prefixes(settings),
-                staging_retention_days=settings.staging_retention_days,
-            )
+            ensure(settings, visibility_timeout=LOCAL_VISIBILITY_TIMEOUT)
         self._say(
             f"buckets {env['ETL_RAW_BUCKET']}, {env['ETL_STAGING_BUCKET']}; queue {env['ETL_QUEUE_NAME']} "
             f"(DLQ {env['ETL_DLQ_NAME']}) notified of {env['ETL_RAW_BUCKET']}/{env['ETL_RAW_PREFIX']}*; "

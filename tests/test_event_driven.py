@@ -128,7 +128,8 @@ def test_two_deployment_runs_of_one_etag_at_once_load_once(event_path, warehouse
 
 
 def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, warehouse, s3):
-    from deployments.aws_resources import ensure_event_resources
+    from deployments.aws import ensure
+    from deployments.local_stack import LOCAL_VISIBILITY_TIMEOUT
     from flows.catch_up import catch_up
 
     folder = uuid.uuid4().hex[:8]
@@ -139,15 +140,7 @@ def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, 
         time.sleep(3)
         assert not query(warehouse, "SELECT 1 FROM {schema}.load_ledger WHERE key = :k", k=key)
     finally:
-        ensure_event_resources(
-            endpoint_url=warehouse.aws_endpoint_url,
-            region=warehouse.aws_region,
-            raw_bucket=warehouse.raw_bucket,
-            raw_prefix=warehouse.raw_prefix,
-            staging_bucket=warehouse.staging_bucket,
-            queue_name=warehouse.queue_name,
-            dlq_name=warehouse.dlq_name,
-        )
+        ensure(warehouse, visibility_timeout=LOCAL_VISIBILITY_TIMEOUT)  # the notification back, as `make up` made it
     hour = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=5 * 24 + 1)
     report = catch_up(
         since=hour - timedelta(hours=2), until=hour + timedelta(hours=1), prefix=f"{warehouse.raw_prefix}{folder}/"

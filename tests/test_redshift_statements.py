@@ -26,29 +26,17 @@ from berlin_rentals.warehouse.load import load_staged_batch
 
 ROLE = "arn:aws:iam::123456789012:role/rentals-redshift-copy"
 ETAG = "793fb4ae6d07bb5b55ea181ad1fed13a"
+SAMPLE_SOURCE = SourceObject(
+    "rentals-raw", "raw/immobilienscout24_berlin_20190113_15.zip", ETAG, 29979, datetime(2019, 1, 13, 15, 1, tzinfo=UTC)
+)
 
 
 @pytest.fixture(scope="module")
 def sent(sample_zip):
     """(statements in order, the source) for loading the real sample through the Redshift target."""
-    batch = transform_lines(iter_lines(sample_zip, "sample.zip"))
-    source = SourceObject(
-        "rentals-raw",
-        "raw/immobilienscout24_berlin_20190113_15.zip",
-        ETAG,
-        29979,
-        datetime(2019, 1, 13, 15, 1, tzinfo=UTC),
-    )
-    staged = StagedBatch("rentals-staging", staged_prefix("clean/", ETAG), {n: batch.rows(n) for n in batch.tables})
-    engine = sa.create_engine("redshift+redshift_connector://loader@cluster:5439/rentals", module=driver)
-    with engine.connect():  # the dialect's own first-connect queries, kept apart from the load
-        pass
-    driver.STATEMENTS.clear()
-    report = load_staged_batch(
-        engine, RedshiftTarget("berlin_rentals", ROLE), source, staged, batch.stats, flow_run_id="run-1"
-    )
+    statements, report = _recorded_load(sample_zip, [])
     assert report.status == "loaded"
-    return [(sql, params) for sql, params in driver.STATEMENTS], source
+    return statements, SAMPLE_SOURCE
 
 
 def test_every_statement_parses_as_redshift_sql(sent):
@@ -113,13 +101,7 @@ def _recorded_load(sample_zip, answers: list) -> tuple[list[tuple[str, object]],
     """The statements of the sample's load through the Redshift target, with the driver also answering
     `answers` (pattern, rows, columns) ahead of its own: what the warehouse would say in that case."""
     batch = transform_lines(iter_lines(sample_zip, "sample.zip"))
-    source = SourceObject(
-        "rentals-raw",
-        "raw/immobilienscout24_berlin_20190113_15.zip",
-        ETAG,
-        29979,
-        datetime(2019, 1, 13, 15, 1, tzinfo=UTC),
-    )
+    source = SAMPLE_SOURCE
     staged = StagedBatch("rentals-staging", staged_prefix("clean/", ETAG), {n: batch.rows(n) for n in batch.tables})
     engine = sa.create_engine("redshift+redshift_connector://loader@cluster:5439/rentals", module=driver)
     with engine.connect():
