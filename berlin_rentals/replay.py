@@ -41,17 +41,11 @@ from berlin_rentals.staging import StagedBatch, parquet_bytes
 from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
 from berlin_rentals.warehouse.engines import Target
 from berlin_rentals.warehouse.fit import fit_batch
+from berlin_rentals.warehouse.load import copy_into_staging, merge_staged
 from berlin_rentals.warehouse.sql import statement, statements
 
 Position = tuple[str, int]  # (zip member, 1-based line number): a line's address in its object
 
-# The same dimension and fact merges as a normal load, in the same order (dimensions first).
-MERGE_FILES = (
-    "merge/merge_into_dim_city.sql",
-    "merge/merge_into_dim_address.sql",
-    "merge/merge_into_dim_agency.sql",
-    "merge/merge_into_fact_flats.sql",
-)
 # How each engine serialises a replay with loads: PostgreSQL a self-conflicting table lock mode that
 # every claim waits for; Redshift the same table LOCK its claims take.
 LEDGER_LOCK = {
@@ -352,18 +346,19 @@ def apply_replay(
         if {r.position for r in current} != {r.position for r in replay.rejected}:
             raise _Changed(f"{len(current)} rejected lines now, {len(replay.rejected)} transformed")
 
-        tables = list(STAGED_TABLES)
-        target.create_staging_tables(conn, tables)
-        for name in tables:
-            target.copy_into_staging(conn, name, staged, (data or {}).get(name))
-
+        copy_into_staging(conn, target, staged, data)
         for stmt in statements("replay/keep_loaded_state_on_ties.sql", schema):
             conn.execute(stmt, params)
-        fact = conn.execute(statement("merge/count_fact_changes.sql", schema), params).one()
-        dims = conn.execute(statement("merge/count_new_dimension_rows.sql", schema), params).one()
-        for path in MERGE_FILES:
-            for stmt in statements(path, schema):
-                conn.execute(stmt, params)
+        # The load's merge; its fact MERGE is the shared file on both engines: the ledger lock above
+        # keeps every load out, so the newest-wins rule may run as a statement before it.
+        merged = merge_staged(
+            conn,
+            schema,
+            params,
+            fact_counts="merge/count_fact_changes.sql",
+            fact_merge="merge/merge_into_fact_flats.sql",
+        )
+        dims, fact = merged.dims, merged.fact
         _, replaced, written = (max(conn.execute(stmt, params).rowcount, 0) for stmt in _snapshot_statements(schema))
         new_snapshots = max(written - replaced, 0)  # listings this object did not have a snapshot of
         reasons = conn.execute(statement("replay/update_still_rejected_reasons.sql", schema), params).rowcount

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -73,12 +73,54 @@ def file_status(engine: sa.Engine, schema: str, source: SourceObject) -> str | N
     return None if row is None else row.status
 
 
-def _execute_file(conn: sa.Connection, path: str, schema: str, params: dict[str, Any]) -> int:
+def execute_file(conn: sa.Connection, path: str, schema: str, params: dict[str, Any]) -> int:
     """Run every statement of one file; the row count of the last."""
     count = 0
     for stmt in statements(path, schema):
         count = conn.execute(stmt, params).rowcount
     return count
+
+
+def copy_into_staging(
+    conn: sa.Connection, target: Target, staged: StagedBatch, data: dict[str, pa.Table] | None = None
+) -> None:
+    """This transaction's staging tables, filled from the staged Parquet (or the tables themselves on PostgreSQL)."""
+    tables = list(STAGED_TABLES)
+    target.create_staging_tables(conn, tables)
+    for name in tables:
+        target.copy_into_staging(conn, name, staged, (data or {}).get(name))
+
+
+class MergeCounts(NamedTuple):
+    dims: sa.Row  # count_new_dimension_rows.sql: new rows per dimension
+    agency_merged: int  # dim_agency rows the MERGE wrote: inserted and updated
+    fact: sa.Row  # the fact-count file's staged / inserted / updated
+
+
+def merge_staged(
+    conn: sa.Connection,
+    schema: str,
+    params: dict[str, Any],
+    *,
+    fact_counts: str,
+    fact_merge: str,
+    before_facts: tuple[str, ...] = (),
+) -> MergeCounts:
+    """The staged batch into the targets, dimensions first: the load's and the replay's one merge.
+
+    They differ only in how facts are counted and merged (the load's MERGE is the engine's, the replay's
+    runs under its ledger lock) and in what must happen between dimensions and facts (a restatement)."""
+    dims = conn.execute(statement("merge/count_new_dimension_rows.sql", schema), params).one()
+    agency_merged = 0
+    for path in DIMENSION_MERGES:
+        merged = execute_file(conn, path, schema, params)
+        if path.endswith("merge_into_dim_agency.sql"):
+            agency_merged = merged
+    for path in before_facts:
+        execute_file(conn, path, schema, params)
+    fact = conn.execute(statement(fact_counts, schema), params).one()
+    execute_file(conn, fact_merge, schema, params)
+    return MergeCounts(dims=dims, agency_merged=agency_merged, fact=fact)
 
 
 def _superseded_reason(source: SourceObject, newer: sa.Row) -> str:
@@ -133,29 +175,24 @@ def load_staged_batch(
             )
             return LoadReport(status="superseded", reason=reason)
 
-        tables = list(STAGED_TABLES)
-        target.create_staging_tables(conn, tables)
-        for name in tables:
-            target.copy_into_staging(conn, name, staged, (data or {}).get(name))
-
-        restated = _execute_file(conn, "merge/capture_restated_flats.sql", schema, params)
+        copy_into_staging(conn, target, staged, data)
+        restated = execute_file(conn, "merge/capture_restated_flats.sql", schema, params)
         if restated:
             target.lock_dimensions(conn)
-            _execute_file(conn, "merge/release_restated_agencies.sql", schema, params)
-        dims = conn.execute(statement("merge/count_new_dimension_rows.sql", schema), params).one()
-        agency_merged = 0
-        for path in DIMENSION_MERGES:
-            merged = _execute_file(conn, path, schema, params)
-            if path.endswith("merge_into_dim_agency.sql"):
-                agency_merged = merged
+            execute_file(conn, "merge/release_restated_agencies.sql", schema, params)
+        merged = merge_staged(
+            conn,
+            schema,
+            params,
+            fact_counts="merge/count_load_fact_changes.sql",
+            fact_merge=target.fact_merge,
+            before_facts=("merge/restate_key_facts.sql",) if restated else (),
+        )
+        dims, fact = merged.dims, merged.fact
         if restated:
-            _execute_file(conn, "merge/restate_key_facts.sql", schema, params)
-        fact = conn.execute(statement("merge/count_load_fact_changes.sql", schema), params).one()
-        _execute_file(conn, target.fact_merge, schema, params)
-        if restated:
-            _execute_file(conn, "merge/restate_key_dimensions.sql", schema, params)
+            execute_file(conn, "merge/restate_key_dimensions.sql", schema, params)
         for path in REPLACE_FILES:
-            _execute_file(conn, path, schema, params)
+            execute_file(conn, path, schema, params)
         report = LoadReport(
             status="loaded",
             fact_inserted=int(fact.inserted or 0),
@@ -166,7 +203,7 @@ def load_staged_batch(
             dim_city_inserted=int(dims.city_inserted or 0),
             dim_address_inserted=int(dims.address_inserted or 0),
             dim_agency_inserted=int(dims.agency_inserted or 0),
-            dim_agency_updated=max(agency_merged - int(dims.agency_inserted or 0), 0),
+            dim_agency_updated=max(merged.agency_merged - int(dims.agency_inserted or 0), 0),
         )
         for stmt in statements("ledger/mark_file_loaded.sql", schema):
             conn.execute(
