@@ -67,11 +67,17 @@ class Settings:
     bridge_backoff_max_seconds: float = 900.0
     # Size of the Prefect global concurrency limit `warehouse-load`: load transactions at once.
     load_concurrency: int = 2
+    # The BI audience: its login (the market report reads as it) and its schema of views.
+    bi_warehouse_url: str | None = field(default=None, repr=False)
+    bi_schema: str = "berlin_rentals_bi"
+    # The market report's charts, in the staging bucket; they do not expire with the staged data.
+    reports_prefix: str = "reports/"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not PLAIN_IDENTIFIER.match(self.warehouse_schema):
-            raise ConfigError(f"WAREHOUSE_SCHEMA={self.warehouse_schema!r} is not a plain lower-case SQL identifier")
+        for setting, value in (("WAREHOUSE_SCHEMA", self.warehouse_schema), ("WAREHOUSE_BI_SCHEMA", self.bi_schema)):
+            if not PLAIN_IDENTIFIER.match(value):
+                raise ConfigError(f"{setting}={value!r} is not a plain lower-case SQL identifier")
         for name in ("raw_bucket", "staging_bucket"):
             if not _BUCKET.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid S3 bucket name")
@@ -109,7 +115,16 @@ class Settings:
             bridge_backoff_seconds=float(env.get("ETL_BRIDGE_BACKOFF_SECONDS", cls.bridge_backoff_seconds)),
             bridge_backoff_max_seconds=float(env.get("ETL_BRIDGE_BACKOFF_MAX_SECONDS", cls.bridge_backoff_max_seconds)),
             load_concurrency=int(env.get("ETL_LOAD_CONCURRENCY", cls.load_concurrency)),
+            bi_warehouse_url=env.get("WAREHOUSE_BI_URL") or None,
+            bi_schema=env.get("WAREHOUSE_BI_SCHEMA", cls.bi_schema),
+            reports_prefix=_prefix(env.get("ETL_REPORTS_PREFIX", cls.reports_prefix)),
         )
+
+    def bi_url(self) -> str:
+        """The BI role's login: what the market report reads with, so it sees no more than an analyst."""
+        if not self.bi_warehouse_url:
+            raise ConfigError("WAREHOUSE_BI_URL is not set: the market report reads the BI views as the BI role")
+        return self.bi_warehouse_url
 
     def masker(self):
         """The Masker when masking is on; a missing salt is a configuration error, not silent clear text."""

@@ -1,0 +1,49 @@
+"""Tasks of the market-report flow: read the BI view as the BI role, publish the chart and the artifacts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from berlin_rentals.config import Settings
+from berlin_rentals.market_report import LISTING_COLUMNS, MarketReport, report_markdown
+from berlin_rentals.s3 import s3_client
+from berlin_rentals.warehouse.sql import statement
+from tasks.common import IO_STEP, warehouse_engine
+
+# A presigned GET lives at most 7 days (SigV4's limit): a daily report's link outlives the next report.
+CHART_LINK_SECONDS = 7 * 24 * 3600
+
+
+@task(name="read-market-listings", **IO_STEP)
+def read_market_listings(settings: Settings) -> pd.DataFrame:
+    """Every listing of the BI schema's market view, read with the BI role's own login."""
+    with warehouse_engine(settings.bi_url()).connect() as conn:
+        rows = conn.execute(statement("bi/select_market_listings.sql", settings.bi_schema)).all()
+    return pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
+
+
+@task(name="publish-chart", **IO_STEP)
+def publish_chart(settings: Settings, png: bytes, at: datetime) -> tuple[str, str]:
+    """The chart into the staging bucket under the reports prefix: (its key, a presigned link to it)."""
+    key = f"{settings.reports_prefix}market-report-{at:%Y%m%dT%H%M%SZ}.png"
+    s3 = s3_client(settings)
+    s3.put_object(Bucket=settings.staging_bucket, Key=key, Body=png, ContentType="image/png")
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": settings.staging_bucket, "Key": key}, ExpiresIn=CHART_LINK_SECONDS
+    )
+    return key, url
+
+
+@task(name="publish-report-artifacts")
+def publish_report_artifacts(report: MarketReport, title: str) -> None:
+    create_table_artifact(
+        key="market-report-figures",
+        table=report.figures.astype(object).where(report.figures.notna(), None).to_dict(orient="records"),
+        description=f"{title}: per district and band of size, rooms and year built (EUR)",
+    )
+    create_markdown_artifact(key="market-report", markdown=report_markdown(report, title), description=title)
+    create_link_artifact(key="market-report-chart", link=report.chart_url, link_text=report.chart_key)
