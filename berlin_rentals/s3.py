@@ -95,16 +95,21 @@ def head_source(
 def download_source(s3, source: SourceObject, destination: Path) -> Path:
     """Stream the exact version to disk: by its version id when the HEAD gave one, so an overwrite between
     the event and the read changes nothing; IfMatch makes S3 refuse any other bytes all the same."""
+    return download_version(s3, source.bucket, source.key, source.etag, source.version_id, destination)
+
+
+def download_version(s3, bucket: str, key: str, etag: str, version_id: str | None, destination: Path) -> Path:
+    """Stream one object version (the key's current one without `version_id`) with this ETag to disk."""
+    uri = f"s3://{bucket}/{key}"
     try:
-        response = s3.get_object(
-            Bucket=source.bucket, Key=source.key, IfMatch=f'"{source.etag}"', **_version(source.version_id)
-        )
+        response = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"', **_version(version_id))
     except botocore.exceptions.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
         if _missing(exc):
-            raise ObjectGone(f"{source.uri} disappeared before it could be read") from exc
+            what = f"version {version_id} of " if version_id else ""
+            raise ObjectGone(f"{what}{uri} disappeared before it could be read") from exc
         if code in ("PreconditionFailed", "412"):
-            raise ObjectChanged(f"{source.uri} changed (ETag is no longer {source.etag})") from exc
+            raise ObjectChanged(f"{uri} changed (ETag is no longer {etag})") from exc
         raise
     with destination.open("wb") as out:
         for chunk in response["Body"].iter_chunks(chunk_size=1 << 20):
