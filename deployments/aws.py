@@ -92,18 +92,23 @@ def policies(
             "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
         }
 
+    # Reading raw versions is all anyone but the admin may do with the raw zone.
+    read_raw = [
+        {
+            "Sid": "ReadRawBatches",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": f"{raw}/{settings.raw_prefix}*",
+        },
+        {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
+    ]
+
     return {
         # The flows (ingest-file, catch-up) on the worker's ECS task role.
         "worker-task-role": {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "ReadRawBatches",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                    "Resource": f"{raw}/{settings.raw_prefix}*",
-                },
-                {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
+                *read_raw,
                 {
                     "Sid": "WriteStaging",
                     "Effect": "Allow",
@@ -213,18 +218,7 @@ def policies(
         },
         # A DWH engineer's (or role's) read of the raw zone: `python -m berlin_rentals.raw_record` gets
         # the exact version a warehouse row points at; the listing makes a missing version 404, not 403.
-        "dwh-raw-reader": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadRawVersions",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                    "Resource": f"{raw}/{settings.raw_prefix}*",
-                },
-                {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
-            ],
-        },
+        "dwh-raw-reader": {"Version": "2012-10-17", "Statement": read_raw},
         # The raw bucket's resource policy, not a role's: applied by `ensure`.
         "raw-bucket-policy": raw_bucket_policy(raw, admin_arn or f"arn:{partition}:iam::{account}:root"),
         # The role attached to the Redshift cluster (REDSHIFT_IAM_ROLE_ARN): COPY reads staged Parquet only.

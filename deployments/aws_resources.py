@@ -80,12 +80,10 @@ def raw_bucket_policy(raw_bucket_arn: str, admin_arn: str) -> dict:
     }
 
 
-def _ensure_versioning(s3, bucket: str) -> bool:
-    """Versioning on (an unversioned or suspended bucket gets it); True when this call turned it on."""
-    if s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled":
-        return False
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    return True
+def _ensure_versioning(s3, bucket: str) -> None:
+    """Versioning on: an unversioned or suspended bucket gets it; an enabled one is left as it is."""
+    if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
 def _queue_arn(sqs, url: str) -> str:

@@ -107,8 +107,9 @@ def test_make_up_expires_the_stacks_staged_parquet_and_results_not_its_versioned
     assert s3.get_bucket_versioning(Bucket=stack_env["ETL_RAW_BUCKET"])["Status"] == "Enabled"
 
 
-@mock_aws
-def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(monkeypatch):
+@pytest.fixture
+def in_process_aws(monkeypatch):
+    """moto inside this process (mock_aws), in the default region, with dummy keys."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "x",
         "AWS_SECRET_ACCESS_KEY": "x",
@@ -116,6 +117,11 @@ def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(monke
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(in_process_aws):
     env = {"WAREHOUSE_URL": "postgresql://x", "ETL_STAGING_PREFIX": "parquet", "ETL_RESULTS_PREFIX": "prefect-results"}
     ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "3"}))
     ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "7"}))
@@ -209,15 +215,7 @@ def test_an_assumed_roles_session_is_its_role_in_the_bucket_policy():
     assert principal_arn("arn:aws:iam::123456789012:user/jane") == "arn:aws:iam::123456789012:user/jane"
 
 
-@mock_aws
-def test_ensure_turns_versioning_on_for_an_existing_raw_bucket_and_keeps_its_objects(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def test_ensure_turns_versioning_on_for_an_existing_raw_bucket_and_keeps_its_objects(in_process_aws):
     s3 = boto3.client("s3", region_name="eu-central-1")
     s3.create_bucket(Bucket="rentals-raw", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     s3.put_object(Bucket="rentals-raw", Key="raw/old.zip", Body=b"before versioning")
