@@ -23,6 +23,7 @@ from berlin_rentals.source import InvalidSource
 from berlin_rentals.synthetic import zip_lines
 from berlin_rentals.warehouse.ddl import create_warehouse
 from berlin_rentals.warehouse.sql import SQL_DIR
+from deployments.sqs_bridge import Bridge, parse_message, prefect_event
 from flows.ingest import ingest_file
 from tests.helpers import query, scalar, upload
 
@@ -150,3 +151,23 @@ def test_a_named_version_is_read_even_after_the_key_is_overwritten(monkeypatch, 
         head_source(s3, "raw", "raw/a.zip", first["ETag"], raw_bucket="raw")
     with pytest.raises(InvalidSource):  # an event's version id is untrusted text
         head_source(s3, "raw", "raw/a.zip", None, raw_bucket="raw", version_id="v1\n")
+
+
+def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(settings, s3, sample_zip):
+    v1 = sample_zip.read_bytes()
+    key, etag_v1 = upload(s3, settings, SAMPLE_NAME, v1)
+    version_v1 = s3.head_object(Bucket=settings.raw_bucket, Key=key)["VersionId"]
+    s3.put_object(Bucket=settings.raw_bucket, Key=key, Body=zip_lines(MEMBER, sample_lines(sample_zip)[:2]))
+
+    def record(**version: str) -> str:
+        obj = {"key": key, "eTag": etag_v1, "size": len(v1), **version}
+        s3_part = {"bucket": {"name": settings.raw_bucket}, "object": obj}
+        return json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3_part}]})
+
+    bridge = Bridge(settings, api_url="http://127.0.0.1:9", post=lambda events: None)
+    (named,) = parse_message(record(versionId=version_v1))
+    source = bridge.confirm(named)
+    assert (source.etag, source.version_id) == (etag_v1, version_v1)
+    assert prefect_event(source)["payload"]["version_id"] == version_v1  # the trigger's `version_id`
+    (unnamed,) = parse_message(record())
+    assert bridge.confirm(unnamed) is None  # no version id: the key's current bytes differ, not announced
