@@ -11,7 +11,6 @@ import uuid
 import boto3
 import botocore.exceptions
 import pytest
-from moto import mock_aws
 
 from berlin_rentals.config import Settings
 from berlin_rentals.source import decode_event_key
@@ -105,20 +104,6 @@ def test_make_up_expires_the_stacks_staged_parquet_and_results_not_its_versioned
     with pytest.raises(botocore.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
         s3.get_bucket_lifecycle_configuration(Bucket=stack_env["ETL_RAW_BUCKET"])
     assert s3.get_bucket_versioning(Bucket=stack_env["ETL_RAW_BUCKET"])["Status"] == "Enabled"
-
-
-@pytest.fixture
-def in_process_aws(monkeypatch):
-    """moto inside this process (mock_aws), in the default region, with dummy keys."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
 
 
 def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(in_process_aws):

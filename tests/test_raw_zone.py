@@ -10,16 +10,19 @@ import re
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 
 import boto3
 import pytest
 import sqlalchemy as sa
-from moto import mock_aws
 
+from berlin_rentals.archive import BadArchive
+from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged
 from berlin_rentals.model import LINEAGE
+from berlin_rentals.raw_record import RawPointer, fetch_raw_line
 from berlin_rentals.s3 import download_source, head_source
-from berlin_rentals.source import InvalidSource
+from berlin_rentals.source import InvalidSource, normalize_etag
 from berlin_rentals.synthetic import zip_lines
 from berlin_rentals.warehouse.ddl import create_warehouse
 from berlin_rentals.warehouse.sql import SQL_DIR
@@ -30,6 +33,13 @@ from tests.helpers import query, scalar, upload
 SAMPLE_NAME = "immobilienscout24_berlin_20190113_15.zip"
 MEMBER = "immobilienscout24_berlin_20190113_15.json"
 LINEAGE_TABLES = ("fact_flats", "flat_snapshots", "rejected_records")
+
+
+def raw_bucket_in_process():
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
+    return s3
 
 
 def sample_lines(sample_zip) -> list[bytes]:
@@ -134,14 +144,8 @@ def test_a_warehouse_made_before_the_raw_pointers_gets_them_and_the_next_load_fi
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.fact_flats WHERE source_version_id IS NULL") == 0
 
 
-@mock_aws
-def test_a_named_version_is_read_even_after_the_key_is_overwritten(monkeypatch, tmp_path):
-    for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="raw")
-    s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
+def test_a_named_version_is_read_even_after_the_key_is_overwritten(in_process_aws, tmp_path):
+    s3 = raw_bucket_in_process()
     first = s3.put_object(Bucket="raw", Key="raw/a.zip", Body=b"v1")
     s3.put_object(Bucket="raw", Key="raw/a.zip", Body=b"v2")
     source = head_source(s3, "raw", "raw/a.zip", first["ETag"], raw_bucket="raw", version_id=first["VersionId"])
@@ -171,3 +175,33 @@ def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(se
     assert prefect_event(source)["payload"]["version_id"] == version_v1  # the trigger's `version_id`
     (unnamed,) = parse_message(record())
     assert bridge.confirm(unnamed) is None  # no version id: the key's current bytes differ, not announced
+
+
+def test_a_pointer_whose_version_is_gone_reads_the_same_bytes_by_etag_and_says_so(in_process_aws, tmp_path, sample_zip):
+    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw"})
+    s3 = raw_bucket_in_process()
+    body = sample_zip.read_bytes()
+    old = s3.put_object(Bucket="raw", Key="raw/a.zip", Body=body)
+    pointer = RawPointer("raw", "raw/a.zip", normalize_etag(old["ETag"]), old["VersionId"], MEMBER, 3)
+    line, note = fetch_raw_line(s3, pointer, tmp_path, settings)
+    assert line == sample_lines(sample_zip)[2] and note is None
+    # as after the local stack's restore: the same bytes under a new version id, the old one gone
+    s3.put_object(Bucket="raw", Key="raw/a.zip", Body=body)
+    s3.delete_object(Bucket="raw", Key="raw/a.zip", VersionId=old["VersionId"])
+    line, note = fetch_raw_line(s3, pointer, tmp_path, settings)
+    assert line == sample_lines(sample_zip)[2] and "is gone" in note
+    s3.put_object(Bucket="raw", Key="raw/a.zip", Body=zip_lines(MEMBER, [b"{}"] * 3))
+    with pytest.raises(ObjectChanged):  # other bytes are never passed off as the pointer's line
+        fetch_raw_line(s3, pointer, tmp_path, settings)
+    with pytest.raises(BadArchive, match="no line 9"):
+        fetch_raw_line(
+            s3,
+            replace(
+                pointer,
+                version_id=None,
+                etag=normalize_etag(s3.head_object(Bucket="raw", Key="raw/a.zip")["ETag"]),
+                line=9,
+            ),
+            tmp_path,
+            settings,
+        )
