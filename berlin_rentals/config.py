@@ -37,6 +37,9 @@ class Settings:
     dlq_name: str = "rentals-raw-events-dlq"
     aws_endpoint_url: str | None = None
     aws_region: str = "eu-central-1"
+    # The one principal the raw bucket's policy lets delete versions, suspend versioning or change the
+    # policy (deployments/aws_resources.py); unset: whoever runs `python -m deployments.aws ensure`.
+    raw_admin_arn: str | None = None
     # Redshift COPY reads the staged Parquet with this role; unused on PostgreSQL.
     redshift_iam_role_arn: str | None = None
     # A zip member that inflates past this is refused: protects the worker from zip bombs.
@@ -99,6 +102,7 @@ class Settings:
             dlq_name=env.get("ETL_DLQ_NAME", cls.dlq_name),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or cls.aws_region,
+            raw_admin_arn=env.get("ETL_RAW_ADMIN_ARN") or None,
             redshift_iam_role_arn=env.get("REDSHIFT_IAM_ROLE_ARN") or None,
             max_member_bytes=int(env.get("ETL_MAX_MEMBER_BYTES", cls.max_member_bytes)),
             max_line_bytes=int(env.get("ETL_MAX_LINE_BYTES", cls.max_line_bytes)),

@@ -84,6 +84,10 @@ LINEAGE = [
     Col("source_key", pa.string(), _text(1024), nullable=False),
     Col("source_etag", pa.string(), _text(64), nullable=False),
     Col("batch_hour", TS, _ts, nullable=False),
+    # With key, ETag, member and line: the exact raw version a row came from (berlin_rentals/raw_record.py).
+    # NULL on rows loaded before they existed, and the version id too when the bucket was unversioned.
+    Col("source_bucket", pa.string(), _text(63)),
+    Col("source_version_id", pa.string(), _text(1024)),
 ]
 
 FACT_FLATS = [

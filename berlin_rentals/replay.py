@@ -329,6 +329,7 @@ def apply_replay(
         "source_key": source.key,
         "source_etag": source.etag,
         "batch_hour": source.batch_hour,
+        **source.lineage_pointers,
         "flow_run_id": flow_run_id,
         "loaded_at": now,
     }

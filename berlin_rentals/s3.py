@@ -11,7 +11,7 @@ import botocore.exceptions
 
 from berlin_rentals.config import Settings
 from berlin_rentals.errors import ObjectChanged, ObjectGone
-from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag, validate_key
+from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag, validate_key, validate_version_id
 
 
 def _boto_config() -> botocore.config.Config:
@@ -37,7 +37,7 @@ def sqs_client(settings: Settings):
 
 def _missing(exc: botocore.exceptions.ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code")
-    return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+    return code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchVersion")
 
 
 def require_raw_bucket(bucket: str, raw_bucket: str) -> str:
@@ -48,21 +48,39 @@ def require_raw_bucket(bucket: str, raw_bucket: str) -> str:
     return bucket
 
 
+def _version(version_id: str | None) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id else {}
+
+
 def head_source(
-    s3, bucket: str, key: str, expected_etag: str | None, *, raw_bucket: str, prefix: str = ""
+    s3,
+    bucket: str,
+    key: str,
+    expected_etag: str | None,
+    *,
+    raw_bucket: str,
+    prefix: str = "",
+    version_id: str | None = None,
 ) -> SourceObject:
-    """Confirm the object exists and is the version we were told about (event payloads are untrusted)."""
+    """Confirm the object exists and is the version we were told about (event payloads are untrusted).
+
+    With `version_id` (the event's, in a versioned bucket) that exact version is confirmed even if a newer
+    one has replaced it since: the event is for it, and the load decides which of a key's versions wins."""
     require_raw_bucket(bucket, raw_bucket)
     validate_key(key, prefix)
     expected = normalize_etag(expected_etag)
+    validate_version_id(version_id)
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
+        head = s3.head_object(Bucket=bucket, Key=key, **_version(version_id))
     except botocore.exceptions.ClientError as exc:
         if _missing(exc):
-            raise ObjectGone(f"s3://{bucket}/{key} does not exist (deleted after its event?)") from exc
+            what = f"version {version_id} of " if version_id else ""
+            raise ObjectGone(f"{what}s3://{bucket}/{key} does not exist (deleted after its event?)") from exc
         raise
     etag = normalize_etag(head["ETag"])
     if expected and etag != expected:
+        if version_id:
+            raise InvalidSource(f"version {version_id} of s3://{bucket}/{key} has ETag {etag}, not {expected}")
         raise ObjectChanged(f"s3://{bucket}/{key} now has ETag {etag}, not {expected}: a newer version replaced it")
     return SourceObject(
         bucket=bucket,
@@ -75,15 +93,23 @@ def head_source(
 
 
 def download_source(s3, source: SourceObject, destination: Path) -> Path:
-    """Stream the exact version to disk; IfMatch makes S3 refuse a version swapped in meanwhile."""
+    """Stream the exact version to disk: by its version id when the HEAD gave one, so an overwrite between
+    the event and the read changes nothing; IfMatch makes S3 refuse any other bytes all the same."""
+    return download_version(s3, source.bucket, source.key, source.etag, source.version_id, destination)
+
+
+def download_version(s3, bucket: str, key: str, etag: str, version_id: str | None, destination: Path) -> Path:
+    """Stream one object version (the key's current one without `version_id`) with this ETag to disk."""
+    uri = f"s3://{bucket}/{key}"
     try:
-        response = s3.get_object(Bucket=source.bucket, Key=source.key, IfMatch=f'"{source.etag}"')
+        response = s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"', **_version(version_id))
     except botocore.exceptions.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
         if _missing(exc):
-            raise ObjectGone(f"{source.uri} disappeared before it could be read") from exc
+            what = f"version {version_id} of " if version_id else ""
+            raise ObjectGone(f"{what}{uri} disappeared before it could be read") from exc
         if code in ("PreconditionFailed", "412"):
-            raise ObjectChanged(f"{source.uri} changed (ETag is no longer {source.etag})") from exc
+            raise ObjectChanged(f"{uri} changed (ETag is no longer {etag})") from exc
         raise
     with destination.open("wb") as out:
         for chunk in response["Body"].iter_chunks(chunk_size=1 << 20):

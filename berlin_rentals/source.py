@@ -12,6 +12,7 @@ _MAX_KEY_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ETAG = re.compile(r'^"?([0-9a-fA-F]{32}(?:-[0-9]{1,5})?)"?$')
 MAX_NAME_AHEAD_OF_UPLOAD = timedelta(hours=24)
+_VERSION_ID = re.compile(r"[\x21-\x7e]+")
 _BATCH_HOUR = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})_(\d{2})(?!\d)")
 
 
@@ -39,6 +40,15 @@ def validate_key(key: str, prefix: str = "") -> str:
     if prefix and not key.startswith(prefix):
         raise InvalidSource(f"object key {key!r} is outside the raw prefix {prefix!r}")
     return key
+
+
+def validate_version_id(version_id: str | None) -> str | None:
+    """An S3 version id from an event or a caller: opaque, but printable ASCII of at most 1024 bytes."""
+    if version_id is None:
+        return None
+    if not version_id or len(version_id) > _MAX_KEY_BYTES or not _VERSION_ID.fullmatch(version_id):
+        raise InvalidSource(f"version id {version_id[:80]!r} is not an S3 version id")
+    return version_id
 
 
 def decode_event_key(raw_key: str) -> str:
@@ -72,6 +82,11 @@ class SourceObject:
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def lineage_pointers(self) -> dict[str, str | None]:
+        """The bind parameters of the lineage columns that, beside key and ETag, name this exact version."""
+        return {"source_bucket": self.bucket, "source_version_id": self.version_id}
 
     @property
     def batch_hour(self) -> datetime:

@@ -1,11 +1,13 @@
 """Create or update the pipeline's AWS resources, and print the IAM policies its roles need.
 
-    python -m deployments.aws ensure      # buckets, staging lifecycle, queue + DLQ (redrive), S3 notification
-    python -m deployments.aws policies    # least-privilege policy documents for each role, `ensure`'s own too
+    python -m deployments.aws ensure      # buckets, staging lifecycle, raw versioning + bucket policy,
+                                          # queue + DLQ (redrive), S3 notification
+    python -m deployments.aws policies    # least-privilege policy documents for each role, `ensure`'s own too,
+                                          # and the raw bucket's policy
 
 Settings come from the environment (ETL_RAW_BUCKET, ETL_RAW_PREFIX, ETL_STAGING_BUCKET,
 ETL_STAGING_PREFIX, ETL_RESULTS_PREFIX, ETL_STAGING_RETENTION_DAYS, ETL_QUEUE_NAME, ETL_DLQ_NAME,
-ETL_QUEUE_MAX_RECEIVES, AWS_DEFAULT_REGION; AWS_ENDPOINT_URL for the moto server). Credentials come from the caller's AWS profile or role: none are read or written here.
+ETL_QUEUE_MAX_RECEIVES, ETL_RAW_ADMIN_ARN, AWS_DEFAULT_REGION; AWS_ENDPOINT_URL for the moto server). Credentials come from the caller's AWS profile or role: none are read or written here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import boto3
 
 from berlin_rentals.config import Settings
-from deployments.aws_resources import ensure_event_resources
+from deployments.aws_resources import ensure_event_resources, raw_bucket_policy
 
 
 def _account_and_partition(region: str, endpoint_url: str | None) -> tuple[str, str]:
@@ -26,6 +28,24 @@ def _account_and_partition(region: str, endpoint_url: str | None) -> tuple[str, 
         return os.environ["AWS_ACCOUNT_ID"], "aws"
     arn = boto3.client("sts", endpoint_url=endpoint_url, region_name=region).get_caller_identity()["Arn"]
     return arn.split(":")[4], arn.split(":")[1]
+
+
+def _caller_arn(region: str, endpoint_url: str | None) -> str:
+    return boto3.client("sts", endpoint_url=endpoint_url, region_name=region).get_caller_identity()["Arn"]
+
+
+def principal_arn(caller_arn: str) -> str:
+    """What a bucket policy's aws:PrincipalArn sees of a caller: an assumed role's session is its role."""
+    parts = caller_arn.split(":")
+    if parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        return f"arn:{parts[1]}:iam::{parts[4]}:role/{parts[5].split('/')[1]}"
+    return caller_arn
+
+
+def raw_admin_arn(settings: Settings) -> str:
+    """ETL_RAW_ADMIN_ARN, else whoever runs `ensure` (who must be able to run it again). A role with a
+    path needs the setting: its session ARN does not show the path."""
+    return settings.raw_admin_arn or principal_arn(_caller_arn(settings.aws_region, settings.aws_endpoint_url))
 
 
 def staging_expire_prefixes(settings: Settings) -> list[str]:
@@ -46,14 +66,19 @@ def ensure(settings: Settings, visibility_timeout: int = 300) -> dict[str, str]:
         max_receive_count=settings.queue_max_receives,
         staging_expire_prefixes=staging_expire_prefixes(settings),
         staging_retention_days=settings.staging_retention_days,
+        raw_admin_arn=raw_admin_arn(settings),
     )
 
 
-def policies(settings: Settings, account: str, partition: str = "aws") -> dict[str, dict[str, Any]]:
+def policies(
+    settings: Settings, account: str, partition: str = "aws", admin_arn: str | None = None
+) -> dict[str, dict[str, Any]]:
     """Least privilege: raw prefix read-only, staging prefix read/write, the queue's receive/delete.
 
-    No role may delete an object: the staging bucket's lifecycle rule expires staged Parquet and
-    results, and the raw bucket is never deleted from."""
+    No role may delete or write a raw object: the staging bucket's lifecycle rule expires staged Parquet
+    and results, and the raw bucket is never deleted from. `raw-bucket-policy` is the raw bucket's own
+    policy (`ensure` applies it): it denies deleting versions or switching versioning off to everyone but
+    `admin_arn` (ETL_RAW_ADMIN_ARN; the account's root if neither is given)."""
     raw = f"arn:{partition}:s3:::{settings.raw_bucket}"
     staging = f"arn:{partition}:s3:::{settings.staging_bucket}"
     queue = f"arn:{partition}:sqs:{settings.aws_region}:{account}:{settings.queue_name}"
@@ -67,18 +92,23 @@ def policies(settings: Settings, account: str, partition: str = "aws") -> dict[s
             "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
         }
 
+    # Reading raw versions is all anyone but the admin may do with the raw zone.
+    read_raw = [
+        {
+            "Sid": "ReadRawBatches",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": f"{raw}/{settings.raw_prefix}*",
+        },
+        {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
+    ]
+
     return {
         # The flows (ingest-file, catch-up) on the worker's ECS task role.
         "worker-task-role": {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "ReadRawBatches",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                    "Resource": f"{raw}/{settings.raw_prefix}*",
-                },
-                {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
+                *read_raw,
                 {
                     "Sid": "WriteStaging",
                     "Effect": "Allow",
@@ -113,7 +143,8 @@ def policies(settings: Settings, account: str, partition: str = "aws") -> dict[s
                 {
                     "Sid": "ConfirmObjects",
                     "Effect": "Allow",
-                    "Action": ["s3:GetObject"],  # HEAD needs GetObject
+                    # HEAD needs GetObject; of the event's version (VersionId), GetObjectVersion
+                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
                     "Resource": f"{raw}/{settings.raw_prefix}*",
                 },
                 # Without it S3 answers a HEAD of a deleted object 403, not 404: an object gone would
@@ -167,6 +198,12 @@ def policies(settings: Settings, account: str, partition: str = "aws") -> dict[s
                     "Resource": raw,
                 },
                 {
+                    "Sid": "KeepRawVersions",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetBucketVersioning", "s3:PutBucketVersioning", "s3:PutBucketPolicy"],
+                    "Resource": raw,
+                },
+                {
                     "Sid": "Queues",
                     "Effect": "Allow",
                     "Action": [
@@ -179,6 +216,11 @@ def policies(settings: Settings, account: str, partition: str = "aws") -> dict[s
                 },
             ],
         },
+        # A DWH engineer's (or role's) read of the raw zone: `python -m berlin_rentals.raw_record` gets
+        # the exact version a warehouse row points at; the listing makes a missing version 404, not 403.
+        "dwh-raw-reader": {"Version": "2012-10-17", "Statement": read_raw},
+        # The raw bucket's resource policy, not a role's: applied by `ensure`.
+        "raw-bucket-policy": raw_bucket_policy(raw, admin_arn or f"arn:{partition}:iam::{account}:root"),
         # The role attached to the Redshift cluster (REDSHIFT_IAM_ROLE_ARN): COPY reads staged Parquet only.
         "redshift-copy-role": {
             "Version": "2012-10-17",
@@ -213,7 +255,10 @@ def main() -> None:
         print(json.dumps(ensure(settings, args.visibility_timeout), indent=2))
     else:
         account, partition = _account_and_partition(settings.aws_region, settings.aws_endpoint_url)
-        print(json.dumps(policies(settings, account, partition), indent=2))
+        admin = settings.raw_admin_arn
+        if admin is None and not os.environ.get("AWS_ACCOUNT_ID"):
+            admin = raw_admin_arn(settings)
+        print(json.dumps(policies(settings, account, partition, admin), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Create or update the event path's AWS resources, idempotently: buckets, queue, DLQ, S3 notification,
-and the staging bucket's lifecycle (staged Parquet and stored results expire; the raw bucket never does).
+the staging bucket's lifecycle (staged Parquet and stored results expire; the raw bucket never does),
+and the raw bucket's versioning and policy (no version of a raw object is ever lost).
 
 Used by `make up` against the moto server; the same calls work against AWS.
 """
@@ -49,6 +50,42 @@ def lifecycle_rules(prefixes: list[str], days: int) -> list[dict]:
     ]
 
 
+# What only the raw bucket's admin may do: each of these can lose a raw version for good (delete it,
+# stop keeping versions, expire them, or lift this very protection).
+RAW_ADMIN_ONLY_ACTIONS = [
+    "s3:DeleteObjectVersion",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:DeleteBucket",
+]
+
+
+def raw_bucket_policy(raw_bucket_arn: str, admin_arn: str) -> dict:
+    """The raw bucket's own policy: a Deny beats any Allow an identity policy grants, so no pipeline role,
+    operator or misconfigured policy can delete a version or switch versioning off; only `admin_arn`."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "RawVersionsAreKept",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": RAW_ADMIN_ONLY_ACTIONS,
+                "Resource": [raw_bucket_arn, f"{raw_bucket_arn}/*"],
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": admin_arn}},
+            }
+        ],
+    }
+
+
+def _ensure_versioning(s3, bucket: str) -> None:
+    """Versioning on: an unversioned or suspended bucket gets it; an enabled one is left as it is."""
+    if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
 def _queue_arn(sqs, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
@@ -66,13 +103,23 @@ def ensure_event_resources(
     max_receive_count: int = 20,
     staging_expire_prefixes: list[str] | None = None,
     staging_retention_days: int = 14,
+    raw_admin_arn: str | None = None,
 ) -> dict[str, str]:
     """`staging_expire_prefixes`: the staging bucket's prefixes to expire (staged Parquet, stored results);
-    None leaves its lifecycle alone. The raw bucket gets no lifecycle rule: it is the system of record."""
+    None leaves its lifecycle alone. The raw bucket gets no lifecycle rule: it is the system of record,
+    versioned, and with `raw_admin_arn` its policy (raw_bucket_policy) lets no one else delete a version."""
     s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
     sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
     for bucket in (raw_bucket, staging_bucket):
         _ensure_bucket(s3, bucket, region)
+    _ensure_versioning(s3, raw_bucket)
+    if raw_admin_arn:
+        # Replaces the bucket's whole policy: this statement is all it should have. The admin's partition
+        # (aws, aws-cn, aws-us-gov) is the bucket's.
+        partition = raw_admin_arn.split(":")[1]
+        s3.put_bucket_policy(
+            Bucket=raw_bucket, Policy=json.dumps(raw_bucket_policy(f"arn:{partition}:s3:::{raw_bucket}", raw_admin_arn))
+        )
     if staging_expire_prefixes:
         # Replaces the bucket's whole lifecycle configuration: these rules are all it should have.
         s3.put_bucket_lifecycle_configuration(

@@ -197,7 +197,10 @@ class Bridge:
             log.warning("could not change the visibility of message %s: %s", message.get("MessageId"), exc)
 
     def confirm(self, record: ObjectCreated) -> SourceObject | None:
-        """HEAD the object: only a version that exists now, under the raw prefix, with this ETag, is announced."""
+        """HEAD the object: only a version that exists now, under the raw prefix, with this ETag, is announced.
+
+        With the record's versionId (a versioned raw bucket) that version is confirmed and announced even if
+        a newer one replaced it meanwhile: its run reads exactly it, and the load orders the key's versions."""
         if record.bucket != self.settings.raw_bucket:
             log.warning("ignored: s3://%s/%s is not in the raw bucket", record.bucket, record.key)
             return None
@@ -209,6 +212,7 @@ class Bridge:
                 record.etag,
                 raw_bucket=self.settings.raw_bucket,
                 prefix=self.settings.raw_prefix,
+                version_id=record.version_id or None,
             )
         except (ObjectChanged, ObjectGone, InvalidSource) as exc:
             # A replaced or deleted version needs no run: a newer version has (or had) its own event.

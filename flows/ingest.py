@@ -55,6 +55,7 @@ def run_ingest(
     force: bool,
     run_id: str | None,
     call: StepCall = call_task,
+    version_id: str | None = None,
 ) -> IngestResult:
     """The pipeline for one object version: inspect, ledger check, extract, transform, stage, load, and the
     failure recording the ledger counts attempts (and parks) by. The one orchestration of both the
@@ -112,7 +113,7 @@ def run_ingest(
         return failed(exc, recorded, **fields)
 
     try:
-        source: SourceObject = run_step(inspect_source, settings, bucket, key, etag)
+        source: SourceObject = run_step(inspect_source, settings, bucket, key, etag, version_id or None)
     except ObjectChanged as exc:
         logger.warning("skipping: %s", exc)
         return result(SUPERSEDED, error=str(exc))
@@ -186,7 +187,9 @@ def _mark_run(result: IngestResult) -> None:
 
 
 @flow(name="ingest-file", flow_run_name=_run_name, log_prints=True)
-def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = False) -> dict[str, Any]:
+def ingest_file(
+    bucket: str, key: str, etag: str | None = None, force: bool = False, version_id: str | None = None
+) -> dict[str, Any]:
     """Load one raw object version into the warehouse, exactly once.
 
     Each step is a task run; the run's lineage is a table, a summary and, when lines were rejected, a
@@ -199,12 +202,14 @@ def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = Fa
         etag: The version to load, from the S3 event; empty loads the object's current version.
         force: On: load this version again even though the ledger says it is loaded (its rows are
             replaced), or release a parked file. Off: a version already loaded or parked is skipped.
+        version_id: The S3 version id, from the event: that exact version is read even if the key was
+            overwritten since. Empty: the version the HEAD finds (the current one).
     """
     settings = Settings.from_env()
     run_id = str(flow_run.id) if flow_run.id else None
     logger = get_run_logger()
     try:
-        result = run_ingest(settings, bucket, key, etag, force, run_id)
+        result = run_ingest(settings, bucket, key, etag, force, run_id, version_id=version_id)
     except IngestFailed as exc:
         result = exc.result
         sentence = closing_sentence(result)
@@ -230,5 +235,6 @@ if __name__ == "__main__":
     parser.add_argument("key")
     parser.add_argument("--etag")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--version-id")
     args = parser.parse_args()
-    print(ingest_file(args.bucket, args.key, args.etag, args.force, return_state=True).message)
+    print(ingest_file(args.bucket, args.key, args.etag, args.force, args.version_id, return_state=True).message)

@@ -11,10 +11,19 @@ from tasks.common import IO_STEP
 
 
 @task(name="inspect-source", **IO_STEP)
-def inspect_source(settings: Settings, bucket: str, key: str, etag: str | None) -> SourceObject:
-    """HEAD the object: it must exist under the raw prefix with the ETag the caller named."""
+def inspect_source(
+    settings: Settings, bucket: str, key: str, etag: str | None, version_id: str | None = None
+) -> SourceObject:
+    """HEAD the object (that version of it, when named): it must exist under the raw prefix with the ETag
+    the caller named."""
     return head_source(
-        s3_client(settings), bucket, key, etag, raw_bucket=settings.raw_bucket, prefix=settings.raw_prefix
+        s3_client(settings),
+        bucket,
+        key,
+        etag,
+        raw_bucket=settings.raw_bucket,
+        prefix=settings.raw_prefix,
+        version_id=version_id or None,
     )
 
 

@@ -163,3 +163,20 @@ def event_path(deployed_stack, local_stack, stack_env):
     yield stack
     for name in started:
         stack.stop_service(name)
+
+
+@pytest.fixture
+def in_process_aws(monkeypatch):
+    """S3 and the rest from moto inside this process (mock_aws, no server: the fast tier), in
+    eu-central-1, with dummy keys."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    from moto import mock_aws
+
+    with mock_aws():
+        yield

@@ -11,11 +11,11 @@ import uuid
 import boto3
 import botocore.exceptions
 import pytest
-from moto import mock_aws
 
 from berlin_rentals.config import Settings
 from berlin_rentals.source import decode_event_key
-from deployments.aws import ensure, policies
+from deployments.aws import ensure, policies, principal_arn
+from tests.helpers import aws_client
 
 
 def run_aws(command: str, env: dict[str, str]) -> str:
@@ -37,10 +37,16 @@ def test_ensure_twice_creates_the_event_path_once(stack_env):
         "ETL_DLQ_NAME": f"events-{suffix}-dlq",
         "ETL_RAW_PREFIX": "incoming/",
     }
-    first, second = json.loads(run_aws("ensure", env)), json.loads(run_aws("ensure", env))
-    assert first == second
     endpoint = stack_env["AWS_ENDPOINT_URL"]
     s3, sqs = boto3.client("s3", endpoint_url=endpoint), boto3.client("sqs", endpoint_url=endpoint)
+    region = {"LocationConstraint": stack_env["AWS_DEFAULT_REGION"]}
+    # made before versioning was ensured: it must get it
+    aws_client("s3", stack_env).create_bucket(Bucket=f"raw-{suffix}", CreateBucketConfiguration=region)
+    first, second = json.loads(run_aws("ensure", env)), json.loads(run_aws("ensure", env))
+    assert first == second
+    assert s3.get_bucket_versioning(Bucket=f"raw-{suffix}")["Status"] == "Enabled"
+    (deny,) = json.loads(s3.get_bucket_policy(Bucket=f"raw-{suffix}")["Policy"])["Statement"]
+    assert deny["Effect"] == "Deny" and "s3:DeleteObjectVersion" in deny["Action"]
     assert {f"raw-{suffix}", f"staging-{suffix}"} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
     queues = sqs.list_queues(QueueNamePrefix=f"events-{suffix}")["QueueUrls"]
     assert sorted(queues) == sorted([first["queue_url"], first["dlq_url"]])
@@ -88,7 +94,7 @@ def test_policies_grant_read_on_raw_read_write_on_staging_and_nothing_more():
     assert "sqs:DeleteMessage" in bridge_actions and not any(a.startswith("s3:Put") for a in bridge_actions)
 
 
-def test_make_up_expires_the_stacks_staged_parquet_and_results_not_its_raw_files(stack_env):
+def test_make_up_expires_the_stacks_staged_parquet_and_results_not_its_versioned_raw_files(stack_env):
     s3 = boto3.client("s3", endpoint_url=stack_env["AWS_ENDPOINT_URL"])
     rules = s3.get_bucket_lifecycle_configuration(Bucket=stack_env["ETL_STAGING_BUCKET"])["Rules"]
     assert {(r["Filter"]["Prefix"], r["Expiration"]["Days"], r["Status"]) for r in rules} == {
@@ -97,17 +103,10 @@ def test_make_up_expires_the_stacks_staged_parquet_and_results_not_its_raw_files
     }
     with pytest.raises(botocore.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
         s3.get_bucket_lifecycle_configuration(Bucket=stack_env["ETL_RAW_BUCKET"])
+    assert s3.get_bucket_versioning(Bucket=stack_env["ETL_RAW_BUCKET"])["Status"] == "Enabled"
 
 
-@mock_aws
-def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-central-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(in_process_aws):
     env = {"WAREHOUSE_URL": "postgresql://x", "ETL_STAGING_PREFIX": "parquet", "ETL_RESULTS_PREFIX": "prefect-results"}
     ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "3"}))
     ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "7"}))
@@ -130,7 +129,10 @@ def test_only_the_provisioner_may_set_the_lifecycle_and_no_role_may_delete():
     assert grants("provisioner", "s3:PutLifecycleConfiguration") == ["arn:aws:s3:::stage-b"]
     for doc in docs:
         actions = {
-            a for s in docs[doc]["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+            a
+            for s in docs[doc]["Statement"]
+            if s["Effect"] == "Allow"
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
         }
         assert not {a for a in actions if a.startswith("s3:Delete")}, doc
         if doc != "provisioner":
@@ -138,3 +140,82 @@ def test_only_the_provisioner_may_set_the_lifecycle_and_no_role_may_delete():
     # a deleted object answers the bridge's HEAD with 404 (ignored), not 403 (kept for retry)
     assert grants("bridge-task-role", "s3:ListBucket") == ["arn:aws:s3:::rentals-raw"]
     assert grants("dlq-replay", "sqs:SendMessage") == ["arn:aws:sqs:eu-central-1:123456789012:rentals-raw-events"]
+
+
+def _allowed(statement: dict) -> set[str]:
+    return set([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+
+
+def _on_raw(statement: dict, raw: str) -> bool:
+    resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+    return any(r == raw or r.startswith(f"{raw}/") for r in resources)
+
+
+def test_no_role_may_write_delete_or_unversion_a_raw_object():
+    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw-b"})
+    docs = policies(settings, "123456789012", admin_arn="arn:aws:iam::123456789012:role/raw-admin")
+    raw = "arn:aws:s3:::raw-b"
+    reads = {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+    roles = {name: doc for name, doc in docs.items() if name != "raw-bucket-policy"}
+    assert {"worker-task-role", "bridge-task-role", "dwh-raw-reader", "provisioner"} <= set(roles)
+    for name, doc in roles.items():
+        assert all(s["Effect"] == "Allow" for s in doc["Statement"]), name
+        on_raw = set().union(*[_allowed(s) for s in doc["Statement"] if _on_raw(s, raw)])
+        if name == "provisioner":
+            # bucket settings only, never an object: versioning on, the policy, the notification
+            assert on_raw == {
+                "s3:CreateBucket",
+                "s3:ListBucket",
+                "s3:PutBucketNotification",
+                "s3:GetBucketVersioning",
+                "s3:PutBucketVersioning",
+                "s3:PutBucketPolicy",
+            }
+        else:
+            assert on_raw <= reads, (name, on_raw - reads)
+    for name in ("worker-task-role", "bridge-task-role", "dwh-raw-reader"):
+        raw_objects = [s for s in roles[name]["Statement"] if s["Resource"] == f"{raw}/raw/*"]
+        assert [_allowed(s) for s in raw_objects] == [{"s3:GetObject", "s3:GetObjectVersion"}], name
+
+
+def test_the_raw_bucket_policy_denies_losing_a_version_to_all_but_the_admin():
+    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw-b"})
+    admin = "arn:aws:iam::123456789012:role/raw-admin"
+    (statement,) = policies(settings, "123456789012", admin_arn=admin)["raw-bucket-policy"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
+    assert {"s3:DeleteObjectVersion", "s3:PutBucketVersioning", "s3:PutLifecycleConfiguration"} <= _allowed(statement)
+    assert {"s3:PutBucketPolicy", "s3:DeleteBucketPolicy"} <= _allowed(statement)  # nor lift the Deny itself
+    assert sorted(statement["Resource"]) == ["arn:aws:s3:::raw-b", "arn:aws:s3:::raw-b/*"]
+    assert statement["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": admin}}
+    # without a named admin, the account's root (which S3 never lets a policy lock out anyway)
+    (default,) = policies(settings, "123456789012")["raw-bucket-policy"]["Statement"]
+    assert default["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == "arn:aws:iam::123456789012:root"
+
+
+def test_an_assumed_roles_session_is_its_role_in_the_bucket_policy():
+    assert principal_arn("arn:aws:sts::123456789012:assumed-role/ops-admin/jane") == (
+        "arn:aws:iam::123456789012:role/ops-admin"
+    )
+    assert principal_arn("arn:aws-cn:sts::123456789012:assumed-role/a/b") == "arn:aws-cn:iam::123456789012:role/a"
+    assert principal_arn("arn:aws:iam::123456789012:user/jane") == "arn:aws:iam::123456789012:user/jane"
+
+
+def test_ensure_turns_versioning_on_for_an_existing_raw_bucket_and_keeps_its_objects(in_process_aws):
+    s3 = boto3.client("s3", region_name="eu-central-1")
+    s3.create_bucket(Bucket="rentals-raw", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_object(Bucket="rentals-raw", Key="raw/old.zip", Body=b"before versioning")
+    assert "Status" not in s3.get_bucket_versioning(Bucket="rentals-raw")
+    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x"})
+    ensure(settings)
+    ensure(settings)
+    assert s3.get_bucket_versioning(Bucket="rentals-raw")["Status"] == "Enabled"
+    assert "Status" not in s3.get_bucket_versioning(Bucket="rentals-staging")  # staged Parquet is disposable
+    assert s3.get_object(Bucket="rentals-raw", Key="raw/old.zip")["Body"].read() == b"before versioning"
+    applied = json.loads(s3.get_bucket_policy(Bucket="rentals-raw")["Policy"])
+    caller = boto3.client("sts", region_name="eu-central-1").get_caller_identity()["Arn"]
+    assert applied == policies(settings, "123456789012", admin_arn=caller)["raw-bucket-policy"]
+    with pytest.raises(botocore.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        s3.get_bucket_lifecycle_configuration(Bucket="rentals-raw")
+    first = s3.put_object(Bucket="rentals-raw", Key="raw/old.zip", Body=b"v1")["VersionId"]
+    s3.put_object(Bucket="rentals-raw", Key="raw/old.zip", Body=b"v2")
+    assert s3.get_object(Bucket="rentals-raw", Key="raw/old.zip", VersionId=first)["Body"].read() == b"v1"

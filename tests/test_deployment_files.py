@@ -39,6 +39,6 @@ def test_the_rerun_form_explains_every_ingest_parameter():
     from flows.ingest import ingest_file
 
     properties = parameter_schema(ingest_file.fn).properties
-    assert set(properties) == {"bucket", "key", "etag", "force"}
+    assert set(properties) == {"bucket", "key", "etag", "force", "version_id"}
     assert all(p.get("description") for p in properties.values()), properties
     assert "release a parked file" in properties["force"]["description"]

@@ -70,6 +70,8 @@ def test_the_from_a_shell_block_runs_as_written(event_path, stack_env, s3, sampl
     assert "catch-up of batch hours" in out  # the catch-up's closing sentence
     assert "loaded version(s) with rejected lines" in out  # replay --list
     assert re.search(rf"{re.escape(SAMPLE_KEY)}\s*\|\s*loaded", out), out[-2000:]  # the ledger of today
+    # the listing's raw line, as it is in the zip (a later test's revision of it keeps its shape)
+    assert re.search(r'^\{"ok": true, "data": \{.*"id": "56906504"', done.stdout, re.M), done.stdout[-2000:]
     ledger = query_ledger(stack_env)
     assert [(r.status, r.attempts) for r in ledger] == [("loaded", 0)]
 

@@ -7,6 +7,7 @@ so a difference between the two paths fails one side or the other.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 
@@ -97,11 +98,12 @@ def test_the_ddl_of_every_table_parses_with_its_distribution_and_sort_keys():
 # ---- what a correction and a refused old version send ------------------------------------------
 
 
-def _recorded_load(sample_zip, answers: list) -> tuple[list[tuple[str, object]], object]:
+def _recorded_load(
+    sample_zip, answers: list, source: SourceObject = SAMPLE_SOURCE
+) -> tuple[list[tuple[str, object]], object]:
     """The statements of the sample's load through the Redshift target, with the driver also answering
     `answers` (pattern, rows, columns) ahead of its own: what the warehouse would say in that case."""
     batch = transform_lines(iter_lines(sample_zip, "sample.zip"))
-    source = SAMPLE_SOURCE
     staged = StagedBatch("rentals-staging", staged_prefix("clean/", ETAG), {n: batch.rows(n) for n in batch.tables})
     engine = sa.create_engine("redshift+redshift_connector://loader@cluster:5439/rentals", module=driver)
     with engine.connect():
@@ -170,3 +172,23 @@ def test_an_older_version_than_the_loaded_one_is_refused_in_redshift_sql_before_
     assert not any(h.startswith(("COPY", "MERGE", "CREATE", "DELETE")) for h in body)
     last = " ".join(statements[heads.index("COMMIT") - 1][0].split())
     assert last.startswith("UPDATE berlin_rentals.load_ledger SET status = 'superseded'")
+
+
+def test_every_row_the_redshift_load_writes_names_its_raw_bucket_and_version(sample_zip):
+    version = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+    statements, report = _recorded_load(sample_zip, [], dataclasses.replace(SAMPLE_SOURCE, version_id=version))
+    assert report.status == "loaded"
+    _parse_all(statements)
+    written = {}
+    for sql, params in statements:
+        if sql in ("COMMIT", "ROLLBACK"):
+            continue
+        tree = sqlglot.parse_one(driver.rendered(sql, params), read="redshift")
+        if isinstance(tree, exp.Insert | exp.Merge) and tree.this.find(exp.Table) is not None:
+            table = tree.this.find(exp.Table).name
+            if table in ("fact_flats", "flat_snapshots", "rejected_records"):
+                written[table] = driver.rendered(sql, params)
+    assert set(written) == {"fact_flats", "flat_snapshots", "rejected_records"}
+    for table, sql in written.items():
+        assert re.search(r"\bsource_version_id\b", sql) and f"'{version}'" in sql, table
+        assert re.search(r"\bsource_bucket\b", sql) and "'rentals-raw'" in sql, table

@@ -153,6 +153,7 @@ def load_staged_batch(
         "source_key": source.key,
         "source_etag": source.etag,
         "batch_hour": source.batch_hour,
+        **source.lineage_pointers,
         "loaded_at": now,
         "last_modified": source.last_modified,
         "version_id": source.version_id,

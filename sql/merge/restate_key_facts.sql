@@ -9,11 +9,12 @@ UPDATE {schema}.fact_flats SET
     calculated_total_rent = n.calculated_total_rent, living_space = n.living_space,
     number_of_rooms = n.number_of_rooms, quality_flags = n.quality_flags,
     source_key = n.source_key, source_etag = n.source_etag, batch_hour = n.batch_hour,
+    source_bucket = n.source_bucket, source_version_id = n.source_version_id,
     source_member = NULL, source_line = NULL, flow_run_id = n.flow_run_id, loaded_at = n.loaded_at
 FROM (
     SELECT p.listing_id, p.last_modified_at, p.base_rent, p.total_rent, p.service_charge, p.heating_costs,
            p.calculated_total_rent, p.living_space, p.number_of_rooms, p.quality_flags, p.source_key,
-           p.source_etag, p.batch_hour, p.flow_run_id, p.loaded_at,
+           p.source_etag, p.batch_hour, p.flow_run_id, p.loaded_at, p.source_bucket, p.source_version_id,
            ROW_NUMBER() OVER (
                PARTITION BY p.listing_id ORDER BY p.last_modified_at DESC, p.batch_hour DESC, p.source_key DESC
            ) AS rank_in_listing

@@ -28,6 +28,7 @@ WHEN MATCHED AND (s.last_modified_at > {schema}.fact_flats.last_modified_at
     number_of_rooms = s.number_of_rooms, pets_allowed = s.pets_allowed,
     service_charge = s.service_charge, state = s.state, total_rent = s.total_rent,
     source_key = CAST(:source_key AS VARCHAR(1024)), source_etag = CAST(:source_etag AS VARCHAR(64)), batch_hour = CAST(:batch_hour AS TIMESTAMP WITH TIME ZONE),
+    source_bucket = CAST(:source_bucket AS VARCHAR(63)), source_version_id = CAST(:source_version_id AS VARCHAR(1024)),
     source_member = s.source_member, source_line = s.source_line, quality_flags = s.quality_flags,
     flow_run_id = CAST(:flow_run_id AS VARCHAR(64)), loaded_at = CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE)
 WHEN NOT MATCHED THEN INSERT (
@@ -38,7 +39,7 @@ WHEN NOT MATCHED THEN INSERT (
     heating_costs_in_service_charge, heating_type, interior_quality, last_modified_at,
     last_refurbishment, lift, living_space, number_of_floors, number_of_rooms, pets_allowed,
     service_charge, state, total_rent, source_key, source_etag, batch_hour, source_member,
-    source_line, quality_flags, flow_run_id, loaded_at
+    source_line, quality_flags, flow_run_id, loaded_at, source_bucket, source_version_id
 ) VALUES (
     s.listing_id, s.address_id, s.agency_id, s.publish_date, s.apartment_type, s.assisted_living,
     s.balcony, s.base_rent, s.built_in_kitchen, s.calculated_total_rent,
@@ -48,5 +49,6 @@ WHEN NOT MATCHED THEN INSERT (
     s.heating_type, s.interior_quality, s.last_modified_at, s.last_refurbishment, s.lift,
     s.living_space, s.number_of_floors, s.number_of_rooms, s.pets_allowed, s.service_charge,
     s.state, s.total_rent, CAST(:source_key AS VARCHAR(1024)), CAST(:source_etag AS VARCHAR(64)), CAST(:batch_hour AS TIMESTAMP WITH TIME ZONE), s.source_member,
-    s.source_line, s.quality_flags, CAST(:flow_run_id AS VARCHAR(64)), CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE)
+    s.source_line, s.quality_flags, CAST(:flow_run_id AS VARCHAR(64)), CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE),
+    CAST(:source_bucket AS VARCHAR(63)), CAST(:source_version_id AS VARCHAR(1024))
 );

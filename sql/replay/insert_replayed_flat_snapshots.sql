@@ -15,10 +15,11 @@ WHERE flat_snapshots.source_key = :source_key
 
 -- ... and the rest are inserted. {snapshot_columns} is the model's column list (from code, not input).
 INSERT INTO {schema}.flat_snapshots (
-    {snapshot_columns}, source_key, source_etag, batch_hour, flow_run_id, loaded_at
+    {snapshot_columns}, source_key, source_etag, batch_hour, flow_run_id, loaded_at, source_bucket,
+    source_version_id
 )
 SELECT
     {snapshot_columns}, CAST(:source_key AS VARCHAR(1024)), CAST(:source_etag AS VARCHAR(64)),
     CAST(:batch_hour AS TIMESTAMP WITH TIME ZONE), CAST(:flow_run_id AS VARCHAR(64)),
-    CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE)
+    CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE), CAST(:source_bucket AS VARCHAR(63)), CAST(:source_version_id AS VARCHAR(1024))
 FROM stage_flat_snapshots;
