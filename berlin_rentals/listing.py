@@ -405,8 +405,8 @@ def text(value: Text) -> str | None:
 
 
 def flag(value: Flag, field: str) -> bool | None:
-    """ "true"/"false" and YES/NO are booleans; NOT_APPLICABLE and NO_INFORMATION are unknown."""
-    if value is None or value in SENTINELS:
+    """ "true"/"false" and YES/NO are booleans; NOT_APPLICABLE, NO_INFORMATION and blanks are unknown."""
+    if value is None:
         return None
     if isinstance(value, bool):
         return value
@@ -414,6 +414,8 @@ def flag(value: Flag, field: str) -> bool | None:
         return True
     if value in _FALSE:
         return False
+    if value in SENTINELS or not value.strip():
+        return None
     raise RejectedLine("invalid_value", f"`{_FIELDS[field]}` {value[:40]!r} is not a boolean")
 
 
