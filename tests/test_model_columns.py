@@ -14,7 +14,7 @@ import pytest
 
 from berlin_rentals.archive import SourceLine, iter_lines
 from berlin_rentals.config import ConfigError, Settings
-from berlin_rentals.masking import Masker
+from berlin_rentals.masking import PERSONAL_COLUMNS, Masker
 from berlin_rentals.model import MODEL_FINGERPRINT
 from berlin_rentals.staging import staged_prefix
 from berlin_rentals.synthetic import read_sample_records
@@ -253,6 +253,8 @@ def test_pseudonyms_are_the_keyed_hash_of_the_raw_values_whatever_the_masking_an
     # masking on: the raw columns are hashed too, and the pseudonyms are still those of the raw values
     assert {a["email_pseudonym"] for a in masked} == {a["email_pseudonym"] for a in keyed}
     assert {a["email"] for a in masked} == {key.mask(a["email"]) for a in keyed}
+    assert all(a[c] is None or a[c].startswith("h:") for a in masked for c in PERSONAL_COLUMNS)
+    assert any(a["phone_number"] for a in masked)
     everything = json.dumps(
         [str(t.to_pylist()) for t in transform_lines(lines(first, second), pseudonyms=key).tables.values()]
     )
