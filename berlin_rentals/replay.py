@@ -210,10 +210,14 @@ class ReplayBatch:
 
 
 def transform_rejected(
-    lines: list[SourceLine], rejected: Iterable[RecordedReject], masker: Masker | None
+    lines: list[SourceLine],
+    rejected: Iterable[RecordedReject],
+    masker: Masker | None,
+    pseudonyms: Masker | None = None,
 ) -> ReplayBatch:
     # Fitted like a load's batch: a recovered listing the warehouse cannot hold stays rejected.
-    return ReplayBatch(rejected=tuple(rejected), batch=fit_batch(transform_lines(lines, masker=masker)))
+    batch = fit_batch(transform_lines(lines, masker=masker, pseudonyms=pseudonyms))
+    return ReplayBatch(rejected=tuple(rejected), batch=batch)
 
 
 def replay_digest(etag: str, positions: Iterable[Position], masked: bool) -> str:
@@ -227,7 +231,7 @@ def replay_digest(etag: str, positions: Iterable[Position], masked: bool) -> str
 def stage_replay(s3, replay: ReplayBatch, *, bucket: str, staging_prefix: str, etag: str, masked: bool) -> StagedBatch:
     """The replayed tables as Parquet beside the version's own, under replay/etag=<etag>/<digest>/."""
     digest = replay_digest(etag, [r.position for r in replay.rejected], masked)
-    prefix = f"{staging_prefix}v{TRANSFORM_VERSION}/replay/etag={etag}/{digest}/"
+    prefix = f"{staging_prefix}{replay.batch.variant}/replay/etag={etag}/{digest}/"
     staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: replay.batch.rows(n) for n in STAGED_TABLES})
     for name in STAGED_TABLES:
         s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(replay.batch.tables[name]))
@@ -427,6 +431,7 @@ def replay_file(
     max_line_bytes: int,
     masker: Masker | None = None,
     flow_run_id: str | None = None,
+    pseudonyms: Masker | None = None,
 ) -> ReplayOutcome:
     """Replay every rejected line of `source` (a loaded version whose bytes are at archive_path)."""
     started = time.perf_counter()
@@ -446,7 +451,7 @@ def replay_file(
             max_member_bytes=max_member_bytes,
             max_line_bytes=max_line_bytes,
         )
-        replay = transform_rejected(lines, rejected, masker)
+        replay = transform_rejected(lines, rejected, masker, pseudonyms)
         if replay.changes_nothing:
             outcome = ReplayOutcome(
                 status="unchanged",

@@ -76,6 +76,16 @@ def _problems(table: pa.Table, col: Col) -> list[tuple[int, str, str]]:
     return found
 
 
+def misfits(batch: Batch) -> list[tuple[str, str, int, str, str]]:
+    """(table, column, row, code, detail) for every staged value its warehouse column cannot hold; [] if all fit."""
+    return [
+        (name, col.name, row, code, detail)
+        for name, cols in STAGED_TABLES.items()
+        for col in cols
+        for row, code, detail in _problems(batch.tables[name], col)
+    ]
+
+
 def _cap_member(name: str | None, limit: int) -> str | None:
     if name is None or len(name.encode("utf-8", "surrogatepass")) <= limit:
         return name
@@ -162,11 +172,17 @@ def fit_batch(batch: Batch) -> Batch:
         capped["dim_city"] = capped["dim_city"].filter(
             pc.is_in(capped["dim_city"].column("city_id"), value_set=addresses.column("city_id"))
         )
+        capped["dim_district"] = capped["dim_district"].filter(
+            pc.is_in(capped["dim_district"].column("district_id"), value_set=addresses.column("district_id"))
+        )
         capped["dim_agency"] = capped["dim_agency"].filter(
             pc.is_in(capped["dim_agency"].column("agency_id"), value_set=kept.column("agency_id"))
+        )
+        capped["dim_agent"] = capped["dim_agent"].filter(
+            pc.is_in(capped["dim_agent"].column("agent_id"), value_set=kept.column("agent_id"))
         )
         added = pa.Table.from_pylist(
             [r | {"raw_line": None, "raw_line_bytes": None} for r in rejects], schema=arrow_schema("rejected_records")
         )
         capped["rejected_records"] = _capped(pa.concat_tables([capped["rejected_records"], added]), "rejected_records")
-    return Batch(tables=capped, stats=stats)
+    return Batch(tables=capped, stats=stats, variant=batch.variant)
