@@ -1,7 +1,7 @@
 """Headless Chromium for the UI tests: Debian's chromium and chromedriver, driven by selenium.
 
     with chromium() as browser:
-        browser.get(url)
+        log_in(browser, url, env["PREFECT_API_AUTH_STRING"])
         text = wait_for_text(browser, run.name, refuse=("Can't connect to Server API",))
         screenshot(browser, "ui-runs")
 
@@ -132,6 +132,29 @@ def wait_for(driver, probe, what: str, *, timeout: float = 60):
                 f"the page shows:\n{page_text(driver)[:2000]}"
             )
         time.sleep(0.5)
+
+
+def log_in(driver, url: str, auth_string: str, *, timeout: float = 60) -> None:
+    """Open `url` and, on the login page the UI sends a visitor without credentials to, type the API's
+    auth string and press Login, as a person does; back on `url`'s page when it returns. The UI keeps
+    the credentials in this profile's localStorage, so later pages of the same browser need no login."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    field = wait_for(
+        driver,
+        lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "input[type=password]")), None),
+        "no login form (a UI whose API wants no password, or one that did not load)",
+        timeout=timeout,
+    )
+    field.send_keys(auth_string)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait_for(
+        driver,
+        lambda d: "/login" not in urlsplit(d.current_url).path,
+        "still on the login page after Login (a wrong password?)",
+        timeout=timeout,
+    )
 
 
 def _failure_screenshot(driver) -> Path:
