@@ -2,7 +2,8 @@
 
 Prefect's open-source server has no S3 or SQS event source, so this long-running process long-polls
 the queue that S3 notifies, confirms each object with a HEAD (event payloads are untrusted), and
-posts an `aws.s3.object.created` event that the `ingest-file` deployment's trigger turns into a
+posts an `aws.s3.object.created` event (through Prefect's own client, with the API's credentials:
+PREFECT_API_AUTH_STRING or PREFECT_API_KEY) that the `ingest-file` deployment's trigger turns into a
 flow run. A message is deleted only after the Prefect API accepted its events; one it cannot parse
 is moved to the dead-letter queue with its reason. SIGTERM stops it after the message in hand.
 
