@@ -1,7 +1,8 @@
 """Headless Chromium for the UI tests: Debian's chromium and chromedriver, driven by selenium.
 
     with chromium() as browser:
-        log_in(browser, url, env["PREFECT_API_AUTH_STRING"])
+        log_in(browser, ui_url, env["PREFECT_API_AUTH_STRING"])
+        browser.get(url)
         text = wait_for_text(browser, run.name, refuse=("Can't connect to Server API",))
         screenshot(browser, "ui-runs")
 
@@ -134,13 +135,14 @@ def wait_for(driver, probe, what: str, *, timeout: float = 60):
         time.sleep(0.5)
 
 
-def log_in(driver, url: str, auth_string: str, *, timeout: float = 60) -> None:
-    """Open `url` and, on the login page the UI sends a visitor without credentials to, type the API's
-    auth string and press Login, as a person does; back on `url`'s page when it returns. The UI keeps
-    the credentials in this profile's localStorage, so later pages of the same browser need no login."""
+def log_in(driver, ui_url: str, auth_string: str, *, timeout: float = 60) -> None:
+    """Open the UI and, on the login page it sends a visitor without credentials to, type the API's auth
+    string and press Login, as a person does. The UI keeps the credentials in this profile's
+    localStorage, so the pages opened after it in the same browser need no login. (A deep link opened
+    first is no substitute: its page fails on the API's 401 before the UI redirects to the login.)"""
     from selenium.webdriver.common.by import By
 
-    driver.get(url)
+    driver.get(ui_url)
     field = wait_for(
         driver,
         lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "input[type=password]")), None),

@@ -112,7 +112,8 @@ def _state_shown_for(browser, run_name: str) -> str | None:
 
 def test_the_runs_page_lists_the_run_the_worker_made(ingest_run, ui_url, auth_string):
     with chromium() as browser:
-        log_in(browser, f"{ui_url}/runs", auth_string)
+        log_in(browser, ui_url, auth_string)
+        browser.get(f"{ui_url}/runs")
         text = wait_for_text(browser, ingest_run.name, timeout=UI_SECONDS, refuse=(NO_API,))
         assert NO_API not in text
         # The row is drawn before its flow's name and its state arrive; wait for them (and a full screenshot).
@@ -131,7 +132,8 @@ def test_the_runs_page_lists_the_run_the_worker_made(ingest_run, ui_url, auth_st
 def test_the_run_and_its_deployment_pages_show_its_state(ingest_run, ui_url, auth_string):
     state = ingest_run.state.name
     with chromium() as browser:
-        log_in(browser, f"{ui_url}/runs/flow-run/{ingest_run.id}", auth_string)
+        log_in(browser, ui_url, auth_string)
+        browser.get(f"{ui_url}/runs/flow-run/{ingest_run.id}")
         wait_for_text(browser, ingest_run.name, timeout=UI_SECONDS, refuse=(NO_API,))
         shown = wait_for(
             browser,
