@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from berlin_rentals.ingest_result import FAILED, LOADED, SKIPPED, IngestFailed, IngestResult
+from berlin_rentals.markdown import code, text
 from berlin_rentals.source import batch_hour_from_key, validate_key
 
 HOUR = timedelta(hours=1)
@@ -321,6 +322,6 @@ def gaps_markdown(
         for obj in sorted(parked, key=lambda o: o.key):
             entry = ledger_after[(obj.key, obj.etag)]
             error = (entry.error or "").splitlines()[0][:200] if entry.error else ""
-            lines.append(f"- `{obj.key}` (ETag {obj.etag}, {entry.attempts} attempt(s)): {error}")
+            lines.append(f"- {code(obj.key)} (ETag {code(obj.etag)}, {entry.attempts} attempt(s)): {text(error)}")
     lines += ["", "#### Files per hour", "", "```", bar_chart(per_hour) or "(empty window)", "```", ""]
     return "\n".join(lines)

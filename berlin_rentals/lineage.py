@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from berlin_rentals.ingest_result import FAILED, IngestResult
+from berlin_rentals.markdown import code, text
 
 # A run's rejects table shows this many lines; the warehouse's rejected_records holds them all.
 MAX_REJECTS_SHOWN = 200
@@ -122,17 +123,12 @@ def _offending_value(detail: str, raw_line: str | None, cap: int = 80) -> str | 
     return text if len(text) <= cap else text[:cap] + "…"
 
 
-def _code(text: str) -> str:
-    """Untrusted text (a key, an error) inside a markdown code span: no backtick can close it early."""
-    return "`" + text.replace("`", "'").replace("\n", " ") + "`"
-
-
 def summary_markdown(result: IngestResult, closing: str) -> str:
     source, stats, report, staged = result.source, result.stats, result.report, result.staged
-    lines = [f"### Ingest of {_code(result.uri)}: **{lineage_status(result)}**", "", closing, ""]
+    lines = [f"### Ingest of {code(result.uri)}: **{text(lineage_status(result))}**", "", text(closing), ""]
     if source is not None:
         lines.append(
-            f"- ETag `{source.etag}`, {source.size:,} bytes, batch hour {source.batch_hour:%Y-%m-%d %H:00} "
+            f"- ETag {code(source.etag)}, {source.size:,} bytes, batch hour {source.batch_hour:%Y-%m-%d %H:00} "
             f"UTC (from the object's {source.batch_hour_source.replace('_', ' ')})"
         )
         if source.batch_hour_source == "name_in_future":
@@ -141,7 +137,7 @@ def summary_markdown(result: IngestResult, closing: str) -> str:
                 f"({source.last_modified:%Y-%m-%d %H:%M} UTC); rows are filed under the name's hour"
             )
     if stats is not None:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats.rejected_by_reason.items())) or "none"
+        reasons = ", ".join(f"{text(k)}: {v}" for k, v in sorted(stats.rejected_by_reason.items())) or "none"
         lines.append(
             f"- {stats.lines_read:,} lines read, {stats.listings:,} listings, {stats.rejected:,} rejected ({reasons})"
         )
@@ -151,10 +147,10 @@ def summary_markdown(result: IngestResult, closing: str) -> str:
                 "for raw text was spent); member and line point at them in the raw object"
             )
         if stats.flagged:
-            flags = ", ".join(f"{k}: {v}" for k, v in sorted(stats.flags_by_code.items()))
+            flags = ", ".join(f"{text(k)}: {v}" for k, v in sorted(stats.flags_by_code.items()))
             lines.append(f"- {stats.flagged:,} listings loaded with quality flags ({flags})")
         if stats.unknown_fields:
-            names = ", ".join(f"{_code(k)} ({v})" for k, v in stats.unknown_fields.most_common(20))
+            names = ", ".join(f"{code(k)} ({v})" for k, v in stats.unknown_fields.most_common(20))
             lines.append(f"- unknown fields, ignored: {names}")
     if report is not None and report.status == "loaded":
         lines.append(
@@ -166,12 +162,12 @@ def summary_markdown(result: IngestResult, closing: str) -> str:
             f"{report.dim_agency_inserted} agencies new; {report.dim_agency_updated} agencies updated"
         )
     elif report is not None:
-        lines.append(f"- skipped: {report.reason}")
+        lines.append(f"- skipped: {text(report.reason)}")
     if staged is not None:
-        lines.append(f"- staged in `s3://{staged.bucket}/{staged.prefix}`")
+        lines.append(f"- staged in {code(f's3://{staged.bucket}/{staged.prefix}')}")
     if result.step_seconds:
         lines.append(
-            "- steps: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in result.step_seconds.items())
+            "- steps: " + ", ".join(f"{text(step)} {seconds:.2f} s" for step, seconds in result.step_seconds.items())
         )
     lines.append(f"- took {result.seconds:.2f} s")
     return "\n".join(lines)

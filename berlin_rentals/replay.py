@@ -34,6 +34,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from berlin_rentals.archive import SourceLine, iter_member_lines, json_members, open_archive
+from berlin_rentals.markdown import code, text
 from berlin_rentals.masking import Masker
 from berlin_rentals.model import STAGED_TABLES, column_names
 from berlin_rentals.source import SourceObject
@@ -500,14 +501,14 @@ def replay_rows(outcome: ReplayOutcome) -> list[dict[str, Any]]:
 def replay_markdown(outcome: ReplayOutcome) -> str:
     uri = f"s3://{outcome.bucket}/{outcome.key}"
     lines = [
-        f"### Replay of the rejected lines of `{uri}`: **{outcome.status}**",
+        f"### Replay of the rejected lines of {code(uri)}: **{outcome.status}**",
         "",
-        f"- ETag `{outcome.etag}`, transform v{TRANSFORM_VERSION}",
+        f"- ETag {code(outcome.etag)}, transform v{TRANSFORM_VERSION}",
     ]
     if outcome.status == "nothing to replay":
         lines.append("- the version has no rejected lines")
     else:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.still_rejected_by_reason.items())) or "none"
+        reasons = ", ".join(f"{text(k)}: {v}" for k, v in sorted(outcome.still_rejected_by_reason.items())) or "none"
         lines.append(
             f"- {outcome.lines_replayed:,} rejected lines replayed: {outcome.recovered:,} recovered, "
             f"{outcome.still_rejected:,} still rejected ({reasons}), {outcome.reasons_changed} reasons changed"
@@ -529,7 +530,7 @@ def replay_markdown(outcome: ReplayOutcome) -> str:
             f"- rejected_records of the version: {outcome.rejected_before} → {outcome.rejected_after} "
             "(ledger rejected_count updated)"
         )
-        lines.append(f"- staged in `{outcome.staged_prefix}`")
+        lines.append(f"- staged in {code(outcome.staged_prefix)}")
     elif outcome.status == "unchanged":
         lines.append("- nothing recovered and every reason as before: nothing was written")
     lines.append(f"- took {outcome.seconds:.2f} s")

@@ -260,6 +260,8 @@ def main() -> None:
         print("  rent history: " + ", ".join(f"{h:%Y-%m-%d %H:00} {r}" for h, r in history))
     ui = os.environ.get("PREFECT_UI_URL") or os.environ["PREFECT_API_URL"].removesuffix("/api")
     print(f"\nPrefect UI: {ui}/runs  (flow 'ingest-file'; each run has lineage artifacts: {ui}/artifacts)")
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        print(f"  its login asks for PREFECT_API_AUTH_STRING: `grep AUTH_STRING {ENV_FILE}`")
     if failed:
         sys.exit(1)
 

@@ -14,10 +14,12 @@ Prefect database are on disk. `reset` stops the stack and deletes all of its sta
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -44,6 +46,8 @@ PREFECT_START_SECONDS = 120  # first start migrates the SQLite database: 10-30 s
 DEFAULTS = local_stack_defaults()
 # A local run takes seconds, not minutes: a message the bridge did not delete comes back after this.
 LOCAL_VISIBILITY_TIMEOUT = 60
+# The Prefect API's basic-auth user; the password is generated once per root and kept in the env file.
+PREFECT_AUTH_USER = "admin"
 # moto accepts any key; nothing real is ever written to the env file.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 
@@ -61,6 +65,13 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _basic_auth(auth_string: str | None) -> dict[str, str]:
+    """The Authorization header Prefect's clients send for PREFECT_API_AUTH_STRING (none without one)."""
+    if not auth_string:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -149,11 +160,14 @@ def _wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2
         time.sleep(interval)
 
 
-def _api_json(url: str, body: dict | None = None, timeout: float = 5.0):
-    """GET (or POST a JSON body to) the Prefect API; its JSON answer."""
+def _api_json(url: str, body: dict | None = None, timeout: float = 5.0, *, auth_string: str | None = None):
+    """GET (or POST a JSON body to) the Prefect API, authenticated when it has an auth string; its JSON answer."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"}, method="POST" if data is not None else "GET"
+        url,
+        data=data,
+        headers={"Content-Type": "application/json", **_basic_auth(auth_string)},
+        method="POST" if data is not None else "GET",
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
@@ -238,7 +252,10 @@ class LocalStack:
 
     def _write_env(self, env: dict[str, str]) -> None:
         # Atomically: a worker or a shell may be reading the previous file right now.
+        # Owner-only: it holds the Prefect API's password.
         partial = self.env_file.with_name("env.partial")
+        partial.touch(mode=0o600)
+        partial.chmod(0o600)
         partial.write_text(_format_env(env))
         partial.replace(self.env_file)
 
@@ -589,13 +606,17 @@ class LocalStack:
         self._say(f"warehouse schema {env['WAREHOUSE_SCHEMA']} ready")
 
     # ---- Prefect server ----------------------------------------------------------------------
-    def _prefect_server_env(self, port: int) -> dict[str, str]:
+    def _prefect_server_env(self, port: int, auth_string: str) -> dict[str, str]:
         env = dict(os.environ)
         # The server must not point at another API, nor at a database someone exported for theirs.
         for key in ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL"):
             env.pop(key, None)
         env.update(
             {
+                # Every API request but GET /health must carry it (the UI asks for it on its login page);
+                # the client-side name too, for whatever in the server process calls its own API.
+                "PREFECT_SERVER_API_AUTH_STRING": auth_string,
+                "PREFECT_API_AUTH_STRING": auth_string,
                 "PREFECT_HOME": str(self.root / "prefect"),  # its SQLite database lives here
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_UI_ENABLED": "true",
@@ -615,17 +636,32 @@ class LocalStack:
             bool(port) and self._running_pid("prefect") is not None and _http_ok(f"http://127.0.0.1:{port}/api/health")
         )
 
-    def _start_prefect(self, remembered: str | None) -> int:
+    def _prefect_locked(self, port: str) -> bool:
+        """The server refuses a request without credentials (one started before the API had a password does not)."""
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/admin/version", timeout=5).close()
+        except urllib.error.HTTPError as error:
+            return error.code == 401
+        except OSError:
+            return False
+        return False
+
+    def _start_prefect(self, remembered: str | None, auth_string: str) -> int:
         if self._prefect_healthy(remembered):
-            self._say(f"Prefect server already running on http://127.0.0.1:{remembered}/api")
-            return int(remembered)
+            if self._prefect_locked(remembered):
+                self._say(f"Prefect server already running on http://127.0.0.1:{remembered}/api")
+                return int(remembered)
+            self._say("the Prefect server answers without credentials: restarting it with basic auth")
         self._stop_pid("prefect")
         port = self._pick_port(remembered, "Prefect")
         (self.root / "prefect").mkdir(parents=True, exist_ok=True)
         args = [str(self.bin / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-        self._spawn("prefect", args, self._prefect_server_env(port))
+        self._spawn("prefect", args, self._prefect_server_env(port, auth_string))
         self._wait_healthy("prefect", lambda: _http_ok(f"http://127.0.0.1:{port}/api/health"), PREFECT_START_SECONDS)
-        self._say(f"Prefect server on http://127.0.0.1:{port}/api (UI http://127.0.0.1:{port})")
+        self._say(
+            f"Prefect server on http://127.0.0.1:{port}/api (UI http://127.0.0.1:{port}; it asks for "
+            f"PREFECT_API_AUTH_STRING from {self.env_file})"
+        )
         return port
 
     # ---- work pool, deployments, worker, bridge ------------------------------------------------
@@ -722,6 +758,11 @@ class LocalStack:
         env["PREFECT_HOME"] = str(self.root / "prefect")
         env["ETL_PROJECT_DIR"] = str(REPO)
         env["ETL_WORK_POOL"] = os.environ.get("ETL_WORK_POOL") or previous.get("ETL_WORK_POOL") or "local-process"
+        # The env file's, never the environment's: a shell that sourced another root's file must not
+        # hand this stack that one's password. Kept across down/up, so a sourced shell stays right.
+        env["PREFECT_API_AUTH_STRING"] = previous.get("PREFECT_API_AUTH_STRING") or (
+            f"{PREFECT_AUTH_USER}:{secrets.token_urlsafe(24)}"
+        )
         return env
 
     def up(self) -> dict[str, str]:
@@ -758,7 +799,11 @@ class LocalStack:
                 if moto_started:
                     self._check_ledger_against_s3(env, loss)
             if "prefect" in self.services:
-                port = self._start_prefect(previous.get("LOCAL_PREFECT_PORT"))
+                if not previous.get("PREFECT_API_AUTH_STRING"):
+                    # Started before the API had a password: they would keep calling it without one.
+                    for name in ("bridge", "worker"):
+                        self._stop_pid(name)
+                port = self._start_prefect(previous.get("LOCAL_PREFECT_PORT"), env["PREFECT_API_AUTH_STRING"])
                 env |= {
                     "LOCAL_PREFECT_PORT": str(port),
                     "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
@@ -841,11 +886,12 @@ class LocalStack:
 
         The server answering /health says nothing of its scheduler: with a dependency that broke it
         (SQLAlchemy 2.1), the catch-up kept its cron and never got a run, while status said healthy."""
-        api = self._previous().get("PREFECT_API_URL")
-        if not api or not self._prefect_healthy(self._previous().get("LOCAL_PREFECT_PORT")):
+        previous = self._previous()
+        api, auth_string = previous.get("PREFECT_API_URL"), previous.get("PREFECT_API_AUTH_STRING")
+        if not api or not self._prefect_healthy(previous.get("LOCAL_PREFECT_PORT")):
             return None
         try:
-            deployment = _api_json(f"{api}/deployments/name/catch-up/catch-up")
+            deployment = _api_json(f"{api}/deployments/name/catch-up/catch-up", auth_string=auth_string)
         except urllib.error.HTTPError as error:
             if error.code == 404:
                 return None
@@ -854,7 +900,8 @@ class LocalStack:
         def runs(states: list[str], sort: str) -> list[dict]:
             return _api_json(
                 f"{api}/flow_runs/filter",
-                {
+                auth_string=auth_string,
+                body={
                     "deployments": {"id": {"any_": [deployment["id"]]}},
                     "flow_runs": {"state": {"type": {"any_": states}}},
                     "sort": sort,

@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 
 from berlin_rentals.catch_up import Ledger, RawObject, due_objects, report_table
 from berlin_rentals.config import Settings
+from berlin_rentals.markdown import cells, code, text
 from berlin_rentals.raw_listing import ledger_rows, raw_object_pages
 from berlin_rentals.s3 import s3_client
 from tasks.common import IO_STEP, warehouse_engine
@@ -51,13 +52,13 @@ def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
 @task(name="publish-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_report(report: dict[str, Any], markdown: str, lineage: list[dict[str, Any]], bucket: str) -> None:
     create_table_artifact(
-        key="catch-up-report", table=report_table(report), description=f"Catch-up of {report['scope']}"
+        key="catch-up-report", table=cells(report_table(report)), description=f"Catch-up of {text(report['scope'])}"
     )
     if lineage:
         create_table_artifact(
             key="catch-up-lineage",
-            table=lineage,
-            description=f"Lineage of each file this run ingested from s3://{bucket} (one row per file)",
+            table=cells(lineage),
+            description=f"Lineage of each file this run ingested from {code(f's3://{bucket}')} (one row per file)",
         )
     create_markdown_artifact(
         key="catch-up-gaps",

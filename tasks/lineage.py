@@ -14,6 +14,7 @@ from berlin_rentals.lineage import (
     rejected_rows,
     summary_markdown,
 )
+from berlin_rentals.markdown import cells, code
 
 
 @task(name="record-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -24,13 +25,13 @@ def record_lineage(settings: Settings, result: IngestResult, closing: str) -> No
     }
     create_table_artifact(
         key=artifact_key(result.key),
-        table=[row],
-        description=f"Lineage of {result.uri} (ETag {result.etag}): read, staged, written",
+        table=cells([row]),
+        description=f"Lineage of {code(result.uri)} (ETag {code(result.etag)}): read, staged, written",
     )
     create_markdown_artifact(
         key=artifact_key(result.key, "summary"),
         markdown=summary_markdown(result, closing),
-        description=f"Summary of the ingest of {result.uri}",
+        description=f"Summary of the ingest of {code(result.uri)}",
     )
     rejected = (result.staged.data or {}).get("rejected_records") if result.staged is not None else None
     rows = rejected_rows(rejected)
@@ -38,9 +39,9 @@ def record_lineage(settings: Settings, result: IngestResult, closing: str) -> No
         shown = f"the first {len(rows)} of {rejected.num_rows}" if rejected.num_rows > len(rows) else "all"
         create_table_artifact(
             key=artifact_key(result.key, "rejects"),
-            table=rows,
+            table=cells(rows),
             description=(
-                f"Lines of {result.uri} that could not become a listing ({shown}; at most "
+                f"Lines of {code(result.uri)} that could not become a listing ({shown}; at most "
                 f"{MAX_REJECTS_SHOWN} shown; the warehouse's rejected_records holds every one)"
             ),
         )

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from berlin_rentals.config import Settings
 from berlin_rentals.lineage import artifact_key
+from berlin_rentals.markdown import cells, code
 from berlin_rentals.replay import (
     ReplayOutcome,
     ledger_versions,
@@ -59,10 +60,12 @@ def record_replay_lineage(outcome: ReplayOutcome) -> None:
     if outcome.lines:
         create_table_artifact(
             key=artifact_key(outcome.key, "replay"),
-            table=replay_rows(outcome),
-            description=f"Rejected lines of s3://{outcome.bucket}/{outcome.key} (ETag {outcome.etag}) replayed",
+            table=cells(replay_rows(outcome)),
+            description=(
+                f"Rejected lines of {code(f's3://{outcome.bucket}/{outcome.key}')} (ETag {code(outcome.etag)}) replayed"
+            ),
         )
     create_markdown_artifact(
         markdown=replay_markdown(outcome),
-        description=f"Replay of the rejected lines of s3://{outcome.bucket}/{outcome.key}",
+        description=f"Replay of the rejected lines of {code(f's3://{outcome.bucket}/{outcome.key}')}",
     )

@@ -1,6 +1,7 @@
 """Headless Chromium for the UI tests: Debian's chromium and chromedriver, driven by selenium.
 
     with chromium() as browser:
+        log_in(browser, ui_url, env["PREFECT_API_AUTH_STRING"])
         browser.get(url)
         text = wait_for_text(browser, run.name, refuse=("Can't connect to Server API",))
         screenshot(browser, "ui-runs")
@@ -132,6 +133,30 @@ def wait_for(driver, probe, what: str, *, timeout: float = 60):
                 f"the page shows:\n{page_text(driver)[:2000]}"
             )
         time.sleep(0.5)
+
+
+def log_in(driver, ui_url: str, auth_string: str, *, timeout: float = 60) -> None:
+    """Open the UI and, on the login page it sends a visitor without credentials to, type the API's auth
+    string and press Login, as a person does. The UI keeps the credentials in this profile's
+    localStorage, so the pages opened after it in the same browser need no login. (A deep link opened
+    first is no substitute: its page fails on the API's 401 before the UI redirects to the login.)"""
+    from selenium.webdriver.common.by import By
+
+    driver.get(ui_url)
+    field = wait_for(
+        driver,
+        lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "input[type=password]")), None),
+        "no login form (a UI whose API wants no password, or one that did not load)",
+        timeout=timeout,
+    )
+    field.send_keys(auth_string)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait_for(
+        driver,
+        lambda d: "/login" not in urlsplit(d.current_url).path,
+        "still on the login page after Login (a wrong password?)",
+        timeout=timeout,
+    )
 
 
 def _failure_screenshot(driver) -> Path:

@@ -3,6 +3,7 @@ boundary (first a port where nothing listens, then a server answering 503, then 
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -34,17 +35,43 @@ def aws(monkeypatch):
         yield boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
 
 
+AUTH_STRING = "bridge:not-a-real-secret"
+
+
 class FakePrefectApi(ThreadingHTTPServer):
-    """POST /events: 503 while `down`, else 204 and the events kept."""
+    """A Prefect server with basic auth, as Prefect's client meets it: 401 without the credentials;
+    GET /csrf-token says CSRF protection is off (the server's default); POST /events: 503 while `down`,
+    else 204 and the events kept."""
 
     def __init__(self, port: int):
         self.down = True
         self.events: list[dict] = []
         self.refused = 0
+        self.unauthenticated = 0
+        expected = "Basic " + base64.b64encode(AUTH_STRING.encode()).decode()
 
         class Handler(BaseHTTPRequestHandler):
+            def _answer(handler, status: int, body: bytes = b"") -> None:  # noqa: N805
+                handler.send_response(status)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def _authenticated(handler) -> bool:  # noqa: N805
+                if handler.headers.get("Authorization") == expected:
+                    return True
+                self.unauthenticated += 1
+                handler._answer(401, b'{"exception_message": "Unauthorized"}')
+                return False
+
+            def do_GET(handler):  # noqa: N805
+                if handler._authenticated():
+                    handler._answer(422, b'{"detail": "CSRF protection is disabled."}')
+
             def do_POST(handler):  # noqa: N805 - the server is `self` here
                 body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+                if not handler._authenticated():
+                    return
                 if self.down:
                     self.refused += 1
                     handler.send_response(503)
@@ -130,7 +157,7 @@ def test_a_prefect_outage_longer_than_the_redrive_loses_nothing_and_dead_letters
             "ETL_BRIDGE_BACKOFF_MAX_SECONDS": "2",
         }
     )
-    bridge = Bridge(settings, api_url=f"http://127.0.0.1:{port}", wait_seconds=1)
+    bridge = Bridge(settings, api_url=f"http://127.0.0.1:{port}", auth_string=AUTH_STRING, wait_seconds=1)
     stop = threading.Event()
     runner = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
     runner.start()
@@ -152,6 +179,7 @@ def test_a_prefect_outage_longer_than_the_redrive_loses_nothing_and_dead_letters
         if api:
             api.shutdown()
     assert sorted(e["payload"]["key"] for e in api.events) == sorted(etags)
+    assert api.unauthenticated == 0, "every request of the bridge carries the API's credentials"
     assert _count(sqs, created["dlq_url"]) == 1
     [dead] = sqs.receive_message(QueueUrl=created["dlq_url"], MessageAttributeNames=["All"])["Messages"]
     assert dead["Body"] == "not json"

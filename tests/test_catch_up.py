@@ -276,7 +276,7 @@ def test_the_report_counts_this_run_and_reads_parked_from_the_ledger_after_it():
     assert table["parked"] == (1, objects[2].key) and table["hours without a file"] == (1, "")
     markdown = gaps_markdown(T0, at(6), objects, after, report)
     assert "- 2031-05-01 02:00\n" in markdown
-    assert f"- `{objects[2].key}` (ETag {objects[2].etag}, 1 attempt(s)): BadArchive" in markdown
+    assert f"- `{objects[2].key}` (ETag `{objects[2].etag}`, 1 attempt(s)): BadArchive" in markdown
 
 
 def test_the_lineage_table_has_one_row_per_ingested_file_with_the_same_columns():

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
+
+from tests.helpers import prefect_api
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ WINDOW_SECONDS = 3
 
 @pytest.fixture
 def short_window_prefect(tmp_path, monkeypatch, stack_env):
-    """A Prefect server (and prefect.yaml's deployments) with short de-duplication windows; its API URL."""
+    """A Prefect server (and prefect.yaml's deployments) with short de-duplication windows; its settings."""
     from deployments.local_stack import REPO, LocalStack
 
     # The server inherits this process's environment (LocalStack._prefect_server_env).
@@ -33,22 +34,20 @@ def short_window_prefect(tmp_path, monkeypatch, stack_env):
     try:
         env = stack.up()
         stack.deploy()
-        yield env["PREFECT_API_URL"]
+        yield env
     finally:
         stack.down(save_s3=False)
 
 
-def _ingest_runs(api_url: str) -> list[dict]:
+def _ingest_runs(env: dict[str, str]) -> list[dict]:
     """The runs of ingest-file (the catch-up's schedule has runs too), oldest first."""
-    deployment = httpx.get(f"{api_url}/deployments/name/ingest-file/ingest-file", timeout=10)
-    deployment.raise_for_status()
-    response = httpx.post(f"{api_url}/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_ASC"}, timeout=10)
-    response.raise_for_status()
-    return [run for run in response.json() if run["deployment_id"] == deployment.json()["id"]]
+    deployment = prefect_api(env, "/deployments/name/ingest-file/ingest-file")
+    runs = prefect_api(env, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+    return [run for run in runs if run["deployment_id"] == deployment["id"]]
 
 
-def _two(api_url: str) -> list[dict] | None:
-    runs = _ingest_runs(api_url)
+def _two(env: dict[str, str]) -> list[dict] | None:
+    runs = _ingest_runs(env)
     return runs if len(runs) == 2 else None
 
 
@@ -58,21 +57,25 @@ def test_a_redelivery_after_the_window_is_a_second_run_and_still_one_load(short_
     from flows.ingest import ingest_file
     from tests.helpers import loads_of, query, upload, wait_for
 
-    api = short_window_prefect
+    env = short_window_prefect
     name = "immobilienscout24_berlin_20310601_07.zip"
     from berlin_rentals.synthetic import SAMPLE_ZIP
 
     key, etag = upload(s3, settings, name, SAMPLE_ZIP.read_bytes(), folder=f"redelivery-{time.time_ns()}")
+
+    def post(event: dict) -> None:
+        post_events(env["PREFECT_API_URL"], [event], auth_string=env["PREFECT_API_AUTH_STRING"])
+
     event = prefect_event(head_source(s3, settings.raw_bucket, key, etag, raw_bucket=settings.raw_bucket))
 
-    post_events(api, [event])
-    post_events(api, [event])  # a prompt repeat, within the window: dropped
-    first = wait_for(lambda: _ingest_runs(api), 30, "a run of ingest-file for the event")
+    post(event)
+    post(event)  # a prompt repeat, within the window: dropped
+    first = wait_for(lambda: _ingest_runs(env), 30, "a run of ingest-file for the event")
     time.sleep(WINDOW_SECONDS + 1)
-    assert len(_ingest_runs(api)) == 1
+    assert len(_ingest_runs(env)) == 1
 
-    post_events(api, [event])  # the same id, after the window: SQS redelivering after its visibility timeout
-    runs = wait_for(lambda: _two(api), 30, "a second run for the repeat")
+    post(event)  # the same id, after the window: SQS redelivering after its visibility timeout
+    runs = wait_for(lambda: _two(env), 30, "a second run for the repeat")
     assert {run["id"] for run in runs} > {first[0]["id"]}
     params = [{k: run["parameters"][k] for k in ("bucket", "key", "etag")} for run in runs]
     assert params[0] == params[1] == {"bucket": settings.raw_bucket, "key": key, "etag": etag}

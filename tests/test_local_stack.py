@@ -7,6 +7,7 @@ process that started them. The last two slow tests change that stack: pytest run
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -41,12 +43,21 @@ REQUIRED = {
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
     "PREFECT_API_URL",
+    "PREFECT_API_AUTH_STRING",
     "PREFECT_HOME",
     "PREFECT_UI_URL",
 }
 STARTED = ("moto", "postgres", "prefect")
 # The session stack's settings sit in os.environ once any test used it; the stack under test must not see them.
-SESSION_KEYS = {"WAREHOUSE_URL", "AWS_ENDPOINT_URL", "PREFECT_API_URL", "PREFECT_HOME", "PREFECT_UI_URL", *DEFAULTS}
+SESSION_KEYS = {
+    "WAREHOUSE_URL",
+    "AWS_ENDPOINT_URL",
+    "PREFECT_API_URL",
+    "PREFECT_API_AUTH_STRING",
+    "PREFECT_HOME",
+    "PREFECT_UI_URL",
+    *DEFAULTS,
+}
 
 
 def cli(root: Path, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -172,6 +183,41 @@ def test_prefect_server_is_healthy_and_serves_its_ui(detached):
     # The UI reads where its API is from /ui-settings: it must be this server, not Prefect's default port.
     with urllib.request.urlopen(env["PREFECT_UI_URL"] + "/ui-settings", timeout=5) as response:
         assert json.loads(response.read())["api_url"] == env["PREFECT_API_URL"]
+
+
+def _api_status(url: str, *, method: str = "GET", body: bytes | None = None, auth: str | None = None) -> int:
+    """The HTTP status the Prefect API answers a plain request with (urllib: no Prefect client involved)."""
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.slow
+def test_the_api_refuses_a_request_without_its_credentials(detached):
+    root, env, _ = detached
+    api, secret = env["PREFECT_API_URL"], env["PREFECT_API_AUTH_STRING"]
+    user, _, password = secret.partition(":")
+    assert user == "admin" and len(password) >= 32, "a generated password, not a default one"
+    assert (root / "env").stat().st_mode & 0o077 == 0, "the env file holds the password: owner-only"
+    requests = [
+        ("GET", "/admin/version", None),
+        ("POST", "/flow_runs/filter", b"{}"),
+        ("POST", "/events", b"[]"),  # what the bridge posts to
+    ]
+    for method, path, body in requests:
+        assert _api_status(api + path, method=method, body=body) == 401, f"{method} {path} without credentials"
+        assert _api_status(api + path, method=method, body=body, auth="admin:wrong") == 401, f"{method} {path}"
+        assert _api_status(api + path, method=method, body=body, auth=secret) in (200, 204), f"{method} {path}"
+    # A health probe stays open (a load balancer's), and the UI is told to ask for the password.
+    assert _api_status(api + "/health") == 200
+    with urllib.request.urlopen(env["PREFECT_UI_URL"] + "/ui-settings", timeout=5) as response:
+        assert json.loads(response.read())["auth"] == "BASIC"
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -25,13 +24,14 @@ import pytest
 from berlin_rentals.config import read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP, read_sample_records, zip_lines
 from deployments.local_stack import DEFAULTS, REPO, LocalStack
-from tests.helpers import aws_client, wait_for
+from tests.helpers import aws_client, prefect_api, wait_for
 
 SESSION_KEYS = {
     "WAREHOUSE_URL",
     "WAREHOUSE_PSQL_URL",
     "AWS_ENDPOINT_URL",
     "PREFECT_API_URL",
+    "PREFECT_API_AUTH_STRING",
     "PREFECT_HOME",
     "PREFECT_UI_URL",
     *DEFAULTS,
@@ -61,17 +61,6 @@ def stack_cli(root: Path, env: dict[str, str], command: str, *extra: str) -> sub
     print(f"{command}: {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout + done.stderr
     return done
-
-
-def prefect_api(env: dict[str, str], path: str, body: dict | None = None):
-    request = urllib.request.Request(
-        env["PREFECT_API_URL"] + path,
-        method="POST" if body is not None else "GET",
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def ingest_runs(env: dict[str, str]) -> list[dict]:
@@ -167,8 +156,11 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
 
     down = stack_cli(root, child_env, "down")
     up = stack_cli(root, child_env, "up")
+    secret = env["PREFECT_API_AUTH_STRING"]
     env = read_env_file(root / "env")
     s3, sqs = aws_client("s3", env), aws_client("sqs", env)
+    # The same API password after the restart: a shell that sourced the env file before still gets in.
+    assert env["PREFECT_API_AUTH_STRING"] == secret
 
     # Every object is back with the ETag, content type and metadata it had.
     listed = s3.list_objects_v2(Bucket=env["ETL_RAW_BUCKET"]).get("Contents", [])

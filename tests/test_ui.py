@@ -18,7 +18,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from berlin_rentals.config import Settings
 from berlin_rentals.s3 import s3_client
-from tests.browser import chromium, require_browser, screenshot, wait_for, wait_for_text
+from tests.browser import chromium, log_in, require_browser, screenshot, wait_for, wait_for_text
 from tests.helpers import upload
 
 pytestmark = pytest.mark.slow
@@ -85,6 +85,11 @@ def ui_url(stack_env) -> str:
     return stack_env["PREFECT_UI_URL"].rstrip("/")
 
 
+@pytest.fixture
+def auth_string(stack_env) -> str:
+    return stack_env["PREFECT_API_AUTH_STRING"]
+
+
 def _list_item(browser, run_name: str) -> dict | None:
     """The run list item named run_name as the page shows it: {'name': 'ingest-file\\n<run>', 'state': ...}."""
     return browser.execute_script(
@@ -105,8 +110,9 @@ def _state_shown_for(browser, run_name: str) -> str | None:
     return item and item["state"]
 
 
-def test_the_runs_page_lists_the_run_the_worker_made(ingest_run, ui_url):
+def test_the_runs_page_lists_the_run_the_worker_made(ingest_run, ui_url, auth_string):
     with chromium() as browser:
+        log_in(browser, ui_url, auth_string)
         browser.get(f"{ui_url}/runs")
         text = wait_for_text(browser, ingest_run.name, timeout=UI_SECONDS, refuse=(NO_API,))
         assert NO_API not in text
@@ -123,9 +129,10 @@ def test_the_runs_page_lists_the_run_the_worker_made(ingest_run, ui_url):
     )
 
 
-def test_the_run_and_its_deployment_pages_show_its_state(ingest_run, ui_url):
+def test_the_run_and_its_deployment_pages_show_its_state(ingest_run, ui_url, auth_string):
     state = ingest_run.state.name
     with chromium() as browser:
+        log_in(browser, ui_url, auth_string)
         browser.get(f"{ui_url}/runs/flow-run/{ingest_run.id}")
         wait_for_text(browser, ingest_run.name, timeout=UI_SECONDS, refuse=(NO_API,))
         shown = wait_for(
