@@ -106,57 +106,50 @@ def missing_hour(settings: Settings, block_id: UUID, catch_up_id: UUID) -> Autom
     )
 
 
-def file_parked(settings: Settings, block_id: UUID) -> AutomationCore:
-    scope = _scope(settings)
+def _on_event(settings: Settings, block_id: UUID, name: str, description: str, event: str, subject: str, body: str):
+    """An automation that notifies once per event of `event` under the raw prefix."""
     return AutomationCore(
-        name=f"parked file: {scope}",
-        description=f"An object under {scope} is parked (out of attempts, unreadable, or too many rejects).",
+        name=f"{name}: {_scope(settings)}",
+        description=description,
         tags=[TAG],
-        trigger=_trigger(settings, FILE_PARKED, Posture.Reactive, timedelta(0)),
-        actions=[
-            SendNotification(
-                block_document_id=block_id,
-                subject="berlin-rentals: a raw file is parked",
-                body=(
-                    f"Parked: {_q('event.resource.id')} (ETag {_label('etag')}) after "
-                    f"{_label('attempts')} attempt(s); it is not ingested again until it is "
-                    f"released.\nReason: {_label('reason')}\n"
-                    f"Once the cause is fixed, release it: python -m flows.release --parked --since {_SINCE} "
-                    "--dry-run lists what that releases; run it again without --dry-run (or run the "
-                    f"release-parked deployment with since {_SINCE}): the next catch-up ingests it with its "
-                    "attempts back. Or rerun its ingest-file run with force=true."
-                ),
-            )
-        ],
+        trigger=_trigger(settings, event, Posture.Reactive, timedelta(0)),
+        actions=[SendNotification(block_document_id=block_id, subject=subject, body=body)],
+    )
+
+
+def file_parked(settings: Settings, block_id: UUID) -> AutomationCore:
+    return _on_event(
+        settings,
+        block_id,
+        "parked file",
+        f"An object under {_scope(settings)} is parked (out of attempts, unreadable, or too many rejects).",
+        FILE_PARKED,
+        "berlin-rentals: a raw file is parked",
+        f"Parked: {_q('event.resource.id')} (ETag {_label('etag')}) after {_label('attempts')} attempt(s); "
+        f"it is not ingested again until it is released.\nReason: {_label('reason')}\n"
+        f"Once the cause is fixed, release it: python -m flows.release --parked --since {_SINCE} "
+        "--dry-run lists what that releases; run it again without --dry-run (or run the "
+        f"release-parked deployment with since {_SINCE}): the next catch-up ingests it with its "
+        "attempts back. Or rerun its ingest-file run with force=true.",
     )
 
 
 def rejects_above_ratio(settings: Settings, block_id: UUID) -> AutomationCore:
-    scope = _scope(settings)
-    return AutomationCore(
-        name=f"too many rejects: {scope}",
-        description=(
-            f"More than {settings.reject_alert_ratio:.1%} of a file's lines under {scope} were rejected "
-            "(ETL_REJECT_ALERT_RATIO)."
-        ),
-        tags=[TAG],
-        trigger=_trigger(settings, REJECTS_ABOVE_RATIO, Posture.Reactive, timedelta(0)),
-        actions=[
-            SendNotification(
-                block_document_id=block_id,
-                subject="berlin-rentals: too many rejected lines in a raw file",
-                body=(
-                    f"{_q('event.payload.rejected')} of {_q('event.payload.lines')} lines of "
-                    f"{_q('event.resource.id')} (ETag {_label('etag')}) were rejected "
-                    f"(share {_label('ratio')}, alert above "
-                    f"{_label('alert-ratio')}); by reason: {_label('reasons')}.\n"
-                    "{% if event.resource['parked'] == 'true' %}It is parked, not loaded "
-                    "(above ETL_MAX_REJECT_RATIO): a parked-file alert follows with how to release it."
-                    "{% else %}Its good lines are loaded; the rejected ones are in rejected_records. After a "
-                    "transform fix, run the replay-rejects deployment for it.{% endif %}"
-                ),
-            )
-        ],
+    return _on_event(
+        settings,
+        block_id,
+        "too many rejects",
+        f"More than {settings.reject_alert_ratio:.1%} of a file's lines under {_scope(settings)} were rejected "
+        "(ETL_REJECT_ALERT_RATIO).",
+        REJECTS_ABOVE_RATIO,
+        "berlin-rentals: too many rejected lines in a raw file",
+        f"{_q('event.payload.rejected')} of {_q('event.payload.lines')} lines of {_q('event.resource.id')} "
+        f"(ETag {_label('etag')}) were rejected (share {_label('ratio')}, alert above {_label('alert-ratio')}); "
+        f"by reason: {_label('reasons')}.\n"
+        "{% if event.resource['parked'] == 'true' %}It is parked, not loaded "
+        "(above ETL_MAX_REJECT_RATIO): a parked-file alert follows with how to release it."
+        "{% else %}Its good lines are loaded; the rejected ones are in rejected_records. After a "
+        "transform fix, run the replay-rejects deployment for it.{% endif %}",
     )
 
 

@@ -316,19 +316,43 @@ class LocalStack:
         self._pid_file(name).unlink(missing_ok=True)
         return pid is not None
 
+    # ---- small HTTP services (moto, the alerts' receiver) ---------------------------------------
+    def _http_healthy(self, name: str, port: str | None, path: str) -> bool:
+        return bool(port) and self._running_pid(name) is not None and _http_ok(f"http://127.0.0.1:{port}{path}")
+
+    def _start_http(
+        self,
+        name: str,
+        what: str,
+        remembered: str | None,
+        path: str,
+        command: Callable[[int], list[str]],
+        env: Callable[[int], dict[str, str]],
+    ) -> int | None:
+        """The port of the service `name` started on (None: it already ran, on `remembered`)."""
+        if self._http_healthy(name, remembered, path):
+            self._say(f"{what} already running on http://127.0.0.1:{remembered}")
+            return None
+        self._stop_pid(name)
+        port = self._pick_port(remembered, what)
+        self._spawn(name, command(port), env(port))
+        self._wait_healthy(name, lambda: _http_ok(f"http://127.0.0.1:{port}{path}"), 30)
+        return port
+
     # ---- moto (S3 + SQS) ---------------------------------------------------------------------
     def _moto_healthy(self, port: str | None) -> bool:
-        return bool(port) and self._running_pid("moto") is not None and _http_ok(f"http://127.0.0.1:{port}/moto-api/")
+        return self._http_healthy("moto", port, "/moto-api/")
 
     def _start_moto(self, remembered: str | None) -> int:
-        if self._moto_healthy(remembered):
-            self._say(f"moto server already running on http://127.0.0.1:{remembered}")
+        def command(port: int) -> list[str]:
+            return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+        def env(port: int) -> dict[str, str]:
+            return dict(os.environ, MOTO_PORT=str(port))
+
+        port = self._start_http("moto", "moto server", remembered, "/moto-api/", command, env)
+        if port is None:
             return int(remembered)
-        self._stop_pid("moto")
-        port = self._pick_port(remembered, "moto")
-        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        self._spawn("moto", args, dict(os.environ, MOTO_PORT=str(port)))
-        self._wait_healthy("moto", lambda: _http_ok(f"http://127.0.0.1:{port}/moto-api/"), 30)
         self._say(f"moto server (S3, SQS) on http://127.0.0.1:{port}")
         return port
 
@@ -630,17 +654,18 @@ class LocalStack:
 
     # ---- the alerts' receiver (a stand-in for Slack) -------------------------------------------
     def _receiver_healthy(self, port: str | None) -> bool:
-        return bool(port) and self._running_pid("receiver") is not None and _http_ok(f"http://127.0.0.1:{port}/")
+        return self._http_healthy("receiver", port, "/")
 
     def _start_receiver(self, remembered: str | None) -> int:
-        if self._receiver_healthy(remembered):
-            self._say(f"alert receiver already running on http://127.0.0.1:{remembered}/")
+        def command(port: int) -> list[str]:
+            return [sys.executable, "-m", "deployments.receiver", "--port", str(port)]
+
+        def env(port: int) -> dict[str, str]:
+            return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+
+        port = self._start_http("receiver", "alert receiver", remembered, "/", command, env)
+        if port is None:
             return int(remembered)
-        self._stop_pid("receiver")
-        port = self._pick_port(remembered, "the alert receiver")
-        args = [sys.executable, "-m", "deployments.receiver", "--port", str(port)]
-        self._spawn("receiver", args, dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1"))
-        self._wait_healthy("receiver", lambda: _http_ok(f"http://127.0.0.1:{port}/"), 30)
         self._say(
             f"alert receiver on http://127.0.0.1:{port}/ (each notification it gets: {self.log_dir / 'receiver.log'})"
         )

@@ -229,7 +229,8 @@ def ingest_file(bucket: str, key: str, etag: str | None = None, force: bool = Fa
         key: The object's key under the raw prefix, e.g. raw/immobilienscout24_berlin_20190113_15.zip.
         etag: The version to load, from the S3 event; empty loads the object's current version.
         force: On: load this version again even though the ledger says it is loaded (its rows are
-            replaced), or release a parked file. Off: a version already loaded or parked is skipped.
+            replaced), or release a parked file (one parked for its rejects then loads despite
+            ETL_MAX_REJECT_RATIO). Off: a version already loaded or parked is skipped.
     """
     settings = Settings.from_env()
     run_id = str(flow_run.id) if flow_run.id else None

@@ -56,7 +56,8 @@ def _wait_for_notification(log_path, *needles: str) -> dict:
 def alerts(deployed_stack, local_stack, stack_env):
     """The three automations for a prefix of this module's; deleted after, with the catch-up runs they made."""
     stack, _ = local_stack
-    prefix = f"{stack_env['ETL_RAW_PREFIX']}alerts-{uuid.uuid4().hex[:8]}/"
+    # Beside the raw prefix, not under it: the session's own automations (stack.deploy()) watch raw/*.
+    prefix = f"alerts-{uuid.uuid4().hex[:8]}/"
     settings = Settings.from_env(stack_env | {"ETL_RAW_PREFIX": prefix, "ETL_MISSING_HOUR_SECONDS": "10"})
     made_at = datetime.now(UTC)
     automations = {name.split(":")[0]: automation_id for name, automation_id, _ in ensure_automations(settings)}
@@ -143,6 +144,11 @@ def test_above_the_max_reject_ratio_a_file_is_parked_and_released_like_any(alert
     state = ingest_file(prefixed.raw_bucket, key, etag, return_state=True)
     assert state.is_completed() and state.result()["status"] == "loaded"
     assert query(prefixed, "SELECT status FROM {schema}.load_ledger WHERE key = :k", k=key)[0].status == "loaded"
+
+    # force=true is the one-file override: the same version loads again despite the ratio.
+    monkeypatch.setenv("ETL_MAX_REJECT_RATIO", "0.2")
+    state = ingest_file(prefixed.raw_bucket, key, etag, True, return_state=True)
+    assert state.is_completed() and state.result()["status"] == "loaded"
 
 
 def test_a_missing_hour_is_notified_and_starts_a_catch_up(alerts):
