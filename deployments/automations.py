@@ -148,8 +148,9 @@ def rejects_above_ratio(settings: Settings, block_id: UUID) -> AutomationCore:
         f"by reason: {_label('reasons')}.\n"
         "{% if event.resource['parked'] == 'true' %}It is parked, not loaded "
         "(above ETL_MAX_REJECT_RATIO): a parked-file alert follows with how to release it."
-        "{% else %}Its good lines are loaded; the rejected ones are in rejected_records. After a "
-        "transform fix, run the replay-rejects deployment for it.{% endif %}",
+        "{% else %}Its good lines go on to be loaded (its ingest run says whether they were); the rejected "
+        "ones are kept in rejected_records. After a transform fix, run the replay-rejects deployment for it."
+        "{% endif %}",
     )
 
 

@@ -78,7 +78,7 @@ def emit_rejects_above_ratio(
             "lines": str(stats.lines_read),
             "ratio": f"{ratio:.4f}",
             "alert-ratio": f"{alert_ratio:.4f}",
-            # true: parked instead of loaded (ETL_MAX_REJECT_RATIO); false: its good lines are loaded
+            # Emitted before the load: true, parked instead (ETL_MAX_REJECT_RATIO); false, its good lines go on to load
             "parked": "true" if parked else "false",
             "reasons": reasons[:_LABEL_CHARS],
         },

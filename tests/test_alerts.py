@@ -118,7 +118,7 @@ def test_a_file_over_the_reject_ratio_is_notified_and_still_loaded(alerts, prefi
     lines = len(read_sample_records()) * 2
     assert body["body"].startswith(f"{lines // 2} of {lines} lines of ")
     assert '(share "0.5000", alert above "0.0500")' in body["body"]
-    assert "Its good lines are loaded" in body["body"]
+    assert "Its good lines go on to be loaded" in body["body"]
     assert query(prefixed, "SELECT COUNT(*) AS n FROM {schema}.rejected_records WHERE source_key = :k", k=key)[0].n
 
 
