@@ -25,6 +25,19 @@ def _prefix(value: str) -> str:
     return value if not value or value.endswith("/") else value + "/"
 
 
+def _ratio(env: dict[str, str], name: str, default: float | None) -> float | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number between 0 and 1") from None
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name}={raw!r} is not a share between 0 and 1 (0.05 is 5%)")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     warehouse_url: str
@@ -71,6 +84,16 @@ class Settings:
     bridge_backoff_max_seconds: float = 900.0
     # Size of the Prefect global concurrency limit `warehouse-load`: load transactions at once.
     load_concurrency: int = 2
+    # Alerts (deployments/automations.py): the Prefect notification block they go to, as `<block type
+    # slug>/<block name>` (Block.load's form: custom-webhook/… locally, slack-webhook/… in production).
+    notification_block: str = "custom-webhook/berlin-rentals-alerts"
+    # No `aws.s3.object.created` event under the raw prefix for this long: the missing-hour alert (65 min:
+    # hourly batches plus a few minutes' slack). Prefect's floor for a proactive trigger is 10 s.
+    missing_hour_seconds: int = 3900
+    # A file whose rejected share of lines is above this emits an alert; it is still loaded.
+    reject_alert_ratio: float = 0.05
+    # Above this rejected share a file is parked instead of loaded (as COPY's MAXERROR); None: never.
+    max_reject_ratio: float | None = None
     # The BI audience: its login (the market report reads as it) and its schema of views.
     bi_warehouse_url: str | None = field(default=None, repr=False)
     bi_schema: str = "berlin_rentals_bi"
@@ -82,6 +105,11 @@ class Settings:
         for setting, value in (("WAREHOUSE_SCHEMA", self.warehouse_schema), ("WAREHOUSE_BI_SCHEMA", self.bi_schema)):
             if not PLAIN_IDENTIFIER.match(value):
                 raise ConfigError(f"{setting}={value!r} is not a plain lower-case SQL identifier")
+        if "/" not in self.notification_block.strip("/"):
+            raise ConfigError(
+                f"ETL_NOTIFICATION_BLOCK={self.notification_block!r} is not `<block type slug>/<block name>`, "
+                "e.g. custom-webhook/berlin-rentals-alerts or slack-webhook/berlin-rentals-alerts"
+            )
         for name in ("raw_bucket", "staging_bucket"):
             if not _BUCKET.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid S3 bucket name")
@@ -120,6 +148,10 @@ class Settings:
             bridge_backoff_seconds=float(env.get("ETL_BRIDGE_BACKOFF_SECONDS", cls.bridge_backoff_seconds)),
             bridge_backoff_max_seconds=float(env.get("ETL_BRIDGE_BACKOFF_MAX_SECONDS", cls.bridge_backoff_max_seconds)),
             load_concurrency=int(env.get("ETL_LOAD_CONCURRENCY", cls.load_concurrency)),
+            notification_block=env.get("ETL_NOTIFICATION_BLOCK") or cls.notification_block,
+            missing_hour_seconds=int(env.get("ETL_MISSING_HOUR_SECONDS", cls.missing_hour_seconds)),
+            reject_alert_ratio=_ratio(env, "ETL_REJECT_ALERT_RATIO", cls.reject_alert_ratio),
+            max_reject_ratio=_ratio(env, "ETL_MAX_REJECT_RATIO", None),
             bi_warehouse_url=env.get("WAREHOUSE_BI_URL") or None,
             bi_schema=env.get("WAREHOUSE_BI_SCHEMA", cls.bi_schema),
             reports_prefix=_prefix(env.get("ETL_REPORTS_PREFIX", cls.reports_prefix)),

@@ -25,7 +25,20 @@ class AttemptsExhausted(RuntimeError):
     """Every attempt this version was allowed ended without recording why: each process died on it."""
 
 
-TERMINAL = (BadArchive, InvalidSource, ConfigError, ObjectGone, ObjectChanged, AttemptsExhausted)
+class RejectRatioExceeded(ValueError):
+    """More of the file's lines were rejected than ETL_MAX_REJECT_RATIO allows: parked, not loaded. Terminal:
+    the same version yields the same rejects until the transform or the setting changes."""
+
+
+TERMINAL = (
+    BadArchive,
+    InvalidSource,
+    ConfigError,
+    ObjectGone,
+    ObjectChanged,
+    AttemptsExhausted,
+    RejectRatioExceeded,
+)
 
 # A setting, a permission or a credential, not the file: another attempt fails the same way until a
 # person fixes it, so it is not counted against the file and never parks it.

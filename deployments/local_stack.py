@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / ".local"
 REGION = "eu-central-1"
 PG_SYSTEM_USER = "pgserver"  # initdb and postgres refuse to run as root
-SERVICES = ("s3", "postgres", "prefect", "worker", "bridge")
+SERVICES = ("s3", "postgres", "prefect", "worker", "bridge", "receiver")
 STOP_GRACE_SECONDS = 10
 PREFECT_START_SECONDS = 120  # first start migrates the SQLite database: 10-30 s on 2 cores, more under load
 
@@ -333,19 +333,43 @@ class LocalStack:
         self._pid_file(name).unlink(missing_ok=True)
         return pid is not None
 
+    # ---- small HTTP services (moto, the alerts' receiver) ---------------------------------------
+    def _http_healthy(self, name: str, port: str | None, path: str) -> bool:
+        return bool(port) and self._running_pid(name) is not None and _http_ok(f"http://127.0.0.1:{port}{path}")
+
+    def _start_http(
+        self,
+        name: str,
+        what: str,
+        remembered: str | None,
+        path: str,
+        command: Callable[[int], list[str]],
+        env: Callable[[int], dict[str, str]],
+    ) -> int | None:
+        """The port of the service `name` started on (None: it already ran, on `remembered`)."""
+        if self._http_healthy(name, remembered, path):
+            self._say(f"{what} already running on http://127.0.0.1:{remembered}")
+            return None
+        self._stop_pid(name)
+        port = self._pick_port(remembered, what)
+        self._spawn(name, command(port), env(port))
+        self._wait_healthy(name, lambda: _http_ok(f"http://127.0.0.1:{port}{path}"), 30)
+        return port
+
     # ---- moto (S3 + SQS) ---------------------------------------------------------------------
     def _moto_healthy(self, port: str | None) -> bool:
-        return bool(port) and self._running_pid("moto") is not None and _http_ok(f"http://127.0.0.1:{port}/moto-api/")
+        return self._http_healthy("moto", port, "/moto-api/")
 
     def _start_moto(self, remembered: str | None) -> int:
-        if self._moto_healthy(remembered):
-            self._say(f"moto server already running on http://127.0.0.1:{remembered}")
+        def command(port: int) -> list[str]:
+            return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+        def env(port: int) -> dict[str, str]:
+            return dict(os.environ, MOTO_PORT=str(port))
+
+        port = self._start_http("moto", "moto server", remembered, "/moto-api/", command, env)
+        if port is None:
             return int(remembered)
-        self._stop_pid("moto")
-        port = self._pick_port(remembered, "moto")
-        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        self._spawn("moto", args, dict(os.environ, MOTO_PORT=str(port)))
-        self._wait_healthy("moto", lambda: _http_ok(f"http://127.0.0.1:{port}/moto-api/"), 30)
         self._say(f"moto server (S3, SQS) on http://127.0.0.1:{port}")
         return port
 
@@ -664,6 +688,45 @@ class LocalStack:
         )
         return port
 
+    # ---- the alerts' receiver (a stand-in for Slack) -------------------------------------------
+    def _receiver_healthy(self, port: str | None) -> bool:
+        return self._http_healthy("receiver", port, "/")
+
+    def _start_receiver(self, remembered: str | None) -> int:
+        def command(port: int) -> list[str]:
+            return [sys.executable, "-m", "deployments.receiver", "--port", str(port)]
+
+        def env(port: int) -> dict[str, str]:
+            return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+
+        port = self._start_http("receiver", "alert receiver", remembered, "/", command, env)
+        if port is None:
+            return int(remembered)
+        self._say(
+            f"alert receiver on http://127.0.0.1:{port}/ (each notification it gets: {self.log_dir / 'receiver.log'})"
+        )
+        return port
+
+    def _ensure_automations(self, env: dict[str, str], runtime: dict[str, str]) -> None:
+        """The alerts (deployments/automations.py), pointed at the receiver when the block is a webhook."""
+        from berlin_rentals.config import Settings
+        from deployments.automations import LOCAL_BLOCK_SLUG
+
+        block = Settings.from_env(runtime | {"WAREHOUSE_URL": "unused"}).notification_block
+        args = [sys.executable, "-m", "deployments.automations"]
+        if env.get("ETL_RECEIVER_URL") and block.startswith(LOCAL_BLOCK_SLUG + "/"):
+            args += ["--webhook-url", env["ETL_RECEIVER_URL"]]
+        elif block.startswith(LOCAL_BLOCK_SLUG + "/"):
+            self._say("no alert receiver in this stack: the alerts' automations are not created")
+            return
+        done = subprocess.run(args, env=runtime | {"PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"creating the alerts' automations failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        for line in done.stdout.strip().splitlines():
+            self._say(line)
+
     # ---- work pool, deployments, worker, bridge ------------------------------------------------
     def _runtime_env(self, env: dict[str, str]) -> dict[str, str]:
         """What the worker's flow runs and the bridge see: the stack's settings, fast polling."""
@@ -703,6 +766,7 @@ class LocalStack:
         if limit.returncode != 0:
             raise RuntimeError(f"creating the load concurrency limit failed:\n{limit.stderr[-3000:]}")
         self._say(limit.stdout.strip())
+        self._ensure_automations(env, runtime)
         self._say(f"deployed ingest-file (S3 event trigger) and catch-up (hourly) to pool {env['ETL_WORK_POOL']}")
 
     def _start_worker(self, env: dict[str, str]) -> None:
@@ -809,6 +873,9 @@ class LocalStack:
                     "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
                     "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
                 }
+            if "receiver" in self.services:
+                port = self._start_receiver(previous.get("LOCAL_RECEIVER_PORT"))
+                env |= {"LOCAL_RECEIVER_PORT": str(port), "ETL_RECEIVER_URL": f"http://127.0.0.1:{port}/"}
             # Before the worker and the bridge: start_service() reads their settings from this file.
             self._write_env(env)
             if "prefect" in self.services and "worker" in self.services:
@@ -830,7 +897,7 @@ class LocalStack:
             stopped = [self._stop_pid(name) for name in ("bridge", "worker")]
             if save_s3:
                 self._save_s3()
-            stopped += [self._stop_pid(name) for name in ("prefect", "moto")]
+            stopped += [self._stop_pid(name) for name in ("prefect", "moto", "receiver")]
             stopped.append(self._stop_postgres())
         if not any(stopped):
             self._say("nothing was running")
@@ -876,6 +943,8 @@ class LocalStack:
             health["postgres"] = self._postgres_healthy(previous["LOCAL_PG_PORT"])
         if previous.get("LOCAL_PREFECT_PORT"):
             health["prefect"] = self._prefect_healthy(previous["LOCAL_PREFECT_PORT"])
+        if previous.get("LOCAL_RECEIVER_PORT"):
+            health["receiver"] = self._receiver_healthy(previous["LOCAL_RECEIVER_PORT"])
         for name in ("worker", "bridge"):
             if self._pid_file(name).exists():
                 health[name] = self._running_pid(name) is not None
@@ -930,6 +999,7 @@ class LocalStack:
             "prefect": previous.get("PREFECT_UI_URL", ""),
             "worker": f"pool {previous.get('ETL_WORK_POOL', '')}",
             "bridge": f"queue {previous.get('ETL_QUEUE_NAME', '')}",
+            "receiver": f"{previous.get('ETL_RECEIVER_URL', '')} (alerts; log {self.log_dir / 'receiver.log'})",
         }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,13 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
 from berlin_rentals.config import ConfigError, Settings
-from berlin_rentals.errors import AttemptsExhausted, ObjectChanged, is_config_error, is_retryable
+from berlin_rentals.errors import (
+    AttemptsExhausted,
+    ObjectChanged,
+    RejectRatioExceeded,
+    is_config_error,
+    is_retryable,
+)
 from berlin_rentals.ingest_result import (
     FAILED,
     SKIPPED,
@@ -32,6 +39,7 @@ from berlin_rentals.ingest_result import (
 )
 from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
 from berlin_rentals.warehouse.attempts import attempt_id
+from tasks.alerts import emit_file_parked, emit_rejects_above_ratio, reject_ratio
 from tasks.extract import extract, inspect_source
 from tasks.lineage import record_lineage
 from tasks.load import begin_attempt, end_attempt, ledger_status, load, record_failure
@@ -65,6 +73,8 @@ def run_ingest(
     the ledger recorded the failure) when the version could not be ingested, and InvalidSource, before
     any I/O, for a bucket, key or ETag this pipeline does not read."""
     started = time.perf_counter()
+    # Before any ledger write of this run: a parked alert's `flows.release --since` from it includes the file.
+    began_at = datetime.now(UTC)
     logger = get_run_logger()
     # Where this file's time went, step by step (retries included): part of the result.
     step_seconds: dict[str, float] = {}
@@ -85,16 +95,36 @@ def run_ingest(
 
     def failed(exc: Exception, recorded: tuple[str, int] | None, **fields: Any) -> IngestFailed:
         ledger, attempts = recorded or (None, None)
-        return IngestFailed(
-            result(
-                FAILED,
-                ledger=ledger,
-                attempts=attempts,
-                error=f"{type(exc).__name__}: {exc}",
-                error_type=type(exc).__name__,
-                **fields,
-            )
+        outcome = result(
+            FAILED,
+            ledger=ledger,
+            attempts=attempts,
+            error=f"{type(exc).__name__}: {exc}",
+            error_type=type(exc).__name__,
+            **fields,
         )
+        if outcome.parked:
+            emit_file_parked(outcome, began_at)
+        return IngestFailed(outcome)
+
+    def check_rejects(stats) -> None:
+        """Alert above ETL_REJECT_ALERT_RATIO; park (raise) above ETL_MAX_REJECT_RATIO unless forced."""
+        ratio = reject_ratio(stats)
+        over_max = settings.max_reject_ratio is not None and ratio > settings.max_reject_ratio
+        if over_max and force:
+            logger.warning(
+                "%.1f%% of the lines rejected, above ETL_MAX_REJECT_RATIO=%s: loaded anyway (force)",
+                100 * ratio,
+                settings.max_reject_ratio,
+            )
+        parks = over_max and not force
+        if ratio > settings.reject_alert_ratio:
+            emit_rejects_above_ratio(bucket, key, etag, stats, settings.reject_alert_ratio, parked=parks)
+        if parks:
+            raise RejectRatioExceeded(
+                f"{stats.rejected} of {stats.lines_read} lines rejected ({100 * ratio:.1f}%), above "
+                f"ETL_MAX_REJECT_RATIO={settings.max_reject_ratio}: not loaded"
+            )
 
     def give_up(exc: Exception, on: tuple[str, str, str] | None, **fields: Any) -> IngestFailed:
         """Record the failure of this run's attempt at (bucket, key, etag), and the result to raise.
@@ -148,6 +178,7 @@ def run_ingest(
                 transform_run = transform.with_options(refresh_cache=True) if force else transform
                 batch = run_step(transform_run, settings, source, archive)
                 stats = batch.stats
+                check_rejects(stats)
                 staged = run_step(stage, settings, source, batch)
                 report = run_step(load, settings, source, staged, stats, force, run_id)
     except Exception as exc:
@@ -201,7 +232,8 @@ def ingest_file(
         key: The object's key under the raw prefix, e.g. raw/immobilienscout24_berlin_20190113_15.zip.
         etag: The version to load, from the S3 event; empty loads the object's current version.
         force: On: load this version again even though the ledger says it is loaded (its rows are
-            replaced), or release a parked file. Off: a version already loaded or parked is skipped.
+            replaced), or release a parked file (one parked for its rejects then loads despite
+            ETL_MAX_REJECT_RATIO). Off: a version already loaded or parked is skipped.
         version_id: The S3 version id, from the event: that exact version is read even if the key was
             overwritten since. Empty: the version the HEAD finds (the current one).
     """

@@ -49,7 +49,7 @@ def sample_zip() -> Path:
 def local_stack(tmp_path_factory):
     """A real local stack for the session: moto server (S3/SQS), PostgreSQL, Prefect server.
 
-    The worker and the SQS bridge are not started here: the event-driven tests start them, so that
+    The alert receiver runs (the alerts' notification block posts to it); the worker and the SQS bridge are not started here: the event-driven tests start them, so that
     elsewhere no background run competes for the queue or the CPU.
     TEST_STACK_ENV_FILE=.local/env reuses a stack started by `make up` (faster when iterating).
     """
@@ -60,7 +60,7 @@ def local_stack(tmp_path_factory):
         stack = LocalStack(Path(reuse).resolve().parent)
         yield stack, read_env_file(reuse)
         return
-    stack = LocalStack(tmp_path_factory.mktemp("stack"), services=("s3", "postgres", "prefect"))
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), services=("s3", "postgres", "prefect", "receiver"))
     try:
         yield stack, stack.up()
     finally:
@@ -133,13 +133,19 @@ def deployed_stack(local_stack, stack_env):
 
     The hourly catch-up is paused: at minute 17 (or whenever a worker starts after it, the run being
     late) it would ingest every file the tests uploaded that day into the stack's schema, beside the
-    event-driven tests' own runs. tests/test_schedule.py resumes it for its own test."""
+    event-driven tests' own runs. tests/test_schedule.py resumes it for its own test. The missing-hour
+    alert is paused too: in a session longer than its 65 minutes it would start such a catch-up itself
+    (tests/test_alerts.py makes its own, on a prefix of its own)."""
     from prefect.client.orchestration import get_client
+
+    from deployments.automations import missing_hour_name
 
     stack, _ = local_stack
     stack.deploy()
     with get_client(sync_client=True) as client:
         client.pause_deployment(client.read_deployment_by_name("catch-up/catch-up").id)
+        for automation in client.read_automations_by_name(missing_hour_name(Settings.from_env(stack_env))):
+            client.pause_automation(automation.id)
     return stack
 
 
