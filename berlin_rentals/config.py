@@ -29,6 +29,14 @@ def _prefix(value: str) -> str:
 class Settings:
     warehouse_url: str
     warehouse_schema: str = "berlin_rentals"
+    # The two audiences (berlin_rentals/warehouse/access.py): the DWH role reads warehouse_schema as it is,
+    # the BI role only the views of warehouse_bi_schema, with the contact persons pseudonymised.
+    warehouse_bi_schema: str = "berlin_rentals_bi"
+    warehouse_dwh_role: str = "berlin_rentals_dwh"
+    warehouse_bi_role: str = "berlin_rentals_bi"
+    # Connections as each role (the demo and the market report read as BI); unused by the load.
+    warehouse_dwh_url: str | None = field(default=None, repr=False)
+    warehouse_bi_url: str | None = field(default=None, repr=False)
     raw_bucket: str = "rentals-raw"
     raw_prefix: str = "raw/"
     staging_bucket: str = "rentals-staging"
@@ -70,8 +78,19 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not PLAIN_IDENTIFIER.match(self.warehouse_schema):
-            raise ConfigError(f"WAREHOUSE_SCHEMA={self.warehouse_schema!r} is not a plain lower-case SQL identifier")
+        for setting, value in (
+            ("WAREHOUSE_SCHEMA", self.warehouse_schema),
+            ("WAREHOUSE_BI_SCHEMA", self.warehouse_bi_schema),
+            ("WAREHOUSE_DWH_ROLE", self.warehouse_dwh_role),
+            ("WAREHOUSE_BI_ROLE", self.warehouse_bi_role),
+        ):
+            if not PLAIN_IDENTIFIER.match(value):
+                raise ConfigError(f"{setting}={value!r} is not a plain lower-case SQL identifier")
+        # The BI role's whole boundary is "this schema and no other": one schema for both would erase it.
+        if self.warehouse_bi_schema == self.warehouse_schema:
+            raise ConfigError(f"WAREHOUSE_BI_SCHEMA must differ from WAREHOUSE_SCHEMA ({self.warehouse_schema!r})")
+        if self.warehouse_bi_role == self.warehouse_dwh_role:
+            raise ConfigError(f"WAREHOUSE_BI_ROLE must differ from WAREHOUSE_DWH_ROLE ({self.warehouse_dwh_role!r})")
         for name in ("raw_bucket", "staging_bucket"):
             if not _BUCKET.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid S3 bucket name")
@@ -85,6 +104,11 @@ class Settings:
         return cls(
             warehouse_url=url,
             warehouse_schema=env.get("WAREHOUSE_SCHEMA", cls.warehouse_schema),
+            warehouse_bi_schema=env.get("WAREHOUSE_BI_SCHEMA", cls.warehouse_bi_schema),
+            warehouse_dwh_role=env.get("WAREHOUSE_DWH_ROLE", cls.warehouse_dwh_role),
+            warehouse_bi_role=env.get("WAREHOUSE_BI_ROLE", cls.warehouse_bi_role),
+            warehouse_dwh_url=env.get("WAREHOUSE_DWH_URL") or None,
+            warehouse_bi_url=env.get("WAREHOUSE_BI_URL") or None,
             raw_bucket=env.get("ETL_RAW_BUCKET", cls.raw_bucket),
             raw_prefix=_prefix(env.get("ETL_RAW_PREFIX", cls.raw_prefix)),
             staging_bucket=env.get("ETL_STAGING_BUCKET", cls.staging_bucket),
@@ -160,6 +184,9 @@ def local_stack_defaults() -> dict[str, str]:
     """The settings `make up` writes to .local/env unless the user exported them: Settings' own defaults."""
     return {
         "WAREHOUSE_SCHEMA": Settings.warehouse_schema,
+        "WAREHOUSE_BI_SCHEMA": Settings.warehouse_bi_schema,
+        "WAREHOUSE_DWH_ROLE": Settings.warehouse_dwh_role,
+        "WAREHOUSE_BI_ROLE": Settings.warehouse_bi_role,
         "ETL_RAW_BUCKET": Settings.raw_bucket,
         "ETL_RAW_PREFIX": Settings.raw_prefix,
         "ETL_STAGING_BUCKET": Settings.staging_bucket,
