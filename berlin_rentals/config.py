@@ -64,6 +64,7 @@ class Settings:
     attempt_stale_seconds: int = 1800
     # Contact persons' names, e-mail and phone numbers replaced by a salted hash (see masking.py).
     mask_personal_data: bool = False
+    # The secret of that hash; whenever it is set (masking on or off) dim_agent also gets pseudonyms.
     mask_salt: str | None = field(default=None, repr=False)
     # Staged Parquet and stored results (the staging bucket's two prefixes) expire after this many days.
     results_prefix: str = "results/"
@@ -144,6 +145,17 @@ class Settings:
         from berlin_rentals.masking import Masker
 
         return Masker(self.mask_salt.encode())
+
+    def pseudonymizer(self):
+        """The Masker of dim_agent's pseudonym columns: whenever ETL_MASK_SALT is set, None without it."""
+        if not self.mask_salt:
+            return None
+        from berlin_rentals.masking import Masker
+
+        try:
+            return Masker(self.mask_salt.encode())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 DEFAULT_RETRY_DELAYS = (2.0, 8.0, 30.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 import msgspec
 
@@ -79,6 +80,29 @@ _FIELDS = {
     "service_charge": "realEstate_serviceCharge",
     "state": "realEstate_state",
     "total_rent": "realEstate_totalRent",
+    "geo_quarter_code": "realEstate_address_geoHierarchy_quarter_geoCodeId",
+    "bedrooms": "realEstate_numberOfBedRooms",
+    "bathrooms": "realEstate_numberOfBathRooms",
+    "parking_space_price": "realEstate_parkingSpacePrice",
+    "number_of_parking_spaces": "realEstate_numberOfParkingSpaces",
+    "parking_space_type": "realEstate_parkingSpaceType",
+    "latitude": "realEstate_address_wgs84Coordinate_latitude",
+    "longitude": "realEstate_address_wgs84Coordinate_longitude",
+    "title_picture_id": "realEstate_titlePicture_id",
+    "attachments": "realEstate_attachments",
+    "listing_type": "realEstate_xsi_type",
+    "title": "realEstate_title",
+    "energy_efficiency_class": "realEstate_energyCertificate_energyEfficiencyClass",
+    "thermal_characteristic": "realEstate_thermalCharacteristic",
+    "firing_types": "realEstate_firingTypes",
+    "energy_sources": "realEstate_energySourcesEnev2014_energySourceEnev2014",
+    "heating_type_enev2014": "realEstate_heatingTypeEnev2014",
+    "usable_floor_space": "realEstate_usableFloorSpace",
+    "use_as_flatshare_room": "realEstate_useAsFlatshareRoom",
+    "has_courtage": "realEstate_courtage_hasCourtage",
+    "furnishing_note": "realEstate_furnishingNote",
+    "location_note": "realEstate_locationNote",
+    "other_note": "realEstate_otherNote",
 }
 
 # Keys of real records that the model does not use (seen in real batches; see shared/data/README.md).
@@ -123,50 +147,27 @@ IGNORED_SOURCE_KEYS = (
     "realEstate_address_geoHierarchy_country_geoCodeId",
     "realEstate_address_geoHierarchy_neighbourhood_geoCodeId",
     "realEstate_address_geoHierarchy_quarter_fullGeoCodeId",
-    "realEstate_address_geoHierarchy_quarter_geoCodeId",
     "realEstate_address_geoHierarchy_region_fullGeoCodeId",
     "realEstate_address_geoHierarchy_region_geoCodeId",
-    "realEstate_address_wgs84Coordinate_latitude",
-    "realEstate_address_wgs84Coordinate_longitude",
-    "realEstate_attachments",
     "realEstate_buildingEnergyRatingType",
-    "realEstate_courtage_hasCourtage",
     "realEstate_creationDate",
     "realEstate_energyCertificate_energyCertificateAvailability",
     "realEstate_energyCertificate_energyCertificateCreationDate",
-    "realEstate_energyCertificate_energyEfficiencyClass",
     "realEstate_energyConsumptionContainsWarmWater",
     "realEstate_energyPerformanceCertificate",
-    "realEstate_energySourcesEnev2014_energySourceEnev2014",
     "realEstate_externalId",
-    "realEstate_firingTypes",
     "realEstate_floorplan",
-    "realEstate_furnishingNote",
     "realEstate_groupNumber",
-    "realEstate_heatingTypeEnev2014",
     "realEstate_id",
-    "realEstate_locationNote",
-    "realEstate_numberOfBathRooms",
-    "realEstate_numberOfBedRooms",
-    "realEstate_numberOfParkingSpaces",
-    "realEstate_otherNote",
-    "realEstate_parkingSpacePrice",
-    "realEstate_parkingSpaceType",
     "realEstate_referencePriceApiCall",
     "realEstate_referencePriceServiceCall",
-    "realEstate_thermalCharacteristic",
-    "realEstate_title",
     "realEstate_titlePicture_creation",
     "realEstate_titlePicture_floorplan",
-    "realEstate_titlePicture_id",
     "realEstate_titlePicture_modification",
     "realEstate_titlePicture_publishDate",
     "realEstate_titlePicture_title",
     "realEstate_titlePicture_titlePicture",
     "realEstate_titlePicture_urls",
-    "realEstate_usableFloorSpace",
-    "realEstate_useAsFlatshareRoom",
-    "realEstate_xsi_type",
     "realtorValuationJSONLink_xlink_href",
     "realtorValuationV2JSONLink_xlink_href",
     "realtorValuationV2JSONPLink_xlink_href",
@@ -234,11 +235,55 @@ class Listing(msgspec.Struct, rename=_FIELDS, gc=False):
     service_charge: Decimal | None = None
     state: Text = None
     total_rent: Decimal | None = None
+    geo_quarter_code: Text = None
+    bedrooms: Decimal | None = None
+    bathrooms: Decimal | None = None
+    parking_space_price: Decimal | None = None
+    number_of_parking_spaces: int | None = None
+    parking_space_type: Text = None
+    latitude: Decimal | None = None
+    longitude: Decimal | None = None
+    # Any JSON shape: only whether they are there (and, for attachments, hold a picture) matters
+    title_picture_id: msgspec.Raw = None
+    attachments: msgspec.Raw = None
+    listing_type: Text = None
+    title: Text = None
+    energy_efficiency_class: Text = None
+    thermal_characteristic: Decimal | None = None
+    # a list of objects ([{"firingType": "GAS"}]) or one value: made readable text by listing.readable_list
+    firing_types: msgspec.Raw = None
+    energy_sources: msgspec.Raw = None
+    heating_type_enev2014: Text = None
+    usable_floor_space: Decimal | None = None
+    use_as_flatshare_room: Flag = None
+    has_courtage: Flag = None
+    furnishing_note: Text = None
+    location_note: Text = None
+    other_note: Text = None
 
 
-class Line(msgspec.Struct, gc=False):
+# Typed fields (numbers, timestamps) where a sentinel can stand for "missing": a line the fast path refuses
+# is decoded again with these as Raw, and each is typed on its own (listing._typed), so `NO_INFORMATION`
+# or `""` in a number becomes NULL instead of rejecting the listing, and anything else names its field.
+_TYPED_FIELDS = {
+    f.name: f.type
+    for f in msgspec.structs.fields(Listing)
+    if f.name != "id" and f.type not in (Text, Flag, msgspec.Raw)
+}
+_typed_decoders = {name: msgspec.json.Decoder(kind) for name, kind in _TYPED_FIELDS.items()}
+_LenientListing = msgspec.defstruct(
+    "LenientListing",
+    [
+        (f.name, msgspec.Raw if f.name in _TYPED_FIELDS else f.type, msgspec.field(default=None, name=f.encode_name))
+        for f in msgspec.structs.fields(Listing)
+    ],
+    gc=False,
+)
+
+
+class _LenientLine(msgspec.Struct, gc=False):
     ok: bool | None = None
-    data: Listing | None = None
+    data: _LenientListing | None = None
 
 
 # The fast path: every known key declared (the unused ones as Raw, which msgspec slices without
@@ -276,7 +321,7 @@ class RejectedLine(ValueError):
         self.detail = detail
 
 
-_decoder = msgspec.json.Decoder(Line)
+_decoder = msgspec.json.Decoder(_LenientLine)
 _known_decoder = msgspec.json.Decoder(_KnownLine)
 _keys_decoder = msgspec.json.Decoder(_DataKeys)
 
@@ -296,12 +341,31 @@ def decode_line(raw: bytes) -> tuple[Listing, tuple[str, ...]]:
     listing = line.data
     if listing is None:
         raise RejectedLine("no_data", "the line has no `data` object")
+    if not isinstance(listing, Listing):
+        listing = _typed(listing)
     if listing.id is None or listing.id == "":
         raise RejectedLine("no_id", "`data.id` is missing")
     return listing, unknown
 
 
-def _decode_leniently(raw: bytes) -> Line:
+def _typed(loose) -> Listing:
+    """The listing of a leniently decoded line: each typed field decoded from its raw JSON, sentinels NULL."""
+    values = {}
+    for f in msgspec.structs.fields(loose):
+        value = getattr(loose, f.name)
+        if f.name in _TYPED_FIELDS and value is not None:
+            try:
+                value = _typed_decoders[f.name].decode(value)
+            except msgspec.ValidationError as exc:
+                plain = msgspec.json.decode(value)
+                if not (isinstance(plain, str) and (plain in SENTINELS or not plain.strip())):
+                    raise RejectedLine("invalid_value", f"{exc} - at `$.data.{f.encode_name}`") from None
+                value = None
+        values[f.name] = value
+    return Listing(**values)
+
+
+def _decode_leniently(raw: bytes) -> _LenientLine:
     try:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -351,3 +415,51 @@ def flag(value: Flag, field: str) -> bool | None:
     if value in _FALSE:
         return False
     raise RejectedLine("invalid_value", f"`{_FIELDS[field]}` {value[:40]!r} is not a boolean")
+
+
+@lru_cache(maxsize=1024)
+def _readable(raw: bytes) -> str | None:
+    parts: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        else:
+            item = text(value)
+            if item is not None and item not in parts:
+                parts.append(item)
+
+    walk(msgspec.json.decode(raw))
+    return ", ".join(parts) or None
+
+
+def readable_list(raw: msgspec.Raw | None) -> str | None:
+    """A list field as text an analyst reads: `[{"firingType": "GAS"}, {"firingType": "OIL"}]` is "GAS, OIL".
+
+    Every value in it, in order, once; sentinels left out; None when nothing is left. The same few lists
+    recur in every batch, hence the cache."""
+    return None if raw is None else _readable(bytes(raw))
+
+
+def _holds_picture(value) -> bool:
+    if isinstance(value, dict):
+        kind = value.get("@xsi.type")
+        if isinstance(kind, str) and kind.rpartition(":")[2] == "Picture":
+            return True
+        return any(_holds_picture(item) for item in value.values() if isinstance(item, dict | list))
+    if isinstance(value, list):
+        return any(_holds_picture(item) for item in value)
+    return False
+
+
+def has_pictures(title_picture_id: msgspec.Raw | None, attachments: msgspec.Raw | None) -> bool:
+    """A title picture, or an attachment of type `common:Picture` (a floor plan or a PDF is not one).
+
+    A listing without pictures has neither key (shared/data/README.md): absent is False, not unknown."""
+    if title_picture_id is not None and bytes(title_picture_id) not in (b"null", b'""'):
+        return True
+    return attachments is not None and _holds_picture(msgspec.json.decode(attachments))

@@ -6,6 +6,7 @@ from these lists. Column order matters: Redshift's COPY of Parquet maps columns 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,15 +38,39 @@ def _ts() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
 
+def _area() -> sa.Numeric:
+    return sa.Numeric(10, 2)
+
+
+def _rooms() -> sa.Numeric:
+    return sa.Numeric(6, 2)
+
+
+def _degrees() -> sa.Numeric:
+    return sa.Numeric(10, 7)
+
+
 MONEY = pa.decimal128(12, 2)
 AREA = pa.decimal128(10, 2)
 ROOMS = pa.decimal128(6, 2)
+# 1e-7 degrees is about 1 cm: every digit the source's coordinates carry that means anything
+DEGREES = pa.decimal128(10, 7)
 TS = pa.timestamp("us", tz="UTC")
 
 DIM_CITY = [
     Col("city_id", pa.int64(), sa.BigInteger, nullable=False),
     Col("city", pa.string(), _text(256)),
     Col("country", pa.string(), _text(256)),
+]
+
+# The IS24 quarter (Berlin's Ortsteil, e.g. "Prenzlauer Berg") with its geo code: what a BI user groups
+# rents by. Between address and city, so a district's listings are one join away and its name is spelt once.
+DIM_DISTRICT = [
+    Col("district_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("city_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("district", pa.string(), _text(256)),
+    Col("geo_code", pa.string(), _text(64)),
+    Col("region", pa.string(), _text(256)),
 ]
 
 DIM_ADDRESS = [
@@ -56,12 +81,12 @@ DIM_ADDRESS = [
     Col("region", pa.string(), _text(256)),
     Col("street", pa.string(), _text(256)),
     Col("house_number", pa.string(), _text(64)),
+    Col("district_id", pa.int64(), sa.BigInteger),
 ]
 
-DIM_AGENCY = [
-    Col("agency_id", pa.int64(), sa.BigInteger, nullable=False),
-    Col("customer_id", pa.string(), _text(64)),
-    Col("company", pa.string(), _text(512)),
+# The contact columns dim_agency and dim_agent share: as the source has them (masked when
+# ETL_MASK_PERSONAL_DATA is on).
+_CONTACT = [
     Col("salutation", pa.string(), _text(32)),
     Col("firstname", pa.string(), _text(256)),
     Col("lastname", pa.string(), _text(256)),
@@ -74,7 +99,28 @@ DIM_AGENCY = [
     Col("cell_phone_area_code", pa.string(), _text(16)),
     Col("cell_phone_country_code", pa.string(), _text(16)),
     Col("cell_phone_subscriber", pa.string(), _text(64)),
+]
+
+DIM_AGENCY = [
+    Col("agency_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("customer_id", pa.string(), _text(64)),
+    Col("company", pa.string(), _text(512)),
+    # the contact of the agency's newest listing, kept for compatibility: dim_agent has each listing's
+    *_CONTACT,
     # the listing modification that supplied these attributes: a late batch never overwrites newer ones
+    Col("source_modified_at", TS, _ts),
+]
+
+# The contact person of a listing, one row per person of an agency: an agency with several agents keeps
+# each. The pseudonyms are a keyed HMAC of the raw value (ETL_MASK_SALT; NULL without a salt), for readers
+# who must not see the person (the BI views).
+DIM_AGENT = [
+    Col("agent_id", pa.int64(), sa.BigInteger, nullable=False),
+    Col("agency_id", pa.int64(), sa.BigInteger, nullable=False),
+    *_CONTACT,
+    Col("agent_name_pseudonym", pa.string(), _text(64)),
+    Col("email_pseudonym", pa.string(), _text(64)),
+    Col("phone_pseudonym", pa.string(), _text(64)),
     Col("source_modified_at", TS, _ts),
 ]
 
@@ -116,9 +162,9 @@ FACT_FLATS = [
     Col("last_modified_at", TS, _ts, nullable=False),
     Col("last_refurbishment", pa.int32(), sa.Integer),
     Col("lift", pa.bool_(), sa.Boolean),
-    Col("living_space", AREA, lambda: sa.Numeric(10, 2)),
+    Col("living_space", AREA, _area),
     Col("number_of_floors", pa.int32(), sa.Integer),
-    Col("number_of_rooms", ROOMS, lambda: sa.Numeric(6, 2)),
+    Col("number_of_rooms", ROOMS, _rooms),
     Col("pets_allowed", pa.string(), _text(64)),
     Col("service_charge", MONEY, _money),
     Col("state", pa.string(), _text(64)),
@@ -127,6 +173,30 @@ FACT_FLATS = [
     Col("source_line", pa.int32(), sa.Integer),
     # implausible but loaded values, e.g. "base_rent_negative,living_space_implausible" (transform.py)
     Col("quality_flags", pa.string(), _text(512)),
+    Col("agent_id", pa.int64(), sa.BigInteger),
+    Col("listing_type", pa.string(), _text(64)),
+    Col("title", pa.string(), _text(1024)),
+    Col("number_of_bedrooms", ROOMS, _rooms),
+    Col("number_of_bathrooms", ROOMS, _rooms),
+    Col("parking_space_price", MONEY, _money),
+    Col("number_of_parking_spaces", pa.int32(), sa.Integer),
+    Col("parking_space_type", pa.string(), _text(64)),
+    Col("latitude", DEGREES, _degrees),
+    Col("longitude", DEGREES, _degrees),
+    Col("created_at", TS, _ts),
+    Col("has_pictures", pa.bool_(), sa.Boolean),
+    Col("is_active", pa.bool_(), sa.Boolean),
+    Col("energy_efficiency_class", pa.string(), _text(64)),
+    Col("thermal_characteristic", AREA, _area),
+    Col("firing_types", pa.string(), _text(256)),
+    Col("energy_sources", pa.string(), _text(256)),
+    Col("heating_type_enev2014", pa.string(), _text(64)),
+    Col("usable_floor_space", AREA, _area),
+    Col("use_as_flatshare_room", pa.bool_(), sa.Boolean),
+    Col("has_courtage", pa.bool_(), sa.Boolean),
+    Col("furnishing_note", pa.string(), _text(MAX_TEXT_BYTES)),
+    Col("location_note", pa.string(), _text(MAX_TEXT_BYTES)),
+    Col("other_note", pa.string(), _text(MAX_TEXT_BYTES)),
 ]
 
 FLAT_SNAPSHOTS = [
@@ -137,8 +207,8 @@ FLAT_SNAPSHOTS = [
     Col("service_charge", MONEY, _money),
     Col("heating_costs", MONEY, _money),
     Col("calculated_total_rent", MONEY, _money),
-    Col("living_space", AREA, lambda: sa.Numeric(10, 2)),
-    Col("number_of_rooms", ROOMS, lambda: sa.Numeric(6, 2)),
+    Col("living_space", AREA, _area),
+    Col("number_of_rooms", ROOMS, _rooms),
     Col("quality_flags", pa.string(), _text(512)),
 ]
 
@@ -152,8 +222,10 @@ REJECTED_RECORDS = [
 
 STAGED_TABLES: dict[str, list[Col]] = {
     "dim_city": DIM_CITY,
+    "dim_district": DIM_DISTRICT,
     "dim_address": DIM_ADDRESS,
     "dim_agency": DIM_AGENCY,
+    "dim_agent": DIM_AGENT,
     "fact_flats": FACT_FLATS,
     "flat_snapshots": FLAT_SNAPSHOTS,
     "rejected_records": REJECTED_RECORDS,
@@ -166,3 +238,13 @@ def arrow_schema(table: str) -> pa.Schema:
 
 def column_names(table: str) -> list[str]:
     return [c.name for c in STAGED_TABLES[table]]
+
+
+def _fingerprint() -> str:
+    described = ";".join(f"{t}:" + ",".join(f"{c.name} {c.arrow}" for c in cols) for t, cols in STAGED_TABLES.items())
+    return hashlib.sha256(described.encode()).hexdigest()[:8]
+
+
+# The staged tables' shape. Part of the transform's cache key and of the staged Parquet's prefix: a batch
+# transformed or staged under another model (fewer columns) is never served in its place.
+MODEL_FINGERPRINT = _fingerprint()

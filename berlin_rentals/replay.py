@@ -48,8 +48,10 @@ Position = tuple[str, int]  # (zip member, 1-based line number): a line's addres
 # The same dimension and fact merges as a normal load, in the same order (dimensions first).
 MERGE_FILES = (
     "merge/merge_into_dim_city.sql",
+    "merge/merge_into_dim_district.sql",
     "merge/merge_into_dim_address.sql",
     "merge/merge_into_dim_agency.sql",
+    "merge/merge_into_dim_agent.sql",
     "merge/merge_into_fact_flats.sql",
 )
 # How each engine serialises a replay with loads: PostgreSQL a self-conflicting table lock mode that
@@ -216,10 +218,14 @@ class ReplayBatch:
 
 
 def transform_rejected(
-    lines: list[SourceLine], rejected: Iterable[RecordedReject], masker: Masker | None
+    lines: list[SourceLine],
+    rejected: Iterable[RecordedReject],
+    masker: Masker | None,
+    pseudonyms: Masker | None = None,
 ) -> ReplayBatch:
     # Fitted like a load's batch: a recovered listing the warehouse cannot hold stays rejected.
-    return ReplayBatch(rejected=tuple(rejected), batch=fit_batch(transform_lines(lines, masker=masker)))
+    batch = fit_batch(transform_lines(lines, masker=masker, pseudonyms=pseudonyms))
+    return ReplayBatch(rejected=tuple(rejected), batch=batch)
 
 
 def replay_digest(etag: str, positions: Iterable[Position], masked: bool) -> str:
@@ -233,7 +239,7 @@ def replay_digest(etag: str, positions: Iterable[Position], masked: bool) -> str
 def stage_replay(s3, replay: ReplayBatch, *, bucket: str, staging_prefix: str, etag: str, masked: bool) -> StagedBatch:
     """The replayed tables as Parquet beside the version's own, under replay/etag=<etag>/<digest>/."""
     digest = replay_digest(etag, [r.position for r in replay.rejected], masked)
-    prefix = f"{staging_prefix}v{TRANSFORM_VERSION}/replay/etag={etag}/{digest}/"
+    prefix = f"{staging_prefix}{replay.batch.variant}/replay/etag={etag}/{digest}/"
     staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: replay.batch.rows(n) for n in STAGED_TABLES})
     for name in STAGED_TABLES:
         s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(replay.batch.tables[name]))
@@ -431,6 +437,7 @@ def replay_file(
     max_line_bytes: int,
     masker: Masker | None = None,
     flow_run_id: str | None = None,
+    pseudonyms: Masker | None = None,
 ) -> ReplayOutcome:
     """Replay every rejected line of `source` (a loaded version whose bytes are at archive_path)."""
     started = time.perf_counter()
@@ -450,7 +457,7 @@ def replay_file(
             max_member_bytes=max_member_bytes,
             max_line_bytes=max_line_bytes,
         )
-        replay = transform_rejected(lines, rejected, masker)
+        replay = transform_rejected(lines, rejected, masker, pseudonyms)
         if replay.changes_nothing:
             outcome = ReplayOutcome(
                 status="unchanged",

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from berlin_rentals.model import STAGED_TABLES, arrow_schema
-from berlin_rentals.transform import TRANSFORM_VERSION, Batch
+from berlin_rentals.transform import TRANSFORM_VERSION, Batch, output_variant
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class StagedBatch:
     """Where a batch's tables lie in the staging bucket; enough for either engine to load them."""
 
     bucket: str
-    prefix: str  # e.g. clean/v<transform version>/etag=<etag>/ ; each table is <prefix><table>/part-00000.parquet
+    # e.g. clean/v<transform version>-m<model fingerprint>[-masked-<salt fingerprint>][-keyed-<...>]/etag=<etag>/
+    # (transform.output_variant); each table is <prefix><table>/part-00000.parquet
+    prefix: str
     rows: dict[str, int] = field(default_factory=dict)
     # The staged tables themselves, in this process only (never compared, printed or part of the location):
     # the PostgreSQL load streams them through COPY instead of reading the Parquet back from S3.
@@ -35,8 +37,10 @@ class StagedBatch:
         return f"s3://{self.bucket}/{self.table_key(table)}"
 
 
-def staged_prefix(staging_prefix: str, etag: str) -> str:
-    return f"{staging_prefix}v{TRANSFORM_VERSION}/etag={etag}/"
+def staged_prefix(staging_prefix: str, etag: str, variant: str | None = None) -> str:
+    """Where a batch of this ETag made under `variant` (default: no salts) is staged: a batch of the same
+    file made under another model or salt never overwrites it or is read in its place."""
+    return f"{staging_prefix}{variant or output_variant()}/etag={etag}/"
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -52,7 +56,7 @@ def stage_batch(s3, batch: Batch, *, bucket: str, staging_prefix: str, etag: str
     The tables are encoded and uploaded side by side (Parquet encoding and socket I/O release the GIL;
     a boto3 client is thread-safe); the manifest goes last, once every table is there.
     """
-    prefix = staged_prefix(staging_prefix, etag)
+    prefix = staged_prefix(staging_prefix, etag, batch.variant)
     staged = StagedBatch(
         bucket=bucket,
         prefix=prefix,
@@ -66,7 +70,7 @@ def stage_batch(s3, batch: Batch, *, bucket: str, staging_prefix: str, etag: str
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage") as pool:
         for done in [pool.submit(put, name) for name in STAGED_TABLES]:
             done.result()
-    manifest = {"transform_version": TRANSFORM_VERSION, "etag": etag, "rows": staged.rows}
+    manifest = {"transform_version": TRANSFORM_VERSION, "variant": batch.variant, "etag": etag, "rows": staged.rows}
     s3.put_object(Bucket=bucket, Key=f"{prefix}_manifest.json", Body=json.dumps(manifest).encode())
     return staged
 

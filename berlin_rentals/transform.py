@@ -20,18 +20,33 @@ import pyarrow as pa
 
 from berlin_rentals.archive import SourceLine
 from berlin_rentals.keys import surrogate_key
-from berlin_rentals.listing import Listing, RejectedLine, decode_line, flag, listing_id, text
+from berlin_rentals.listing import (
+    Listing,
+    RejectedLine,
+    decode_line,
+    flag,
+    has_pictures,
+    listing_id,
+    readable_list,
+    text,
+)
 from berlin_rentals.masking import Masker
-from berlin_rentals.model import MAX_TEXT_BYTES, STAGED_TABLES, arrow_schema, column_names
+from berlin_rentals.model import MAX_TEXT_BYTES, MODEL_FINGERPRINT, STAGED_TABLES, arrow_schema, column_names
 
-# Bump when the transform's output changes for the same input: it is part of the cache key,
-# so a fixed transform re-runs on files whose previous result is cached.
-TRANSFORM_VERSION = "2"
+# Bump when the transform's output changes for the same input: it is part of the cache key and of the
+# staged prefix, so a fixed transform re-runs on files whose previous result is cached. A change of the
+# staged columns needs no bump: MODEL_FINGERPRINT is in both too (output_variant).
+TRANSFORM_VERSION = "3"
 
 _CENT = Decimal("0.01")
+_DEGREE_STEP = Decimal("1E-7")
 _MONEY_LIMIT = Decimal("1E10")
 _AREA_LIMIT = Decimal("1E8")
 _ROOMS_LIMIT = Decimal("1E4")
+_DEGREES_LIMIT = Decimal("1E3")
+# Enum-like source values (condition, heating type, ...) are VARCHAR(64): a longer one is capped, not refused.
+_ENUM = 64
+_ACTIVE = "ACTIVE"
 
 # Fact rows held as Python tuples before they become an Arrow record batch.
 _CHUNK_ROWS = 2048
@@ -55,6 +70,18 @@ PLAUSIBLE_RANGES: dict[str, tuple[Decimal | None, Decimal | None]] = {
 }
 
 
+def output_variant(masker: Masker | None = None, pseudonyms: Masker | None = None) -> str:
+    """What, besides a file's content, decides its transformed tables: the transform's version, the model's
+    columns, and the salts of the masking and of the pseudonyms (by fingerprint, never the salt). Part of the
+    transform's cache key and of the staged prefix, so neither serves a batch made under other settings."""
+    parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}"]
+    if masker is not None:
+        parts.append(f"masked-{masker.fingerprint}")
+    if pseudonyms is not None:
+        parts.append(f"keyed-{pseudonyms.fingerprint}")
+    return "-".join(parts)
+
+
 @dataclass
 class TransformStats:
     lines_read: int = 0
@@ -74,18 +101,19 @@ class Batch:
 
     tables: dict[str, pa.Table]
     stats: TransformStats
+    variant: str = field(default_factory=output_variant)  # output_variant of the settings it was made with
 
     def rows(self, table: str) -> int:
         return self.tables[table].num_rows
 
 
-def _decimal(value: Decimal | None, field_name: str, limit: Decimal) -> Decimal | None:
+def _decimal(value: Decimal | None, field_name: str, limit: Decimal, step: Decimal = _CENT) -> Decimal | None:
     if value is None:
         return None
     try:
         if not value.is_finite() or abs(value) >= limit:
             raise InvalidOperation
-        return value.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+        return value.quantize(step, rounding=ROUND_HALF_EVEN)
     except InvalidOperation:
         raise RejectedLine("invalid_value", f"`{field_name}` {value} is out of range") from None
 
@@ -143,8 +171,10 @@ class _Accumulator:
         masker: Masker | None = None,
         chunk_rows: int = _CHUNK_ROWS,
         max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
+        pseudonyms: Masker | None = None,
     ) -> None:
         self.masker = masker
+        self.pseudonyms = pseudonyms
         self.raw_budget = max_rejected_raw_bytes
         self.chunk_rows = chunk_rows
         # listing id -> (modification, row number of its newest version); the order is first seen
@@ -155,8 +185,10 @@ class _Accumulator:
         # surrogate keys of natural keys already seen: the same few cities, agencies and addresses recur
         self.keys: dict[tuple, int] = {}
         self.cities: dict[int, tuple] = {}
+        self.districts: dict[int, tuple] = {}
         self.addresses: dict[int, tuple] = {}
         self.agencies: dict[int, tuple] = {}
+        self.agents: dict[int, tuple] = {}
         self.rejects: list[tuple] = []
         self.stats = TransformStats()
 
@@ -222,11 +254,20 @@ class _Accumulator:
         address_id = keys.get(natural)
         if address_id is None:
             address_id = keys[natural] = surrogate_key(*natural)
+        # The district is the address's quarter: no quarter, no district (NULL, not an "unknown" row).
+        district_id = None
+        if quarter is not None:
+            natural = ("district", city_id, quarter)
+            district_id = keys.get(natural)
+            if district_id is None:
+                district_id = keys[natural] = surrogate_key(*natural)
         customer_id = text(listing.customer_id)
         company = text(listing.company)
         email = text(listing.email)
         firstname = text(listing.firstname)
         lastname = text(listing.lastname)
+        salutation = _capped(listing.salutation, 32)
+        person = (firstname, lastname, email)  # the raw values, for the pseudonyms
         phones = [
             _capped(v, 64)
             for v in (
@@ -236,6 +277,7 @@ class _Accumulator:
                 listing.cell_phone_subscriber,
             )
         ]
+        raw_phone = phones[0] or phones[2]
         if self.masker is not None:
             mask = self.masker.mask
             firstname, lastname, email = mask(firstname), mask(lastname), mask(email)
@@ -247,6 +289,13 @@ class _Accumulator:
         agency_id = keys.get(natural)
         if agency_id is None:
             agency_id = keys[natural] = surrogate_key(*natural)
+        # The listing's contact person, one of possibly several of its agency; none when nothing names one.
+        agent_id = None
+        if salutation or firstname or lastname or email or any(phones):
+            natural = ("agent", agency_id, salutation, firstname, lastname, email)
+            agent_id = keys.get(natural)
+            if agent_id is None:
+                agent_id = keys[natural] = surrogate_key(*natural)
 
         amounts = {
             "base_rent": _decimal(listing.base_rent, "realEstate_baseRent", _MONEY_LIMIT),
@@ -259,21 +308,22 @@ class _Accumulator:
             "service_charge": _decimal(listing.service_charge, "realEstate_serviceCharge", _MONEY_LIMIT),
             "total_rent": _decimal(listing.total_rent, "realEstate_totalRent", _MONEY_LIMIT),
         }
+        state = _capped(listing.state, _ENUM)
         fact = (
             lid,
             address_id,
             agency_id,
             _utc(listing.publish_date),
-            text(listing.apartment_type),
+            _capped(listing.apartment_type, _ENUM),
             flag(listing.assisted_living, "assisted_living"),
             flag(listing.balcony, "balcony"),
             amounts["base_rent"],
             flag(listing.built_in_kitchen, "built_in_kitchen"),
             amounts["calculated_total_rent"],
-            text(listing.calculated_total_rent_scope),
+            _capped(listing.calculated_total_rent_scope, _ENUM),
             flag(listing.cellar, "cellar"),
             flag(listing.certificate_of_eligibility_needed, "certificate_of_eligibility_needed"),
-            text(listing.condition),
+            _capped(listing.condition, _ENUM),
             _int32(listing.construction_year, "realEstate_constructionYear"),
             _capped(listing.deposit, 1024),
             _capped(listing.description_note, MAX_TEXT_BYTES),
@@ -284,21 +334,45 @@ class _Accumulator:
             flag(listing.handicapped_accessible, "handicapped_accessible"),
             amounts["heating_costs"],
             flag(listing.heating_costs_in_service_charge, "heating_costs_in_service_charge"),
-            text(listing.heating_type),
-            text(listing.interior_quality),
+            _capped(listing.heating_type, _ENUM),
+            _capped(listing.interior_quality, _ENUM),
             modified,
             _int32(listing.last_refurbishment, "realEstate_lastRefurbishment"),
             flag(listing.lift, "lift"),
             amounts["living_space"],
             _int32(listing.number_of_floors, "realEstate_numberOfFloors"),
             amounts["number_of_rooms"],
-            text(listing.pets_allowed),
+            _capped(listing.pets_allowed, _ENUM),
             amounts["service_charge"],
-            text(listing.state),
+            state,
             amounts["total_rent"],
             line.member,
             line.line_number,
             quality_flags(amounts),
+            agent_id,
+            _capped(listing.listing_type, _ENUM),
+            _capped(listing.title, 1024),
+            _decimal(listing.bedrooms, "realEstate_numberOfBedRooms", _ROOMS_LIMIT),
+            _decimal(listing.bathrooms, "realEstate_numberOfBathRooms", _ROOMS_LIMIT),
+            _decimal(listing.parking_space_price, "realEstate_parkingSpacePrice", _MONEY_LIMIT),
+            _int32(listing.number_of_parking_spaces, "realEstate_numberOfParkingSpaces"),
+            _capped(listing.parking_space_type, _ENUM),
+            _decimal(listing.latitude, "realEstate_address_wgs84Coordinate_latitude", _DEGREES_LIMIT, _DEGREE_STEP),
+            _decimal(listing.longitude, "realEstate_address_wgs84Coordinate_longitude", _DEGREES_LIMIT, _DEGREE_STEP),
+            _utc(listing.creation),
+            has_pictures(listing.title_picture_id, listing.attachments),
+            None if state is None else state == _ACTIVE,
+            _capped(listing.energy_efficiency_class, _ENUM),
+            _decimal(listing.thermal_characteristic, "realEstate_thermalCharacteristic", _AREA_LIMIT),
+            cap_text(readable_list(listing.firing_types), 256),
+            cap_text(readable_list(listing.energy_sources), 256),
+            _capped(listing.heating_type_enev2014, _ENUM),
+            _decimal(listing.usable_floor_space, "realEstate_usableFloorSpace", _AREA_LIMIT),
+            flag(listing.use_as_flatshare_room, "use_as_flatshare_room"),
+            flag(listing.has_courtage, "has_courtage"),
+            _capped(listing.furnishing_note, MAX_TEXT_BYTES),
+            _capped(listing.location_note, MAX_TEXT_BYTES),
+            _capped(listing.other_note, MAX_TEXT_BYTES),
         )
         # Only a listing that fully coerced reaches the dimensions. A newer version keeps the
         # listing's place (first seen) and points it at its own row.
@@ -308,6 +382,12 @@ class _Accumulator:
         if len(self.fact_rows) >= self.chunk_rows:
             self._flush_facts()
         self.cities.setdefault(city_id, (city_id, cap_text(city, 256), cap_text(country, 256)))
+        region = _capped(listing.geo_region, 256)
+        if district_id is not None:
+            self.districts.setdefault(
+                district_id,
+                (district_id, city_id, cap_text(quarter, 256), _capped(listing.geo_quarter_code, 64), region),
+            )
         self.addresses.setdefault(
             address_id,
             (
@@ -315,31 +395,52 @@ class _Accumulator:
                 city_id,
                 cap_text(postcode, 16),
                 cap_text(quarter, 256),
-                _capped(listing.geo_region, 256),
+                region,
                 cap_text(street, 256),
                 cap_text(house_number, 64),
+                district_id,
             ),
         )
         agency = self.agencies.get(agency_id)
-        if agency is None or agency[-1] <= modified:
+        agent = self.agents.get(agent_id) if agent_id is not None else None
+        agency_newer = agency is None or agency[-1] <= modified
+        agent_newer = agent_id is not None and (agent is None or agent[-1] <= modified)
+        if not (agency_newer or agent_newer):
+            return
+        contact = (
+            salutation,
+            cap_text(firstname, 256),
+            cap_text(lastname, 256),
+            cap_text(email, 512),
+            phones[0],
+            _capped(listing.phone_area_code, 16),
+            _capped(listing.phone_country_code, 16),
+            phones[1],
+            phones[2],
+            _capped(listing.cell_phone_area_code, 16),
+            _capped(listing.cell_phone_country_code, 16),
+            phones[3],
+        )
+        if agency_newer:
             self.agencies[agency_id] = (
                 agency_id,
                 cap_text(customer_id, 64),
                 cap_text(company, 512),
-                _capped(listing.salutation, 32),
-                cap_text(firstname, 256),
-                cap_text(lastname, 256),
-                cap_text(email, 512),
-                phones[0],
-                _capped(listing.phone_area_code, 16),
-                _capped(listing.phone_country_code, 16),
-                phones[1],
-                phones[2],
-                _capped(listing.cell_phone_area_code, 16),
-                _capped(listing.cell_phone_country_code, 16),
-                phones[3],
+                *contact,
                 modified,
             )
+        if agent_newer:
+            self.agents[agent_id] = (agent_id, agency_id, *contact, *self._pseudonyms(*person, raw_phone), modified)
+
+    def _pseudonyms(
+        self, firstname: str | None, lastname: str | None, email: str | None, phone: str | None
+    ) -> tuple[str | None, str | None, str | None]:
+        """Keyed hashes of the raw values as they would be stored (capped): (name, e-mail, phone)."""
+        if self.pseudonyms is None:
+            return None, None, None
+        mask = self.pseudonyms.mask
+        name = " ".join(part for part in (cap_text(firstname, 256), cap_text(lastname, 256)) if part) or None
+        return mask(name), mask(cap_text(email, 512)), mask(phone)
 
     def _flush_facts(self) -> None:
         if self.fact_rows:
@@ -359,7 +460,7 @@ class _Accumulator:
             table = table.take(pa.array(rows, type=pa.int64()))
         return table
 
-    def batch(self) -> Batch:
+    def batch(self, variant: str) -> Batch:
         facts = self._facts_table()
         self.stats.listings = facts.num_rows
         for value in facts.column("quality_flags").to_pylist():
@@ -371,13 +472,15 @@ class _Accumulator:
         )
         tables = {
             "dim_city": _table("dim_city", self.cities.values()),
+            "dim_district": _table("dim_district", self.districts.values()),
             "dim_address": _table("dim_address", self.addresses.values()),
             "dim_agency": _table("dim_agency", self.agencies.values()),
+            "dim_agent": _table("dim_agent", self.agents.values()),
             "fact_flats": facts,
             "flat_snapshots": snapshots,
             "rejected_records": _table("rejected_records", self.rejects),
         }
-        return Batch(tables=tables, stats=self.stats)
+        return Batch(tables=tables, stats=self.stats, variant=variant)
 
 
 def _arrays(name: str, rows: list[tuple]) -> list[pa.Array]:
@@ -401,9 +504,13 @@ def transform_lines(
     lines: Iterable[SourceLine],
     masker: Masker | None = None,
     max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
+    pseudonyms: Masker | None = None,
 ) -> Batch:
-    """All lines of one object version -> its batch of tables. Depends on the content (and the masking) alone."""
-    acc = _Accumulator(masker, max_rejected_raw_bytes=max_rejected_raw_bytes)
+    """All lines of one object version -> its batch of tables. Depends on the content and the salts alone.
+
+    `masker` (ETL_MASK_PERSONAL_DATA) replaces the contact columns by their keyed hash; `pseudonyms`
+    (whenever ETL_MASK_SALT is set) fills dim_agent's *_pseudonym columns, whatever the masking."""
+    acc = _Accumulator(masker, max_rejected_raw_bytes=max_rejected_raw_bytes, pseudonyms=pseudonyms)
     for line in lines:
         acc.add(line)
-    return acc.batch()
+    return acc.batch(output_variant(masker, pseudonyms))

@@ -49,6 +49,7 @@ def replay_lines(settings: Settings, source: SourceObject, archive: Path, flow_r
         max_line_bytes=settings.max_line_bytes,
         masker=settings.masker(),
         flow_run_id=flow_run_id,
+        pseudonyms=settings.pseudonymizer(),
     )
 
 

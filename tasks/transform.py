@@ -9,15 +9,16 @@ from prefect.logging import get_run_logger
 from berlin_rentals.archive import iter_lines
 from berlin_rentals.config import Settings
 from berlin_rentals.source import SourceObject
-from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
+from berlin_rentals.transform import Batch, output_variant, transform_lines
 from berlin_rentals.warehouse.fit import FIT_VERSION, fit_batch
 
 
 def etag_cache_key(context, parameters) -> str:
-    """Same content, same result: the ETag (with the transform's version and masking) is the whole key."""
-    masker = parameters["settings"].masker()
-    masking = f"-masked-{masker.fingerprint}" if masker else ""
-    return f"transform-v{TRANSFORM_VERSION}-fit{FIT_VERSION}{masking}-{parameters['source'].etag}"
+    """Same content, same result: the ETag, with what else decides the output (the transform's version, the
+    model's columns, the salts' fingerprints: transform.output_variant), is the whole key."""
+    settings = parameters["settings"]
+    variant = output_variant(settings.masker(), settings.pseudonymizer())
+    return f"transform-{variant}-fit{FIT_VERSION}-{parameters['source'].etag}"
 
 
 @task(
@@ -39,6 +40,7 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
         ),
         masker=settings.masker(),
         max_rejected_raw_bytes=settings.max_rejected_raw_bytes,
+        pseudonyms=settings.pseudonymizer(),
     )
     # Fitted to the warehouse's columns before the result is cached: a listing the warehouse cannot
     # hold is rejected here, not left for the COPY to refuse the whole file.

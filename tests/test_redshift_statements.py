@@ -17,6 +17,7 @@ from sqlglot import exp
 
 import tests.recording_dbapi as driver
 from berlin_rentals.archive import iter_lines
+from berlin_rentals.model import MODEL_FINGERPRINT, STAGED_TABLES
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
 from berlin_rentals.transform import TRANSFORM_VERSION, transform_lines
@@ -52,13 +53,16 @@ def test_every_statement_parses_as_redshift_sql(sent):
 def test_copy_reads_each_tables_parquet_for_this_etag_with_the_iam_role(sent):
     statements, _ = sent
     copies = [sql for sql, _ in statements if sql.lstrip().upper().startswith("COPY")]
-    tables = ["dim_city", "dim_address", "dim_agency", "fact_flats", "flat_snapshots", "rejected_records"]
+    tables = list(STAGED_TABLES)
+    assert tables[:5] == ["dim_city", "dim_district", "dim_address", "dim_agency", "dim_agent"]
     assert len(copies) == len(tables)
     for sql, table in zip(copies, tables, strict=True):
         tree = sqlglot.parse_one(sql, read="redshift")
         assert isinstance(tree, exp.Copy)
         assert tree.this.name == f"stage_{table}"
-        assert f"FROM 's3://rentals-staging/clean/v{TRANSFORM_VERSION}/etag={ETAG}/{table}/'" in sql
+        assert (
+            f"FROM 's3://rentals-staging/clean/v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}/etag={ETAG}/{table}/'" in sql
+        )
         assert f"IAM_ROLE '{ROLE}'" in sql and sql.rstrip().endswith("FORMAT AS PARQUET")
         assert "CREDENTIALS" not in sql.upper() and "ACCESS_KEY" not in sql.upper()
 
@@ -76,8 +80,10 @@ def test_claim_staging_merges_and_ledger_run_in_one_transaction(sent):
     merges = [sql.split()[2] for sql, _ in statements if sql.lstrip().upper().startswith("MERGE")]
     assert merges == [
         "berlin_rentals.dim_city",
+        "berlin_rentals.dim_district",
         "berlin_rentals.dim_address",
         "berlin_rentals.dim_agency",
+        "berlin_rentals.dim_agent",
         "berlin_rentals.fact_flats",
     ]
     last_update = [sql for sql, _ in statements if sql.lstrip().upper().startswith("UPDATE")][-2]
@@ -92,6 +98,31 @@ def test_the_ddl_of_every_table_parses_with_its_distribution_and_sort_keys():
         assert isinstance(tree, exp.Create)
         properties = tree.args["properties"].sql(dialect="redshift") if tree.args.get("properties") else ""
         assert "DISTSTYLE" in properties and "SORTKEY" in properties, sql
+
+
+def test_the_ddl_of_dim_district_and_dim_agent_copies_them_to_every_node_with_their_keys():
+    ddl = {}
+    for sql in ddl_statements("redshift"):
+        tree = sqlglot.parse_one(sql, read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
+        ddl[tree.this.this.name] = tree
+    for name, key in (("dim_district", "district_id"), ("dim_agent", "agent_id")):
+        tree = ddl[name]
+        properties = tree.args["properties"].sql(dialect="redshift")
+        assert "DISTSTYLE ALL" in properties and f"SORTKEY({key})" in properties
+        columns = {c.name: c.args["kind"].sql(dialect="redshift") for c in tree.find_all(exp.ColumnDef)}
+        assert list(columns) == [c.name for c in STAGED_TABLES[name]]
+        assert columns[key] == "BIGINT"
+    agent = {c.name: c.args["kind"].sql(dialect="redshift") for c in ddl["dim_agent"].find_all(exp.ColumnDef)}
+    assert agent["email_pseudonym"] == agent["phone_pseudonym"] == agent["agent_name_pseudonym"] == "VARCHAR(64)"
+    fact = {c.name: c.args["kind"].sql(dialect="redshift") for c in ddl["fact_flats"].find_all(exp.ColumnDef)}
+    assert (fact["latitude"], fact["number_of_bedrooms"], fact["agent_id"]) == (
+        "DECIMAL(10, 7)",
+        "DECIMAL(6, 2)",
+        "BIGINT",
+    )
+    assert (fact["created_at"], fact["has_pictures"]) == ("TIMESTAMP WITH TIME ZONE", "BOOLEAN")
+    address = {c.name for c in ddl["dim_address"].find_all(exp.ColumnDef)}
+    assert "district_id" in address
 
 
 # ---- what a correction and a refused old version send ------------------------------------------
@@ -145,11 +176,17 @@ def test_a_correction_restates_its_key_in_redshift_sql_inside_the_one_transactio
         return next(i for i, sql in enumerate(joined) if sql.startswith(prefix))
 
     release = at("UPDATE berlin_rentals.dim_agency SET source_modified_at = NULL")
+    release_agents = at("UPDATE berlin_rentals.dim_agent SET source_modified_at = NULL")
     rebuild = at("UPDATE berlin_rentals.fact_flats SET last_modified_at = n.last_modified_at")
     remove = at("DELETE FROM berlin_rentals.fact_flats WHERE source_key")
     merge = at("MERGE INTO berlin_rentals.fact_flats")
-    orphans = [at(f"DELETE FROM berlin_rentals.{t} WHERE") for t in ("dim_agency", "dim_address", "dim_city")]
+    dimensions = ("dim_agent", "dim_agency", "dim_address", "dim_district", "dim_city")
+    orphans = [at(f"DELETE FROM berlin_rentals.{t} WHERE") for t in dimensions]
+    assert orphans == sorted(orphans)  # what points at a row goes first: agent, agency, address, district, city
     assert release < at("MERGE INTO berlin_rentals.dim_agency") < rebuild < remove < merge < min(orphans)
+    assert release_agents < at("MERGE INTO berlin_rentals.dim_agent") < rebuild
+    rerank_agents = at("UPDATE berlin_rentals.dim_agent SET source_modified_at = n.newest")
+    assert merge < rerank_agents < at("DELETE FROM berlin_rentals.dim_agent WHERE")
     assert max(orphans) < at("DELETE FROM berlin_rentals.flat_snapshots") < at("UPDATE berlin_rentals.load_ledger")
 
 

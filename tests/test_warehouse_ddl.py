@@ -23,7 +23,7 @@ def test_redshift_ddl_distributes_facts_on_listing_and_copies_dimensions():
     assert (
         "DISTKEY (listing_id)" in ddl["flat_snapshots"] and "SORTKEY (batch_hour, listing_id)" in ddl["flat_snapshots"]
     )
-    for dim in ("dim_city", "dim_address", "dim_agency"):
+    for dim in ("dim_city", "dim_district", "dim_address", "dim_agency", "dim_agent"):
         assert "DISTSTYLE ALL" in ddl[dim]
 
 
@@ -38,7 +38,9 @@ def test_every_staged_column_reaches_its_target_table_through_the_merge_sql():
         "flat_snapshots": "replace_flat_snapshots.sql",
         "rejected_records": "replace_rejected_records.sql",
         "dim_agency": "merge_into_dim_agency.sql",
+        "dim_agent": "merge_into_dim_agent.sql",
         "dim_address": "merge_into_dim_address.sql",
+        "dim_district": "merge_into_dim_district.sql",
         "dim_city": "merge_into_dim_city.sql",
     }
     for table, file in merge_files.items():

@@ -162,11 +162,17 @@ def fit_batch(batch: Batch) -> Batch:
         capped["dim_city"] = capped["dim_city"].filter(
             pc.is_in(capped["dim_city"].column("city_id"), value_set=addresses.column("city_id"))
         )
+        capped["dim_district"] = capped["dim_district"].filter(
+            pc.is_in(capped["dim_district"].column("district_id"), value_set=addresses.column("district_id"))
+        )
         capped["dim_agency"] = capped["dim_agency"].filter(
             pc.is_in(capped["dim_agency"].column("agency_id"), value_set=kept.column("agency_id"))
+        )
+        capped["dim_agent"] = capped["dim_agent"].filter(
+            pc.is_in(capped["dim_agent"].column("agent_id"), value_set=kept.column("agent_id"))
         )
         added = pa.Table.from_pylist(
             [r | {"raw_line": None, "raw_line_bytes": None} for r in rejects], schema=arrow_schema("rejected_records")
         )
         capped["rejected_records"] = _capped(pa.concat_tables([capped["rejected_records"], added]), "rejected_records")
-    return Batch(tables=capped, stats=stats)
+    return Batch(tables=capped, stats=stats, variant=batch.variant)

@@ -26,8 +26,10 @@ from berlin_rentals.warehouse.sql import statement, statements
 # MERGE is the engine's (Target.fact_merge) and runs between these two groups.
 DIMENSION_MERGES = (
     "merge/merge_into_dim_city.sql",
+    "merge/merge_into_dim_district.sql",
     "merge/merge_into_dim_address.sql",
     "merge/merge_into_dim_agency.sql",
+    "merge/merge_into_dim_agent.sql",
 )
 REPLACE_FILES = (
     "merge/replace_flat_snapshots.sql",

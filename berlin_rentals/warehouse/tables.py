@@ -16,8 +16,10 @@ from berlin_rentals.model import LINEAGE, STAGED_TABLES, Col
 
 _DIST_SORT = {
     "dim_city": dict(redshift_diststyle="ALL", redshift_sortkey="city_id"),
+    "dim_district": dict(redshift_diststyle="ALL", redshift_sortkey="district_id"),
     "dim_address": dict(redshift_diststyle="ALL", redshift_sortkey="address_id"),
     "dim_agency": dict(redshift_diststyle="ALL", redshift_sortkey="agency_id"),
+    "dim_agent": dict(redshift_diststyle="ALL", redshift_sortkey="agent_id"),
     "fact_flats": dict(redshift_diststyle="KEY", redshift_distkey="listing_id", redshift_sortkey="last_modified_at"),
     "flat_snapshots": dict(
         redshift_diststyle="KEY", redshift_distkey="listing_id", redshift_sortkey=("batch_hour", "listing_id")
@@ -29,8 +31,10 @@ _DIST_SORT = {
 
 _PRIMARY_KEYS = {
     "dim_city": ("city_id",),
+    "dim_district": ("district_id",),
     "dim_address": ("address_id",),
     "dim_agency": ("agency_id",),
+    "dim_agent": ("agent_id",),
     "fact_flats": ("listing_id",),
     "flat_snapshots": ("source_key", "listing_id"),
     "rejected_records": ("source_key", "member", "line_number"),

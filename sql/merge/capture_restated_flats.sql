@@ -9,12 +9,14 @@ CREATE TEMPORARY TABLE stage_restated_flats (
     listing_id BIGINT NOT NULL,
     last_modified_at TIMESTAMP WITH TIME ZONE,
     address_id BIGINT,
+    district_id BIGINT,
     city_id BIGINT,
-    agency_id BIGINT
+    agency_id BIGINT,
+    agent_id BIGINT
 );
 
-INSERT INTO stage_restated_flats (listing_id, last_modified_at, address_id, city_id, agency_id)
-SELECT f.listing_id, f.last_modified_at, f.address_id, a.city_id, f.agency_id
+INSERT INTO stage_restated_flats (listing_id, last_modified_at, address_id, district_id, city_id, agency_id, agent_id)
+SELECT f.listing_id, f.last_modified_at, f.address_id, a.district_id, a.city_id, f.agency_id, f.agent_id
 FROM {schema}.fact_flats AS f
 LEFT JOIN {schema}.dim_address AS a ON a.address_id = f.address_id
 WHERE f.source_key = :source_key

@@ -29,6 +29,16 @@ WHEN MATCHED AND (s.last_modified_at > {schema}.fact_flats.last_modified_at
     service_charge = s.service_charge, state = s.state, total_rent = s.total_rent,
     source_key = CAST(:source_key AS VARCHAR(1024)), source_etag = CAST(:source_etag AS VARCHAR(64)), batch_hour = CAST(:batch_hour AS TIMESTAMP WITH TIME ZONE),
     source_member = s.source_member, source_line = s.source_line, quality_flags = s.quality_flags,
+    agent_id = s.agent_id, listing_type = s.listing_type, title = s.title,
+    number_of_bedrooms = s.number_of_bedrooms, number_of_bathrooms = s.number_of_bathrooms,
+    parking_space_price = s.parking_space_price, number_of_parking_spaces = s.number_of_parking_spaces,
+    parking_space_type = s.parking_space_type, latitude = s.latitude, longitude = s.longitude,
+    created_at = s.created_at, has_pictures = s.has_pictures, is_active = s.is_active,
+    energy_efficiency_class = s.energy_efficiency_class, thermal_characteristic = s.thermal_characteristic,
+    firing_types = s.firing_types, energy_sources = s.energy_sources,
+    heating_type_enev2014 = s.heating_type_enev2014, usable_floor_space = s.usable_floor_space,
+    use_as_flatshare_room = s.use_as_flatshare_room, has_courtage = s.has_courtage,
+    furnishing_note = s.furnishing_note, location_note = s.location_note, other_note = s.other_note,
     flow_run_id = CAST(:flow_run_id AS VARCHAR(64)), loaded_at = CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE)
 WHEN NOT MATCHED THEN INSERT (
     listing_id, address_id, agency_id, publish_date, apartment_type, assisted_living, balcony,
@@ -38,7 +48,11 @@ WHEN NOT MATCHED THEN INSERT (
     heating_costs_in_service_charge, heating_type, interior_quality, last_modified_at,
     last_refurbishment, lift, living_space, number_of_floors, number_of_rooms, pets_allowed,
     service_charge, state, total_rent, source_key, source_etag, batch_hour, source_member,
-    source_line, quality_flags, flow_run_id, loaded_at
+    source_line, quality_flags, agent_id, listing_type, title, number_of_bedrooms, number_of_bathrooms,
+    parking_space_price, number_of_parking_spaces, parking_space_type, latitude, longitude, created_at,
+    has_pictures, is_active, energy_efficiency_class, thermal_characteristic, firing_types, energy_sources,
+    heating_type_enev2014, usable_floor_space, use_as_flatshare_room, has_courtage, furnishing_note,
+    location_note, other_note, flow_run_id, loaded_at
 ) VALUES (
     s.listing_id, s.address_id, s.agency_id, s.publish_date, s.apartment_type, s.assisted_living,
     s.balcony, s.base_rent, s.built_in_kitchen, s.calculated_total_rent,
@@ -48,5 +62,10 @@ WHEN NOT MATCHED THEN INSERT (
     s.heating_type, s.interior_quality, s.last_modified_at, s.last_refurbishment, s.lift,
     s.living_space, s.number_of_floors, s.number_of_rooms, s.pets_allowed, s.service_charge,
     s.state, s.total_rent, CAST(:source_key AS VARCHAR(1024)), CAST(:source_etag AS VARCHAR(64)), CAST(:batch_hour AS TIMESTAMP WITH TIME ZONE), s.source_member,
-    s.source_line, s.quality_flags, CAST(:flow_run_id AS VARCHAR(64)), CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE)
+    s.source_line, s.quality_flags, s.agent_id, s.listing_type, s.title, s.number_of_bedrooms,
+    s.number_of_bathrooms, s.parking_space_price, s.number_of_parking_spaces, s.parking_space_type,
+    s.latitude, s.longitude, s.created_at, s.has_pictures, s.is_active, s.energy_efficiency_class,
+    s.thermal_characteristic, s.firing_types, s.energy_sources, s.heating_type_enev2014,
+    s.usable_floor_space, s.use_as_flatshare_room, s.has_courtage, s.furnishing_note, s.location_note,
+    s.other_note, CAST(:flow_run_id AS VARCHAR(64)), CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE)
 );
