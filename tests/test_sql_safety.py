@@ -54,3 +54,12 @@ def test_any_other_pasted_name_is_held_to_the_same_rule(name, value):
     identifiers = {"bi_schema": "berlin_rentals_bi", "dwh_role": "dwh", "bi_role": "bi"} | {name: value}
     with pytest.raises(ValueError, match=f"{name} .* identifier"):
         statements("postgresql/grant_bi_read.sql", "berlin_rentals", **identifiers)
+
+
+def test_comments_sit_on_lines_of_their_own():
+    """statements() drops comment lines; a comment after SQL on its line would be sent, and a client or
+    log that folds the statement onto one line would comment out the rest of it."""
+    for path in sorted(SQL_DIR.rglob("*.sql")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = re.sub(r"'[^']*'", "''", line)
+            assert line.lstrip().startswith("--") or "--" not in code, f"{path.name}:{number}: {line}"

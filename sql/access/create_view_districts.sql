@@ -4,8 +4,9 @@
 CREATE VIEW {bi_schema}.districts AS
 SELECT
     c.city,
-    a.quarter AS district,  -- contract: dim_district.district through dim_address.district_id
+    coalesce(d.district, a.quarter) AS district,
     count(*) AS listings,
+    count(CASE WHEN f.is_active THEN 1 END) AS active_listings,
     count(CASE WHEN f.quality_flags IS NULL THEN 1 END) AS plausible_listings,
     round(avg(CASE WHEN f.quality_flags IS NULL THEN f.base_rent END), 2) AS avg_base_rent,
     round(avg(CASE WHEN f.quality_flags IS NULL THEN f.living_space END), 2) AS avg_living_space,
@@ -22,5 +23,6 @@ SELECT
     ) AS median_base_rent_per_sqm
 FROM {schema}.fact_flats AS f
 LEFT JOIN {schema}.dim_address AS a ON a.address_id = f.address_id
+LEFT JOIN {schema}.dim_district AS d ON d.district_id = a.district_id
 LEFT JOIN {schema}.dim_city AS c ON c.city_id = a.city_id
-GROUP BY c.city, a.quarter;
+GROUP BY c.city, coalesce(d.district, a.quarter);
