@@ -6,6 +6,7 @@ two hand-made listings whose company is a private landlord's name and a register
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from berlin_rentals.s3 import s3_client
 from berlin_rentals.synthetic import batch_name, read_sample_records, with_listing_id, zip_records
 from berlin_rentals.warehouse.access import Access
 from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
+from deployments.demo import print_bi_rows
 from flows.ingest import ingest_file
 from tests.helpers import upload
 from tests.test_bi_views import FLATS
@@ -29,25 +31,22 @@ PRIVATE_NAME, SOLE_TRADER = 900000001, 900000002
 def _hand_made() -> list[dict]:
     """Two listings of agencies of their own: a company field holding a person's name, and an e.K."""
     sample = read_sample_records()[0]
-    private = with_listing_id(sample, PRIVATE_NAME)
-    private["data"].update(
-        companyWideCustomerId="001.900000001",
-        contactDetails_company="Greta Sommer",
-        contactDetails_firstname="Greta",
-        contactDetails_lastname="Sommer",
-        contactDetails_email="greta.sommer@example.org",
-        contactDetails_phoneNumber="030 5550101",
-    )
-    trader = with_listing_id(sample, SOLE_TRADER)
-    trader["data"].update(
-        companyWideCustomerId="001.900000002",
-        contactDetails_company="Hausverwaltung Brandt e.K.",
-        contactDetails_firstname="Otto",
-        contactDetails_lastname="Brandt",
-        contactDetails_email="o.brandt@example.org",
-        contactDetails_phoneNumber="030 5550202",
-    )
-    return [private, trader]
+    made = []
+    for listing, company, first, last, email, phone in (
+        (PRIVATE_NAME, "Greta Sommer", "Greta", "Sommer", "greta.sommer@example.org", "030 5550101"),
+        (SOLE_TRADER, "Hausverwaltung Brandt e.K.", "Otto", "Brandt", "o.brandt@example.org", "030 5550202"),
+    ):
+        record = with_listing_id(sample, listing)
+        record["data"] |= {
+            "companyWideCustomerId": f"001.{listing}",
+            "contactDetails_company": company,
+            "contactDetails_firstname": first,
+            "contactDetails_lastname": last,
+            "contactDetails_email": email,
+            "contactDetails_phoneNumber": phone,
+        }
+        made.append(record)
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +223,13 @@ def test_create_warehouse_again_is_idempotent_takes_back_hand_grants_and_covers_
     assert rows(bi, f"SELECT * FROM {access.bi_schema}.flats ORDER BY listing_id") == before
     with pytest.raises(sa.exc.ProgrammingError, match="permission denied for schema"):
         rows(bi, f"SELECT count(*) FROM {access.schema}.dim_agent")
+
+
+def test_the_demo_prints_flats_as_the_bi_role_sees_them(audiences, capsys):
+    settings, access, _, _ = audiences
+    print_bi_rows(Settings.from_env({**os.environ, "WAREHOUSE_BI_SCHEMA": access.bi_schema}))
+    out = capsys.readouterr().out
+    assert f"BI view {access.bi_schema}.flats as {access.bi_role} (5 of 13 listings" in out
+    lines = out.splitlines()[3:]  # a blank line, the title, the header
+    assert len(lines) == 5 and all(" h:" in line for line in lines)
+    assert not [email for email in (r.email for r in raw_contacts(audiences).values()) if email in out]
