@@ -30,7 +30,8 @@ class Settings:
     warehouse_url: str
     warehouse_schema: str = "berlin_rentals"
     # The two audiences (berlin_rentals/warehouse/access.py): the DWH role reads warehouse_schema as it is,
-    # the BI role only the views of warehouse_bi_schema, with the contact persons pseudonymised.
+    # the BI role only the views of warehouse_bi_schema, with the contact persons pseudonymised. Unset,
+    # the BI schema is the warehouse schema's name + "_bi": two warehouses never share (and repoint) one.
     warehouse_bi_schema: str = "berlin_rentals_bi"
     warehouse_dwh_role: str = "berlin_rentals_dwh"
     warehouse_bi_role: str = "berlin_rentals_bi"
@@ -102,10 +103,11 @@ class Settings:
         url = env.get("WAREHOUSE_URL")
         if not url:
             raise ConfigError("WAREHOUSE_URL is not set (run `make up` and source .local/env)")
+        schema = env.get("WAREHOUSE_SCHEMA", cls.warehouse_schema)
         return cls(
             warehouse_url=url,
-            warehouse_schema=env.get("WAREHOUSE_SCHEMA", cls.warehouse_schema),
-            warehouse_bi_schema=env.get("WAREHOUSE_BI_SCHEMA", cls.warehouse_bi_schema),
+            warehouse_schema=schema,
+            warehouse_bi_schema=env.get("WAREHOUSE_BI_SCHEMA") or bi_schema_for(schema),
             warehouse_dwh_role=env.get("WAREHOUSE_DWH_ROLE", cls.warehouse_dwh_role),
             warehouse_bi_role=env.get("WAREHOUSE_BI_ROLE", cls.warehouse_bi_role),
             warehouse_dwh_url=env.get("WAREHOUSE_DWH_URL") or None,
@@ -158,6 +160,11 @@ class Settings:
             raise ConfigError(str(exc)) from None
 
 
+def bi_schema_for(warehouse_schema: str) -> str:
+    """The BI schema of a warehouse schema when WAREHOUSE_BI_SCHEMA is not set."""
+    return f"{warehouse_schema}_bi"
+
+
 DEFAULT_RETRY_DELAYS = (2.0, 8.0, 30.0)
 
 
@@ -196,7 +203,6 @@ def local_stack_defaults() -> dict[str, str]:
     """The settings `make up` writes to .local/env unless the user exported them: Settings' own defaults."""
     return {
         "WAREHOUSE_SCHEMA": Settings.warehouse_schema,
-        "WAREHOUSE_BI_SCHEMA": Settings.warehouse_bi_schema,
         "WAREHOUSE_DWH_ROLE": Settings.warehouse_dwh_role,
         "WAREHOUSE_BI_ROLE": Settings.warehouse_bi_role,
         "ETL_RAW_BUCKET": Settings.raw_bucket,

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from berlin_rentals.config import local_stack_defaults
+from berlin_rentals.config import bi_schema_for, local_stack_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / ".local"
@@ -764,6 +764,11 @@ class LocalStack:
     # ---- public API ----------------------------------------------------------------------------
     def _settings(self, previous: dict[str, str]) -> dict[str, str]:
         env = {key: os.environ.get(key) or previous.get(key) or default for key, default in DEFAULTS.items()}
+        env["WAREHOUSE_BI_SCHEMA"] = (
+            os.environ.get("WAREHOUSE_BI_SCHEMA")
+            or previous.get("WAREHOUSE_BI_SCHEMA")
+            or bi_schema_for(env["WAREHOUSE_SCHEMA"])
+        )
         env.update(LOCAL_CREDENTIALS)
         env["PREFECT_HOME"] = str(self.root / "prefect")
         env["ETL_PROJECT_DIR"] = str(REPO)

@@ -6,7 +6,6 @@ two hand-made listings whose company is a private landlord's name and a register
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
 
@@ -55,8 +54,9 @@ def audiences(stack_env, sample_zip):
     schema = f"t_{uuid.uuid4().hex[:10]}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WAREHOUSE_SCHEMA", schema)
+        patch.setenv("WAREHOUSE_BI_SCHEMA", f"{schema}_bi")
         settings = Settings.from_env()
-        access = Access(schema, f"{schema}_bi", settings.warehouse_dwh_role, settings.warehouse_bi_role)
+        access = Access.from_settings(settings)
         assert create_warehouse(settings.warehouse_url, schema, access) == []
         s3 = s3_client(settings)
         hour = datetime(2019, 1, 13, 16, tzinfo=UTC)
@@ -227,7 +227,7 @@ def test_create_warehouse_again_is_idempotent_takes_back_hand_grants_and_covers_
 
 def test_the_demo_prints_flats_as_the_bi_role_sees_them(audiences, capsys):
     settings, access, _, _ = audiences
-    print_bi_rows(Settings.from_env({**os.environ, "WAREHOUSE_BI_SCHEMA": access.bi_schema}))
+    print_bi_rows(settings)
     out = capsys.readouterr().out
     assert f"BI view {access.bi_schema}.flats as {access.bi_role} (5 of 13 listings" in out
     lines = out.splitlines()[3:]  # a blank line, the title, the header

@@ -87,6 +87,12 @@ def test_the_audiences_settings_are_refused_unless_plain_and_distinct(env, error
         Settings.from_env({"WAREHOUSE_URL": "postgresql://x", **env})
 
 
+def test_each_warehouse_schema_has_its_own_bi_schema_unless_one_is_set():
+    base = {"WAREHOUSE_URL": "postgresql://x", "WAREHOUSE_SCHEMA": "rentals_staging"}
+    assert Settings.from_env(base).warehouse_bi_schema == "rentals_staging_bi"
+    assert Settings.from_env(base | {"WAREHOUSE_BI_SCHEMA": "reports"}).warehouse_bi_schema == "reports"
+
+
 def test_the_audiences_defaults_and_their_urls_come_from_the_environment():
     settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "WAREHOUSE_BI_URL": "postgresql://bi:pw@h/db"})
     assert Access.from_settings(settings) == ACCESS

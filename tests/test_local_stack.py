@@ -240,6 +240,7 @@ def test_an_exported_warehouse_url_is_used_and_no_postgres_is_started(stack_env,
     schema = f"t_{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("WAREHOUSE_URL", stack_env["WAREHOUSE_URL"])
     monkeypatch.setenv("WAREHOUSE_SCHEMA", schema)
+    monkeypatch.delenv("WAREHOUSE_BI_SCHEMA", raising=False)  # the session's is the stack's own
     stack = LocalStack(tmp_path / "local", services=("postgres",))
     try:
         env = stack.up()
@@ -248,6 +249,9 @@ def test_an_exported_warehouse_url_is_used_and_no_postgres_is_started(stack_env,
         engine = sa.create_engine(env["WAREHOUSE_URL"])
         with engine.begin() as conn:
             assert sa.inspect(conn).has_schema(schema)
+            # its own BI schema: the stack's berlin_rentals_bi views still read berlin_rentals
+            assert env["WAREHOUSE_BI_SCHEMA"] == f"{schema}_bi" and sa.inspect(conn).has_schema(f"{schema}_bi")
+            conn.execute(sa.text(f"DROP SCHEMA {schema}_bi CASCADE"))
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
     finally:
