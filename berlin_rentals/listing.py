@@ -332,10 +332,13 @@ def decode_line(raw: bytes) -> tuple[Listing, tuple[str, ...]]:
     Raise RejectedLine with the reason when the line is not a listing.
     """
     try:
-        line, unknown = _known_decoder.decode(raw), ()
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        line = _decode_leniently(raw)
-        unknown = tuple(sorted(set(_keys_decoder.decode(raw).data or ()) - KNOWN_SOURCE_KEYS))
+        try:
+            line, unknown = _known_decoder.decode(raw), ()
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            line = _decode_leniently(raw)
+            unknown = tuple(sorted(set(_keys_decoder.decode(raw).data or ()) - KNOWN_SOURCE_KEYS))
+    except RecursionError:  # msgspec's answer to JSON nested past its depth limit, even in a skipped value
+        raise RejectedLine("too_deep", "the line nests arrays or objects deeper than a decoder reads") from None
     if line.ok is not True:
         raise RejectedLine("not_ok", f"`ok` is {line.ok!r}: the scraper marked this record as failed")
     listing = line.data
@@ -405,8 +408,8 @@ def text(value: Text) -> str | None:
 
 
 def flag(value: Flag, field: str) -> bool | None:
-    """ "true"/"false" and YES/NO are booleans; NOT_APPLICABLE and NO_INFORMATION are unknown."""
-    if value is None or value in SENTINELS:
+    """ "true"/"false" and YES/NO are booleans; NOT_APPLICABLE, NO_INFORMATION and blanks are unknown."""
+    if value is None:
         return None
     if isinstance(value, bool):
         return value
@@ -414,6 +417,8 @@ def flag(value: Flag, field: str) -> bool | None:
         return True
     if value in _FALSE:
         return False
+    if value in SENTINELS or not value.strip():
+        return None
     raise RejectedLine("invalid_value", f"`{_FIELDS[field]}` {value[:40]!r} is not a boolean")
 
 
@@ -433,7 +438,10 @@ def _readable(raw: bytes) -> str | None:
             if item is not None and item not in parts:
                 parts.append(item)
 
-    walk(msgspec.json.decode(raw))
+    try:
+        walk(msgspec.json.decode(raw))
+    except RecursionError:  # nested past reading: not a list of values, and no reason to lose the listing
+        return None
     return ", ".join(parts) or None
 
 
@@ -462,4 +470,9 @@ def has_pictures(title_picture_id: msgspec.Raw | None, attachments: msgspec.Raw 
     A listing without pictures has neither key (shared/data/README.md): absent is False, not unknown."""
     if title_picture_id is not None and bytes(title_picture_id) not in (b"null", b'""'):
         return True
-    return attachments is not None and _holds_picture(msgspec.json.decode(attachments))
+    if attachments is None:
+        return False
+    try:
+        return _holds_picture(msgspec.json.decode(attachments))
+    except RecursionError:  # nested past reading: no attachment list a picture could be in
+        return False

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-# dim_agency columns that identify a person. Company name and customer id describe the agency and stay.
+# dim_agency and dim_agent columns that identify a person. Company name and customer id describe the agency and stay.
 PERSONAL_COLUMNS = (
     "firstname",
     "lastname",

@@ -89,6 +89,13 @@ def cases() -> list[Case]:
             "not_utf8",
         ),
         Case("not-json-line", _lines_zip(b'{"ok": true, "data": {'), "reject", "not_json"),
+        # Valid JSON nested deeper than any decoder reads: msgspec raises RecursionError, which once failed the file.
+        Case(
+            "value-nested-3000-deep",
+            _lines_zip(_with(realEstate_firingTypes="DEEP").replace(b'"DEEP"', b"[" * 3000 + b"]" * 3000)),
+            "reject",
+            "too_deep",
+        ),
         Case("json-array-line", _lines_zip(b"[1, 2, 3]"), "reject", "not_an_object"),
         Case("ok-false", _lines_zip(json.dumps({"ok": False, "data": {"id": "1"}}).encode()), "reject", "not_ok"),
         Case("data-missing", _lines_zip(b'{"ok": true}'), "reject", "no_data"),

@@ -261,8 +261,14 @@ class HttpProxy:
 # Columns that name the run or the moment, not the data: a rerun writes other values, rightly.
 LINEAGE_COLUMNS = {"flow_run_id", "loaded_at", "rejected_at"}
 PER_FILE_TABLES = ("fact_flats", "flat_snapshots", "rejected_records")
-DIMENSIONS = ("dim_city", "dim_address", "dim_agency")
-DIMENSION_KEYS = {"dim_city": "city_id", "dim_address": "address_id", "dim_agency": "agency_id"}
+DIMENSION_KEYS = {
+    "dim_city": "city_id",
+    "dim_district": "district_id",
+    "dim_address": "address_id",
+    "dim_agency": "agency_id",
+    "dim_agent": "agent_id",
+}
+DIMENSIONS = tuple(DIMENSION_KEYS)
 
 
 def _freeze(value: Any) -> Any:

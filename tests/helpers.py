@@ -41,8 +41,10 @@ def scalar(settings: Settings, sql: str, **params: Any) -> Any:
 def table_counts(settings: Settings) -> dict[str, int]:
     tables = (
         "dim_city",
+        "dim_district",
         "dim_address",
         "dim_agency",
+        "dim_agent",
         "fact_flats",
         "flat_snapshots",
         "rejected_records",

@@ -39,6 +39,7 @@ from deployments.demo import wait_until_idle
 from flows.ingest import ingest_file
 from tasks.common import warehouse_engine
 from tests.faults import (
+    DIMENSIONS,
     HttpProxy,
     Request,
     Stall,
@@ -487,7 +488,7 @@ def measure_shared(name: str, settings: Settings, stack_env: dict, files: list[t
     """In the stack's shared schema: the files' own rows, and the dimension ids a clean load of them writes."""
     expected = clean_load(stack_env, files, shared=True)
     got = warehouse_rows(warehouse_engine(settings.warehouse_url), settings.warehouse_schema, [k for k, _ in files])
-    for table in ("dim_city", "dim_address", "dim_agency"):  # other files' dimension rows are not ours to count
+    for table in DIMENSIONS:  # other files' dimension rows are not ours to count
         got[table] = type(got[table])({k: n for k, n in got[table].items() if k in expected[table]})
     return report(name, lost_and_doubled(expected, got), expected)
 

@@ -55,8 +55,10 @@ def test_sample_lands_in_the_snowflake_with_the_known_answer(settings, loaded_sa
     assert row.flow_run_id == str(loaded_sample[2].state_details.flow_run_id)
     assert table_counts(settings) == {
         "dim_city": 1,
+        "dim_district": 10,
         "dim_address": 11,
         "dim_agency": 10,
+        "dim_agent": 10,
         "fact_flats": 11,
         "flat_snapshots": 11,
         "rejected_records": 0,

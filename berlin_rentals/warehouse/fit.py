@@ -76,6 +76,16 @@ def _problems(table: pa.Table, col: Col) -> list[tuple[int, str, str]]:
     return found
 
 
+def misfits(batch: Batch) -> list[tuple[str, str, int, str, str]]:
+    """(table, column, row, code, detail) for every staged value its warehouse column cannot hold; [] if all fit."""
+    return [
+        (name, col.name, row, code, detail)
+        for name, cols in STAGED_TABLES.items()
+        for col in cols
+        for row, code, detail in _problems(batch.tables[name], col)
+    ]
+
+
 def _cap_member(name: str | None, limit: int) -> str | None:
     if name is None or len(name.encode("utf-8", "surrogatepass")) <= limit:
         return name
