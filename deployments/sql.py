@@ -58,7 +58,13 @@ ORDER BY batch_hour, last_modified_at""",
 
 # `--as`: the audience's URL in the env file, and the schema its prompt starts in.
 AUDIENCES = {"dwh": ("WAREHOUSE_DWH_URL", "WAREHOUSE_SCHEMA"), "bi": ("WAREHOUSE_BI_URL", "WAREHOUSE_BI_SCHEMA")}
-_DEFAULT_SCHEMAS = {"WAREHOUSE_SCHEMA": "berlin_rentals", "WAREHOUSE_BI_SCHEMA": "berlin_rentals_bi"}
+
+
+def _default_schema(key: str, settings: dict[str, str]) -> str:
+    from berlin_rentals.config import Settings, bi_schema_for
+
+    schema = settings.get("WAREHOUSE_SCHEMA") or Settings.warehouse_schema
+    return bi_schema_for(schema) if key == "WAREHOUSE_BI_SCHEMA" else schema
 
 
 def connection(root: Path | None = None, audience: str | None = None) -> tuple[str, str | None, str | None]:
@@ -88,7 +94,7 @@ def connection(root: Path | None = None, audience: str | None = None) -> tuple[s
     return (
         plain.render_as_string(hide_password=False),
         parsed.password,
-        settings.get(schema_key, _DEFAULT_SCHEMAS[schema_key]),
+        settings.get(schema_key) or _default_schema(schema_key, settings),
     )
 
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from berlin_rentals.config import Settings
 from berlin_rentals.warehouse.sql import statement, statements
 
-# In this order: each file's views are dropped together first, so none depends on another.
+# All are dropped before any is created, and none reads another: a view's columns can change freely.
 VIEWS = (
     "access/create_view_flats.sql",
     "access/create_view_flat_rent_history.sql",
