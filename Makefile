@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down reset status sql demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-events clean
+.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-events clean
 
 help:
 	@echo "make demo           start the local stack and run the pipeline end to end on sample batches"
@@ -22,6 +22,8 @@ help:
 	@echo "make reset          stop the local stack and delete its state (warehouse, Prefect database, S3 snapshot, logs)"
 	@echo "make status         each service of the local stack: healthy or down, and its address"
 	@echo "make sql            an SQL prompt (psql) on the local warehouse"
+	@echo "make sql-bi         the same as the BI role (only the views of the BI schema)"
+	@echo "make sql-dwh        the same as the DWH role (the warehouse schema, read only)"
 	@echo "make env            create .venv from uv.lock (every other target does this first)"
 	@echo "make browser        install Debian's chromium and chromium-driver if missing (as root)"
 	@echo "make bench          both benchmarks below, one after the other"
@@ -56,6 +58,12 @@ reset:
 
 sql: env
 	@$(PY) -m deployments.sql
+
+sql-bi: env
+	@$(PY) -m deployments.sql --as bi
+
+sql-dwh: env
+	@$(PY) -m deployments.sql --as dwh
 
 status: env
 	$(PY) -m deployments.local_stack status

@@ -42,6 +42,15 @@ def _ratio(env: dict[str, str], name: str, default: float | None) -> float | Non
 class Settings:
     warehouse_url: str
     warehouse_schema: str = "berlin_rentals"
+    # The two audiences (berlin_rentals/warehouse/access.py): the DWH role reads warehouse_schema as it is,
+    # the BI role only the views of warehouse_bi_schema, with the contact persons pseudonymised. Unset,
+    # the BI schema is the warehouse schema's name + "_bi": two warehouses never share (and repoint) one.
+    warehouse_bi_schema: str = "berlin_rentals_bi"
+    warehouse_dwh_role: str = "berlin_rentals_dwh"
+    warehouse_bi_role: str = "berlin_rentals_bi"
+    # Connections as each role (the demo and the market report read as BI); unused by the load.
+    warehouse_dwh_url: str | None = field(default=None, repr=False)
+    warehouse_bi_url: str | None = field(default=None, repr=False)
     raw_bucket: str = "rentals-raw"
     raw_prefix: str = "raw/"
     staging_bucket: str = "rentals-staging"
@@ -94,17 +103,24 @@ class Settings:
     reject_alert_ratio: float = 0.05
     # Above this rejected share a file is parked instead of loaded (as COPY's MAXERROR); None: never.
     max_reject_ratio: float | None = None
-    # The BI audience: its login (the market report reads as it) and its schema of views.
-    bi_warehouse_url: str | None = field(default=None, repr=False)
-    bi_schema: str = "berlin_rentals_bi"
     # The market report's charts, in the staging bucket; they do not expire with the staged data.
     reports_prefix: str = "reports/"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for setting, value in (("WAREHOUSE_SCHEMA", self.warehouse_schema), ("WAREHOUSE_BI_SCHEMA", self.bi_schema)):
+        for setting, value in (
+            ("WAREHOUSE_SCHEMA", self.warehouse_schema),
+            ("WAREHOUSE_BI_SCHEMA", self.warehouse_bi_schema),
+            ("WAREHOUSE_DWH_ROLE", self.warehouse_dwh_role),
+            ("WAREHOUSE_BI_ROLE", self.warehouse_bi_role),
+        ):
             if not PLAIN_IDENTIFIER.match(value):
                 raise ConfigError(f"{setting}={value!r} is not a plain lower-case SQL identifier")
+        # The BI role's whole boundary is "this schema and no other": one schema for both would erase it.
+        if self.warehouse_bi_schema == self.warehouse_schema:
+            raise ConfigError(f"WAREHOUSE_BI_SCHEMA must differ from WAREHOUSE_SCHEMA ({self.warehouse_schema!r})")
+        if self.warehouse_bi_role == self.warehouse_dwh_role:
+            raise ConfigError(f"WAREHOUSE_BI_ROLE must differ from WAREHOUSE_DWH_ROLE ({self.warehouse_dwh_role!r})")
         if "/" not in self.notification_block.strip("/"):
             raise ConfigError(
                 f"ETL_NOTIFICATION_BLOCK={self.notification_block!r} is not `<block type slug>/<block name>`, "
@@ -120,9 +136,15 @@ class Settings:
         url = env.get("WAREHOUSE_URL")
         if not url:
             raise ConfigError("WAREHOUSE_URL is not set (run `make up` and source .local/env)")
+        schema = env.get("WAREHOUSE_SCHEMA", cls.warehouse_schema)
         return cls(
             warehouse_url=url,
-            warehouse_schema=env.get("WAREHOUSE_SCHEMA", cls.warehouse_schema),
+            warehouse_schema=schema,
+            warehouse_bi_schema=env.get("WAREHOUSE_BI_SCHEMA") or bi_schema_for(schema),
+            warehouse_dwh_role=env.get("WAREHOUSE_DWH_ROLE", cls.warehouse_dwh_role),
+            warehouse_bi_role=env.get("WAREHOUSE_BI_ROLE", cls.warehouse_bi_role),
+            warehouse_dwh_url=env.get("WAREHOUSE_DWH_URL") or None,
+            warehouse_bi_url=env.get("WAREHOUSE_BI_URL") or None,
             raw_bucket=env.get("ETL_RAW_BUCKET", cls.raw_bucket),
             raw_prefix=_prefix(env.get("ETL_RAW_PREFIX", cls.raw_prefix)),
             staging_bucket=env.get("ETL_STAGING_BUCKET", cls.staging_bucket),
@@ -152,16 +174,14 @@ class Settings:
             missing_hour_seconds=int(env.get("ETL_MISSING_HOUR_SECONDS", cls.missing_hour_seconds)),
             reject_alert_ratio=_ratio(env, "ETL_REJECT_ALERT_RATIO", cls.reject_alert_ratio),
             max_reject_ratio=_ratio(env, "ETL_MAX_REJECT_RATIO", None),
-            bi_warehouse_url=env.get("WAREHOUSE_BI_URL") or None,
-            bi_schema=env.get("WAREHOUSE_BI_SCHEMA", cls.bi_schema),
             reports_prefix=_prefix(env.get("ETL_REPORTS_PREFIX", cls.reports_prefix)),
         )
 
     def bi_url(self) -> str:
         """The BI role's login: what the market report reads with, so it sees no more than an analyst."""
-        if not self.bi_warehouse_url:
+        if not self.warehouse_bi_url:
             raise ConfigError("WAREHOUSE_BI_URL is not set: the market report reads the BI views as the BI role")
-        return self.bi_warehouse_url
+        return self.warehouse_bi_url
 
     def masker(self):
         """The Masker when masking is on; a missing salt is a configuration error, not silent clear text."""
@@ -183,6 +203,11 @@ class Settings:
             return Masker(self.mask_salt.encode())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def bi_schema_for(warehouse_schema: str) -> str:
+    """The BI schema of a warehouse schema when WAREHOUSE_BI_SCHEMA is not set."""
+    return f"{warehouse_schema}_bi"
 
 
 DEFAULT_RETRY_DELAYS = (2.0, 8.0, 30.0)
@@ -223,6 +248,8 @@ def local_stack_defaults() -> dict[str, str]:
     """The settings `make up` writes to .local/env unless the user exported them: Settings' own defaults."""
     return {
         "WAREHOUSE_SCHEMA": Settings.warehouse_schema,
+        "WAREHOUSE_DWH_ROLE": Settings.warehouse_dwh_role,
+        "WAREHOUSE_BI_ROLE": Settings.warehouse_bi_role,
         "ETL_RAW_BUCKET": Settings.raw_bucket,
         "ETL_RAW_PREFIX": Settings.raw_prefix,
         "ETL_STAGING_BUCKET": Settings.staging_bucket,

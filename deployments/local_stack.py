@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from berlin_rentals.config import local_stack_defaults
+from berlin_rentals.config import bi_schema_for, local_stack_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / ".local"
@@ -617,6 +617,8 @@ class LocalStack:
 
     def _ensure_warehouse(self, env: dict[str, str]) -> None:
         try:
+            from berlin_rentals.config import Settings
+            from berlin_rentals.warehouse.access import Access
             from berlin_rentals.warehouse.ddl import create_warehouse
         except ImportError as error:
             self._say(
@@ -624,10 +626,53 @@ class LocalStack:
                 f"is not importable ({error})"
             )
             return
-        added = create_warehouse(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"])
+        access = Access.from_settings(Settings.from_env(env))
+        added = create_warehouse(env["WAREHOUSE_URL"], env["WAREHOUSE_SCHEMA"], access)
         if added:
             self._say(f"added columns the model gained: {', '.join(added)}")
-        self._say(f"warehouse schema {env['WAREHOUSE_SCHEMA']} ready")
+        self._say(
+            f"warehouse schema {access.schema} ready; BI views in {access.bi_schema}; roles "
+            f"{access.dwh_role} (reads {access.schema}) and {access.bi_role} (reads {access.bi_schema} only)"
+        )
+
+    def _role_logins(self, port: int, env: dict[str, str], previous: dict[str, str]) -> dict[str, str]:
+        """LOGIN and a password for the DWH and BI roles create_warehouse made; their URLs for the env file.
+
+        A password is generated once and read back from the env file afterwards, so a shell or a
+        client configured with it keeps working across `make down`/`make up`. pg_hba.conf makes these
+        two roles give it (the stack's own superuser stays trusted on 127.0.0.1)."""
+        import psycopg
+        import sqlalchemy as sa
+        from psycopg import sql
+
+        urls = {}
+        roles = {"WAREHOUSE_DWH_URL": env["WAREHOUSE_DWH_ROLE"], "WAREHOUSE_BI_URL": env["WAREHOUSE_BI_ROLE"]}
+        self._require_passwords(list(roles.values()))
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="rentals", autocommit=True) as conn:
+            for setting, role in roles.items():
+                known = sa.make_url(previous[setting]) if previous.get(setting) else None
+                password = known.password if known and known.username == role and known.password else None
+                password = password or secrets.token_urlsafe(24)  # [A-Za-z0-9_-]: safe in a URL and the env file
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+                )
+                urls[setting] = f"postgresql+psycopg://{role}:{password}@127.0.0.1:{port}/rentals"
+            conn.execute("SELECT pg_reload_conf()")
+        return urls
+
+    def _require_passwords(self, roles: list[str]) -> None:
+        """Lines for these roles before initdb's `trust` ones (pg_hba.conf: the first match wins)."""
+        hba = self.pg_data / "pg_hba.conf"
+        begin, end = "# berlin-rentals roles: begin (make up)", "# berlin-rentals roles: end"
+        kept, inside = [], False
+        for line in hba.read_text().splitlines():
+            inside = (inside or line == begin) and line != end
+            if not inside and line != end:
+                kept.append(line)
+        ours = [begin, *(f"host all {role} 127.0.0.1/32 scram-sha-256" for role in roles), end]
+        text = "\n".join([*ours, *kept]) + "\n"
+        if hba.read_text() != text:
+            hba.write_text(text)  # the file keeps its owner (the postgres system user, as root)
 
     # ---- Prefect server ----------------------------------------------------------------------
     def _prefect_server_env(self, port: int, auth_string: str) -> dict[str, str]:
@@ -818,6 +863,11 @@ class LocalStack:
     # ---- public API ----------------------------------------------------------------------------
     def _settings(self, previous: dict[str, str]) -> dict[str, str]:
         env = {key: os.environ.get(key) or previous.get(key) or default for key, default in DEFAULTS.items()}
+        env["WAREHOUSE_BI_SCHEMA"] = (
+            os.environ.get("WAREHOUSE_BI_SCHEMA")
+            or previous.get("WAREHOUSE_BI_SCHEMA")
+            or bi_schema_for(env["WAREHOUSE_SCHEMA"])
+        )
         env.update(LOCAL_CREDENTIALS)
         env["PREFECT_HOME"] = str(self.root / "prefect")
         env["ETL_PROJECT_DIR"] = str(REPO)
@@ -827,6 +877,9 @@ class LocalStack:
         env["PREFECT_API_AUTH_STRING"] = previous.get("PREFECT_API_AUTH_STRING") or (
             f"{PREFECT_AUTH_USER}:{secrets.token_urlsafe(24)}"
         )
+        # The key of the agents' pseudonyms: generated once and read back, so a pseudonym stays the same
+        # person across `make down`/`make up` (a new salt would make every agent a new one).
+        env["ETL_MASK_SALT"] = os.environ.get("ETL_MASK_SALT") or previous.get("ETL_MASK_SALT") or secrets.token_hex(32)
         return env
 
     def up(self) -> dict[str, str]:
@@ -860,6 +913,8 @@ class LocalStack:
                 }
             if "WAREHOUSE_URL" in env:
                 self._ensure_warehouse(env)
+                if env.get("LOCAL_PG_PORT"):
+                    env |= self._role_logins(int(env["LOCAL_PG_PORT"]), env, previous)
                 if moto_started:
                     self._check_ledger_against_s3(env, loss)
             if "prefect" in self.services:

@@ -4,6 +4,7 @@
     python -m deployments.sql -c "select ..." [-c ..] run the statements, print the results, exit
     python -m deployments.sql --python [...]          a small prompt over psycopg instead of psql
     python -m deployments.sql --ready NAME [--listing ID]   one of the ready queries below (--ready list)
+    python -m deployments.sql --as bi|dwh [...]       as the BI role (its views on the path) or the DWH role
 
 The connection comes from the stack's env file (`WAREHOUSE_PSQL_URL`, a plain libpq URL any PostgreSQL
 tool accepts), or, without one, from an exported WAREHOUSE_PSQL_URL or WAREHOUSE_URL. A password in
@@ -55,16 +56,29 @@ ORDER BY batch_hour, last_modified_at""",
 }
 
 
-def connection(root: Path | None = None) -> tuple[str, str | None, str | None]:
+# `--as`: the audience's URL in the env file, and the schema its prompt starts in.
+AUDIENCES = {"dwh": ("WAREHOUSE_DWH_URL", "WAREHOUSE_SCHEMA"), "bi": ("WAREHOUSE_BI_URL", "WAREHOUSE_BI_SCHEMA")}
+
+
+def _default_schema(key: str, settings: dict[str, str]) -> str:
+    from berlin_rentals.config import Settings, bi_schema_for
+
+    schema = settings.get("WAREHOUSE_SCHEMA") or Settings.warehouse_schema
+    return bi_schema_for(schema) if key == "WAREHOUSE_BI_SCHEMA" else schema
+
+
+def connection(root: Path | None = None, audience: str | None = None) -> tuple[str, str | None, str | None]:
     """(libpq URL without password, password, schema) of the stack at root (default: ETL_ENV_FILE, or
-    .local/env), else of the environment."""
+    .local/env), else of the environment; as the audience's role (`dwh`, `bi`) when one is given."""
     from berlin_rentals.config import read_env_file
 
     env_file = root / "env" if root else Path(os.environ.get("ETL_ENV_FILE") or DEFAULT_ROOT / "env")
     settings = read_env_file(env_file) if env_file.exists() else dict(os.environ)
-    url = settings.get("WAREHOUSE_PSQL_URL") or settings.get("WAREHOUSE_URL")
+    url_key, schema_key = AUDIENCES[audience] if audience else ("WAREHOUSE_PSQL_URL", "WAREHOUSE_SCHEMA")
+    url = settings.get(url_key) or (None if audience else settings.get("WAREHOUSE_URL"))
     if not url:
-        raise SystemExit(f"no warehouse: {env_file} not found and WAREHOUSE_URL not set (run `make up` first)")
+        missing = url_key if audience else "WAREHOUSE_URL"
+        raise SystemExit(f"no warehouse: {env_file} not found and {missing} not set (run `make up` first)")
     import sqlalchemy as sa
 
     parsed = sa.make_url(url)
@@ -80,7 +94,7 @@ def connection(root: Path | None = None) -> tuple[str, str | None, str | None]:
     return (
         plain.render_as_string(hide_password=False),
         parsed.password,
-        settings.get("WAREHOUSE_SCHEMA", "berlin_rentals"),
+        settings.get(schema_key) or _default_schema(schema_key, settings),
     )
 
 
@@ -190,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", action="store_true", help="use the small psycopg prompt, not psql")
     parser.add_argument("--ready", metavar="NAME", help=f"run a ready query: {', '.join(READY)} (or list)")
     parser.add_argument("--listing", type=int, default=DEMO_LISTING, help="the listing of rent-history")
+    parser.add_argument(
+        "--as", dest="audience", choices=sorted(AUDIENCES), help="log in as the BI or the DWH role (make up's)"
+    )
     args = parser.parse_args(argv)
     if args.ready == "list":
         for name, query in READY.items():
@@ -197,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.ready and args.ready not in READY:
         parser.error(f"no ready query {args.ready!r}; there are {', '.join(READY)}")
-    url, password, schema = connection(args.root)
+    url, password, schema = connection(args.root, args.audience)
     if args.ready:  # through psycopg: its listing id is a bind parameter
         return run_python(url, password, schema, [READY[args.ready]], {"listing_id": args.listing})
     psql = _pg_bin() / "psql"

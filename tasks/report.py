@@ -22,7 +22,7 @@ CHART_LINK_SECONDS = 7 * 24 * 3600
 def read_market_listings(settings: Settings) -> pd.DataFrame:
     """Every listing of the BI schema's market view, read with the BI role's own login."""
     with warehouse_engine(settings.bi_url()).connect() as conn:
-        rows = conn.execute(statement("bi/select_market_listings.sql", settings.bi_schema)).all()
+        rows = conn.execute(statement("bi/select_market_listings.sql", settings.warehouse_bi_schema)).all()
     return pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
 
 

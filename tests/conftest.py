@@ -105,6 +105,7 @@ def settings(stack_env, monkeypatch) -> Settings:
 
     schema = f"t_{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("WAREHOUSE_SCHEMA", schema)
+    monkeypatch.setenv("WAREHOUSE_BI_SCHEMA", f"{schema}_bi")  # never the stack's own BI schema
     settings = Settings.from_env()
     create_warehouse(settings.warehouse_url, schema)
     yield settings

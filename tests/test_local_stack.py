@@ -286,6 +286,7 @@ def test_an_exported_warehouse_url_is_used_and_no_postgres_is_started(stack_env,
     schema = f"t_{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("WAREHOUSE_URL", stack_env["WAREHOUSE_URL"])
     monkeypatch.setenv("WAREHOUSE_SCHEMA", schema)
+    monkeypatch.delenv("WAREHOUSE_BI_SCHEMA", raising=False)  # the session's is the stack's own
     stack = LocalStack(tmp_path / "local", services=("postgres",))
     try:
         env = stack.up()
@@ -294,6 +295,9 @@ def test_an_exported_warehouse_url_is_used_and_no_postgres_is_started(stack_env,
         engine = sa.create_engine(env["WAREHOUSE_URL"])
         with engine.begin() as conn:
             assert sa.inspect(conn).has_schema(schema)
+            # its own BI schema: the stack's berlin_rentals_bi views still read berlin_rentals
+            assert env["WAREHOUSE_BI_SCHEMA"] == f"{schema}_bi" and sa.inspect(conn).has_schema(f"{schema}_bi")
+            conn.execute(sa.text(f"DROP SCHEMA {schema}_bi CASCADE"))
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
     finally:
@@ -355,3 +359,34 @@ def test_the_env_file_refuses_a_value_a_shell_would_split():
     for bad in ("/tmp/with space", "a;b", "$HOME", ""):
         with pytest.raises(ValueError, match="unquoted"):
             _format_env({"PREFECT_HOME": bad})
+
+
+# ---- the audiences' logins and the pseudonyms' salt (no service needed) --------------------------
+
+
+def test_the_mask_salt_is_generated_once_then_read_back_and_an_exported_one_wins(tmp_path, monkeypatch):
+    monkeypatch.delenv("ETL_MASK_SALT", raising=False)
+    stack = LocalStack(tmp_path / "local")
+    first = stack._settings({})["ETL_MASK_SALT"]
+    assert len(first) == 64 and int(first, 16) >= 0 and first != stack._settings({})["ETL_MASK_SALT"]
+    assert stack._settings({"ETL_MASK_SALT": first})["ETL_MASK_SALT"] == first  # make down/up: the same
+    monkeypatch.setenv("ETL_MASK_SALT", "exported-salt-of-the-user-32-bytes")
+    assert stack._settings({"ETL_MASK_SALT": first})["ETL_MASK_SALT"] == "exported-salt-of-the-user-32-bytes"
+
+
+def test_pg_hba_asks_the_two_roles_for_passwords_before_the_trust_lines_and_only_once(tmp_path):
+    stack = LocalStack(tmp_path / "local")
+    stack.pg_data.mkdir(parents=True)
+    hba = stack.pg_data / "pg_hba.conf"
+    initdb = "# comment\nlocal all all trust\nhost all all 127.0.0.1/32 trust\n"
+    hba.write_text(initdb)
+    stack._require_passwords(["dwh", "bi"])
+    stack._require_passwords(["dwh", "bi"])
+    lines = hba.read_text().splitlines()
+    assert lines[1:3] == ["host all dwh 127.0.0.1/32 scram-sha-256", "host all bi 127.0.0.1/32 scram-sha-256"]
+    assert "\n".join(lines[4:]) + "\n" == initdb
+    stack._require_passwords(["dwh", "bi_renamed"])  # a renamed role replaces the block, never adds one
+    assert [line for line in hba.read_text().splitlines() if "scram" in line] == [
+        "host all dwh 127.0.0.1/32 scram-sha-256",
+        "host all bi_renamed 127.0.0.1/32 scram-sha-256",
+    ]

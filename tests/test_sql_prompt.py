@@ -32,6 +32,27 @@ def test_the_env_files_plain_url_is_used_and_a_password_never_reaches_the_comman
     assert (url, password, schema) == ("postgresql://etl@cluster.example:5439/dev", "s3cr3t", "x")
 
 
+def test_as_an_audience_the_prompt_logs_in_as_its_role_in_its_own_schema(tmp_path, monkeypatch):
+    monkeypatch.delenv("ETL_ENV_FILE", raising=False)
+    (tmp_path / "env").write_text(
+        _format_env(
+            {
+                "WAREHOUSE_PSQL_URL": "postgresql://postgres@127.0.0.1:5999/rentals",
+                "WAREHOUSE_BI_URL": "postgresql+psycopg://berlin_rentals_bi:pw-bi@127.0.0.1:5999/rentals",
+                "WAREHOUSE_DWH_URL": "postgresql+psycopg://berlin_rentals_dwh:pw-dwh@127.0.0.1:5999/rentals",
+                "WAREHOUSE_SCHEMA": "berlin_rentals",
+            }
+        )
+    )
+    bi = ("postgresql://berlin_rentals_bi@127.0.0.1:5999/rentals", "pw-bi", "berlin_rentals_bi")
+    assert sql.connection(tmp_path, "bi") == bi
+    dwh = ("postgresql://berlin_rentals_dwh@127.0.0.1:5999/rentals", "pw-dwh", "berlin_rentals")
+    assert sql.connection(tmp_path, "dwh") == dwh
+    (tmp_path / "env").write_text(_format_env({"WAREHOUSE_URL": "postgresql+psycopg://postgres@h:1/rentals"}))
+    with pytest.raises(SystemExit, match="WAREHOUSE_BI_URL not set"):  # never the superuser instead
+        sql.connection(tmp_path, "bi")
+
+
 def test_without_an_env_file_the_exported_url_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("ETL_ENV_FILE", str(tmp_path / "none" / "env"))
     monkeypatch.delenv("WAREHOUSE_PSQL_URL", raising=False)

@@ -14,6 +14,14 @@ PASTED = {
     "redshift/copy_stage_from_parquet.sql": {"{table}", "{s3_uri}", "{iam_role}", "{schema}"},
     # the column list of the model (berlin_rentals/model.py), identifiers from code, never from input
     "replay/insert_replayed_flat_snapshots.sql": {"{schema}", "{snapshot_columns}"},
+    # names from Settings (plain identifiers, checked again by warehouse/sql.py): GRANT and DDL bind none
+    **{
+        f"{engine}/{name}.sql": {"{schema}", "{bi_schema}", "{dwh_role}", "{bi_role}"}
+        for engine in ("postgresql", "redshift")
+        for name in ("grant_dwh_read", "grant_bi_read")
+    },
+    **{f"{engine}/create_role.sql": {"{schema}", "{role}"} for engine in ("postgresql", "redshift")},
+    **{f"access/{path.name}": {"{schema}", "{bi_schema}"} for path in (SQL_DIR / "access").glob("*.sql")},
 }
 
 
@@ -38,3 +46,20 @@ def test_values_are_bound_never_quoted_into_the_text():
 def test_a_schema_that_is_not_a_plain_identifier_never_reaches_sql(schema):
     with pytest.raises(ValueError, match="identifier"):
         statements("ledger/select_file_status.sql", schema)
+
+
+@pytest.mark.parametrize("name", ["bi_schema", "bi_role"])
+@pytest.mark.parametrize("value", ["x; grant all on schema berlin_rentals to public", "BI", "a b", ""])
+def test_any_other_pasted_name_is_held_to_the_same_rule(name, value):
+    identifiers = {"bi_schema": "berlin_rentals_bi", "dwh_role": "dwh", "bi_role": "bi"} | {name: value}
+    with pytest.raises(ValueError, match=f"{name} .* identifier"):
+        statements("postgresql/grant_bi_read.sql", "berlin_rentals", **identifiers)
+
+
+def test_comments_sit_on_lines_of_their_own():
+    """statements() drops comment lines; a comment after SQL on its line would be sent, and a client or
+    log that folds the statement onto one line would comment out the rest of it."""
+    for path in sorted(SQL_DIR.rglob("*.sql")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = re.sub(r"'[^']*'", "''", line)
+            assert line.lstrip().startswith("--") or "--" not in code, f"{path.name}:{number}: {line}"

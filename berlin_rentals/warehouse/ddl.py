@@ -7,6 +7,7 @@ import argparse
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
+from berlin_rentals.warehouse.access import Access, create_access
 from berlin_rentals.warehouse.tables import warehouse_metadata
 
 
@@ -17,15 +18,23 @@ def make_engine(url: str) -> sa.Engine:
     return watch_for_lost_connections(sa.create_engine(url, pool_pre_ping=True, future=True))
 
 
-def create_warehouse(url: str, schema: str) -> list[str]:
-    """Create what is missing; return the columns added to existing tables (`table.column`)."""
+def create_warehouse(url: str, schema: str, access: Access | None = None) -> list[str]:
+    """Create what is missing; return the columns added to existing tables (`table.column`).
+
+    With `access` (make up, production), also the two audiences' roles, the BI schema's views and the
+    grants, in the same transaction (berlin_rentals/warehouse/access.py)."""
+    if access is not None and access.schema != schema:
+        raise ValueError(f"access is for schema {access.schema!r}, not {schema!r}")
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
             metadata = warehouse_metadata(schema)
             metadata.create_all(conn, checkfirst=True)
-            return add_missing_columns(conn, metadata)
+            added = add_missing_columns(conn, metadata)
+            if access is not None:
+                create_access(conn, access)
+            return added
     finally:
         engine.dispose()
 
