@@ -14,8 +14,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from berlin_rentals import markdown
+
 # Columns the report reads (sql/bi/select_market_listings.sql); cold rent is base_rent.
-LISTING_COLUMNS = ("listing_id", "district", "living_space", "number_of_rooms", "construction_year", "base_rent")
+LISTING_COLUMNS = (
+    "listing_id",
+    "district",
+    "living_space",
+    "number_of_rooms",
+    "construction_year",
+    "base_rent",
+    "quality_flags",
+)
 
 UNKNOWN = "unknown"
 
@@ -66,11 +76,13 @@ def band_order(dimension: str) -> list[str]:
 
 
 def with_bands(listings: pd.DataFrame) -> pd.DataFrame:
-    """Listings with a cold rent, with their rent per m² and their band in each dimension.
+    """Priced listings, with their rent per m² and their band in each dimension.
 
-    A listing without cold rent says nothing about prices and is left out of every figure; one without
-    living space counts for the cold rent but not for the rent per m²."""
-    frame = listings.loc[listings["base_rent"].notna(), list(LISTING_COLUMNS)].copy()
+    A listing without cold rent says nothing about prices, and one the transform flagged (a negative rent,
+    an implausible living space: transform.quality_flags) would skew them: both are left out of every
+    figure. One without living space counts for the cold rent but not for the rent per m²."""
+    priced = listings["base_rent"].notna() & listings["quality_flags"].isna()
+    frame = listings.loc[priced, list(LISTING_COLUMNS)].copy()
     for column in ("living_space", "number_of_rooms", "base_rent"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["construction_year"] = pd.to_numeric(frame["construction_year"], errors="coerce").astype("float64")
@@ -150,21 +162,23 @@ class MarketReport:
 
 
 def report_markdown(report: MarketReport, title: str) -> str:
-    """The report's markdown artifact: the chart (a presigned link to the staging bucket) and a summary."""
+    """The report's markdown artifact: the chart (a presigned link to the staging bucket) and a summary.
+
+    District names come from the source: escaped, like every value an artifact embeds."""
     districts = report.figures[report.figures["dimension"] == "district"]
     dearest = districts.dropna(subset=["median_cold_rent_per_sqm"]).nlargest(3, "median_cold_rent_per_sqm")
     lines = [
         f"# {title}",
         "",
-        f"{report.listings:,} listings with a cold rent; figures per band in the table artifact "
+        f"{report.listings:,} listings with a plausible cold rent; figures per band in the table artifact "
         "`market-report-figures`. Bands with few listings are noisy: the count is beside each.",
         "",
         f"![Cold rent per m² by district, size, rooms and year built]({report.chart_url})",
         "",
         "Dearest districts by median cold rent per m²: "
-        + ", ".join(f"{row.band} {row.median_cold_rent_per_sqm:.2f} EUR" for row in dearest.itertuples())
+        + ", ".join(f"{markdown.text(row.band)} {row.median_cold_rent_per_sqm:.2f} EUR" for row in dearest.itertuples())
         + ".",
         "",
-        f"Chart: `{report.chart_key}` in the staging bucket (the link above expires; the object stays).",
+        f"Chart: {markdown.code(report.chart_key)} in the staging bucket (the link above expires; the object stays).",
     ]
     return "\n".join(lines)

@@ -208,6 +208,16 @@ def print_bi_rows(settings, limit: int = 5) -> None:
         print("  " + line)
 
 
+def run_market_report(timeout: float = 180.0) -> str:
+    """The market-report deployment, run once by the worker as the daily schedule would: a sentence."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment("market-report/market-report", timeout=timeout)
+    if not run.state or not run.state.is_completed():
+        return f"market report: run {run.name} ended {run.state and run.state.name} (see its logs in the UI)"
+    return f"market report: run {run.name} completed; its chart and figures are the artifacts 'market-report'"
+
+
 def main() -> None:
     _load_env()
     import sqlalchemy as sa
@@ -316,6 +326,7 @@ def main() -> None:
         print("  rent history: " + ", ".join(f"{h:%Y-%m-%d %H:00} {r}" for h, r in history))
     print_bi_rows(settings)
     ui = os.environ.get("PREFECT_UI_URL") or os.environ["PREFECT_API_URL"].removesuffix("/api")
+    print(f"\n{run_market_report()} ({ui}/artifacts/key/market-report)")
     print(f"\nPrefect UI: {ui}/runs  (flow 'ingest-file'; each run has lineage artifacts: {ui}/artifacts)")
     if os.environ.get("PREFECT_API_AUTH_STRING"):
         print(f"  its login asks for PREFECT_API_AUTH_STRING: `grep AUTH_STRING {ENV_FILE}`")

@@ -8,6 +8,7 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from berlin_rentals import markdown
 from berlin_rentals.config import Settings
 from berlin_rentals.market_report import LISTING_COLUMNS, MarketReport, report_markdown
 from berlin_rentals.s3 import s3_client
@@ -42,7 +43,9 @@ def publish_chart(settings: Settings, png: bytes, at: datetime) -> tuple[str, st
 def publish_report_artifacts(report: MarketReport, title: str) -> None:
     create_table_artifact(
         key="market-report-figures",
-        table=report.figures.astype(object).where(report.figures.notna(), None).to_dict(orient="records"),
+        table=markdown.cells(
+            report.figures.astype(object).where(report.figures.notna(), None).to_dict(orient="records")
+        ),
         description=f"{title}: per district and band of size, rooms and year built (EUR)",
     )
     create_markdown_artifact(key="market-report", markdown=report_markdown(report, title), description=title)

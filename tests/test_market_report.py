@@ -24,7 +24,10 @@ from berlin_rentals.market_report import (
 
 
 def listings(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
+    """Hand-made listings: (id, district, living space, rooms, year built, cold rent[, quality flags])."""
+    return pd.DataFrame(
+        [row + (None,) * (len(LISTING_COLUMNS) - len(row)) for row in rows], columns=list(LISTING_COLUMNS)
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,7 @@ def test_figures_are_counts_and_interpolated_quantiles_per_band():
             (5, "Pankow", 40, 1, 1960, 400),
             (6, "Pankow", 40, 1, 1960, None),  # no cold rent: left out everywhere
             (7, None, 60, 2.5, 1995, 600),
+            (8, "Mitte", 0.5, 2, 1900, -50, "base_rent_negative"),  # flagged: left out everywhere
         ]
     )
     figures = market_figures(frame).set_index(["dimension", "band"])
@@ -95,3 +99,16 @@ def test_the_chart_is_a_png_picture():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", io.BytesIO(png).getbuffer()[16:24])
     assert width > 800 and height > 600
+
+
+def test_a_crafted_district_name_cannot_inject_markdown_into_the_report():
+    from markdown_it import MarkdownIt
+
+    from berlin_rentals.market_report import MarketReport, report_markdown
+
+    crafted = "Mitte](javascript:alert(1)) <img src=x onerror=alert(1)>"
+    figures = market_figures(listings([(1, crafted, 50, 2, 1900, 700), (2, "Pankow", 50, 2, 1900, 600)]))
+    text = report_markdown(MarketReport(2, figures, "reports/x.png", "http://s3/reports/x.png"), "t")
+    tokens = [t for block in MarkdownIt().parse(text) for t in (block.children or [])]
+    assert [t.attrs.get("src") for t in tokens if t.type == "image"] == ["http://s3/reports/x.png"]  # the chart only
+    assert not [t for t in tokens if t.type in ("link_open", "html_inline")]
