@@ -812,7 +812,10 @@ class LocalStack:
             raise RuntimeError(f"creating the load concurrency limit failed:\n{limit.stderr[-3000:]}")
         self._say(limit.stdout.strip())
         self._ensure_automations(env, runtime)
-        self._say(f"deployed ingest-file (S3 event trigger) and catch-up (hourly) to pool {env['ETL_WORK_POOL']}")
+        self._say(
+            f"deployed prefect.yaml to pool {env['ETL_WORK_POOL']}: ingest-file (S3 event trigger), catch-up "
+            "(hourly), market-report (daily), replay-rejects and release-parked (manual)"
+        )
 
     def _start_worker(self, env: dict[str, str]) -> None:
         if self._running_pid("worker"):
