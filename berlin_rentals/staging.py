@@ -106,6 +106,14 @@ def is_staged(s3, staged: StagedBatch) -> bool:
     return True
 
 
+def read_staged_tables(s3, staged: StagedBatch) -> dict[str, pa.Table]:
+    """Every staged table back from S3, side by side as stage_batch wrote them (a GET is mostly waiting)."""
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="read-staged") as pool:
+        return dict(
+            zip(staged.rows, pool.map(lambda name: read_staged_table(s3, staged, name), staged.rows), strict=True)
+        )
+
+
 def read_staged_table(s3, staged: StagedBatch, table: str) -> pa.Table:
     body = s3.get_object(Bucket=staged.bucket, Key=staged.table_key(table))["Body"].read()
     result = pq.read_table(io.BytesIO(body))

@@ -238,3 +238,34 @@ def test_a_cached_pointer_whose_parquet_is_gone_transforms_again(settings, s3, m
     finally:
         with warehouse_engine(settings.warehouse_url).begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+def test_the_catch_ups_inline_steps_share_the_cache_with_the_task_runs(settings, s3, tmp_path):
+    """The catch-up runs the steps inline (no task run each): transform-stage still reads and writes the
+    entries its task runs do, so the catch-up's retry of a file whose load failed is a hit too."""
+    from prefect import flow
+
+    from tasks.common import run_inline
+    from tasks.extract import extract, inspect_source
+    from tasks.transform import cached_on_s3, transform_stage
+
+    token = uuid.uuid4().hex[:8]
+    body, _ = personal_batch(token, datetime(2041, 3, 1, 13, tzinfo=UTC))
+    key, etag = upload(s3, settings, batch_name(datetime(2041, 3, 1, 13)) + ".zip", body)
+    source = inspect_source.fn(settings, settings.raw_bucket, key, etag)
+    archive = extract.fn(settings, source, tmp_path)
+    step = transform_stage.with_options(**cached_on_s3(settings))
+
+    @flow(name="cache-probe")
+    def catch_up_like():
+        first = run_inline(step, settings, source, archive)
+        again = run_inline(step, settings, source, archive)
+        refreshed = run_inline(step.with_options(refresh_cache=True), settings, source, archive)
+        as_task = step(settings, source, archive, return_state=True)
+        return first, again, refreshed, as_task.name, as_task.result()
+
+    first, again, refreshed, task_state, task_result = catch_up_like()
+    assert first.staged.data is not None  # transformed here: the tables are in memory
+    assert again.staged.data is None and again == first  # from the store: the pointer alone
+    assert refreshed.staged.data is not None
+    assert (task_state, task_result) == ("Cached", first)  # a task run answers from the entry run_inline wrote
