@@ -102,9 +102,20 @@ def ingest_runs(key: str) -> list:
     return [r for r in reversed(runs) if r.parameters.get("key") == key]
 
 
-def transform_states(flow_run_id) -> list[str]:
+def transform_runs(flow_run_id) -> list:
     runs = sorted(task_runs_of(flow_run_id), key=lambda r: r.expected_start_time)
-    return [r.state.name for r in runs if r.name.startswith("transform-stage")]
+    return [r for r in runs if r.name.startswith("transform-stage")]
+
+
+def transform_states(flow_run_id) -> list[str]:
+    return [r.state.name for r in transform_runs(flow_run_id)]
+
+
+def step_seconds(flow_run_id) -> dict[str, float]:
+    """The run's seconds per step, from its lineage artifact (as the UI shows them)."""
+    lineage = next(a for a in artifacts_of(flow_run_id) if a.key.startswith("lineage-"))
+    row = (json.loads(lineage.data) if isinstance(lineage.data, str) else lineage.data)[0]
+    return {name: float(value) for name, value in (part.rsplit(" ", 1) for part in row["steps"].split(", "))}
 
 
 def refuse_fact_writes(settings: Settings, on: bool) -> None:
@@ -167,6 +178,8 @@ def test_a_rerun_in_a_new_process_is_a_cache_hit_and_loads_the_file_once(setting
     # The transform-stage step answered from the result the first process stored on S3: Prefect's Cached
     # state, and none of the transform's own log lines.
     assert transform_states(second.id) == ["Cached"]
+    miss, hit = step_seconds(first.id), step_seconds(second.id)
+    print(f"\n[cache] steps of the run that transformed: {miss}\n[cache] steps of the run that hit: {hit}")
     messages = [log.message for log in logs_of(second.id)]
     assert not [m for m in messages if TRANSFORM_LINE in m and key in m], messages
     assert any(TRANSFORM_LINE in m for m in (log.message for log in logs_of(first.id)))
