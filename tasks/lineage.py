@@ -3,6 +3,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
 from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import IngestResult
@@ -57,4 +58,8 @@ def _rejected(settings: Settings, result: IngestResult):
         return None
     if staged.data is not None:
         return staged.data["rejected_records"]
-    return read_staged_table(s3_client(settings), staged, "rejected_records")
+    try:
+        return read_staged_table(s3_client(settings), staged, "rejected_records")
+    except Exception as exc:  # noqa: BLE001 - the artifact is a view; the warehouse has every rejected line
+        get_run_logger().warning("the rejected lines of %s were not read back for the artifact: %r", result.uri, exc)
+        return None

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from berlin_rentals.archive import iter_lines
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import Transformed, stage_batch
@@ -28,13 +28,23 @@ def etag_cache_key(context, parameters) -> str:
 def cached_on_s3(settings: Settings) -> dict[str, Any]:
     """transform_stage's options: its result persists through prefect-aws's S3Bucket block ETL_RESULTS_BLOCK
     (the staging bucket, `results/`; deployments/results.py), so a run in a new container (every ECS flow
-    run is one) finds what an earlier run staged. Named, not built here: Prefect wants a saved block, and
-    resolves it only when the step runs as a task (the catch-up's inline steps never read it).
+    run is one) finds what an earlier run staged. Loaded here, once per file (Prefect then uses the saved
+    block as it is), so that a missing block is a configuration error, not a failure counted against the file.
 
     A pointer expires with the staging lifecycle (results/ and clean/ share ETL_STAGING_RETENTION_DAYS), so
     it never outlives its Parquet by more than the seconds between the two writes; the caller HEADs the
     manifest for those, and for Parquet deleted by hand."""
-    return dict(result_storage=settings.results_block, cache_expiration=timedelta(days=settings.staging_retention_days))
+    from prefect_aws import S3Bucket
+
+    name = settings.results_block.removeprefix("s3-bucket/")
+    try:
+        storage = S3Bucket.load(name)
+    except ValueError as exc:
+        raise ConfigError(
+            f"ETL_RESULTS_BLOCK={settings.results_block!r}: {exc} (create it: `python -m deployments.results`; "
+            "`make up` does)"
+        ) from None
+    return dict(result_storage=storage, cache_expiration=timedelta(days=settings.staging_retention_days))
 
 
 # Transient S3 errors of the staging PUTs retry (the whole step: the transform is pure, the PUTs idempotent);
