@@ -1,19 +1,20 @@
-"""Does the transform's ETag cache pay for itself where every flow run is a new container? One run, figures.
+"""What the ETag cache costs and saves where every flow run is a new container. One run, figures.
 
-    python -m bench.result_cache [--records 500 50000] [--rounds 3]
+    python -m bench.result_cache [--records 0 5000] [--rounds 3]      # 0: the real sample (11 records)
 
-On ECS each flow run is a fresh task: a result persisted to the worker's local disk (Prefect's default,
-today's setting) never hits again. The cache only works across runs with shared result storage, prefect-aws's
-S3Bucket on the staging bucket under `results/`. This measures, on generated files of each size, with
-Prefect's own ResultStore and serializer against a moto server over HTTP (started here):
+On ECS each flow run is a fresh task: a result persisted to the worker's local disk never hits again, so the
+cache lives on S3 (prefect-aws's S3Bucket on the staging bucket under `results/`). This measures, with
+Prefect's own ResultStore and serializer against a moto server over HTTP (started here), per file:
 
-  transform   what a hit saves: decode, reshape and fit the batch (the download before it is not saved)
-  write       what every run pays to persist the batch (serialize + PUT), hit or not
-  read        what a hit pays instead of the transform (GET + deserialize)
-  bytes       the persisted result's size
+  transform, stage   what a hit of the transform-stage step saves (decode, reshape, fit; Parquet PUTs)
+  pointer            what is persisted now (the Transformed pointer: staged prefix, rows, counts): its
+                     bytes, the write every run pays, and the read a hit pays instead (GET + the HEAD
+                     of the manifest that proves the Parquet is still there)
+  read-back          what the PostgreSQL load pays on a hit to GET and decode the staged Parquet it would
+                     otherwise COPY from memory (the COPY itself is the same either way)
+  batch              the design this replaced, for comparison: the whole transformed Batch persisted
 
-and prints the hit rate above which the cache saves time: write / (transform - read). A hit needs a second
-run of a version already transformed whose first load failed (a forced rerun refreshes the cache by design).
+and the hit rate above which each saves time: write / (saved - read).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def best(fn, rounds: int) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, nargs="+", default=[500, 50_000])
+    parser.add_argument("--records", type=int, nargs="+", default=[0, 5000])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
@@ -76,49 +77,79 @@ def main() -> None:
 
         from bench.generate import write_batch
         from berlin_rentals.archive import iter_lines
+        from berlin_rentals.model import STAGED_TABLES
+        from berlin_rentals.staging import Transformed, is_staged, read_staged_tables, stage_batch
+        from berlin_rentals.synthetic import SAMPLE_ZIP
         from berlin_rentals.transform import transform_lines
         from berlin_rentals.warehouse.fit import fit_batch
 
         endpoint = f"http://127.0.0.1:{port}"
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(
-            Bucket="rentals-staging", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-        )
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="rentals-staging", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
         bucket = S3Bucket(
             bucket_name="rentals-staging",
             bucket_folder="results",
             credentials=AwsCredentials(
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-                region_name="eu-central-1",
-                aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+                region_name="eu-central-1", aws_client_parameters=AwsClientParameters(endpoint_url=endpoint)
             ),
         )
-        # Like a new container's: nothing of the write kept in memory, so a read is a real GET.
-        store = ResultStore(result_storage=bucket, cache_result_in_memory=False)
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        print(f"{'records':>8} {'transform s':>12} {'write s':>9} {'read s':>8} {'MB':>7} {'break-even hit rate':>20}")
+
+        def fresh_store():  # like a new container's: nothing of a write kept in memory, a read is a real GET
+            return ResultStore(result_storage=bucket, cache_result_in_memory=False)
+
+        store = fresh_store()
+        header = (
+            f"{'records':>8} {'transform s':>11} {'stage s':>8} {'pointer B':>9} {'write s':>8} {'hit s':>7} "
+            f"{'read-back s':>11} {'saved s':>8} {'break-even':>10} | {'batch MB':>8} {'write s':>8} {'break-even':>10}"
+        )
+        print(header)
         with tempfile.TemporaryDirectory() as workdir:
             for n, records in enumerate(args.records):
-                path = write_batch(
-                    Path(workdir) / f"b{n}.zip", records, datetime(2030, 1, 1, n, tzinfo=UTC), first_id=1, seed=n
-                )
+                if records:
+                    path = write_batch(
+                        Path(workdir) / f"b{n}.zip", records, datetime(2030, 1, 1, n, tzinfo=UTC), first_id=1, seed=n
+                    )
+                else:
+                    path = SAMPLE_ZIP
 
                 def run_transform(path=path):
                     return fit_batch(transform_lines(iter_lines(path, str(path), max_member_bytes=8 << 30)))
 
                 transform_s, batch = best(run_transform, args.rounds)
-                key = f"bench-{records}"
-                write_s, _ = best(lambda key=key, batch=batch: store.write(key=key, obj=batch), args.rounds)
-                read_s, read = best(
-                    lambda key=key: ResultStore(result_storage=bucket, cache_result_in_memory=False).read(key).result,
+                etag = f"bench{n}"
+                stage_s, staged = best(
+                    lambda batch=batch, etag=etag: stage_batch(
+                        s3, batch, bucket="rentals-staging", staging_prefix="clean/", etag=etag
+                    ),
                     args.rounds,
                 )
-                assert read.tables["fact_flats"].equals(batch.tables["fact_flats"])
-                size = s3.head_object(Bucket="rentals-staging", Key=f"results/{key}")["ContentLength"]
-                saving = transform_s - read_s
-                rate = write_s / saving if saving > 0 else float("inf")
+                pointer = Transformed(staged=staged, stats=batch.stats)
+                key = f"pointer-{n}"
+                write_s, _ = best(lambda key=key, pointer=pointer: store.write(key=key, obj=pointer), args.rounds)
+
+                def hit(key=key):
+                    found = fresh_store().read(key).result
+                    assert is_staged(s3, found.staged) and found.staged.data is None
+                    return found
+
+                hit_s, found = best(hit, args.rounds)
+                assert found.staged.rows == staged.rows and found.stats == batch.stats
+                pointer_bytes = s3.head_object(Bucket="rentals-staging", Key=f"results/{key}")["ContentLength"]
+                read_back_s, tables = best(lambda staged=staged: read_staged_tables(s3, staged), args.rounds)
+                assert set(tables) == set(STAGED_TABLES)
+                saved = transform_s + stage_s - hit_s - read_back_s
+                rate = write_s / saved if saved > 0 else float("inf")
+
+                batch_key = f"batch-{n}"
+                batch_write_s, _ = best(lambda k=batch_key, b=batch: store.write(key=k, obj=b), args.rounds)
+                batch_read_s, _ = best(lambda k=batch_key: fresh_store().read(k).result, args.rounds)
+                batch_bytes = s3.head_object(Bucket="rentals-staging", Key=f"results/{batch_key}")["ContentLength"]
+                batch_saving = transform_s - batch_read_s
+                batch_rate = batch_write_s / batch_saving if batch_saving > 0 else float("inf")
                 print(
-                    f"{records:>8} {transform_s:>12.3f} {write_s:>9.3f} {read_s:>8.3f} {size / 1e6:>7.2f} {rate:>19.1%}"
+                    f"{batch.stats.lines_read:>8} {transform_s:>11.3f} {stage_s:>8.3f} {pointer_bytes:>9} "
+                    f"{write_s:>8.3f} {hit_s:>7.3f} {read_back_s:>11.3f} {saved:>8.3f} {rate:>10.1%} | "
+                    f"{batch_bytes / 1e6:>8.2f} {batch_write_s:>8.3f} {batch_rate:>10.1%}"
                 )
     finally:
         server.terminate()

@@ -86,6 +86,9 @@ class Settings:
     # Staged Parquet and stored results (the staging bucket's two prefixes) expire after this many days.
     results_prefix: str = "results/"
     staging_retention_days: int = 14
+    # The S3Bucket block (on the staging bucket, under results_prefix) the transform-stage step persists
+    # its result to, as `s3-bucket/<block name>`; `python -m deployments.results` creates it.
+    results_block: str = "s3-bucket/berlin-rentals-results"
     # The queue's redrive: receives before SQS moves a message to the DLQ (see deployments/sqs_bridge.py).
     queue_max_receives: int = 20
     # The bridge's back-off when the Prefect API fails: first delay, doubling up to the cap.
@@ -126,6 +129,8 @@ class Settings:
                 f"ETL_NOTIFICATION_BLOCK={self.notification_block!r} is not `<block type slug>/<block name>`, "
                 "e.g. custom-webhook/berlin-rentals-alerts or slack-webhook/berlin-rentals-alerts"
             )
+        if not self.results_block.startswith("s3-bucket/") or not self.results_block.removeprefix("s3-bucket/"):
+            raise ConfigError(f"ETL_RESULTS_BLOCK={self.results_block!r} is not `s3-bucket/<block name>`")
         for name in ("raw_bucket", "staging_bucket"):
             if not _BUCKET.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid S3 bucket name")
@@ -166,6 +171,7 @@ class Settings:
             mask_salt=env.get("ETL_MASK_SALT") or None,
             results_prefix=_prefix(env.get("ETL_RESULTS_PREFIX", cls.results_prefix)),
             staging_retention_days=int(env.get("ETL_STAGING_RETENTION_DAYS", cls.staging_retention_days)),
+            results_block=env.get("ETL_RESULTS_BLOCK") or cls.results_block,
             queue_max_receives=int(env.get("ETL_QUEUE_MAX_RECEIVES", cls.queue_max_receives)),
             bridge_backoff_seconds=float(env.get("ETL_BRIDGE_BACKOFF_SECONDS", cls.bridge_backoff_seconds)),
             bridge_backoff_max_seconds=float(env.get("ETL_BRIDGE_BACKOFF_MAX_SECONDS", cls.bridge_backoff_max_seconds)),

@@ -7,11 +7,12 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import botocore.exceptions
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from berlin_rentals.model import STAGED_TABLES, arrow_schema
-from berlin_rentals.transform import TRANSFORM_VERSION, Batch, output_variant
+from berlin_rentals.transform import TRANSFORM_VERSION, Batch, TransformStats, output_variant
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class StagedBatch:
     # The staged tables themselves, in this process only (never compared, printed or part of the location):
     # the PostgreSQL load streams them through COPY instead of reading the Parquet back from S3.
     data: dict[str, pa.Table] | None = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self):
+        # Pickled (Prefect's persisted result of the cached step, the catch-up's process pool) without the
+        # tables: they are the batch itself, contacts and rejected raw lines included.
+        return (type(self), (self.bucket, self.prefix, dict(self.rows)))
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.prefix}_manifest.json"
 
     def table_prefix(self, table: str) -> str:
         return f"{self.prefix}{table}/"
@@ -71,8 +81,37 @@ def stage_batch(s3, batch: Batch, *, bucket: str, staging_prefix: str, etag: str
         for done in [pool.submit(put, name) for name in STAGED_TABLES]:
             done.result()
     manifest = {"transform_version": TRANSFORM_VERSION, "variant": batch.variant, "etag": etag, "rows": staged.rows}
-    s3.put_object(Bucket=bucket, Key=f"{prefix}_manifest.json", Body=json.dumps(manifest).encode())
+    s3.put_object(Bucket=bucket, Key=staged.manifest_key, Body=json.dumps(manifest).encode())
     return staged
+
+
+@dataclass(frozen=True)
+class Transformed:
+    """What the cached transform-stage step hands on, and what Prefect persists as its result: where the
+    batch is staged and the transform's counts. A pointer of a few hundred bytes, nothing personal: the
+    tables themselves stay in the staged Parquet (StagedBatch pickles without them)."""
+
+    staged: StagedBatch
+    stats: TransformStats
+
+
+def is_staged(s3, staged: StagedBatch) -> bool:
+    """Is the staged batch still there? The manifest is written last, so its presence means every table is."""
+    try:
+        s3.head_object(Bucket=staged.bucket, Key=staged.manifest_key)
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def read_staged_tables(s3, staged: StagedBatch) -> dict[str, pa.Table]:
+    """Every staged table back from S3, side by side as stage_batch wrote them (a GET is mostly waiting)."""
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="read-staged") as pool:
+        return dict(
+            zip(staged.rows, pool.map(lambda name: read_staged_table(s3, staged, name), staged.rows), strict=True)
+        )
 
 
 def read_staged_table(s3, staged: StagedBatch, table: str) -> pa.Table:

@@ -116,6 +116,13 @@ def policies(
                     "Resource": f"{staging}/{settings.staging_prefix}*",
                 },
                 {"Sid": "ListStaging", **listing(staging, settings.staging_prefix)},
+                {
+                    # The ETag cache's results (Prefect's S3Bucket block ETL_RESULTS_BLOCK): pointers only.
+                    "Sid": "CacheResults",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject"],
+                    "Resource": f"{staging}/{settings.results_prefix}*",
+                },
             ],
         },
         # The SQS bridge's ECS task role: read the queue, confirm objects, dead-letter what it cannot parse.

@@ -817,6 +817,21 @@ class LocalStack:
             "(hourly), market-report (daily), replay-rejects and release-parked (manual)"
         )
 
+    def _ensure_results_block(self, env: dict[str, str]) -> None:
+        """The S3Bucket block the transform-stage step's results persist to (deployments/results.py), on moto."""
+        done = subprocess.run(
+            [sys.executable, "-m", "deployments.results"],
+            env=self._runtime_env(env) | {"PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"creating the result storage block failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        self._say(done.stdout.strip())
+
     def _start_worker(self, env: dict[str, str]) -> None:
         if self._running_pid("worker"):
             self._say("worker already running")
@@ -936,6 +951,8 @@ class LocalStack:
                 env |= {"LOCAL_RECEIVER_PORT": str(port), "ETL_RECEIVER_URL": f"http://127.0.0.1:{port}/"}
             # Before the worker and the bridge: start_service() reads their settings from this file.
             self._write_env(env)
+            if "prefect" in self.services and "s3" in self.services:
+                self._ensure_results_block(env)
             if "prefect" in self.services and "worker" in self.services:
                 self._deploy(env)
                 self._start_worker(env)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
+from prefect.results import ResultStore
 from prefect.utilities.math import clamped_poisson_interval
 
 from berlin_rentals.config import retry_delays
@@ -67,7 +70,43 @@ def run_inline(step: Task, *args: Any, **kwargs: Any) -> Any:
     The catch-up ingests each file in one task run and calls the steps this way: the same functions,
     the same retries, delays and retry condition as when the `ingest-file` flow calls them as tasks,
     without a task run (and its state events) per step. Each retry is logged as Prefect logs one.
+    A step cached in result storage of its own (transform-stage) reads and writes the same entries as
+    its task runs do, through Prefect's ResultStore: the catch-up is what retries a file whose load
+    failed, so without it the cache would rarely answer.
     """
+    cache = _inline_cache(step, args, kwargs)
+    if cache is None:
+        return _with_retries(step, *args, **kwargs)
+    store, key = cache
+    if not step.refresh_cache:
+        try:
+            if store.exists(key):
+                value = store.read(key).result
+                _logger().info("%s: cached result %s", step.name, key)
+                return value
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be read is a miss, as in the task engine
+            _logger().warning("%s: the cached result %s could not be read (%r): running it", step.name, key, exc)
+    value = _with_retries(step, *args, **kwargs)
+    expiration = datetime.now(UTC) + step.cache_expiration if step.cache_expiration else None
+    try:
+        store.write(obj=value, key=key, expiration=expiration)
+    except Exception as exc:  # noqa: BLE001 - the result is in hand; only a later hit is lost
+        _logger().warning("%s: the result was not cached (%r)", step.name, exc)
+    return value
+
+
+def _inline_cache(step: Task, args: tuple, kwargs: dict) -> tuple[ResultStore, str] | None:
+    """The step's result store and cache key, as its task run would compute them; None if it caches nothing."""
+    if not (step.persist_result and step.result_storage is not None and step.cache_key_fn is not None):
+        return None
+    inputs = dict(inspect.signature(step.fn).bind(*args, **kwargs).arguments)
+    key = step.cache_policy.compute_key(task_ctx=None, inputs=inputs, flow_parameters={})
+    if key is None:
+        return None
+    return ResultStore(cache_result_in_memory=False).update_for_task(step), key
+
+
+def _with_retries(step: Task, *args: Any, **kwargs: Any) -> Any:
     condition = step.retry_condition_fn
     if condition is not None and condition is not retry_condition:
         raise TypeError(f"{step.name}: run_inline knows retry_condition only, not {condition!r}")

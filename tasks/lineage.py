@@ -3,6 +3,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
 from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import IngestResult
@@ -15,6 +16,8 @@ from berlin_rentals.lineage import (
     summary_markdown,
 )
 from berlin_rentals.markdown import cells, code
+from berlin_rentals.s3 import s3_client
+from berlin_rentals.staging import read_staged_table
 
 
 @task(name="record-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -33,7 +36,7 @@ def record_lineage(settings: Settings, result: IngestResult, closing: str) -> No
         markdown=summary_markdown(result, closing),
         description=f"Summary of the ingest of {code(result.uri)}",
     )
-    rejected = (result.staged.data or {}).get("rejected_records") if result.staged is not None else None
+    rejected = _rejected(settings, result)
     rows = rejected_rows(rejected)
     if rows:
         shown = f"the first {len(rows)} of {rejected.num_rows}" if rejected.num_rows > len(rows) else "all"
@@ -45,3 +48,18 @@ def record_lineage(settings: Settings, result: IngestResult, closing: str) -> No
                 f"{MAX_REJECTS_SHOWN} shown; the warehouse's rejected_records holds every one)"
             ),
         )
+
+
+def _rejected(settings: Settings, result: IngestResult):
+    """The run's rejected lines: in memory when this run transformed the file, else (a cache hit) from the
+    staged Parquet, which the load just read."""
+    staged = result.staged
+    if staged is None or not staged.rows.get("rejected_records"):
+        return None
+    if staged.data is not None:
+        return staged.data["rejected_records"]
+    try:
+        return read_staged_table(s3_client(settings), staged, "rejected_records")
+    except Exception as exc:  # noqa: BLE001 - the artifact is a view; the warehouse has every rejected line
+        get_run_logger().warning("the rejected lines of %s were not read back for the artifact: %r", result.uri, exc)
+        return None

@@ -13,7 +13,7 @@ from prefect.logging import get_run_logger
 from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject
-from berlin_rentals.staging import StagedBatch, read_staged_table
+from berlin_rentals.staging import StagedBatch, read_staged_tables
 from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
 from berlin_rentals.warehouse.attempts import end_attempt as mark_attempt_ended
@@ -107,8 +107,7 @@ def load(
         # staged them (as the ingest flow does), else read back from the staged Parquet.
         data = staged.data
         if data is None:
-            s3 = s3_client(settings)
-            data = {name: read_staged_table(s3, staged, name) for name in staged.rows}
+            data = read_staged_tables(s3_client(settings), staged)
     with load_slot():
         return load_staged_batch(
             warehouse_engine(settings.warehouse_url),

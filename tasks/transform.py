@@ -2,15 +2,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.logging import get_run_logger
 
 from berlin_rentals.archive import iter_lines
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ConfigError, Settings
+from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject
-from berlin_rentals.transform import Batch, output_variant, transform_lines
+from berlin_rentals.staging import Transformed, stage_batch
+from berlin_rentals.transform import output_variant, transform_lines
 from berlin_rentals.warehouse.fit import FIT_VERSION, fit_batch
+from tasks.common import IO_STEP
 
 
 def etag_cache_key(context, parameters) -> str:
@@ -21,14 +25,41 @@ def etag_cache_key(context, parameters) -> str:
     return f"transform-{variant}-fit{FIT_VERSION}-{parameters['source'].etag}"
 
 
+def cached_on_s3(settings: Settings) -> dict[str, Any]:
+    """transform_stage's options: its result persists through prefect-aws's S3Bucket block ETL_RESULTS_BLOCK
+    (the staging bucket, `results/`; deployments/results.py), so a run in a new container (every ECS flow
+    run is one) finds what an earlier run staged. Loaded here, once per file (Prefect then uses the saved
+    block as it is), so that a missing block is a configuration error, not a failure counted against the file.
+
+    A pointer expires with the staging lifecycle (results/ and clean/ share ETL_STAGING_RETENTION_DAYS), so
+    it never outlives its Parquet by more than the seconds between the two writes; the caller HEADs the
+    manifest for those, and for Parquet deleted by hand."""
+    from prefect_aws import S3Bucket
+
+    name = settings.results_block.removeprefix("s3-bucket/")
+    try:
+        storage = S3Bucket.load(name)
+    except ValueError as exc:
+        raise ConfigError(
+            f"ETL_RESULTS_BLOCK={settings.results_block!r}: {exc} (create it: `python -m deployments.results`; "
+            "`make up` does)"
+        ) from None
+    return dict(result_storage=storage, cache_expiration=timedelta(days=settings.staging_retention_days))
+
+
+# Transient S3 errors of the staging PUTs retry (the whole step: the transform is pure, the PUTs idempotent);
+# data errors never do: bad lines are kept, bad files fail once. Cached by ETag instead of IO_STEP's NO_CACHE.
 @task(
-    name="transform",
+    name="transform-stage",
     cache_key_fn=etag_cache_key,
     persist_result=True,
-    cache_expiration=timedelta(days=14),
+    **{name: value for name, value in IO_STEP.items() if name != "cache_policy"},
 )
-def transform(settings: Settings, source: SourceObject, archive_path: Path) -> Batch:
-    """Decode and reshape the batch. Data errors never retry: bad lines are kept, bad files fail once."""
+def transform_stage(settings: Settings, source: SourceObject, archive_path: Path) -> Transformed:
+    """Decode and reshape the batch, then stage its tables as Parquet under the ETag's prefix.
+
+    One cached unit, because its result is then a pointer (prefix, rows, counts) rather than the batch: a
+    rerun of the same version in another process skips both and the load reads the staged Parquet."""
     batch = transform_lines(
         iter_lines(
             archive_path,
@@ -71,4 +102,11 @@ def transform(settings: Settings, source: SourceObject, archive_path: Path) -> B
     rejected = batch.tables["rejected_records"]
     for reason in rejected.column("reason").to_pylist()[:10]:
         logger.warning("%s: rejected %s", source.uri, reason)
-    return batch
+    staged = stage_batch(
+        s3_client(settings),
+        batch,
+        bucket=settings.staging_bucket,
+        staging_prefix=settings.staging_prefix,
+        etag=source.etag,
+    )
+    return Transformed(staged=staged, stats=stats)

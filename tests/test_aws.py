@@ -81,9 +81,9 @@ def test_policies_grant_read_on_raw_read_write_on_staging_and_nothing_more():
     docs = policies(settings, "123456789012")
     worker = docs["worker-task-role"]["Statement"]
     writes = [s for s in worker if "s3:PutObject" in s["Action"]]
-    assert [w["Resource"] for w in writes] == ["arn:aws:s3:::stage-b/clean/*"]
+    assert [w["Resource"] for w in writes] == ["arn:aws:s3:::stage-b/clean/*", "arn:aws:s3:::stage-b/results/*"]
     reads = {s["Resource"] for s in worker if "s3:GetObject" in s["Action"]}
-    assert reads == {"arn:aws:s3:::raw-b/raw/*", "arn:aws:s3:::stage-b/clean/*"}
+    assert reads == {"arn:aws:s3:::raw-b/raw/*", "arn:aws:s3:::stage-b/clean/*", "arn:aws:s3:::stage-b/results/*"}
     assert not any("*" == s["Resource"] or s["Action"] == "*" for doc in docs.values() for s in doc["Statement"])
     redshift = docs["redshift-copy-role"]["Statement"]
     assert {a for s in redshift for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])} == {

@@ -448,8 +448,7 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
         "check-ledger",
         "begin-attempt",
         "extract",
-        "transform",
-        "stage",
+        "transform-stage",
         "load",
     ]
     assert all(0 < float(seconds) <= loaded["seconds"] for _, seconds in steps)

@@ -80,9 +80,9 @@ def test_jitter_stays_within_the_task_s_factor(slept):
 def test_the_io_steps_use_the_retry_condition_run_inline_knows():
     from tasks.extract import extract, inspect_source
     from tasks.load import ledger_status, load
-    from tasks.stage import stage
+    from tasks.transform import transform_stage
 
-    for step in (inspect_source, extract, ledger_status, stage, load):
+    for step in (inspect_source, extract, ledger_status, transform_stage, load):
         assert step.retry_condition_fn is retry_condition and step.retries == 3, step.name
     other = task(name="other", retries=1, retry_condition_fn=lambda *a: True)(lambda: None)
     with pytest.raises(TypeError, match="knows retry_condition only"):
