@@ -51,7 +51,7 @@ LOCAL_VISIBILITY_TIMEOUT = 60
 PREFECT_AUTH_USER = "admin"
 # A flow run's process: the engine itself. Prefect's default without a command is its workspace
 # supervisor, a Python process that imports Prefect, runs the pull steps and only then execs this same
-# engine, which imports Prefect again: 1.5-2.5 s more per run here (bench/README.md, "Event latency").
+# engine, which imports Prefect again: 1.2 s more per run at the median here (bench/README.md, "Event latency").
 # The engine runs the deployment's pull steps itself; what the supervisor adds (installing a
 # workspace's dependencies with uv, PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES) this stack never uses.
 FLOW_RUN_COMMAND = shlex.join([sys.executable, "-m", "prefect.engine"])
