@@ -29,7 +29,7 @@ help:
 	@echo "make bench          both benchmarks below, one after the other"
 	@echo "make bench-ingest   one file: records per second against the floor, and where the time goes"
 	@echo "make bench-catch-up one week of hourly files through the catch-up flow"
-	@echo "make bench-events   upload -> rows visible through the event path, p50 and p95"
+	@echo "make bench-events   upload -> rows visible through the event path, p50 and p95, old launch beside new"
 	@echo "make clean          stop the stack and delete .local and .venv"
 
 # uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
@@ -102,7 +102,7 @@ clean: down
 	rm -rf .local $(VENV)
 
 bench-events: up
-	$(PY) -m bench.event_latency --uploads 20
+	$(PY) -m bench.event_latency --uploads 20  # 20 uploads each, the old and the new launch interleaved
 
 bench: bench-ingest bench-catch-up
 
