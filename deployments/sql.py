@@ -68,12 +68,16 @@ def _default_schema(key: str, settings: dict[str, str]) -> str:
 
 
 def connection(root: Path | None = None, audience: str | None = None) -> tuple[str, str | None, str | None]:
-    """(libpq URL without password, password, schema) of the stack at root (default: ETL_ENV_FILE, or
-    .local/env), else of the environment; as the audience's role (`dwh`, `bi`) when one is given."""
+    """(libpq URL without password, password, schema) of the stack at root (default: ETL_ENV_FILE; else
+    the environment when it has WAREHOUSE_URL; else .local/env); as the audience's role (`dwh`, `bi`)
+    when one is given."""
     from berlin_rentals.config import read_env_file
 
     env_file = root / "env" if root else Path(os.environ.get("ETL_ENV_FILE") or DEFAULT_ROOT / "env")
-    settings = read_env_file(env_file) if env_file.exists() else dict(os.environ)
+    # A shell that sourced an env file (the README's `source .local/env`) means that stack, as every other
+    # command it runs does: not this checkout's .local/env, which may be another, stopped stack's.
+    sourced = root is None and not os.environ.get("ETL_ENV_FILE") and os.environ.get("WAREHOUSE_URL")
+    settings = read_env_file(env_file) if env_file.exists() and not sourced else dict(os.environ)
     url_key, schema_key = AUDIENCES[audience] if audience else ("WAREHOUSE_PSQL_URL", "WAREHOUSE_SCHEMA")
     url = settings.get(url_key) or (None if audience else settings.get("WAREHOUSE_URL"))
     if not url:

@@ -258,8 +258,10 @@ class HttpProxy:
 
 # ---- the measure: rows lost and doubled ---------------------------------------------------------
 
-# Columns that name the run or the moment, not the data: a rerun writes other values, rightly.
-LINEAGE_COLUMNS = {"flow_run_id", "loaded_at", "rejected_at"}
+# Columns that name the run or the moment, not the data: a rerun writes other values, rightly. And the S3
+# version id: the same bytes put to a key 10 times are 10 versions of one ETag, and which of them a run
+# names is its event's (the clean comparison load HEADs the newest); the ETag says the content is one.
+LINEAGE_COLUMNS = {"flow_run_id", "loaded_at", "rejected_at", "source_version_id"}
 PER_FILE_TABLES = ("fact_flats", "flat_snapshots", "rejected_records")
 DIMENSION_KEYS = {
     "dim_city": "city_id",

@@ -306,16 +306,24 @@ def test_an_object_deleted_before_it_is_read_fails_once_clearly_and_is_parked(
         s3, settings, batch_name(hour_of(n)) + ".zip", fresh_batch(hour_of(n), first_id=first_id(n), listings=20)
     )
 
+    # The raw bucket is versioned: a plain delete only hides the key behind a delete marker, and the
+    # version the HEAD confirmed would still load. What makes a file gone is its version deleted for good
+    # (only the raw admin may: deployments/aws_resources.py's bucket policy).
+    version = s3.head_object(Bucket=settings.raw_bucket, Key=key)["VersionId"]
+
+    def delete_version():
+        s3.delete_object(Bucket=settings.raw_bucket, Key=key, VersionId=version)
+
     def delete_first(request: Request):
         # The object vanishes just as the flow's GET arrives: after its HEAD confirmed the event.
         if request.method == "GET" and request.path.split("?")[0].endswith(key):
-            s3.delete_object(Bucket=settings.raw_bucket, Key=key)
+            delete_version()
         return None
 
     proxy = HttpProxy(stack_env["AWS_ENDPOINT_URL"], delete_first)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
     if when == "before-head":
-        s3.delete_object(Bucket=settings.raw_bucket, Key=key)  # between the event and the run
+        delete_version()  # between the event and the run
     try:
         state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
     finally:

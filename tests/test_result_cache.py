@@ -206,7 +206,7 @@ def test_the_stored_result_is_a_small_pointer_with_nothing_personal(settings, s3
     # Prefect's result record: metadata, and the pickled result (base64) of the step, the pointer.
     pickled = base64.b64decode(record["result"])
     assert len(stored) < 4096, len(stored)
-    prefix = staged_prefix(settings.staging_prefix, etag, output_variant())
+    prefix = staged_prefix(settings.staging_prefix, etag, output_variant(settings.masker(), settings.pseudonymizer()))
     assert prefix.encode() in pickled and b"fact_flats" in pickled
     for value in personal.values():
         assert value.encode() not in stored and value.encode() not in pickled, value
@@ -230,7 +230,7 @@ def test_a_cached_pointer_whose_parquet_is_gone_transforms_again(settings, s3, m
     expected = warehouse_rows(warehouse_engine(settings.warehouse_url), settings.warehouse_schema)
 
     # Deleted by hand (or expired a moment before its pointer): the staged Parquet of this ETag is gone.
-    prefix = staged_prefix(settings.staging_prefix, etag, output_variant())
+    prefix = staged_prefix(settings.staging_prefix, etag, output_variant(settings.masker(), settings.pseudonymizer()))
     listed = s3.list_objects_v2(Bucket=settings.staging_bucket, Prefix=prefix)["Contents"]
     s3.delete_objects(Bucket=settings.staging_bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listed]})
 

@@ -78,3 +78,19 @@ def test_pgserver_ships_a_psql_and_the_ready_queries_are_listed(capsys):
     assert set(sql.READY) == {"ledger-today", "rejects-by-reason", "rent-history"}
     with pytest.raises(SystemExit):
         sql.main(["--ready", "nope"])
+
+
+def test_a_shell_that_sourced_a_stacks_env_file_gets_that_stack_not_the_checkouts_stopped_one(tmp_path, monkeypatch):
+    # The README's `source .local/env` then `python -m deployments.sql`: the sourced stack is meant, even
+    # where the checkout's own .local/env names another (stopped) stack. The README test failed on this
+    # with "connection refused" on the stopped stack's port.
+    stale = tmp_path / "checkout-local"
+    stale.mkdir()
+    (stale / "env").write_text(_format_env({"WAREHOUSE_URL": "postgresql+psycopg://postgres@127.0.0.1:5111/rentals"}))
+    monkeypatch.setattr(sql, "DEFAULT_ROOT", stale)
+    monkeypatch.delenv("ETL_ENV_FILE", raising=False)
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://postgres@127.0.0.1:5222/rentals")
+    monkeypatch.setenv("WAREHOUSE_SCHEMA", "berlin_rentals")
+    assert sql.connection()[0] == "postgresql://postgres@127.0.0.1:5222/rentals"
+    monkeypatch.delenv("WAREHOUSE_URL")
+    assert sql.connection()[0] == "postgresql://postgres@127.0.0.1:5111/rentals"  # nothing sourced: the checkout's
