@@ -90,6 +90,7 @@ def test_a_shell_that_sourced_a_stacks_env_file_gets_that_stack_not_the_checkout
     monkeypatch.setattr(sql, "DEFAULT_ROOT", stale)
     monkeypatch.delenv("ETL_ENV_FILE", raising=False)
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://postgres@127.0.0.1:5222/rentals")
+    monkeypatch.delenv("WAREHOUSE_PSQL_URL", raising=False)  # the sourced file's plain URL, when it has one
     monkeypatch.setenv("WAREHOUSE_SCHEMA", "berlin_rentals")
     assert sql.connection()[0] == "postgresql://postgres@127.0.0.1:5222/rentals"
     monkeypatch.delenv("WAREHOUSE_URL")
