@@ -236,8 +236,22 @@ STAGED_TABLES: dict[str, list[Col]] = {
 }
 
 
+# The last column of every staged Parquet file and staging table: the ETag of the file the row came from. The
+# staged data stays a function of the content (the ETag is its key), and a batch of many files COPYed into
+# one staging table (berlin_rentals/warehouse/batch_load.py) still tells each row's file, so each row gets
+# its own file's lineage and the newest version across the batch wins. The transform's own tables lack it:
+# staging adds it (berlin_rentals.staging.with_source_etag).
+STAGED_ETAG = Col("source_etag", pa.string(), _text(64))
+
+
 def arrow_schema(table: str) -> pa.Schema:
+    """The transform's output of one table (without STAGED_ETAG)."""
     return pa.schema([pa.field(c.name, c.arrow, nullable=c.nullable) for c in STAGED_TABLES[table]])
+
+
+def staged_schema(table: str) -> pa.Schema:
+    """One staged Parquet file's columns: the transform's, then STAGED_ETAG."""
+    return arrow_schema(table).append(pa.field(STAGED_ETAG.name, STAGED_ETAG.arrow, nullable=True))
 
 
 def column_names(table: str) -> list[str]:
@@ -245,7 +259,9 @@ def column_names(table: str) -> list[str]:
 
 
 def _fingerprint() -> str:
-    described = ";".join(f"{t}:" + ",".join(f"{c.name} {c.arrow}" for c in cols) for t, cols in STAGED_TABLES.items())
+    described = ";".join(
+        f"{t}:" + ",".join(f"{c.name} {c.arrow}" for c in [*cols, STAGED_ETAG]) for t, cols in STAGED_TABLES.items()
+    )
     return hashlib.sha256(described.encode()).hexdigest()[:8]
 
 

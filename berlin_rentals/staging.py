@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ import botocore.exceptions
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from berlin_rentals.model import STAGED_TABLES, arrow_schema
+from berlin_rentals.model import STAGED_ETAG, STAGED_TABLES, staged_schema
 from berlin_rentals.transform import TRANSFORM_VERSION, Batch, TransformStats, output_variant
 
 
@@ -27,11 +28,13 @@ class StagedBatch:
     # The staged tables themselves, in this process only (never compared, printed or part of the location):
     # the PostgreSQL load streams them through COPY instead of reading the Parquet back from S3.
     data: dict[str, pa.Table] | None = field(default=None, compare=False, repr=False)
+    # Each table's Parquet size in bytes: a Redshift manifest of Parquet files must give every file's length.
+    sizes: dict[str, int] = field(default_factory=dict)
 
     def __reduce__(self):
         # Pickled (Prefect's persisted result of the cached step, the catch-up's process pool) without the
         # tables: they are the batch itself, contacts and rejected raw lines included.
-        return (type(self), (self.bucket, self.prefix, dict(self.rows)))
+        return (type(self), (self.bucket, self.prefix, dict(self.rows), None, dict(self.sizes)))
 
     @property
     def manifest_key(self) -> str:
@@ -53,6 +56,16 @@ def staged_prefix(staging_prefix: str, etag: str, variant: str | None = None) ->
     return f"{staging_prefix}{variant or output_variant()}/etag={etag}/"
 
 
+def with_source_etag(table: pa.Table, etag: str) -> pa.Table:
+    """The table with its file's ETag as the last column (model.STAGED_ETAG), as it is staged; a table that
+    has the column already is returned as it is."""
+    if STAGED_ETAG.name in table.column_names:
+        return table
+    return table.append_column(
+        pa.field(STAGED_ETAG.name, STAGED_ETAG.arrow, nullable=True), pa.array([etag] * table.num_rows, pa.string())
+    )
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     # Snappy: the codec every Parquet reader, Redshift's COPY included, accepts.
     buffer = io.BytesIO()
@@ -67,20 +80,27 @@ def stage_batch(s3, batch: Batch, *, bucket: str, staging_prefix: str, etag: str
     a boto3 client is thread-safe); the manifest goes last, once every table is there.
     """
     prefix = staged_prefix(staging_prefix, etag, batch.variant)
+    tables = {n: with_source_etag(batch.tables[n], etag) for n in STAGED_TABLES}
+    sizes: dict[str, int] = {}
     staged = StagedBatch(
-        bucket=bucket,
-        prefix=prefix,
-        rows={n: batch.rows(n) for n in STAGED_TABLES},
-        data={n: batch.tables[n] for n in STAGED_TABLES},
+        bucket=bucket, prefix=prefix, rows={n: batch.rows(n) for n in STAGED_TABLES}, sizes=sizes, data=tables
     )
 
     def put(name: str) -> None:
-        s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(batch.tables[name]))
+        body = parquet_bytes(tables[name])
+        s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=body)
+        sizes[name] = len(body)
 
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stage") as pool:
         for done in [pool.submit(put, name) for name in STAGED_TABLES]:
             done.result()
-    manifest = {"transform_version": TRANSFORM_VERSION, "variant": batch.variant, "etag": etag, "rows": staged.rows}
+    manifest = {
+        "transform_version": TRANSFORM_VERSION,
+        "variant": batch.variant,
+        "etag": etag,
+        "rows": staged.rows,
+        "bytes": staged.sizes,
+    }
     s3.put_object(Bucket=bucket, Key=staged.manifest_key, Body=json.dumps(manifest).encode())
     return staged
 
@@ -117,7 +137,43 @@ def read_staged_tables(s3, staged: StagedBatch) -> dict[str, pa.Table]:
 def read_staged_table(s3, staged: StagedBatch, table: str) -> pa.Table:
     body = s3.get_object(Bucket=staged.bucket, Key=staged.table_key(table))["Body"].read()
     result = pq.read_table(io.BytesIO(body))
-    expected = arrow_schema(table)
+    expected = staged_schema(table)
     if not result.schema.equals(expected, check_metadata=False):
         raise ValueError(f"{staged.uri(table)} does not have the schema of {table}: {result.schema}")
     return result
+
+
+def batch_manifest_key(staging_prefix: str, batch_id: str, table: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", batch_id):
+        raise ValueError(f"a batch id is letters, digits, '-' and '_': {batch_id!r}")
+    return f"{staging_prefix}batches/{batch_id}/{table}.manifest"
+
+
+def manifest_body(staged: list[StagedBatch], table: str, lengths: dict[tuple[str, str], int]) -> bytes:
+    """A Redshift COPY manifest of one table's staged Parquet files. Every entry is mandatory (a missing file
+    fails the COPY, never loads a batch short) and gives its content_length, which COPY wants for Parquet."""
+    entries = [
+        {"url": batch.uri(table), "mandatory": True, "meta": {"content_length": lengths[(batch.prefix, table)]}}
+        for batch in staged
+    ]
+    return json.dumps({"entries": entries}).encode()
+
+
+def write_batch_manifests(
+    s3, staged: list[StagedBatch], *, bucket: str, staging_prefix: str, batch_id: str
+) -> dict[str, str]:
+    """Each table's manifest for a batch of staged files, in the staging bucket; their URIs by table. A file
+    staged without its sizes (by an older release) is asked for them."""
+    lengths: dict[tuple[str, str], int] = {}
+    for batch in staged:
+        for table in STAGED_TABLES:
+            size = batch.sizes.get(table)
+            if size is None:
+                size = s3.head_object(Bucket=batch.bucket, Key=batch.table_key(table))["ContentLength"]
+            lengths[(batch.prefix, table)] = int(size)
+    uris = {}
+    for table in STAGED_TABLES:
+        key = batch_manifest_key(staging_prefix, batch_id, table)
+        s3.put_object(Bucket=bucket, Key=key, Body=manifest_body(staged, table, lengths))
+        uris[table] = f"s3://{bucket}/{key}"
+    return uris

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable, DropTable
 
-from berlin_rentals.model import column_names
+from berlin_rentals.model import STAGED_ETAG, STAGED_TABLES, column_names
 from berlin_rentals.staging import StagedBatch
 from berlin_rentals.warehouse.sql import statement, statements
 from berlin_rentals.warehouse.tables import staging_table
@@ -28,6 +28,7 @@ from berlin_rentals.warehouse.tables import staging_table
 _IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*()/=-]{1,1024}$")
 _COPY_ROWS = 5000
+_STAGED_NAMES = frozenset(STAGED_TABLES)
 
 
 class Target(Protocol):
@@ -41,6 +42,12 @@ class Target(Protocol):
         self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None
     ) -> None: ...
     def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool: ...
+
+    # A batch of files in one transaction (berlin_rentals/warehouse/batch_load.py).
+    def lock_batch(self, conn: sa.Connection) -> None: ...
+    def copy_batch_into_staging(
+        self, conn: sa.Connection, table: str, data: pa.Table | None, manifest_uri: str | None
+    ) -> None: ...
 
 
 def dialect_name(url: str | sa.URL) -> str:
@@ -73,12 +80,16 @@ class PostgresTarget:
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
         _recreate(conn, tables)
 
-    def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None:
+    def copy_into_staging(
+        self, conn: sa.Connection, table: str, staged: StagedBatch | None, data: pa.Table | None
+    ) -> None:
         if data is None:
             raise ValueError("PostgreSQL staging needs the staged table's data")
         if data.num_rows == 0:
             return
         columns = column_names(table)
+        if STAGED_ETAG.name in data.column_names:  # staged data has it; a replay's or a test's own tables may not
+            columns.append(STAGED_ETAG.name)
         # Every non-null value quoted, nulls bare: PostgreSQL's CSV COPY then tells NULL from ''.
         options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
         copy_sql = f"COPY stage_{table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
@@ -99,6 +110,17 @@ class PostgresTarget:
     def lock_dimensions(self, conn: sa.Connection) -> None:
         for stmt in statements("postgresql/lock_dimensions_for_restatement.sql", self.schema):
             conn.execute(stmt)
+
+    def lock_batch(self, conn: sa.Connection) -> None:
+        # Every key of the batch (as claim() locks one), then the tables it decides the newest version in.
+        for path in ("postgresql/lock_batch_keys.sql", "postgresql/lock_tables_for_batch.sql"):
+            for stmt in statements(path, self.schema):
+                conn.execute(stmt)
+
+    def copy_batch_into_staging(
+        self, conn: sa.Connection, table: str, data: pa.Table | None, manifest_uri: str | None
+    ) -> None:
+        self.copy_into_staging(conn, table, None, data)
 
 
 @dataclass
@@ -134,6 +156,32 @@ class RedshiftTarget:
 
     def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None:
         conn.exec_driver_sql(self.copy_sql(table, staged))
+
+    def lock_batch(self, conn: sa.Connection) -> None:
+        for stmt in statements("redshift/lock_load_ledger.sql", self.schema):
+            conn.execute(stmt)
+
+    def batch_copy_sql(self, table: str, manifest_uri: str) -> str:
+        """One COPY of a table for a whole batch, from the manifest listing its files; validated as copy_sql."""
+        role = self.iam_role_arn or ""
+        if not _IAM_ROLE.match(role):
+            raise ValueError("REDSHIFT_IAM_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        match = re.match(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$", manifest_uri)
+        if not match or not _S3_PREFIX.match(match.group(2)) or table not in _STAGED_NAMES:
+            raise ValueError(f"refusing to COPY {table!r} from an unexpected manifest {manifest_uri!r}")
+        template = statement("redshift/copy_stage_from_parquet_manifest.sql", self.schema).text
+        return (
+            template.replace("{table}", f"stage_{table}")
+            .replace("{manifest_uri}", manifest_uri)
+            .replace("{iam_role}", role)
+        )
+
+    def copy_batch_into_staging(
+        self, conn: sa.Connection, table: str, data: pa.Table | None, manifest_uri: str | None
+    ) -> None:
+        if not manifest_uri:
+            raise ValueError(f"a Redshift batch COPY of {table} needs its manifest")
+        conn.exec_driver_sql(self.batch_copy_sql(table, manifest_uri))
 
     def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool:
         # Redshift enforces no unique keys: a table lock serialises claims instead.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from berlin_rentals.model import LINEAGE, STAGED_TABLES, Col
+from berlin_rentals.model import LINEAGE, STAGED_ETAG, STAGED_TABLES, Col
 
 _DIST_SORT = {
     "dim_city": dict(redshift_diststyle="ALL", redshift_sortkey="city_id"),
@@ -121,11 +121,48 @@ def warehouse_metadata(schema: str) -> sa.MetaData:
     return metadata
 
 
+# A staging table of the facts is distributed as its target is: the MERGE (or DELETE and INSERT) on
+# listing_id then joins on each slice, with no redistribution of the staged rows.
+_STAGING_DIST = {
+    "fact_flats": dict(redshift_diststyle="KEY", redshift_distkey="listing_id"),
+    "flat_snapshots": dict(redshift_diststyle="KEY", redshift_distkey="listing_id"),
+}
+
+
 def staging_table(name: str) -> sa.Table:
-    """The session-local table a load COPYs one staged Parquet file into (same columns, same order)."""
+    """The session-local table a load COPYs staged Parquet into (same columns, same order: the transform's,
+    then the ETag of each row's file)."""
     return sa.Table(
         f"stage_{name}",
         sa.MetaData(),
-        *[sa.Column(c.name, c.sql(), nullable=True) for c in STAGED_TABLES[name]],
+        *[sa.Column(c.name, c.sql(), nullable=True) for c in [*STAGED_TABLES[name], STAGED_ETAG]],
+        prefixes=["TEMPORARY"],
+        **_STAGING_DIST.get(name, {}),
+    )
+
+
+def batch_files_table() -> sa.Table:
+    """The session-local table of a batch load's files, one row each (berlin_rentals/warehouse/batch_load.py):
+    what the ledger and each row's lineage need to know of the file, and its order in the batch."""
+    return sa.Table(
+        "stage_batch_files",
+        sa.MetaData(),
+        sa.Column("load_order", sa.Integer, nullable=False),
+        sa.Column("bucket", sa.String(63), nullable=False),
+        sa.Column("key", sa.String(1024), nullable=False),
+        sa.Column("etag", sa.String(64), nullable=False),
+        sa.Column("batch_hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("batch_hour_source", sa.String(16)),
+        sa.Column("last_modified", sa.DateTime(timezone=True)),
+        sa.Column("version_id", sa.String(1024)),
+        sa.Column("size_bytes", sa.BigInteger),
+        sa.Column("staged_prefix", sa.String(1024)),
+        sa.Column("records_read", sa.Integer),
+        sa.Column("listings", sa.Integer),
+        sa.Column("rejected_count", sa.Integer),
+        sa.Column("flagged_count", sa.Integer),
+        sa.Column("unknown_field_count", sa.Integer),
+        sa.Column("snapshots_written", sa.Integer),
+        sa.Column("attempt_id", sa.String(64)),
         prefixes=["TEMPORARY"],
     )
