@@ -12,6 +12,8 @@ from berlin_rentals.warehouse.sql import SQL_DIR, statements
 # in test_redshift_target.py) before they are pasted in.
 PASTED = {
     "redshift/copy_stage_from_parquet.sql": {"{table}", "{s3_uri}", "{iam_role}", "{schema}"},
+    # likewise, validated by RedshiftTarget.batch_copy_sql (test_redshift_batch_statements.py)
+    "redshift/copy_stage_from_parquet_manifest.sql": {"{table}", "{manifest_uri}", "{iam_role}", "{schema}"},
     # the column list of the model (berlin_rentals/model.py), identifiers from code, never from input
     "replay/insert_replayed_flat_snapshots.sql": {"{schema}", "{snapshot_columns}"},
     # names from Settings (plain identifiers, checked again by warehouse/sql.py): GRANT and DDL bind none
