@@ -122,6 +122,35 @@ def plan_catch_up(objects: list[RawObject], ledger: Ledger) -> Plan:
     return plan
 
 
+def _records(result: IngestResult) -> int:
+    return result.stats.lines_read if result.stats else 0
+
+
+def take_batch(
+    waiting: list[IngestResult], max_files: int, max_records: int
+) -> tuple[list[IngestResult], list[IngestResult]]:
+    """(the next batch, the rest) from staged files in the order they came: at most `max_files` files and,
+    past the first, no more than `max_records` records read. A file with the ETag of one already in the
+    batch waits for the next (a batch's staged rows name their file by ETag)."""
+    batch: list[IngestResult] = []
+    rest: list[IngestResult] = []
+    etags: set[str | None] = set()
+    records = 0
+    for result in waiting:
+        fits = len(batch) < max_files and (not batch or records + _records(result) <= max_records)
+        if fits and result.etag not in etags:
+            batch.append(result)
+            etags.add(result.etag)
+            records += _records(result)
+        else:
+            rest.append(result)
+    return batch, rest
+
+
+def batch_is_full(batch: list[IngestResult], max_files: int, max_records: int) -> bool:
+    return len(batch) >= max_files or sum(_records(r) for r in batch) >= max_records
+
+
 def outcome_of(result: Any) -> tuple[str, str]:
     """(loaded|skipped|failed, detail) from what an ingest-object task run came to: its IngestResult, or
     the exception it raised (IngestFailed carries the cause as `Type: message`)."""

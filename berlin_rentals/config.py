@@ -25,6 +25,19 @@ def _prefix(value: str) -> str:
     return value if not value or value.endswith("/") else value + "/"
 
 
+def _at_least_one(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
 def _ratio(env: dict[str, str], name: str, default: float | None) -> float | None:
     raw = (env.get(name) or "").strip()
     if not raw:
@@ -108,6 +121,15 @@ class Settings:
     max_reject_ratio: float | None = None
     # The market report's charts, in the staging bucket; they do not expire with the staged data.
     reports_prefix: str = "reports/"
+    # The catch-up loads the files it ingests in batches of at most this many files, or (whichever comes
+    # first) records read, each batch one warehouse transaction (berlin_rentals/warehouse/batch_load.py);
+    # 1: each file its own load, as an event-driven run does.
+    batch_max_files: int = 24
+    batch_max_records: int = 50_000
+    # A catch-up with more files than this to ingest fans them out as runs of the ingest-batch deployment
+    # (each on the work pool: in production its own ECS task), this many files a run.
+    fanout_files: int = 500
+    fanout_run_files: int = 240
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -181,6 +203,10 @@ class Settings:
             reject_alert_ratio=_ratio(env, "ETL_REJECT_ALERT_RATIO", cls.reject_alert_ratio),
             max_reject_ratio=_ratio(env, "ETL_MAX_REJECT_RATIO", None),
             reports_prefix=_prefix(env.get("ETL_REPORTS_PREFIX", cls.reports_prefix)),
+            batch_max_files=_at_least_one(env, "ETL_BATCH_MAX_FILES", cls.batch_max_files),
+            batch_max_records=_at_least_one(env, "ETL_BATCH_MAX_RECORDS", cls.batch_max_records),
+            fanout_files=_at_least_one(env, "ETL_FANOUT_FILES", cls.fanout_files),
+            fanout_run_files=_at_least_one(env, "ETL_FANOUT_RUN_FILES", cls.fanout_run_files),
         )
 
     def bi_url(self) -> str:

@@ -20,6 +20,8 @@ from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.load import LoadReport
 
 LOADED, SKIPPED, SUPERSEDED, FAILED = "loaded", "skipped", "superseded", "failed"
+# Transformed and staged, its load left to a batch (the catch-up's micro-batches: flows/catch_up.py).
+STAGED = "staged"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class IngestResult:
     step_seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     error_type: str | None = None
+    # The id this ingest's attempt is counted under (berlin_rentals.warehouse.attempts), and the batch whose
+    # transaction loaded it (its load-batch task run), when a batch did.
+    attempt: str | None = None
+    batch: str | None = None
 
     @property
     def uri(self) -> str:

@@ -77,6 +77,8 @@ def lineage_row(result: IngestResult) -> dict[str, Any]:
             "staged_prefix": f"s3://{staged.bucket}/{staged.prefix}",
             "staged_rows": ", ".join(f"{table} {rows}" for table, rows in staged.rows.items()),
         }
+    if result.batch:
+        row["batch"] = result.batch
     row["seconds"] = round(result.seconds, 3)
     if result.step_seconds:
         row["steps"] = ", ".join(f"{step} {seconds:.3f}" for step, seconds in result.step_seconds.items())

@@ -3,13 +3,17 @@
 A run looks at the objects whose batch hour is in its window and those uploaded in it (a late file for an
 old hour, whose event was lost), or with all_files at every object under the prefix (a reconciliation).
 
-Runs hourly from prefect.yaml. Each missing file is ingested by the `ingest-file` flow's pipeline
-(flows.ingest.run_ingest) in one `ingest-object` task run: the same steps, retries and ledger, so the
-ledger claim still guarantees exactly once if an event-driven run loads the same file meanwhile, and
-failures are counted and parked by the ingest itself, not here. A task run per file rather than an
-`ingest-file` subflow (a flow run, its parent task run, a task run per step, 9 lineage artifacts) keeps
-Prefect's cost per file to a few state events; each file's lineage is a row of one table artifact.
-The task runs go to a pool of processes (Prefect's ProcessPoolTaskRunner), so a backfill uses every core.
+Runs hourly from prefect.yaml. Each missing file goes through the `ingest-file` flow's pipeline
+(flows.ingest.run_ingest) up to its staged Parquet in one `stage-object` task run: the same steps, retries
+and ledger attempts, and failures are counted and parked by the ingest itself, not here. The staged files
+are then loaded in micro-batches (ETL_BATCH_MAX_FILES files or ETL_BATCH_MAX_RECORDS records), each one
+`load-batch` task run and one warehouse transaction (tasks/batch.py): a backfill commits once a batch, not
+once a file, and on Redshift COPYs each table once a batch from a manifest. Under the batch's locks a file
+an event-driven run loaded meanwhile drops out, so exactly once holds per file. With a batch size of 1 each
+file is an `ingest-object` task run of the whole pipeline, as before. A task run per file rather than an
+`ingest-file` subflow keeps Prefect's cost per file to a few state events; each file's lineage is a row of
+one table artifact, with its batch. The task runs go to a pool of processes (ProcessPoolTaskRunner), so a
+backfill uses every core, and a batch loads while the pool stages the next files.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from berlin_rentals.catch_up import (
     LOADED,
     Outcome,
     RawObject,
+    batch_is_full,
     catch_up_window,
     gaps_markdown,
     lineage_table,
@@ -39,11 +44,13 @@ from berlin_rentals.catch_up import (
     outcome_of,
     plan_catch_up,
     summarise,
+    take_batch,
 )
 from berlin_rentals.config import Settings
-from berlin_rentals.ingest_result import IngestFailed, IngestResult
+from berlin_rentals.ingest_result import STAGED, IngestFailed, IngestResult
 from berlin_rentals.lineage import lineage_row
 from flows.ingest import run_ingest
+from tasks.batch import load_in_batches, stage_object
 from tasks.catch_up import find_raw_objects, publish_report, read_ledger
 from tasks.common import run_inline
 
@@ -55,17 +62,21 @@ def catch_up(
     max_concurrency: int = 4,
     prefix: str | None = None,
     all_files: bool = False,
+    batch_max_files: int | None = None,
 ) -> dict[str, Any]:
     """Ingest the raw objects with a batch hour or an upload (LastModified) in [since, until) that the ledger
     does not show as loaded or parked (default window: the 24 hours before now, UTC). `prefix` narrows the
     listing to part of the raw prefix; `all_files` looks at every object under it, whatever its hour or
-    upload (gaps are still counted over the window's hours only)."""
+    upload (gaps are still counted over the window's hours only). `batch_max_files`: the files loaded in one
+    warehouse transaction (default ETL_BATCH_MAX_FILES; 1: each file its own load)."""
     logger = get_run_logger()
     settings = Settings.from_env()
     since, until = catch_up_window(since, until, now=datetime.now(UTC))
     prefix = listing_prefix(settings.raw_prefix, prefix)
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    if batch_max_files is not None and batch_max_files < 1:
+        raise ValueError(f"batch_max_files must be at least 1, not {batch_max_files}")
 
     objects, ledger = find_raw_objects(settings, prefix, since, until, all_files)
     plan = plan_catch_up(objects, ledger)
@@ -80,7 +91,13 @@ def catch_up(
         len(plan.parked),
     )
 
-    outcomes, lineage = ingest_all(settings, plan.to_ingest, max_concurrency)
+    outcomes, lineage = ingest_all(
+        settings,
+        plan.to_ingest,
+        max_concurrency,
+        batch_max_files or settings.batch_max_files,
+        settings.batch_max_records,
+    )
 
     # The ingests wrote the ledger rows of the files they ingested (loaded, failed, parked): ask it rather
     # than guess from outcomes. The rows of the others are as the listing found them.
@@ -107,49 +124,87 @@ def ingest_all(
     settings: Settings,
     objects: list[RawObject],
     max_concurrency: int,
+    batch_max_files: int = 1,
+    batch_max_records: int = 50_000,
 ) -> tuple[list[Outcome], dict[tuple[str, str], dict[str, Any]]]:
-    """An ingest-object task run per object, at most `max_concurrency` at once, each in a process of a pool
-    (the transform is CPU-bound Python: threads would share one core); a failure never stops the others.
-    Returns each file's outcome, and its lineage row by (key, ETag) where the ingest got a result."""
+    """Ingest the objects, at most `max_concurrency` at once, each in a process of a pool (the transform is
+    CPU-bound Python: threads would share one core); a failure never stops the others. Returns each file's
+    outcome, and its lineage row by (key, ETag) where the ingest got a result.
+
+    With `batch_max_files` 1, each file is an ingest-object task run: the whole pipeline, its own load.
+    Above 1, each is a stage-object task run (up to its staged Parquet), and this process loads the staged
+    files in batches of at most that many files or `batch_max_records` records read (tasks/batch.py): a
+    batch loads as soon as it is full, while the pool goes on staging the next files."""
     logger = get_run_logger()
     outcomes: list[Outcome] = []
     lineage: dict[tuple[str, str], dict[str, Any]] = {}
     if not objects:
         return outcomes, lineage  # no pool: an hourly run that finds nothing to do starts no process
-    submitted: dict[Any, tuple[RawObject, float]] = {}
+    batched = batch_max_files > 1
+    by_key = {obj.key: obj for obj in objects}
+    queued_at: dict[str, float] = {}
+
+    def record(obj: RawObject, result: Any) -> None:
+        ingest = result.result if isinstance(result, IngestFailed) else result
+        row = lineage_row(ingest) if isinstance(ingest, IngestResult) else None
+        if row:
+            lineage[(obj.key, obj.etag)] = row
+        status, detail = outcome_of(result)
+        # The file's own time in its process (the ingest's lineage seconds), else since it was queued.
+        outcome = Outcome(obj, status, detail, (row or {}).get("seconds") or time.perf_counter() - queued_at[obj.key])
+        outcomes.append(outcome)
+        logger.log(
+            logging.WARNING if status == FAILED else logging.INFO,
+            "[%d/%d] %s: %s (%.2f s)%s%s",
+            len(outcomes),
+            len(objects),
+            obj.key,
+            status,
+            outcome.seconds,
+            f" {detail}" if status != LOADED else "",
+            f" in batch {ingest.batch}" if isinstance(ingest, IngestResult) and ingest.batch else "",
+        )
+
+    waiting: list[IngestResult] = []  # staged, for the next batch
+
+    def load_full_batches(everything: bool = False) -> None:
+        while waiting:
+            batch, rest = take_batch(waiting, batch_max_files, batch_max_records)
+            if (
+                not everything
+                and len(batch) == len(waiting)
+                and not batch_is_full(batch, batch_max_files, batch_max_records)
+            ):
+                return  # not full yet: more files are on their way
+            waiting[:] = rest
+            for result in load_in_batches(settings, batch):
+                key = result.result.key if isinstance(result, IngestFailed) else result.key
+                record(by_key[key], result)
+
+    submitted: dict[Any, RawObject] = {}
     workers = min(max_concurrency, len(objects))
     # One file at a time needs no other process (and no interpreter start-up of several seconds).
     runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
+    step = stage_object if batched else ingest_object
     with runner:
         for obj in objects:
             future = runner.submit(
-                ingest_object, {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
+                step, {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
             )
-            submitted[future] = (obj, time.perf_counter())
+            submitted[future] = obj
+            queued_at[obj.key] = time.perf_counter()
         for future in as_completed(list(submitted)):
-            obj, queued = submitted[future]
+            obj = submitted[future]
             try:
                 result = future.result(raise_on_failure=False)
             except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
                 result = exc
-            ingest = result.result if isinstance(result, IngestFailed) else result
-            row = lineage_row(ingest) if isinstance(ingest, IngestResult) else None
-            if row:
-                lineage[(obj.key, obj.etag)] = row
-            status, detail = outcome_of(result)
-            # The file's own time in its process (the ingest's lineage seconds), else since it was queued.
-            outcome = Outcome(obj, status, detail, (row or {}).get("seconds") or time.perf_counter() - queued)
-            outcomes.append(outcome)
-            logger.log(
-                logging.WARNING if status == FAILED else logging.INFO,
-                "[%d/%d] %s: %s (%.2f s)%s",
-                len(outcomes),
-                len(objects),
-                obj.key,
-                status,
-                outcome.seconds,
-                f" {detail}" if status != LOADED else "",
-            )
+            if isinstance(result, IngestResult) and result.status == STAGED:
+                waiting.append(result)
+                load_full_batches()
+            else:
+                record(obj, result)
+        load_full_batches(everything=True)
     return outcomes, lineage
 
 
@@ -185,7 +240,10 @@ if __name__ == "__main__":
         dest="all_files",
         help="look at every object under the prefix, whatever its batch hour or upload (a full reconciliation)",
     )
+    parser.add_argument(
+        "--batch-max-files", type=int, help="files per load transaction (default ETL_BATCH_MAX_FILES; 1: one each)"
+    )
     parser.add_argument("--json", action="store_true", help="print the whole report as one line of JSON")
     args = parser.parse_args()
-    report = catch_up(args.since, args.until, args.max_concurrency, args.prefix, args.all_files)
+    report = catch_up(args.since, args.until, args.max_concurrency, args.prefix, args.all_files, args.batch_max_files)
     print(json.dumps(report, default=str) if args.json else report_sentence(report))

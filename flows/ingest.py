@@ -30,6 +30,7 @@ from berlin_rentals.errors import (
 from berlin_rentals.ingest_result import (
     FAILED,
     SKIPPED,
+    STAGED,
     SUPERSEDED,
     IngestFailed,
     IngestResult,
@@ -65,6 +66,7 @@ def run_ingest(
     run_id: str | None,
     call: StepCall = call_task,
     version_id: str | None = None,
+    until_staged: bool = False,
 ) -> IngestResult:
     """The pipeline for one object version: inspect, ledger check, extract, transform, stage, load, and the
     failure recording the ledger counts attempts (and parks) by. The one orchestration of both the
@@ -72,7 +74,10 @@ def run_ingest(
 
     Returns the result of a load, a skip or a supersede; raises IngestFailed (with the result, after
     the ledger recorded the failure) when the version could not be ingested, and InvalidSource, before
-    any I/O, for a bucket, key or ETag this pipeline does not read."""
+    any I/O, for a bucket, key or ETag this pipeline does not read.
+
+    `until_staged`: stop once the file is staged and return it as STAGED, its attempt still open: a batch
+    loads it with others (flows/catch_up.py), then ends the attempt in the batch's transaction."""
     started = time.perf_counter()
     # Before any ledger write of this run: a parked alert's `flows.release --since` from it includes the file.
     began_at = datetime.now(UTC)
@@ -91,7 +96,14 @@ def run_ingest(
 
     def result(status: str, **fields: Any) -> IngestResult:
         return IngestResult(
-            status, bucket, key, etag, seconds=time.perf_counter() - started, step_seconds=dict(step_seconds), **fields
+            status,
+            bucket,
+            key,
+            etag,
+            seconds=time.perf_counter() - started,
+            step_seconds=dict(step_seconds),
+            attempt=attempt,
+            **fields,
         )
 
     def failed(exc: Exception, recorded: tuple[str, int] | None, **fields: Any) -> IngestFailed:
@@ -196,6 +208,8 @@ def run_ingest(
                     transformed = run_step(step.with_options(refresh_cache=True), settings, source, archive)
                 stats, staged = transformed.stats, transformed.staged
                 check_rejects(stats)
+                if until_staged:
+                    return result(STAGED, source=source, stats=stats, staged=staged)
                 report = run_step(load, settings, source, staged, stats, force, run_id)
     except Exception as exc:
         on = (source.bucket, source.key, source.etag)

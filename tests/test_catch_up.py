@@ -405,8 +405,9 @@ def test_a_file_that_cannot_be_read_is_parked_and_not_retried_while_the_others_l
 
 
 def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_table(settings, s3):
-    """What the UI shows of a catch-up: a task run per file (not a subflow with a task run per step), and one
-    table whose rows say, per file, which version was read and what became of it."""
+    """What the UI shows of a catch-up: a task run per file (not a subflow with a task run per step) that
+    stages it, a task run per batch that loads the staged files, and one table whose rows say, per file,
+    which version was read, what became of it, and in which batch."""
     from tests.helpers import child_flow_runs_of, task_runs_of, upload
 
     folder, day = uuid.uuid4().hex[:8], _day()
@@ -421,15 +422,17 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     deadline = time.monotonic() + 30
     while True:  # task runs reach the API as events, recorded a moment later
         runs = task_runs_of(run_id)
-        per_file = [r for r in runs if r.task_key.startswith("ingest_object")]
+        per_file = [r for r in runs if r.task_key.startswith("stage_object")]
         if (
             len(per_file) == files and all(r.state and r.state.is_final() for r in per_file)
         ) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert sorted(r.name for r in per_file) == sorted(f"ingest {key}" for key, _ in good + [poison])
+    assert sorted(r.name for r in per_file) == sorted(f"stage {key}" for key, _ in good + [poison])
+    batches = [r for r in runs if r.task_key.startswith("load_batch")]
+    assert [r.name for r in batches] == ["load a batch of 4 files"]  # the poison file failed before it
     # list-raw-objects (with the ledger rows of each page), read-ledger after, publish-report: fixed
-    assert len(runs) == files + 3, sorted(r.name for r in runs)
+    assert len(runs) == files + 1 + 3, sorted(r.name for r in runs)
     assert child_flow_runs_of(run_id) == []
 
     artifacts = {a.key: a for a in _artifacts(run_id, 3)}
@@ -449,18 +452,17 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
         "begin-attempt",
         "extract",
         "transform-stage",
-        "load",
     ]
     assert all(0 < float(seconds) <= loaded["seconds"] for _, seconds in steps)
     assert loaded["staged_prefix"].endswith(f"etag={good[0][1]}/")
     assert "not a zip" in next(r for r in rows if r["key"] == poison[0])["error"]
-    # the rows the catch-up loaded name the task run that loaded them (as an ingest-file run names itself)
+    # the rows the catch-up loaded name the task run that loaded them: the batch's, in its lineage row too
     from tests.helpers import query
 
-    ingest_runs = {str(r.id) for r in per_file}
+    assert {r["batch"] for r in rows if r["status"] == "loaded"} == {str(batches[0].id)}
     assert {
         row.flow_run_id for row in query(settings, "SELECT DISTINCT flow_run_id FROM {schema}.fact_flats")
-    } <= ingest_runs
+    } == {str(batches[0].id)}
 
 
 def test_a_late_file_for_an_old_hour_is_found_by_its_upload_time(settings, s3):
