@@ -34,6 +34,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from berlin_rentals.catch_up import (
     FAILED,
     LOADED,
+    SKIPPED,
     Outcome,
     RawObject,
     batch_is_full,
@@ -63,12 +64,15 @@ def catch_up(
     prefix: str | None = None,
     all_files: bool = False,
     batch_max_files: int | None = None,
+    fanout_above: int | None = None,
 ) -> dict[str, Any]:
     """Ingest the raw objects with a batch hour or an upload (LastModified) in [since, until) that the ledger
     does not show as loaded or parked (default window: the 24 hours before now, UTC). `prefix` narrows the
     listing to part of the raw prefix; `all_files` looks at every object under it, whatever its hour or
     upload (gaps are still counted over the window's hours only). `batch_max_files`: the files loaded in one
-    warehouse transaction (default ETL_BATCH_MAX_FILES; 1: each file its own load)."""
+    warehouse transaction (default ETL_BATCH_MAX_FILES; 1: each file its own load). More files to ingest than
+    `fanout_above` (default ETL_FANOUT_FILES) go out as runs of the ingest-batch deployment, ETL_FANOUT_RUN_FILES
+    files each, which this run waits for and reports on."""
     logger = get_run_logger()
     settings = Settings.from_env()
     since, until = catch_up_window(since, until, now=datetime.now(UTC))
@@ -91,13 +95,13 @@ def catch_up(
         len(plan.parked),
     )
 
-    outcomes, lineage = ingest_all(
-        settings,
-        plan.to_ingest,
-        max_concurrency,
-        batch_max_files or settings.batch_max_files,
-        settings.batch_max_records,
-    )
+    batch_files = batch_max_files or settings.batch_max_files
+    if len(plan.to_ingest) > (fanout_above or settings.fanout_files):
+        outcomes, lineage = fan_out(settings, plan.to_ingest, max_concurrency, batch_files, settings.fanout_run_files)
+    else:
+        outcomes, lineage = ingest_all(
+            settings, plan.to_ingest, max_concurrency, batch_files, settings.batch_max_records
+        )
 
     # The ingests wrote the ledger rows of the files they ingested (loaded, failed, parked): ask it rather
     # than guess from outcomes. The rows of the others are as the listing found them.
@@ -205,6 +209,79 @@ def ingest_all(
             else:
                 record(obj, result)
         load_full_batches(everything=True)
+    return outcomes, lineage
+
+
+# A share's run that has not ended by then (never picked up: no worker) is reported as failed; its files stay
+# as the ledger has them, and the next catch-up takes them again (the ledger claim keeps them exactly once).
+FAN_OUT_WAIT_SECONDS = 6 * 3600
+
+
+def fan_out(
+    settings: Settings, objects: list[RawObject], max_concurrency: int, batch_max_files: int, run_files: int
+) -> tuple[list[Outcome], dict[tuple[str, str], dict[str, Any]]]:
+    """The objects as runs of the ingest-batch deployment, `run_files` each, on the work pool (on ECS each its
+    own task): started at once, waited for, and each file's outcome read from the ledger afterwards (the runs
+    record it there; their lineage is each run's own artifact). The runs' loads share `warehouse-load`."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.runtime import flow_run
+
+    from flows.ingest_batch import as_parameter
+
+    logger = get_run_logger()
+    shares = [objects[i : i + run_files] for i in range(0, len(objects), run_files)]
+    parent = flow_run.id
+    started: list[tuple[Any, list[RawObject]]] = []
+    for n, share in enumerate(shares, 1):
+        first, last = share[0].batch_hour, share[-1].batch_hour
+        run = run_deployment(
+            "ingest-batch/ingest-batch",
+            parameters={
+                "files": as_parameter(share),
+                "max_concurrency": max_concurrency,
+                "batch_max_files": batch_max_files,
+            },
+            flow_run_name=f"ingest-batch {n}/{len(shares)}: {first:%Y%m%d_%H} to {last:%Y%m%d_%H}",
+            timeout=0,
+            # A retried catch-up finds the runs it started rather than starting them twice.
+            idempotency_key=f"{parent}-share-{n}-of-{len(shares)}" if parent else None,
+            tags=["fan-out"],
+        )
+        started.append((run, share))
+    logger.info("%d files fanned out as %d ingest-batch runs of up to %d files", len(objects), len(shares), run_files)
+
+    deadline = time.monotonic() + FAN_OUT_WAIT_SECONDS
+    finished: dict[Any, Any] = {}
+    with get_client(sync_client=True) as client:
+        while len(finished) < len(started) and time.monotonic() < deadline:
+            for run, _ in started:
+                if run.id not in finished:
+                    current = client.read_flow_run(run.id)
+                    if current.state and current.state.is_final():
+                        finished[run.id] = current
+                        logger.info("%s: %s", current.name, current.state.name)
+            if len(finished) < len(started):
+                time.sleep(5)
+
+    ledger_after = read_ledger(settings, [o.key for o in objects])
+    outcomes: list[Outcome] = []
+    lineage: dict[tuple[str, str], dict[str, Any]] = {}
+    for run, share in started:
+        current = finished.get(run.id)
+        ended = current.state.name if current and current.state else "not ended"
+        for obj in share:
+            entry = ledger_after.get((obj.key, obj.etag))
+            if entry is not None and entry.status == "loaded":
+                status, detail = LOADED, ""
+            elif entry is not None and entry.status in ("failed", "parked"):
+                status, detail = FAILED, entry.error or entry.status
+            elif current is not None and current.state.is_completed():
+                status, detail = SKIPPED, f"ledger says {entry.status if entry else 'nothing'}"
+            else:
+                status, detail = FAILED, f"its ingest-batch run {run.name} ended {ended}"
+            outcomes.append(Outcome(obj, status, detail, 0.0))
+            lineage[(obj.key, obj.etag)] = {"status": status, "ingest_batch_run": run.name, "error": detail or None}
     return outcomes, lineage
 
 
