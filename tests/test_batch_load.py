@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -33,7 +35,8 @@ from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
 from berlin_rentals.warehouse.engines import PostgresTarget
 from berlin_rentals.warehouse.load import load_staged_batch
 from berlin_rentals.warehouse.sql import SQL_DIR
-from tests.test_exactly_once import etag_of, version
+from tests.helpers import query, wait_for
+from tests.test_exactly_once import A, B, Pause, _apart, etag_of, version
 
 RECORDS = read_sample_records()
 DAY = datetime(2019, 1, 13, tzinfo=UTC)
@@ -273,3 +276,107 @@ def _print_differing_rows(a, b):
         if x != y:
             print("one-by-one", x)
             print("batch     ", y)
+
+
+# ---- a batch beside concurrent single-file loads (PostgreSQL runs loads at once) -----------------
+
+
+class _Thread(threading.Thread):
+    def __init__(self, target) -> None:
+        super().__init__(daemon=True)
+        self.target, self.result, self.error = target, None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
+
+
+def _single(settings, file: BatchFile, tables: dict, engine: sa.Engine):
+    return load_staged_batch(
+        engine,
+        PostgresTarget(settings.warehouse_schema),
+        file.source,
+        file.staged,
+        file.stats,
+        data=tables,
+        flow_run_id="event-run",
+    )
+
+
+def test_a_file_an_event_driven_run_is_loading_drops_out_of_the_batch_that_waited_for_it(twin):
+    """The event's load holds the file's key (claimed, not committed) when the batch starts: the batch waits on
+    that key's lock, then finds the file loaded and leaves it out; the rest of the batch loads."""
+    _, batch = overlapping_files(twin)
+    event_engine = make_engine(twin.warehouse_url)
+    pause = Pause(event_engine, f"UPDATE {twin.warehouse_schema}.load_ledger SET status = 'loaded'")
+    event = _Thread(lambda: _single(twin, *batch[1], event_engine))
+    backfill = _Thread(lambda: as_batch(twin, batch))
+    try:
+        event.start()
+        assert pause.reached.wait(60), event.error
+        backfill.start()
+        wait_for(
+            lambda: query(
+                twin, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory%'"
+            ),
+            30,
+            "the batch to wait on the key the event's load holds",
+        )
+    finally:
+        pause.go.set()
+        event.join(60)
+        backfill.join(60)
+        event_engine.dispose()
+    assert event.error is None and backfill.error is None
+    assert event.result.status == "loaded"
+    dropped = batch[1][0].id
+    assert backfill.result.dropped == {dropped: LOADED_MEANWHILE} and len(backfill.result.loaded) == 2
+    runs = dict(query(twin, "SELECT key, flow_run_id FROM {schema}.load_ledger WHERE status = 'loaded'"))
+    assert runs[dropped[0]] == "event-run" and sorted(set(runs.values())) == ["batch-1", "event-run"]
+
+
+def test_a_newer_version_an_event_loads_while_the_batch_runs_is_not_overwritten(twin):
+    """The batch has decided which of its versions are newer than the warehouse's, and not yet written them,
+    when a load of another key brings a newer version of one of its listings: that load must wait for the
+    batch (its table locks), then its MERGE sees the batch's row and the newest version stands. Without the
+    locks it would commit first, and the batch's delete-and-insert would put the older version back."""
+    t = DAY + timedelta(hours=8)
+    # no dimension row in common: only the fact table orders the two loads
+    old = staged_file(twin, 10, [_apart(0, 600, t, "Alt"), _apart(1, 700, t, "Alt")])
+    newer = staged_file(twin, 14, [_apart(0, 999, t + timedelta(hours=5), "Neu")])
+    batch_engine = make_engine(twin.warehouse_url)
+    # after the batch dropped its stale versions, before it writes the facts
+    pause = Pause(batch_engine, f"DELETE FROM {twin.warehouse_schema}.fact_flats USING stage_batch_fact_flats")
+    backfill = _Thread(
+        lambda: load_staged_files(
+            batch_engine,
+            PostgresTarget(twin.warehouse_schema),
+            [old[0]],
+            batch_id="batch-1",
+            data={old[0].source.etag: old[1]},
+        )
+    )
+    event_engine = make_engine(twin.warehouse_url)
+    event = _Thread(lambda: _single(twin, *newer, event_engine))
+    try:
+        backfill.start()
+        assert pause.reached.wait(60), backfill.error
+        event.start()
+        wait_for(
+            lambda: (
+                not event.is_alive() or query(twin, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            ),
+            30,
+            "the event's load to finish or to wait on the batch",
+        )
+    finally:
+        pause.go.set()
+        backfill.join(60)
+        event.join(60)
+        batch_engine.dispose()
+        event_engine.dispose()
+    assert backfill.error is None and event.error is None
+    rents = dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats"))
+    assert rents[A] == Decimal("999.00") and rents[B] == Decimal("700.00")
