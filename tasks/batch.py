@@ -64,7 +64,8 @@ def load_batch(settings: Settings, files: list[BatchFile], count: int) -> BatchL
     s3 = s3_client(settings)
     data = manifests = None
     if target.name == "postgresql":
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="read-batch") as pool:
+        # 3 files at once, each 3 tables at once (read_staged_tables): within the S3 client's 10 connections
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="read-batch") as pool:
             tables = list(pool.map(lambda f: read_staged_tables(s3, f.staged), files))
         data = {f.source.etag: t for f, t in zip(files, tables, strict=True)}
     else:

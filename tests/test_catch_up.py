@@ -460,9 +460,9 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     from tests.helpers import query
 
     assert {r["batch"] for r in rows if r["status"] == "loaded"} == {str(batches[0].id)}
-    assert {
-        row.flow_run_id for row in query(settings, "SELECT DISTINCT flow_run_id FROM {schema}.fact_flats")
-    } == {str(batches[0].id)}
+    assert {row.flow_run_id for row in query(settings, "SELECT DISTINCT flow_run_id FROM {schema}.fact_flats")} == {
+        str(batches[0].id)
+    }
 
 
 def test_a_late_file_for_an_old_hour_is_found_by_its_upload_time(settings, s3):
@@ -514,3 +514,44 @@ def _table_rows(data) -> list[dict]:
     import json
 
     return json.loads(data) if isinstance(data, str) else data
+
+
+def test_a_batch_that_fails_to_load_is_split_until_the_failing_file_is_alone_and_parked(settings, s3):
+    """Four staged files, one of whose staged Parquet is corrupt after staging (what a load cannot get past):
+    the batch fails, its halves are tried, the good files load in batches of their own, and the bad one runs
+    the single-file pipeline, which records the failure and parks it (a terminal error)."""
+    from prefect import flow
+
+    from berlin_rentals.ingest_result import STAGED
+    from flows.ingest import run_ingest
+    from tasks.batch import load_in_batches
+    from tasks.common import run_inline
+
+    folder, day = uuid.uuid4().hex[:8], _day()
+    files = [_upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in range(4)]
+
+    @flow(name="split-batch-test")
+    def stage_then_load():
+        staged = [
+            run_ingest(
+                settings, settings.raw_bucket, key, etag, False, f"attempt-{uuid.uuid4().hex}", run_inline, None, True
+            )
+            for key, etag in files
+        ]
+        assert [r.status for r in staged] == [STAGED] * 4
+        bad = staged[2].staged
+        s3.put_object(Bucket=bad.bucket, Key=bad.table_key("fact_flats"), Body=b"not parquet")
+        return load_in_batches(settings, staged)
+
+    outcomes = stage_then_load()
+    by_key = {(o.result.key if isinstance(o, IngestFailed) else o.key): o for o in outcomes}
+    bad_key = files[2][0]
+    failed = by_key[bad_key]
+    assert isinstance(failed, IngestFailed) and failed.result.ledger == "parked", failed
+    loaded = [by_key[key] for key, _ in files if key != bad_key]
+    assert all(o.status == "loaded" for o in loaded)
+    # [0, 1, 2, 3] failed; [0, 1] loaded together; [2, 3] failed; [2] failed alone; [3] loaded alone
+    assert loaded[0].batch == loaded[1].batch != loaded[2].batch
+    assert _ledger(settings) == {
+        key: ("parked" if key == bad_key else "loaded", 1 if key == bad_key else 0) for key, _ in files
+    }
