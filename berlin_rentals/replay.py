@@ -38,7 +38,7 @@ from berlin_rentals.markdown import code, text
 from berlin_rentals.masking import Masker
 from berlin_rentals.model import STAGED_TABLES, column_names
 from berlin_rentals.source import SourceObject
-from berlin_rentals.staging import StagedBatch, parquet_bytes
+from berlin_rentals.staging import StagedBatch, parquet_bytes, with_source_etag
 from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
 from berlin_rentals.warehouse.engines import Target
 from berlin_rentals.warehouse.fit import fit_batch
@@ -235,7 +235,10 @@ def stage_replay(s3, replay: ReplayBatch, *, bucket: str, staging_prefix: str, e
     prefix = f"{staging_prefix}{replay.batch.variant}/replay/etag={etag}/{digest}/"
     staged = StagedBatch(bucket=bucket, prefix=prefix, rows={n: replay.batch.rows(n) for n in STAGED_TABLES})
     for name in STAGED_TABLES:
-        s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(replay.batch.tables[name]))
+        # With its version's ETag as the last column, as every staged file: Redshift's COPY of Parquet wants
+        # the staging table's columns exactly.
+        table = with_source_etag(replay.batch.tables[name], etag)
+        s3.put_object(Bucket=bucket, Key=staged.table_key(name), Body=parquet_bytes(table))
     manifest = {
         "transform_version": TRANSFORM_VERSION,
         "etag": etag,

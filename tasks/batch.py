@@ -20,7 +20,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 
 from berlin_rentals.config import Settings
-from berlin_rentals.ingest_result import LOADED, SKIPPED, IngestFailed, IngestResult
+from berlin_rentals.ingest_result import FAILED, LOADED, SKIPPED, IngestFailed, IngestResult
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.staging import read_staged_tables, write_batch_manifests
 from berlin_rentals.warehouse.batch_load import (
@@ -101,6 +101,9 @@ def ingest_alone(settings: Settings, staged: IngestResult) -> IngestResult | Ing
         )
     except IngestFailed as exc:
         return IngestFailed(replace(exc.result.portable(), seconds=staged.seconds + exc.result.seconds))
+    except Exception as exc:  # noqa: BLE001 - e.g. the ledger unreachable: this file's failure, not the backfill's
+        error = f"{type(exc).__name__}: {exc}"
+        return IngestFailed(replace(staged.portable(), status=FAILED, error=error, error_type=type(exc).__name__))
     return replace(result.portable(), seconds=staged.seconds + result.seconds)
 
 
