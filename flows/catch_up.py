@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
-from prefect.runtime import task_run
+from prefect.runtime import flow_run, task_run
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from berlin_rentals.catch_up import (
@@ -51,7 +52,7 @@ from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import STAGED, IngestFailed, IngestResult
 from berlin_rentals.lineage import lineage_row
 from flows.ingest import run_ingest
-from tasks.batch import load_in_batches, stage_object
+from tasks.batch import begin_batch_attempts, load_in_batches, stage_object
 from tasks.catch_up import find_raw_objects, publish_report, read_ledger
 from tasks.common import run_inline
 
@@ -189,25 +190,55 @@ def ingest_all(
     workers = min(max_concurrency, len(objects))
     # One file at a time needs no other process (and no interpreter start-up of several seconds).
     runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
-    step = stage_object if batched else ingest_object
+
+    def collect(future) -> None:
+        obj = submitted.pop(future)
+        try:
+            result = future.result(raise_on_failure=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
+            result = exc
+        if isinstance(result, IngestResult) and result.status == STAGED:
+            waiting.append(result)
+            load_full_batches()
+        else:
+            record(obj, result)
+
     with runner:
-        for obj in objects:
-            future = runner.submit(
-                step, {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
-            )
-            submitted[future] = obj
-            queued_at[obj.key] = time.perf_counter()
-        for future in as_completed(list(submitted)):
-            obj = submitted[future]
-            try:
-                result = future.result(raise_on_failure=False)
-            except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
-                result = exc
-            if isinstance(result, IngestResult) and result.status == STAGED:
-                waiting.append(result)
-                load_full_batches()
-            else:
-                record(obj, result)
+        if not batched:
+            for obj in objects:
+                params = {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
+                submitted[runner.submit(ingest_object, params)] = obj
+                queued_at[obj.key] = time.perf_counter()
+            for future in as_completed(list(submitted)):
+                collect(future)
+            return outcomes, lineage
+
+        # A batch's files have their attempts counted in one transaction, just before they are staged: two
+        # batches' worth in the pool at a time, so it never waits, and a crash leaves few attempts open.
+        chunks = [objects[i : i + batch_max_files] for i in range(0, len(objects), batch_max_files)]
+        run = str(flow_run.id or uuid.uuid4())
+        position = {obj.key: n for n, obj in enumerate(objects)}
+
+        def submit_chunk() -> None:
+            chunk = chunks.pop(0)
+            ids = {obj.key: f"{run}-{position[obj.key]}" for obj in chunk}
+            for obj in chunk:
+                queued_at[obj.key] = time.perf_counter()
+            attempts = [(settings.raw_bucket, obj.key, obj.etag, ids[obj.key]) for obj in chunk]
+            parked = begin_batch_attempts(settings, attempts, len(attempts))
+            for failure in parked:
+                record(by_key[failure.result.key], failure)
+            for obj in chunk:
+                if obj.key not in {f.result.key for f in parked}:
+                    params = {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
+                    submitted[runner.submit(stage_object, params | {"attempt": ids[obj.key]})] = obj
+
+        while chunks and len(submitted) <= batch_max_files:
+            submit_chunk()
+        while submitted:
+            collect(next(as_completed(list(submitted))))
+            while chunks and len(submitted) <= batch_max_files:
+                submit_chunk()
         load_full_batches(everything=True)
     return outcomes, lineage
 
@@ -225,7 +256,6 @@ def fan_out(
     record it there; their lineage is each run's own artifact). The runs' loads share `warehouse-load`."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    from prefect.runtime import flow_run
 
     from flows.ingest_batch import as_parameter
 

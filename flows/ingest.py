@@ -76,8 +76,9 @@ def run_ingest(
     the ledger recorded the failure) when the version could not be ingested, and InvalidSource, before
     any I/O, for a bucket, key or ETag this pipeline does not read.
 
-    `until_staged`: stop once the file is staged and return it as STAGED, its attempt still open: a batch
-    loads it with others (flows/catch_up.py), then ends the attempt in the batch's transaction."""
+    `until_staged`: the caller read the ledger and began the attempt (under `run_id`) for a batch of files;
+    stop once the file is staged and return it as STAGED, its attempt still open: the batch loads it with
+    others (flows/catch_up.py) and ends the attempt in its transaction."""
     started = time.perf_counter()
     # Before any ledger write of this run: a parked alert's `flows.release --since` from it includes the file.
     began_at = datetime.now(UTC)
@@ -177,14 +178,17 @@ def run_ingest(
             source.last_modified.isoformat(),
         )
 
-    status = run_step(ledger_status, settings, source)
-    if not force and status in ("loaded", "parked"):
-        return result(SKIPPED, source=source, ledger=status)
+    # A batch's caller read the ledger and counted this attempt already (flows/catch_up.py: one transaction
+    # per batch); its staging then never waits on the warehouse, whose loads on Redshift lock the ledger.
+    if not until_staged:
+        status = run_step(ledger_status, settings, source)
+        if not force and status in ("loaded", "parked"):
+            return result(SKIPPED, source=source, ledger=status)
 
     stats = staged = None
     try:
         # Counted before the heavy work: a process killed during it (out of memory) still used an attempt.
-        exhausted = run_step(begin_attempt, settings, source, attempt, force)
+        exhausted = None if until_staged else run_step(begin_attempt, settings, source, attempt, force)
         if exhausted is None:
             with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
                 # Downloaded on a cache hit too (some 0.03 s a file): the hit saves the transform and the staging.

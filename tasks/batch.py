@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -23,26 +24,65 @@ from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import FAILED, LOADED, SKIPPED, IngestFailed, IngestResult
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.staging import read_staged_tables, write_batch_manifests
+from berlin_rentals.warehouse.attempts import begin_attempts
 from berlin_rentals.warehouse.batch_load import (
     LOADED_MEANWHILE,
     BatchFile,
     BatchLoadReport,
     load_staged_files,
 )
+from tasks.alerts import emit_file_parked
 from tasks.common import IO_STEP, run_inline, warehouse_engine
 from tasks.load import _target, end_attempt, load_slot
 
 
+@task(name="begin-attempts", task_run_name="count the attempts of {count} files", **IO_STEP)
+def begin_batch_attempts(
+    settings: Settings, attempts: list[tuple[str, str, str, str]], count: int
+) -> list[IngestFailed]:
+    """Count the attempts of the next files to stage, (bucket, key, etag, attempt id) each, in one transaction
+    (berlin_rentals.warehouse.attempts.begin_attempts); retried safely, an attempt counts once. Those out of
+    attempts (every earlier one died without a word) are parked now: their failures, to report."""
+    began = datetime.now(UTC)
+    exhausted = begin_attempts(
+        warehouse_engine(settings.warehouse_url),
+        _target(settings),
+        attempts,
+        max_attempts=settings.max_attempts,
+        stale_seconds=settings.attempt_stale_seconds,
+    )
+    failures = []
+    for bucket, key, etag, attempt in attempts:
+        if (key, etag) in exhausted:
+            status, count_, error = exhausted[(key, etag)]
+            result = IngestResult(
+                FAILED,
+                bucket,
+                key,
+                etag,
+                ledger=status,
+                attempts=count_,
+                error=f"AttemptsExhausted: {error}",
+                error_type="AttemptsExhausted",
+                attempt=attempt,
+            )
+            if result.parked:
+                emit_file_parked(result, began)
+            failures.append(IngestFailed(result))
+    return failures
+
+
 @task(name="stage-object", task_run_name="stage {key}", cache_policy=NO_CACHE)
-def stage_object(settings: Settings, bucket: str, key: str, etag: str) -> IngestResult:
+def stage_object(settings: Settings, bucket: str, key: str, etag: str, attempt: str) -> IngestResult:
     """The ingest pipeline of one object version up to its staged Parquet (flows.ingest.run_ingest with
-    until_staged): STAGED, or skipped/superseded; a failure is recorded (and parks after its attempts) and
-    raised as IngestFailed, as ingest-object does. The attempt is counted under this task run's id."""
+    until_staged), its attempt counted already (begin-attempts): STAGED, or superseded; a failure is recorded
+    (and parks after its attempts) and raised as IngestFailed, as ingest-object does. It reads nothing of
+    the warehouse: on Redshift a batch's load locks the ledger, and the pool goes on staging meanwhile."""
     from flows.ingest import run_ingest
 
     try:
         result = run_ingest(
-            settings, bucket, key, etag, force=False, run_id=str(task_run.id), call=run_inline, until_staged=True
+            settings, bucket, key, etag, force=False, run_id=attempt, call=run_inline, until_staged=True
         )
     except IngestFailed as exc:
         raise IngestFailed(exc.result.portable()) from exc.__cause__

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -46,7 +48,7 @@ def sample_zip() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory):
+def local_stack():
     """A real local stack for the session: moto server (S3/SQS), PostgreSQL, Prefect server.
 
     The alert receiver runs (the alerts' notification block posts to it); the worker and the SQS bridge are not started here: the event-driven tests start them, so that
@@ -60,11 +62,16 @@ def local_stack(tmp_path_factory):
         stack = LocalStack(Path(reuse).resolve().parent)
         yield stack, read_env_file(reuse)
         return
-    stack = LocalStack(tmp_path_factory.mktemp("stack"), services=("s3", "postgres", "prefect", "receiver"))
+    # Not under pytest's own temporary directory: as root, PostgreSQL runs as a system user that must reach its
+    # data directory, and every pytest session that starts makes /tmp/pytest-of-<user> private again (0700),
+    # which killed the PostgreSQL of a session already running beside it ("pg_control: Permission denied").
+    root = Path(tempfile.mkdtemp(prefix="berlin-rentals-test-stack-"))
+    stack = LocalStack(root, services=("s3", "postgres", "prefect", "receiver"))
     try:
         yield stack, stack.up()
     finally:
         stack.down(save_s3=False)  # a temporary stack: no S3 snapshot to keep
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _send_pending_prefect_logs_and_events() -> None:

@@ -53,6 +53,33 @@ def _write_ledger(conn: sa.Connection, target: Target, values: dict[str, Any]) -
     return values["status"], values["attempts"]
 
 
+def _begin(
+    conn: sa.Connection,
+    target: Target,
+    ids: dict[str, Any],
+    now: datetime,
+    *,
+    max_attempts: int,
+    force: bool,
+    stale_seconds: int,
+) -> tuple[str, int, str] | None:
+    if force:
+        conn.execute(statement("ledger/release_attempts.sql", target.schema), ids | {"released_at": now})
+    attempts, this_run, unfinished = _count(conn, target.schema, ids, stale_seconds)
+    if not this_run and attempts >= max_attempts:
+        error = (
+            f"s3://{ids['bucket']}/{ids['key']}: its {attempts} attempt(s) are used up, {unfinished} of them ended "
+            "without a word: the process died while it worked on this version (killed, e.g. for lack of memory; "
+            "the worker's log has the signal)"
+        )
+        run_id = ids["run_id"]
+        values = ids | {"flow_run_id": run_id, "started_at": now, "finished_at": now, "error": error}
+        status, counted = _write_ledger(conn, target, values | {"status": "parked", "attempts": attempts})
+        return status, counted, error
+    conn.execute(statement("ledger/insert_attempt.sql", target.schema), ids | {"started_at": now})
+    return None
+
+
 def begin_attempt(
     engine: sa.Engine,
     target: Target,
@@ -68,24 +95,34 @@ def begin_attempt(
     """Count this run's attempt before the heavy work. None: go ahead. ('parked', n, error): the version used up
     its attempts without one of them recording an end (each process died), so it is parked now instead of
     being run into the same death every hour. `force` releases the version first."""
-    now = datetime.now(UTC)
     ids = {"bucket": bucket, "key": key, "etag": etag, "run_id": run_id}
     with engine.begin() as conn:
         _lock(conn, target)
-        if force:
-            conn.execute(statement("ledger/release_attempts.sql", target.schema), ids | {"released_at": now})
-        attempts, this_run, unfinished = _count(conn, target.schema, ids, stale_seconds)
-        if not this_run and attempts >= max_attempts:
-            error = (
-                f"s3://{bucket}/{key}: its {attempts} attempt(s) are used up, {unfinished} of them ended without "
-                "a word: the process died while it worked on this version (killed, e.g. for lack of memory; "
-                "the worker's log has the signal)"
-            )
-            values = ids | {"flow_run_id": run_id, "started_at": now, "finished_at": now, "error": error}
-            status, counted = _write_ledger(conn, target, values | {"status": "parked", "attempts": attempts})
-            return status, counted, error
-        conn.execute(statement("ledger/insert_attempt.sql", target.schema), ids | {"started_at": now})
-    return None
+        return _begin(
+            conn, target, ids, datetime.now(UTC), max_attempts=max_attempts, force=force, stale_seconds=stale_seconds
+        )
+
+
+def begin_attempts(
+    engine: sa.Engine,
+    target: Target,
+    attempts: list[tuple[str, str, str, str]],
+    *,
+    max_attempts: int,
+    stale_seconds: int = 1800,
+) -> dict[tuple[str, str], tuple[str, int, str]]:
+    """begin_attempt for many (bucket, key, etag, run id) in one transaction (a batch's files: one commit, not
+    one a file); the versions out of attempts, parked now, by (key, etag)."""
+    now = datetime.now(UTC)
+    exhausted = {}
+    with engine.begin() as conn:
+        _lock(conn, target)
+        for bucket, key, etag, run_id in attempts:
+            ids = {"bucket": bucket, "key": key, "etag": etag, "run_id": run_id}
+            parked = _begin(conn, target, ids, now, max_attempts=max_attempts, force=False, stale_seconds=stale_seconds)
+            if parked is not None:
+                exhausted[(key, etag)] = parked
+    return exhausted
 
 
 def record_failure(
