@@ -841,7 +841,8 @@ class LocalStack:
         self._ensure_automations(env, runtime)
         self._say(
             f"deployed prefect.yaml to pool {env['ETL_WORK_POOL']}: ingest-file (S3 event trigger), catch-up "
-            "(hourly), market-report (daily), replay-rejects and release-parked (manual)"
+            "(hourly), ingest-batch (a catch-up's fan-out), market-report (daily), replay-rejects and "
+            "release-parked (manual)"
         )
 
     def _ensure_results_block(self, env: dict[str, str]) -> None:

@@ -18,10 +18,13 @@ backfill uses every core, and a batch loads while the pool stages the next files
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,6 +174,17 @@ def ingest_all(
         )
 
     waiting: list[IngestResult] = []  # staged, for the next batch
+    # The batches load one at a time in a thread of their own (in this run's context: their task runs belong
+    # to it), so the pool goes on staging the next files meanwhile; their outcomes are recorded here.
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-batches")
+    loads: list[Future] = []
+
+    def record_loaded(done: list[Future]) -> None:
+        for load in done:
+            loads.remove(load)
+            for result in load.result():  # load_in_batches turns every failure into a file's outcome
+                key = result.result.key if isinstance(result, IngestFailed) else result.key
+                record(by_key[key], result)
 
     def load_full_batches(everything: bool = False) -> None:
         while waiting:
@@ -180,11 +194,10 @@ def ingest_all(
                 and len(batch) == len(waiting)
                 and not batch_is_full(batch, batch_max_files, batch_max_records)
             ):
-                return  # not full yet: more files are on their way
+                break  # not full yet: more files are on their way
             waiting[:] = rest
-            for result in load_in_batches(settings, batch):
-                key = result.result.key if isinstance(result, IngestFailed) else result.key
-                record(by_key[key], result)
+            loads.append(loader.submit(contextvars.copy_context().run, load_in_batches, settings, batch))
+        record_loaded([load for load in loads if load.done()])
 
     submitted: dict[Any, RawObject] = {}
     workers = min(max_concurrency, len(objects))
@@ -233,13 +246,17 @@ def ingest_all(
                     params = {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
                     submitted[runner.submit(stage_object, params | {"attempt": ids[obj.key]})] = obj
 
-        while chunks and len(submitted) <= batch_max_files:
-            submit_chunk()
-        while submitted:
-            collect(next(as_completed(list(submitted))))
+        try:
             while chunks and len(submitted) <= batch_max_files:
                 submit_chunk()
-        load_full_batches(everything=True)
+            while submitted:
+                collect(next(as_completed(list(submitted))))
+                while chunks and len(submitted) <= batch_max_files:
+                    submit_chunk()
+            load_full_batches(everything=True)
+            record_loaded(list(futures_wait(loads).done))
+        finally:
+            loader.shutdown(wait=True)
     return outcomes, lineage
 
 
