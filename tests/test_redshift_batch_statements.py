@@ -110,8 +110,8 @@ def test_every_statement_of_a_batch_parses_as_redshift_sql(sample_batch):
     assert len(report.loaded) == 3
     for sql in _body(statements):
         tree = sqlglot.parse_one(sql, read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
-        if isinstance(tree, exp.Command):  # sqlglot keeps LOCK (and COPY's MANIFEST form) as raw commands
-            assert tree.this.upper() in ("LOCK", "COPY"), sql
+        if isinstance(tree, exp.Command):  # sqlglot keeps LOCK, ANALYZE (and COPY with MANIFEST) as raw commands
+            assert tree.this.upper() in ("LOCK", "COPY", "ANALYZE"), sql
 
 
 def test_a_batch_copies_each_table_once_from_its_manifest_in_one_transaction(sample_batch):

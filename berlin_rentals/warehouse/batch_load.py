@@ -177,6 +177,7 @@ def load_staged_files(
         staged = batch_data(kept, data) if data is not None else {}
         for name in tables:
             target.copy_batch_into_staging(conn, name, staged.get(name), (manifests or {}).get(name))
+        execute_file(conn, "batch/analyze_batch_staging.sql", schema, params)
         execute_file(conn, "batch/count_batch_changes.sql", schema, params)
         execute_file(conn, "batch/keep_one_row_per_dimension_key.sql", schema, params)
         for path in DIMENSION_MERGES:
