@@ -555,3 +555,36 @@ def test_a_batch_that_fails_to_load_is_split_until_the_failing_file_is_alone_and
     assert _ledger(settings) == {
         key: ("parked" if key == bad_key else "loaded", 1 if key == bad_key else 0) for key, _ in files
     }
+
+
+def test_the_batch_and_fan_out_settings_default_and_refuse_what_is_not_a_count():
+    from berlin_rentals.config import ConfigError, Settings
+
+    base = {"WAREHOUSE_URL": "postgresql://unused"}
+    settings = Settings.from_env(base)
+    assert (settings.batch_max_files, settings.batch_max_records) == (24, 50_000)
+    assert (settings.fanout_files, settings.fanout_run_files) == (500, 240)
+    assert Settings.from_env(base | {"ETL_BATCH_MAX_FILES": "1"}).batch_max_files == 1
+    for name, value, says in (
+        ("ETL_BATCH_MAX_FILES", "0", "at least 1"),
+        ("ETL_FANOUT_RUN_FILES", "lots", "not a whole number"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            Settings.from_env(base | {name: value})
+
+
+def test_a_batch_takes_files_in_order_up_to_its_size_and_never_two_of_one_etag():
+    from berlin_rentals.catch_up import batch_is_full, take_batch
+    from berlin_rentals.transform import TransformStats
+
+    def staged(key: str, etag: str, lines: int) -> IngestResult:
+        return IngestResult("staged", "b", key, etag, stats=TransformStats(lines_read=lines))
+
+    waiting = [staged("a", "1", 10), staged("b", "1", 10), staged("c", "2", 10), staged("d", "3", 10)]
+    batch, rest = take_batch(waiting, max_files=3, max_records=1000)
+    assert [r.key for r in batch] == ["a", "c", "d"] and [r.key for r in rest] == ["b"]
+    assert batch_is_full(batch, 3, 1000) and not batch_is_full(batch[:2], 3, 1000)
+    # the records bound, past the first file (a file larger than the bound still loads, alone)
+    batch, rest = take_batch([staged("a", "1", 900), staged("b", "2", 200)], max_files=24, max_records=1000)
+    assert [r.key for r in batch] == ["a"] and [r.key for r in rest] == ["b"]
+    assert take_batch([staged("a", "1", 5000)], 24, 1000)[0][0].key == "a"
