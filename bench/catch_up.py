@@ -378,7 +378,6 @@ def redshift_commits(path: Path, files: int, batch_max_files: int) -> dict:
     transaction (load_staged_batch, what a per-file load runs) and `batch_max_files` per transaction
     (load_staged_files, a load-batch's), recorded by tests/recording_dbapi.py in this process: no cluster,
     so counts, not seconds. Every file is `path` transformed once, under its own hour and ETag."""
-    import re
 
     import sqlalchemy as sa
 
@@ -430,24 +429,7 @@ def redshift_commits(path: Path, files: int, batch_max_files: int) -> dict:
     for first in range(0, files, batch_max_files):
         part, batch_id = every[first : first + batch_max_files], f"bench-{first}"
         # What a cluster would answer: nothing loaded yet in the ledger, the counts a row per file.
-        answers = [
-            (re.compile(r"SELECT b\.load_order, l\.etag", re.I), [], ["load_order", "etag", "status", "own_version"]),
-            (
-                re.compile(r"FROM stage_batch_counts\s+ORDER BY", re.I),
-                [(i, f.source.etag, 11, 11, 0, 1, 11, 10, 0) for i, f in enumerate(part)],
-                [
-                    "load_order",
-                    "etag",
-                    "fact_staged",
-                    "fact_inserted",
-                    "fact_updated",
-                    "dim_city_inserted",
-                    "dim_address_inserted",
-                    "dim_agency_inserted",
-                    "dim_agency_updated",
-                ],
-            ),
-        ]
+        answers = driver.batch_answers([f.source.etag for f in part])
         manifests = {t: f"s3://rentals-staging/{batch_manifest_key('clean/', batch_id, t)}" for t in STAGED_TABLES}
         driver.STATEMENTS.clear()
         driver._ANSWERS[:0] = answers

@@ -38,18 +38,22 @@ def scalar(settings: Settings, sql: str, **params: Any) -> Any:
     return query(settings, sql, **params)[0][0]
 
 
+# Every table a load writes, dimensions first.
+WAREHOUSE_TABLES = (
+    "dim_city",
+    "dim_district",
+    "dim_address",
+    "dim_agency",
+    "dim_agent",
+    "fact_flats",
+    "flat_snapshots",
+    "rejected_records",
+    "load_ledger",
+)
+
+
 def table_counts(settings: Settings) -> dict[str, int]:
-    tables = (
-        "dim_city",
-        "dim_district",
-        "dim_address",
-        "dim_agency",
-        "dim_agent",
-        "fact_flats",
-        "flat_snapshots",
-        "rejected_records",
-        "load_ledger",
-    )
+    tables = WAREHOUSE_TABLES
     return {t: scalar(settings, f"SELECT COUNT(*) FROM {{schema}}.{t}") for t in tables}
 
 

@@ -108,3 +108,32 @@ def rendered(sql: str, params) -> str:
     if not params or not isinstance(params, (tuple, list)):
         return sql
     return sql.replace("%%", "%") % tuple(literal(p) for p in params)
+
+
+COUNT_COLUMNS = [
+    "load_order",
+    "etag",
+    "fact_staged",
+    "fact_inserted",
+    "fact_updated",
+    "dim_city_inserted",
+    "dim_address_inserted",
+    "dim_agency_inserted",
+    "dim_agency_updated",
+]
+
+
+def batch_answers(etags: list[str], ledger: list[tuple] | None = None) -> list:
+    """What a cluster would answer a batch load of files with these ETags (in load order): the ledger read
+    with `ledger`'s rows (load_order, etag, status, own_version), and the per-file counts with a row for each
+    file still in the batch (11 listings: 11 new, one city, 11 addresses, 10 agencies)."""
+    left = {row[0] for row in ledger or []}
+    counts = [(i, etag, 11, 11, 0, 1, 11, 10, 0) for i, etag in enumerate(etags) if i not in left]
+    return [
+        (
+            re.compile(r"SELECT b\.load_order, l\.etag", re.I),
+            ledger or [],
+            ["load_order", "etag", "status", "own_version"],
+        ),
+        (re.compile(r"FROM stage_batch_counts\s+ORDER BY", re.I), counts, COUNT_COLUMNS),
+    ]

@@ -35,24 +35,14 @@ from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
 from berlin_rentals.warehouse.engines import PostgresTarget
 from berlin_rentals.warehouse.load import load_staged_batch
 from berlin_rentals.warehouse.sql import SQL_DIR
-from tests.helpers import query, wait_for
+from tests.helpers import WAREHOUSE_TABLES, query, wait_for
 from tests.test_exactly_once import A, B, Pause, _apart, etag_of, version
 
 RECORDS = read_sample_records()
 DAY = datetime(2019, 1, 13, tzinfo=UTC)
 # Left out of the comparison: who loaded a row and when (a batch records its own run, once for all files).
 RUN_COLUMNS = {"flow_run_id", "loaded_at", "rejected_at", "started_at", "finished_at"}
-TABLES = (
-    "dim_city",
-    "dim_district",
-    "dim_address",
-    "dim_agency",
-    "dim_agent",
-    "fact_flats",
-    "flat_snapshots",
-    "rejected_records",
-    "load_ledger",
-)
+TABLES = WAREHOUSE_TABLES
 
 
 def staged_file(settings, hour: int, records: list[dict], *, bad_lines: int = 0) -> tuple[BatchFile, dict]:
