@@ -241,6 +241,9 @@ def run_catch_up(paths: list[Path], max_concurrency: int, start: datetime, batch
             max_concurrency=max_concurrency,
             prefix=folder,
             batch_max_files=batch_max_files,
+            # Never fanned out (a month is above ETL_FANOUT_FILES): ingest-batch runs would run on the
+            # stack's worker with its settings (another raw bucket), and this measures one process's flow.
+            fanout_above=len(paths),
             return_state=True,
         )
         wall = time.perf_counter() - started

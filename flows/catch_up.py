@@ -285,6 +285,7 @@ def fan_out(
         run = run_deployment(
             "ingest-batch/ingest-batch",
             parameters={
+                "bucket": settings.raw_bucket,
                 "files": as_parameter(share),
                 "max_concurrency": max_concurrency,
                 "batch_max_files": batch_max_files,

@@ -17,7 +17,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from berlin_rentals.catch_up import RawObject, as_utc
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.source import InvalidSource, normalize_etag, validate_key
 from tasks.catch_up import publish_batch_lineage, read_ledger
 
@@ -49,13 +49,25 @@ def as_parameter(objects: list[RawObject]) -> list[dict[str, Any]]:
     ]
 
 
+def check_bucket(bucket: str, settings: Settings) -> None:
+    """The share names the bucket its catch-up listed; a run whose own settings name another must not try
+    the files there: each would be 'gone' and parked, for a configuration error."""
+    if bucket != settings.raw_bucket:
+        raise ConfigError(
+            f"ingest-batch was given files of s3://{bucket}, but this run's ETL_RAW_BUCKET is "
+            f"{settings.raw_bucket!r}: the catch-up and its ingest-batch runs must share their settings "
+            "(nothing was attempted)"
+        )
+
+
 @flow(name="ingest-batch", log_prints=True)
 def ingest_batch(
-    files: list[dict[str, Any]], max_concurrency: int = 2, batch_max_files: int | None = None
+    bucket: str, files: list[dict[str, Any]], max_concurrency: int = 2, batch_max_files: int | None = None
 ) -> dict[str, Any]:
     """Ingest these object versions, staged side by side and loaded in batches.
 
     Args:
+        bucket: The raw bucket the catch-up listed (a run with another ETL_RAW_BUCKET refuses the share).
         files: The versions, each {"key", "etag", "last_modified", "size"} as a catch-up lists them.
         max_concurrency: Files staged at once, each in a process of its own.
         batch_max_files: Files per load transaction (default ETL_BATCH_MAX_FILES).
@@ -64,6 +76,7 @@ def ingest_batch(
 
     logger = get_run_logger()
     settings = Settings.from_env()
+    check_bucket(bucket, settings)
     objects = raw_objects(files, settings.raw_prefix)
     outcomes, lineage = ingest_all(
         settings, objects, max_concurrency, batch_max_files or settings.batch_max_files, settings.batch_max_records

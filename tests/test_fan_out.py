@@ -90,3 +90,13 @@ def test_the_share_parameter_is_checked_before_anything_runs():
     ):
         with pytest.raises(InvalidSource):
             raw_objects([bad], "raw/")
+
+
+def test_a_share_for_another_bucket_than_the_runs_own_is_refused_as_a_configuration_error():
+    from berlin_rentals.config import ConfigError, Settings
+    from flows.ingest_batch import check_bucket
+
+    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://unused", "ETL_RAW_BUCKET": "rentals-raw"})
+    check_bucket("rentals-raw", settings)
+    with pytest.raises(ConfigError, match="must share their settings"):
+        check_bucket("rentals-bench-raw", settings)
