@@ -112,7 +112,7 @@ def batch_data(files: list[BatchFile], tables: dict[str, dict[str, pa.Table]]) -
     }
 
 
-def _dropped(rows: list[sa.Row], files: list[BatchFile]) -> tuple[dict[int, str], dict[int, str]]:
+def _dropped(rows: list[sa.Row]) -> tuple[dict[int, str], dict[int, str]]:
     """(load_order -> why it drops out, load_order -> the ledger status that decided a LOADED_MEANWHILE)."""
     why: dict[int, str] = {}
     status: dict[int, str] = {}
@@ -157,7 +157,7 @@ def load_staged_files(
         conn.execute(table.insert().values([_file_row(order, f) for order, f in by_order.items()]))
         target.lock_batch(conn)
         ledger = conn.execute(statement("batch/select_ledger_of_batch_keys.sql", schema)).all()
-        why, status = _dropped(ledger, ordered)
+        why, status = _dropped(ledger)
         for order, reason in why.items():
             report.dropped[by_order[order].id] = reason
             if order in status:
