@@ -387,34 +387,16 @@ def redshift_commits(path: Path, files: int, batch_max_files: int) -> dict:
     import tests.recording_dbapi as driver
     from berlin_rentals.archive import iter_lines
     from berlin_rentals.model import STAGED_TABLES
-    from berlin_rentals.source import SourceObject
-    from berlin_rentals.staging import StagedBatch, batch_manifest_key, staged_prefix
+    from berlin_rentals.staging import batch_manifest_key
     from berlin_rentals.transform import transform_lines
-    from berlin_rentals.warehouse.batch_load import BatchFile, load_staged_files
+    from berlin_rentals.warehouse.batch_load import load_staged_files
     from berlin_rentals.warehouse.engines import RedshiftTarget
     from berlin_rentals.warehouse.load import load_staged_batch
 
     # As tests/test_redshift_batch_statements.py builds them (`_files`, `_recorded_batch`).
     target = RedshiftTarget("berlin_rentals", "arn:aws:iam::123456789012:role/rentals-redshift-copy")
     batch = transform_lines(iter_lines(path, path.name))
-    hour0 = datetime(2019, 1, 13, tzinfo=UTC)
-    every = []
-    for i in range(files):
-        etag, hour = f"{i:032x}", hour0 + timedelta(hours=i)
-        source = SourceObject(
-            "rentals-raw",
-            f"raw/immobilienscout24_berlin_{hour:%Y%m%d_%H}.zip",
-            etag,
-            29979,
-            hour + timedelta(minutes=1),
-        )
-        staged = StagedBatch(
-            "rentals-staging",
-            staged_prefix("clean/", etag),
-            {n: batch.rows(n) for n in batch.tables},
-            sizes={n: 1000 + len(n) for n in batch.tables},
-        )
-        every.append(BatchFile(source, staged, batch.stats, attempt=f"attempt-{i}"))
+    every = driver.staged_files(batch, files)
     engine = sa.create_engine("redshift+redshift_connector://loader@cluster:5439/rentals", module=driver)
     with engine.connect():  # the dialect's first-connect queries, before the counting starts
         pass

@@ -149,12 +149,12 @@ def batch_manifest_key(staging_prefix: str, batch_id: str, table: str) -> str:
     return f"{staging_prefix}batches/{batch_id}/{table}.manifest"
 
 
-def manifest_body(staged: list[StagedBatch], table: str, lengths: dict[tuple[str, str], int]) -> bytes:
+def manifest_body(staged: list[StagedBatch], table: str) -> bytes:
     """A Redshift COPY manifest of one table's staged Parquet files. Every entry is mandatory (a missing file
-    fails the COPY, never loads a batch short) and gives its content_length, which COPY wants for Parquet."""
+    fails the COPY, never loads a batch short) and gives its content_length, which COPY wants for Parquet:
+    the size stage_batch recorded (a batch only ever holds files staged by it)."""
     entries = [
-        {"url": batch.uri(table), "mandatory": True, "meta": {"content_length": lengths[(batch.prefix, table)]}}
-        for batch in staged
+        {"url": batch.uri(table), "mandatory": True, "meta": {"content_length": batch.sizes[table]}} for batch in staged
     ]
     return json.dumps({"entries": entries}).encode()
 
@@ -162,18 +162,10 @@ def manifest_body(staged: list[StagedBatch], table: str, lengths: dict[tuple[str
 def write_batch_manifests(
     s3, staged: list[StagedBatch], *, bucket: str, staging_prefix: str, batch_id: str
 ) -> dict[str, str]:
-    """Each table's manifest for a batch of staged files, in the staging bucket; their URIs by table. A file
-    staged without its sizes (by an older release) is asked for them."""
-    lengths: dict[tuple[str, str], int] = {}
-    for batch in staged:
-        for table in STAGED_TABLES:
-            size = batch.sizes.get(table)
-            if size is None:
-                size = s3.head_object(Bucket=batch.bucket, Key=batch.table_key(table))["ContentLength"]
-            lengths[(batch.prefix, table)] = int(size)
+    """Each table's manifest for a batch of staged files, in the staging bucket; their URIs by table."""
     uris = {}
     for table in STAGED_TABLES:
         key = batch_manifest_key(staging_prefix, batch_id, table)
-        s3.put_object(Bucket=bucket, Key=key, Body=manifest_body(staged, table, lengths))
+        s3.put_object(Bucket=bucket, Key=key, Body=manifest_body(staged, table))
         uris[table] = f"s3://{bucket}/{key}"
     return uris

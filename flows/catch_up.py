@@ -175,7 +175,8 @@ def ingest_all(
 
     waiting: list[IngestResult] = []  # staged, for the next batch
     # The batches load one at a time in a thread of their own (in this run's context: their task runs belong
-    # to it), so the pool goes on staging the next files meanwhile; their outcomes are recorded here.
+    # to it), so the pool goes on staging the next files meanwhile; their outcomes are recorded here. The
+    # thread starts with the first batch submitted (a run with batches of 1 never has one).
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-batches")
     loads: list[Future] = []
 
@@ -241,8 +242,9 @@ def ingest_all(
             parked = begin_batch_attempts(settings, attempts, len(attempts))
             for failure in parked:
                 record(by_key[failure.result.key], failure)
+            out_of_attempts = {failure.result.key for failure in parked}
             for obj in chunk:
-                if obj.key not in {f.result.key for f in parked}:
+                if obj.key not in out_of_attempts:
                     params = {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
                     submitted[runner.submit(stage_object, params | {"attempt": ids[obj.key]})] = obj
 

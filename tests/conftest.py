@@ -158,6 +158,18 @@ def deployed_stack(local_stack, stack_env):
 
 
 @pytest.fixture(scope="module")
+def worker(deployed_stack):
+    """The stack's process worker without the bridge (no event-driven run races the module's own), started
+    once for the module if it is not running, and stopped after if this fixture started it."""
+    started = not deployed_stack._running_pid("worker")
+    if started:
+        deployed_stack.start_service("worker")
+    yield deployed_stack
+    if started:
+        deployed_stack.stop_service("worker")
+
+
+@pytest.fixture(scope="module")
 def event_path(deployed_stack, local_stack, stack_env):
     """prefect.yaml deployed, a worker and the bridge running; those this module started are stopped after.
 

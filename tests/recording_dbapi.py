@@ -137,3 +137,28 @@ def batch_answers(etags: list[str], ledger: list[tuple] | None = None) -> list:
         ),
         (re.compile(r"FROM stage_batch_counts\s+ORDER BY", re.I), counts, COUNT_COLUMNS),
     ]
+
+
+def staged_files(batch, count: int, first_hour: int = 0) -> list:
+    """`count` staged hourly files of one transformed batch, as a batch load takes them (BatchFile): distinct
+    keys and ETags, the batch's row counts, sizes as stage_batch records them."""
+    from datetime import UTC, datetime, timedelta
+
+    from berlin_rentals.source import SourceObject
+    from berlin_rentals.staging import StagedBatch, staged_prefix
+    from berlin_rentals.warehouse.batch_load import BatchFile
+
+    hour0 = datetime(2019, 1, 13, tzinfo=UTC)
+    files = []
+    for i in range(first_hour, first_hour + count):
+        etag, hour = f"{i:032x}", hour0 + timedelta(hours=i)
+        key = f"raw/immobilienscout24_berlin_{hour:%Y%m%d_%H}.zip"
+        source = SourceObject("rentals-raw", key, etag, 29979, hour + timedelta(minutes=1))
+        staged = StagedBatch(
+            "rentals-staging",
+            staged_prefix("clean/", etag),
+            {n: batch.rows(n) for n in batch.tables},
+            sizes={n: 1000 + len(n) for n in batch.tables},
+        )
+        files.append(BatchFile(source, staged, batch.stats, attempt=f"attempt-{i}"))
+    return files

@@ -59,20 +59,24 @@ def staged_file(settings, hour: int, records: list[dict], *, bad_lines: int = 0)
     return BatchFile(source, staged, batch.stats, attempt=None), batch.tables
 
 
+def _single(settings, file: BatchFile, tables: dict, engine: sa.Engine, run: str = "event-run"):
+    """One file's own load (load_staged_batch), as an event-driven run loads it."""
+    return load_staged_batch(
+        engine,
+        PostgresTarget(settings.warehouse_schema),
+        file.source,
+        file.staged,
+        file.stats,
+        data=tables,
+        flow_run_id=run,
+    )
+
+
 def one_by_one(settings, files: list[tuple[BatchFile, dict]]) -> None:
     engine = make_engine(settings.warehouse_url)
     try:
         for file, tables in sorted(files, key=lambda f: (f[0].source.batch_hour, f[0].source.key)):
-            report = load_staged_batch(
-                engine,
-                PostgresTarget(settings.warehouse_schema),
-                file.source,
-                file.staged,
-                file.stats,
-                data=tables,
-                flow_run_id="single",
-            )
-            assert report.status == "loaded"
+            assert _single(settings, file, tables, engine, run="single").status == "loaded"
     finally:
         engine.dispose()
 
@@ -281,18 +285,6 @@ class _Thread(threading.Thread):
             self.result = self.target()
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             self.error = exc
-
-
-def _single(settings, file: BatchFile, tables: dict, engine: sa.Engine):
-    return load_staged_batch(
-        engine,
-        PostgresTarget(settings.warehouse_schema),
-        file.source,
-        file.staged,
-        file.stats,
-        data=tables,
-        flow_run_id="event-run",
-    )
 
 
 def test_a_file_an_event_driven_run_is_loading_drops_out_of_the_batch_that_waited_for_it(twin):

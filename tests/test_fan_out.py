@@ -16,17 +16,6 @@ from tests.helpers import child_flow_runs_of, query, task_runs_of
 from tests.test_catch_up import _day, _run, _upload_hour
 
 
-@pytest.fixture(scope="module")
-def worker(deployed_stack):
-    """The worker, without the bridge: no event-driven run races the catch-up for these files."""
-    started = not deployed_stack._running_pid("worker")
-    if started:
-        deployed_stack.start_service("worker")
-    yield deployed_stack
-    if started:
-        deployed_stack.stop_service("worker")
-
-
 @pytest.mark.slow
 def test_a_catch_up_above_the_fan_out_size_runs_its_shares_as_ingest_batch_runs_on_the_worker(
     worker, warehouse, s3, monkeypatch

@@ -7,7 +7,6 @@ load per file commits 168 times. The same SQL runs for real on PostgreSQL in tes
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,15 +16,13 @@ from sqlglot import exp
 import tests.recording_dbapi as driver
 from berlin_rentals.archive import iter_lines
 from berlin_rentals.model import STAGED_TABLES
-from berlin_rentals.source import SourceObject
-from berlin_rentals.staging import StagedBatch, batch_manifest_key, manifest_body, staged_prefix
+from berlin_rentals.staging import batch_manifest_key, manifest_body
 from berlin_rentals.transform import transform_lines
 from berlin_rentals.warehouse.batch_load import BatchFile, load_staged_files
 from berlin_rentals.warehouse.engines import RedshiftTarget
 from berlin_rentals.warehouse.load import load_staged_batch
 
 ROLE = "arn:aws:iam::123456789012:role/rentals-redshift-copy"
-HOUR = datetime(2019, 1, 13, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -33,21 +30,8 @@ def sample_batch(sample_zip):
     return transform_lines(iter_lines(sample_zip, "sample.zip"))
 
 
-def _files(batch, count: int, first_hour: int = 0) -> list[BatchFile]:
-    files = []
-    for i in range(first_hour, first_hour + count):
-        etag = f"{i:032x}"
-        hour = HOUR + timedelta(hours=i)
-        key = f"raw/immobilienscout24_berlin_{hour:%Y%m%d_%H}.zip"
-        source = SourceObject("rentals-raw", key, etag, 29979, hour + timedelta(minutes=1))
-        staged = StagedBatch(
-            "rentals-staging",
-            staged_prefix("clean/", etag),
-            {n: batch.rows(n) for n in batch.tables},
-            sizes={n: 1000 + len(n) for n in batch.tables},
-        )
-        files.append(BatchFile(source, staged, batch.stats, attempt=f"attempt-{i}"))
-    return files
+def _files(batch, count: int) -> list[BatchFile]:
+    return driver.staged_files(batch, count)
 
 
 def _manifests(batch_id: str) -> dict[str, str]:
@@ -144,8 +128,7 @@ def test_a_file_the_ledger_shows_loaded_leaves_the_batch_before_any_copy(sample_
 
 def test_the_manifest_lists_every_file_of_the_batch_as_mandatory_with_its_length(sample_batch):
     files = _files(sample_batch, 3)
-    lengths = {(f.staged.prefix, t): f.staged.sizes[t] for f in files for t in STAGED_TABLES}
-    manifest = json.loads(manifest_body([f.staged for f in files], "fact_flats", lengths))
+    manifest = json.loads(manifest_body([f.staged for f in files], "fact_flats"))
     assert manifest["entries"] == [
         {"url": f.staged.uri("fact_flats"), "mandatory": True, "meta": {"content_length": 1000 + len("fact_flats")}}
         for f in files

@@ -83,18 +83,6 @@ def server_log(deployed_stack):
     log.assert_clean()
 
 
-@pytest.fixture(scope="module")
-def worker(deployed_stack):
-    """The stack's process worker, started once for the module: it takes seconds to begin polling, so the
-    first test (which needs none) asks for it too, and the second finds it ready."""
-    started = not deployed_stack._running_pid("worker")
-    if started:
-        deployed_stack.start_service("worker")
-    yield deployed_stack
-    if started:
-        deployed_stack.stop_service("worker")
-
-
 def _runs_of(client, deployment_id, *states: StateType) -> list:
     return client.read_flow_runs(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),

@@ -136,14 +136,18 @@ class RedshiftTarget:
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
         _recreate(conn, tables)
 
+    def _role(self) -> str:
+        role = self.iam_role_arn or ""
+        if not _IAM_ROLE.match(role):
+            raise ValueError("REDSHIFT_IAM_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return role
+
     def copy_sql(self, table: str, staged: StagedBatch) -> str:
         """COPY reads the staged Parquet straight from S3 with the cluster's IAM role: no keys anywhere.
 
         COPY takes no bind parameters, so every piece is validated against a strict pattern first.
         """
-        role = self.iam_role_arn or ""
-        if not _IAM_ROLE.match(role):
-            raise ValueError("REDSHIFT_IAM_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        role = self._role()
         prefix = staged.table_prefix(table)
         if not _S3_PREFIX.match(prefix) or not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", staged.bucket):
             raise ValueError(f"refusing to COPY from an unexpected location s3://{staged.bucket}/{prefix}")
@@ -163,9 +167,7 @@ class RedshiftTarget:
 
     def batch_copy_sql(self, table: str, manifest_uri: str) -> str:
         """One COPY of a table for a whole batch, from the manifest listing its files; validated as copy_sql."""
-        role = self.iam_role_arn or ""
-        if not _IAM_ROLE.match(role):
-            raise ValueError("REDSHIFT_IAM_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        role = self._role()
         match = re.match(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$", manifest_uri)
         if not match or not _S3_PREFIX.match(match.group(2)) or table not in _STAGED_NAMES:
             raise ValueError(f"refusing to COPY {table!r} from an unexpected manifest {manifest_uri!r}")
