@@ -49,28 +49,28 @@ $(STAMP): $(UV) pyproject.toml uv.lock Makefile
 env: $(STAMP)
 
 up: env
-	$(PY) -m deployments.local_stack up
+	$(PY) -m devstack.local_stack up
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m deployments.local_stack down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.local_stack down; else echo "nothing to stop"; fi
 
 reset:
-	@if [ -x $(PY) ]; then $(PY) -m deployments.local_stack reset; else echo "nothing to reset"; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack.local_stack reset; else echo "nothing to reset"; fi
 
 sql: env
-	@$(PY) -m deployments.sql
+	@$(PY) -m devstack.sql
 
 sql-bi: env
-	@$(PY) -m deployments.sql --as bi
+	@$(PY) -m devstack.sql --as bi
 
 sql-dwh: env
-	@$(PY) -m deployments.sql --as dwh
+	@$(PY) -m devstack.sql --as dwh
 
 status: env
-	$(PY) -m deployments.local_stack status
+	$(PY) -m devstack.local_stack status
 
 demo: up
-	$(PY) -m deployments.demo
+	$(PY) -m devstack.demo
 
 # Headless Chromium and its driver for the UI tests (tests/test_ui.py), from Debian's packages: installed
 # where missing and we are root (CI: a clean machine, as root). Elsewhere nothing is installed and the

@@ -471,7 +471,7 @@ def main() -> None:
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
     args = parser.parse_args()
-    from deployments.demo import _load_env
+    from devstack.demo import _load_env
 
     _load_env()
     from bench.ingest import use_bench_schema

@@ -9,7 +9,7 @@ Two launch configurations of the `ingest-file` runs, interleaved upload by uploa
 each round) against the same stack, so both see the same machine:
 - `old`: Prefect's default flow run command, the workspace supervisor (a Python process that imports
   Prefect, runs the pull steps, then execs `python -m prefect.engine`, which imports Prefect again);
-- `new`: the stack's pool default, `python -m prefect.engine` (deployments/local_stack.py FLOW_RUN_COMMAND).
+- `new`: the stack's pool default, `python -m prefect.engine` (devstack/local_stack.py FLOW_RUN_COMMAND).
 The bench switches between them through the deployment's job variables (the worker reads them when it
 submits a run) and puts the deployment's own back at the end.
 
@@ -32,7 +32,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deployments.demo import _load_env, wait_for_ledger, wait_until_idle
+from devstack.demo import _load_env, wait_for_ledger, wait_until_idle
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Deployment job variables per configuration; `command: None` is Prefect's own default (the pool's
@@ -57,7 +57,7 @@ class Api:
     """The few Prefect API calls the bench needs, with the stack's credentials."""
 
     def __init__(self) -> None:
-        from deployments.local_stack import _api_json
+        from devstack.local_stack import _api_json
 
         self._json, self.url, self.auth = (
             _api_json,
@@ -92,7 +92,7 @@ class Api:
     def patch_job_variables(self, deployment_id: str, job_variables: dict) -> None:
         import urllib.request
 
-        from deployments.local_stack import _basic_auth
+        from devstack.local_stack import _basic_auth
 
         request = urllib.request.Request(
             f"{self.url}/deployments/{deployment_id}",

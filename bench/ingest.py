@@ -329,7 +329,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
     args = parser.parse_args()
     from bench.generate import write_batch
-    from deployments.demo import _load_env
+    from devstack.demo import _load_env
 
     _load_env()
     use_bench_schema()

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    from deployments.local_stack import LocalStack
+    from devstack.local_stack import LocalStack
 
     stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-load-")), services=("s3", "postgres"))
     os.environ.update(stack.up())

@@ -73,7 +73,7 @@ class Settings:
     aws_endpoint_url: str | None = None
     aws_region: str = "eu-central-1"
     # The one principal the raw bucket's policy lets delete versions, suspend versioning or change the
-    # policy (deployments/aws_resources.py); unset: whoever runs `python -m deployments.aws ensure`.
+    # policy (provisioning/aws_resources.py); unset: whoever runs `python -m provisioning.aws ensure`.
     raw_admin_arn: str | None = None
     # Redshift COPY reads the staged Parquet with this role; unused on PostgreSQL.
     redshift_iam_role_arn: str | None = None
@@ -102,7 +102,7 @@ class Settings:
     # The S3Bucket block (on the staging bucket, under results_prefix) the transform-stage step persists
     # its result to, as `s3-bucket/<block name>`; `python -m deployments.results` creates it.
     results_block: str = "s3-bucket/berlin-rentals-results"
-    # The queue's redrive: receives before SQS moves a message to the DLQ (see deployments/sqs_bridge.py).
+    # The queue's redrive: receives before SQS moves a message to the DLQ (see bridge/sqs_bridge.py).
     queue_max_receives: int = 20
     # The bridge's back-off when the Prefect API fails: first delay, doubling up to the cap.
     bridge_backoff_seconds: float = 30.0

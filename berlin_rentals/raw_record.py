@@ -6,7 +6,7 @@
 The line is written to stdout exactly as it is in the zip (pipe it to `jq`); where it came from goes to
 stderr. The object version is read by its version id and ETag, so an overwrite of the key since the
 load changes nothing. Needs WAREHOUSE_URL (the listing form) and read access to the raw prefix
-(`python -m deployments.aws policies`: dwh-raw-reader).
+(`python -m provisioning.aws policies`: dwh-raw-reader).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def missing_hour(settings: Settings, block_id: UUID, catch_up_id: UUID) -> Autom
                     + ", at {{ event.occurred.strftime('%Y-%m-%d %H:%M') }} UTC. {% endif %}"
                     "A catch-up run was started: it ingests any object of the last day whose event was lost. "
                     "If the producer is late, the file is ingested when it lands; if its notification is on "
-                    "the dead-letter queue, replay it: python -m deployments.sqs_bridge --replay-dlq"
+                    "the dead-letter queue, replay it: python -m bridge.sqs_bridge --replay-dlq"
                 ),
             ),
             RunDeployment(source="selected", deployment_id=catch_up_id),

@@ -29,7 +29,7 @@ def _no_services_in_the_fast_tier(request, monkeypatch):
     fails, naming itself, instead of quietly making the fast loop slow."""
     if os.environ.get("ETL_TEST_TIER") != "fast":
         return
-    from deployments.local_stack import LocalStack
+    from devstack.local_stack import LocalStack
 
     def refuse(*args, **kwargs):
         pytest.fail(
@@ -55,7 +55,7 @@ def local_stack():
     elsewhere no background run competes for the queue or the CPU.
     TEST_STACK_ENV_FILE=.local/env reuses a stack started by `make up` (faster when iterating).
     """
-    from deployments.local_stack import LocalStack
+    from devstack.local_stack import LocalStack
 
     reuse = os.environ.get("TEST_STACK_ENV_FILE")
     if reuse:

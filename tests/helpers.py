@@ -161,6 +161,6 @@ def aws_client(service: str, env: dict[str, str]):
 
 def prefect_api(env: dict[str, str], path: str, body: dict | None = None):
     """GET (or POST body to) the Prefect API of the stack whose settings are `env`, with its credentials."""
-    from deployments.local_stack import _api_json
+    from devstack.local_stack import _api_json
 
     return _api_json(env["PREFECT_API_URL"] + path, body, timeout=10, auth_string=env.get("PREFECT_API_AUTH_STRING"))

@@ -19,7 +19,7 @@ from berlin_rentals.s3 import s3_client
 from berlin_rentals.synthetic import batch_name, read_sample_records, with_listing_id, zip_records
 from berlin_rentals.warehouse.access import Access
 from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
-from deployments.demo import print_bi_rows
+from devstack.demo import print_bi_rows
 from flows.ingest import ingest_file
 from tests.helpers import upload
 from tests.test_bi_views import FLATS

@@ -162,7 +162,7 @@ def test_a_missing_hour_is_notified_and_starts_a_catch_up(alerts):
     assert f"No raw batch arrived under {scope} in the 10 seconds up to " in body["body"]
     fired = datetime.strptime(body["subject"].split("up to ")[1][:16], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
     assert made_at - timedelta(minutes=1) <= fired <= datetime.now(UTC)
-    assert "python -m deployments.sqs_bridge --replay-dlq" in body["body"]
+    assert "python -m bridge.sqs_bridge --replay-dlq" in body["body"]
 
     def catch_up_runs():
         with get_client(sync_client=True) as client:

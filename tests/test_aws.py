@@ -1,4 +1,4 @@
-"""`python -m deployments.aws`: idempotent resources (against the moto server) and least-privilege policies."""
+"""`python -m provisioning.aws`: idempotent resources (against the moto server) and least-privilege policies."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 
 from berlin_rentals.config import Settings
 from berlin_rentals.source import decode_event_key
-from deployments.aws import ensure, policies, principal_arn
+from provisioning.aws import ensure, policies, principal_arn
 from tests.helpers import aws_client
 
 
 def run_aws(command: str, env: dict[str, str]) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "deployments.aws", command], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "provisioning.aws", command], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from berlin_rentals.config import Settings
-from deployments.aws_resources import ensure_event_resources
-from deployments.sqs_bridge import Bridge
+from bridge.sqs_bridge import Bridge
+from provisioning.aws_resources import ensure_event_resources
 
 RAW, STAGING, QUEUE, DLQ = "rentals-raw", "rentals-staging", "rentals-raw-events", "rentals-raw-events-dlq"
 REGION = "eu-central-1"
@@ -213,7 +213,7 @@ def test_replay_dlq_moves_fixed_messages_back_and_reports_each(aws, monkeypatch,
 
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql://unused")
     monkeypatch.setattr("sys.argv", ["sqs_bridge", "--replay-dlq"])
-    from deployments.sqs_bridge import main
+    from bridge.sqs_bridge import main
 
     main()
     reports = {r["message_id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}

@@ -17,7 +17,7 @@ import pytest
 from prefect.deployments import run_deployment
 
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
-from deployments.demo import wait_until_idle
+from devstack.demo import wait_until_idle
 from tests.helpers import loads_of, query, scalar, upload, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -128,9 +128,9 @@ def test_two_deployment_runs_of_one_etag_at_once_load_once(event_path, warehouse
 
 
 def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, warehouse, s3):
-    from deployments.aws import ensure
-    from deployments.local_stack import LOCAL_VISIBILITY_TIMEOUT
+    from devstack.local_stack import LOCAL_VISIBILITY_TIMEOUT
     from flows.catch_up import catch_up
+    from provisioning.aws import ensure
 
     folder = uuid.uuid4().hex[:8]
     name, body = hourly(1, seed=5)

@@ -23,7 +23,7 @@ WINDOW_SECONDS = 3
 @pytest.fixture
 def short_window_prefect(tmp_path, monkeypatch, stack_env):
     """A Prefect server (and prefect.yaml's deployments) with short de-duplication windows; its settings."""
-    from deployments.local_stack import REPO, LocalStack
+    from devstack.local_stack import REPO, LocalStack
 
     # The server inherits this process's environment (LocalStack._prefect_server_env).
     monkeypatch.setenv("PREFECT_SERVER_EVENTS_MESSAGING_CACHE", "tests.short_event_windows")
@@ -53,7 +53,7 @@ def _two(env: dict[str, str]) -> list[dict] | None:
 
 def test_a_redelivery_after_the_window_is_a_second_run_and_still_one_load(short_window_prefect, settings, s3):
     from berlin_rentals.s3 import head_source
-    from deployments.sqs_bridge import post_events, prefect_event
+    from bridge.sqs_bridge import post_events, prefect_event
     from flows.ingest import ingest_file
     from tests.helpers import loads_of, query, upload, wait_for
 

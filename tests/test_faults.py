@@ -35,7 +35,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from berlin_rentals.config import Settings
 from berlin_rentals.synthetic import batch_name
 from berlin_rentals.warehouse.ddl import create_warehouse
-from deployments.demo import wait_until_idle
+from devstack.demo import wait_until_idle
 from flows.ingest import ingest_file
 from tasks.common import warehouse_engine
 from tests.faults import (
@@ -308,7 +308,7 @@ def test_an_object_deleted_before_it_is_read_fails_once_clearly_and_is_parked(
 
     # The raw bucket is versioned: a plain delete only hides the key behind a delete marker, and the
     # version the HEAD confirmed would still load. What makes a file gone is its version deleted for good
-    # (only the raw admin may: deployments/aws_resources.py's bucket policy).
+    # (only the raw admin may: provisioning/aws_resources.py's bucket policy).
     version = s3.head_object(Bucket=settings.raw_bucket, Key=key)["VersionId"]
 
     def delete_version():
@@ -542,7 +542,7 @@ def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twi
     proxy = HttpProxy(warehouse.aws_endpoint_url, hold_first_delete)
     with log.open("wb") as out:
         bridge = subprocess.Popen(
-            [sys.executable, "-m", "deployments.sqs_bridge"],
+            [sys.executable, "-m", "bridge.sqs_bridge"],
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from berlin_rentals.config import read_env_file
 from berlin_rentals.source import decode_event_key, normalize_etag
-from deployments.local_stack import DEFAULTS, REPO, LocalStack, _format_env, _group_alive, _http_ok, _pid_alive
+from devstack.local_stack import DEFAULTS, REPO, LocalStack, _format_env, _group_alive, _http_ok, _pid_alive
 from tests.helpers import aws_client
 
 REQUIRED = {
@@ -63,7 +63,7 @@ SESSION_KEYS = {
 def cli(root: Path, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     extra = ["--services", "s3,postgres,prefect"] if command == "up" else []
     done = subprocess.run(
-        [sys.executable, "-m", "deployments.local_stack", command, "--root", str(root), *extra],
+        [sys.executable, "-m", "devstack.local_stack", command, "--root", str(root), *extra],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -22,7 +22,7 @@ from berlin_rentals.config import Settings
 from berlin_rentals.market_report import ROOM_BANDS, ROOM_TOP, SIZE_BANDS, SIZE_TOP, UNKNOWN, YEAR_BANDS, YEAR_TOP
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
-from deployments.demo import wait_until_idle
+from devstack.demo import wait_until_idle
 from flows.ingest import ingest_file
 from tasks.common import warehouse_engine
 from tests.browser import chromium, log_in, require_browser, screenshot, wait_for

@@ -42,9 +42,9 @@ SHIPPED = [
     "berlin_rentals",
     "flows",
     "tasks",
-    "deployments/sqs_bridge.py",
-    "deployments/aws.py",
-    "deployments/aws_resources.py",
+    "bridge",
+    "deployments",
+    "provisioning",
 ]
 # Only the local stack, the benchmarks and the tests use these: none may reach the image.
 NOT_SHIPPED = {
@@ -83,7 +83,7 @@ def test_every_module_the_image_runs_imports_only_what_the_image_installs():
     import sys
     from importlib.metadata import packages_distributions
 
-    first_party = {"berlin_rentals", "flows", "tasks", "deployments", "bench", "tests"}
+    first_party = {"berlin_rentals", "flows", "tasks", "bridge", "deployments", "provisioning"}
     owners = packages_distributions()
     installed = image_distributions()
     files = [
@@ -110,6 +110,27 @@ def test_every_module_the_image_runs_imports_only_what_the_image_installs():
                 if not dists & installed:
                     missing.setdefault(top, []).append(str(path.relative_to(REPO)))
     assert not missing, f"imported by shipped code but not in the image's dependency set: {missing}"
+
+
+def test_the_local_development_tooling_ships_in_neither_the_wheel_nor_the_image():
+    # devstack/ (local stack, demo, SQL prompt, receiver, S3 snapshot) and bench/ run from the checkout only,
+    # and nothing that ships may import them: an import would work here and fail in production.
+    pyproject = (REPO / "pyproject.toml").read_text()
+    packages = set(re.findall(r'"(\w+)"', re.search(r"packages = \[(.*?)\]", pyproject).group(1)))
+    assert packages == set(SHIPPED)
+    assert not {"devstack", "bench", "tests"} & packages
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "COPY devstack" not in dockerfile and "COPY bench" not in dockerfile
+    import ast
+
+    for entry in SHIPPED:
+        for path in (REPO / entry).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    assert node.module.split(".")[0] not in {"devstack", "bench", "tests"}, path
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        assert alias.name.split(".")[0] not in {"devstack", "bench", "tests"}, path
 
 
 def test_the_dockerfile_copies_every_package_the_wheel_declares():

@@ -518,7 +518,7 @@ async def _probe_event_services(db, ingest_deployment_id, mark) -> dict:
         await until(subscribed, 30, "the event services to subscribe")
         mark(f"event services started: {result['started']}")
 
-        # What deployments/sqs_bridge.py posts to /api/events for an uploaded object.
+        # What bridge/sqs_bridge.py posts to /api/events for an uploaded object.
         s3_event = Event(
             event="aws.s3.object.created",
             resource={"prefect.resource.id": f"s3://{RAW_BUCKET}/{PROBE_KEY}", "s3.etag": PROBE_ETAG},

@@ -26,7 +26,7 @@ from berlin_rentals.source import InvalidSource, normalize_etag
 from berlin_rentals.synthetic import zip_lines
 from berlin_rentals.warehouse.ddl import create_warehouse
 from berlin_rentals.warehouse.sql import SQL_DIR
-from deployments.sqs_bridge import Bridge, parse_message, prefect_event
+from bridge.sqs_bridge import Bridge, parse_message, prefect_event
 from flows.ingest import ingest_file
 from tests.helpers import query, scalar, upload
 

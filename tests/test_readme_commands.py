@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.demo import wait_for_ledger
+from devstack.demo import wait_for_ledger
 from tasks.common import warehouse_engine
 from tests.helpers import query
 

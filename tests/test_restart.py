@@ -23,7 +23,7 @@ import pytest
 
 from berlin_rentals.config import read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP, read_sample_records, zip_lines
-from deployments.local_stack import DEFAULTS, REPO, LocalStack
+from devstack.local_stack import DEFAULTS, REPO, LocalStack
 from tests.helpers import aws_client, prefect_api, wait_for
 
 SESSION_KEYS = {
@@ -57,7 +57,7 @@ def cli(root: Path | None, env: dict[str, str], *args: str) -> subprocess.Comple
 
 def stack_cli(root: Path, env: dict[str, str], command: str, *extra: str) -> subprocess.CompletedProcess:
     started = time.monotonic()
-    done = cli(root, env, "-m", "deployments.local_stack", command, *extra)
+    done = cli(root, env, "-m", "devstack.local_stack", command, *extra)
     print(f"{command}: {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout + done.stderr
     return done
@@ -95,7 +95,7 @@ def stack(tmp_path_factory):
         stack_cli(root, child_env, "up")
         yield root, child_env
     finally:
-        cli(root, child_env, "-m", "deployments.local_stack", "down")
+        cli(root, child_env, "-m", "devstack.local_stack", "down")
 
 
 @pytest.fixture(scope="module")
@@ -238,25 +238,25 @@ def test_make_sql_answers_on_the_warehouse_and_the_ready_queries_run(loaded):
             root,
             child_env,
             "-m",
-            "deployments.sql",
+            "devstack.sql",
             *mode,
             "-c",
             "SELECT status, count(*) AS files FROM load_ledger GROUP BY status",
         )
         assert done.returncode == 0, done.stderr
         assert re.search(r"loaded\s+\|\s+2\b", done.stdout) and "(1 row)" in done.stdout
-        failed = cli(root, child_env, "-m", "deployments.sql", *mode, "-c", "SELECT * FROM no_such_table")
+        failed = cli(root, child_env, "-m", "devstack.sql", *mode, "-c", "SELECT * FROM no_such_table")
         assert failed.returncode != 0 and "no_such_table" in failed.stderr
-    today = cli(root, child_env, "-m", "deployments.sql", "--ready", "ledger-today")
+    today = cli(root, child_env, "-m", "devstack.sql", "--ready", "ledger-today")
     assert today.returncode == 0 and all(key in today.stdout for key in objects) and "(2 rows)" in today.stdout
-    rejects = cli(root, child_env, "-m", "deployments.sql", "--ready", "rejects-by-reason")
+    rejects = cli(root, child_env, "-m", "devstack.sql", "--ready", "rejects-by-reason")
     assert rejects.returncode == 0
     assert re.findall(r"^(\w+)\s+\|\s+(\d+)\s+\|\s+(\d+)", rejects.stdout, re.M) == [
         ("not_an_object", "1", "1"),
         ("not_json", "1", "1"),
         ("not_ok", "1", "1"),
     ]
-    history = cli(root, child_env, "-m", "deployments.sql", "--ready", "rent-history", "--listing", "56906504")
+    history = cli(root, child_env, "-m", "devstack.sql", "--ready", "rent-history", "--listing", "56906504")
     assert history.returncode == 0 and "(2 rows)" in history.stdout
     assert SAMPLE_ZIP.name in history.stdout and REJECTS in history.stdout
 

@@ -1,14 +1,14 @@
 """`make sql` without a stack: where the connection comes from, and what psql is handed.
 
-On a stack with data, `python -m deployments.sql -c ...` and the ready queries are run by
+On a stack with data, `python -m devstack.sql -c ...` and the ready queries are run by
 tests/test_restart.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployments import sql
-from deployments.local_stack import _format_env, _pg_bin
+from devstack import sql
+from devstack.local_stack import _format_env, _pg_bin
 
 
 def test_the_env_files_plain_url_is_used_and_a_password_never_reaches_the_command_line(tmp_path, monkeypatch):
@@ -81,7 +81,7 @@ def test_pgserver_ships_a_psql_and_the_ready_queries_are_listed(capsys):
 
 
 def test_a_shell_that_sourced_a_stacks_env_file_gets_that_stack_not_the_checkouts_stopped_one(tmp_path, monkeypatch):
-    # The README's `source .local/env` then `python -m deployments.sql`: the sourced stack is meant, even
+    # The README's `source .local/env` then `python -m devstack.sql`: the sourced stack is meant, even
     # where the checkout's own .local/env names another (stopped) stack. The README test failed on this
     # with "connection refused" on the stopped stack's port.
     stale = tmp_path / "checkout-local"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deployments.sqs_bridge import ObjectCreated, UnparsableMessage, parse_message
+from bridge.sqs_bridge import ObjectCreated, UnparsableMessage, parse_message
 
 
 def s3_record(key: str, etag: str = "793fb4ae6d07bb5b55ea181ad1fed13a", event: str = "ObjectCreated:Put") -> dict:

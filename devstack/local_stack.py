@@ -5,10 +5,10 @@ Everything listens on 127.0.0.1 only; ports are chosen once and kept in the env 
 `make up` finds the same services (and restarts only what died).
 
 moto keeps S3 and SQS in memory, so `down` saves them to `s3/` before it stops moto, and an `up` that
-starts moto puts them back before the bridge runs (deployments/s3_snapshot.py); the warehouse and the
+starts moto puts them back before the bridge runs (devstack/s3_snapshot.py); the warehouse and the
 Prefect database are on disk. `reset` stops the stack and deletes all of its state.
 
-    python -m deployments.local_stack up|down|status|reset [--root DIR] [--services s3,postgres,prefect,...]
+    python -m devstack.local_stack up|down|status|reset [--root DIR] [--services s3,postgres,prefect,...]
 """
 
 from __future__ import annotations
@@ -382,7 +382,7 @@ class LocalStack:
 
     def _ensure_aws_resources(self, env: dict[str, str]) -> None:
         from berlin_rentals.config import Settings
-        from deployments.aws import ensure, staging_expire_prefixes
+        from provisioning.aws import ensure, staging_expire_prefixes
 
         # Retention, receives and results prefix as a user exported them; the rest is the stack's own.
         settings = Settings.from_env({**os.environ, **env, "WAREHOUSE_URL": "postgresql://unused"})
@@ -398,7 +398,7 @@ class LocalStack:
     # ---- S3 across restarts (moto keeps it in memory) -------------------------------------------
     def _save_s3(self) -> None:
         """Snapshot moto's buckets and queued messages to `s3/` (in `down`, after the bridge and worker stopped)."""
-        from deployments.s3_snapshot import take_snapshot
+        from devstack.s3_snapshot import take_snapshot
 
         previous = self._previous()
         failed = self.s3_snapshot / "snapshot-failed"
@@ -441,7 +441,7 @@ class LocalStack:
 
     def _restore_s3(self, env: dict[str, str], loss: str | None) -> dict | None:
         """Into a moto server just started: the snapshot's buckets and objects, before any notification exists."""
-        from deployments.s3_snapshot import read_manifest, restore_objects
+        from devstack.s3_snapshot import read_manifest, restore_objects
 
         manifest = read_manifest(self.s3_snapshot)
         if manifest is None:
@@ -460,14 +460,14 @@ class LocalStack:
         return manifest
 
     def _restore_messages(self, env: dict[str, str], manifest: dict | None) -> None:
-        from deployments.s3_snapshot import restore_messages
+        from devstack.s3_snapshot import restore_messages
 
         if manifest and (sent := restore_messages(env["AWS_ENDPOINT_URL"], REGION, manifest)):
             self._say(f"{sent} messages waiting on the queues when the stack stopped are queued again")
 
     def _check_ledger_against_s3(self, env: dict[str, str], loss: str | None) -> None:
         """The warehouse remembers what S3 forgot: say so, loudly, and how to get a consistent stack again."""
-        from deployments.s3_snapshot import loaded_but_missing
+        from devstack.s3_snapshot import loaded_but_missing
 
         try:
             missing, examples = loaded_but_missing(
@@ -746,7 +746,7 @@ class LocalStack:
 
     def _start_receiver(self, remembered: str | None) -> int:
         def command(port: int) -> list[str]:
-            return [sys.executable, "-m", "deployments.receiver", "--port", str(port)]
+            return [sys.executable, "-m", "devstack.receiver", "--port", str(port)]
 
         def env(port: int) -> dict[str, str]:
             return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
@@ -887,7 +887,7 @@ class LocalStack:
             return
         self._spawn(
             "bridge",
-            [sys.executable, "-m", "deployments.sqs_bridge"],
+            [sys.executable, "-m", "bridge.sqs_bridge"],
             self._runtime_env(env) | {"PYTHONPATH": str(REPO)},
         )
         self._say(

@@ -1,8 +1,8 @@
 """Create or update the pipeline's AWS resources, and print the IAM policies its roles need.
 
-    python -m deployments.aws ensure      # buckets, staging lifecycle, raw versioning + bucket policy,
+    python -m provisioning.aws ensure      # buckets, staging lifecycle, raw versioning + bucket policy,
                                           # queue + DLQ (redrive), S3 notification
-    python -m deployments.aws policies    # least-privilege policy documents for each role, `ensure`'s own too,
+    python -m provisioning.aws policies    # least-privilege policy documents for each role, `ensure`'s own too,
                                           # and the raw bucket's policy
 
 Settings come from the environment (ETL_RAW_BUCKET, ETL_RAW_PREFIX, ETL_STAGING_BUCKET,
@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 
 from berlin_rentals.config import Settings
-from deployments.aws_resources import ensure_event_resources, raw_bucket_policy
+from provisioning.aws_resources import ensure_event_resources, raw_bucket_policy
 
 
 def _account_and_partition(region: str, endpoint_url: str | None) -> tuple[str, str]:
@@ -159,7 +159,7 @@ def policies(
                 {"Sid": "ListRawBatches", **listing(raw, settings.raw_prefix)},
             ],
         },
-        # Whoever runs `python -m deployments.sqs_bridge --replay-dlq` (an operator, or a one-off task).
+        # Whoever runs `python -m bridge.sqs_bridge --replay-dlq` (an operator, or a one-off task).
         "dlq-replay": {
             "Version": "2012-10-17",
             "Statement": [
@@ -182,7 +182,7 @@ def policies(
                 },
             ],
         },
-        # Whoever runs `python -m deployments.aws ensure`: exactly the calls it makes, on these resources.
+        # Whoever runs `python -m provisioning.aws ensure`: exactly the calls it makes, on these resources.
         "provisioner": {
             "Version": "2012-10-17",
             "Statement": [

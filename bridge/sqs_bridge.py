@@ -16,8 +16,8 @@ answers. An outage of any length costs a message one or two receives; redrive (2
 default, ETL_QUEUE_MAX_RECEIVES) is left for messages that fail while the API is up (one the API
 rejects, one that crashes the bridge). Only unparsable messages are dead-lettered by the bridge.
 
-    python -m deployments.sqs_bridge                        # settings from the environment (.local/env locally)
-    python -m deployments.sqs_bridge --replay-dlq [--dry-run]   # the DLQ back onto the queue, each reported
+    python -m bridge.sqs_bridge                        # settings from the environment (.local/env locally)
+    python -m bridge.sqs_bridge --replay-dlq [--dry-run]   # the DLQ back onto the queue, each reported
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The local stack's stand-in for Slack: an HTTP server that logs every request it receives, one JSON line each.
 
-    python -m deployments.receiver --port 8765     # `make up` starts it; its log is .local/logs/receiver.log
+    python -m devstack.receiver --port 8765     # `make up` starts it; its log is .local/logs/receiver.log
 
 The alerts' notification block (a Prefect CustomWebhookNotificationBlock) posts here locally, so what an
 operator would have been told is on disk to read (and for the tests to assert on). GET answers 200 with

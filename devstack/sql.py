@@ -1,10 +1,10 @@
 """`make sql`: an SQL prompt on the local warehouse, with the warehouse schema on the search path.
 
-    python -m deployments.sql [--root DIR]            interactive: psql from pgserver's binaries
-    python -m deployments.sql -c "select ..." [-c ..] run the statements, print the results, exit
-    python -m deployments.sql --python [...]          a small prompt over psycopg instead of psql
-    python -m deployments.sql --ready NAME [--listing ID]   one of the ready queries below (--ready list)
-    python -m deployments.sql --as bi|dwh [...]       as the BI role (its views on the path) or the DWH role
+    python -m devstack.sql [--root DIR]            interactive: psql from pgserver's binaries
+    python -m devstack.sql -c "select ..." [-c ..] run the statements, print the results, exit
+    python -m devstack.sql --python [...]          a small prompt over psycopg instead of psql
+    python -m devstack.sql --ready NAME [--listing ID]   one of the ready queries below (--ready list)
+    python -m devstack.sql --as bi|dwh [...]       as the BI role (its views on the path) or the DWH role
 
 The connection comes from the stack's env file (`WAREHOUSE_PSQL_URL`, a plain libpq URL any PostgreSQL
 tool accepts), or, without one, from an exported WAREHOUSE_PSQL_URL or WAREHOUSE_URL. A password in
@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from berlin_rentals.config import PLAIN_IDENTIFIER
-from deployments.local_stack import DEFAULT_ROOT, _pg_bin
+from devstack.local_stack import DEFAULT_ROOT, _pg_bin
 
 DEMO_LISTING = 56906504  # the sample batch's listing that `make demo` follows
 
