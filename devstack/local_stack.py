@@ -841,7 +841,7 @@ class LocalStack:
         self._ensure_automations(env, runtime)
         self._say(
             f"deployed prefect.yaml to pool {env['ETL_WORK_POOL']}: ingest-file (S3 event trigger), catch-up "
-            "(hourly), ingest-batch (a catch-up's fan-out), market-report (daily), replay-rejects and "
+            "(hourly, and its fan-out's shares), market-report (daily), replay-rejects and "
             "release-parked (manual)"
         )
 

@@ -25,14 +25,14 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
-from prefect.runtime import flow_run, task_run
+from prefect.runtime import deployment, flow_run, task_run
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from berlin_rentals.catch_up import (
@@ -51,9 +51,10 @@ from berlin_rentals.catch_up import (
     summarise,
     take_batch,
 )
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.ingest_result import STAGED, IngestFailed, IngestResult
 from berlin_rentals.lineage import lineage_row
+from berlin_rentals.shares import as_parameter, raw_objects, share_key
 from flows.ingest import run_ingest
 from tasks.batch import begin_batch_attempts, load_in_batches, stage_object
 from tasks.catch_up import find_raw_objects, publish_report, read_ledger
@@ -69,14 +70,20 @@ def catch_up(
     all_files: bool = False,
     batch_max_files: int | None = None,
     fanout_above: int | None = None,
+    files: list[dict[str, Any]] | None = None,
+    bucket: str | None = None,
 ) -> dict[str, Any]:
     """Ingest the raw objects with a batch hour or an upload (LastModified) in [since, until) that the ledger
     does not show as loaded or parked (default window: the 24 hours before now, UTC). `prefix` narrows the
     listing to part of the raw prefix; `all_files` looks at every object under it, whatever its hour or
     upload (gaps are still counted over the window's hours only). `batch_max_files`: the files loaded in one
     warehouse transaction (default ETL_BATCH_MAX_FILES; 1: each file its own load). More files to ingest than
-    `fanout_above` (default ETL_FANOUT_FILES) go out as runs of the ingest-batch deployment, ETL_FANOUT_RUN_FILES
-    files each, which this run waits for and reports on."""
+    `fanout_above` (default ETL_FANOUT_FILES) go out as runs of this deployment over a share of them each
+    (ETL_FANOUT_RUN_FILES files), which this run waits for and reports on.
+
+    `files` (a share; with `bucket`, the raw bucket it was listed from): ingest these object versions, each
+    {"key", "etag", "last_modified", "size"}, instead of listing the prefix; one that is not a raw object
+    version is refused with its reason and the others are ingested. Such a run never fans out."""
     logger = get_run_logger()
     settings = Settings.from_env()
     since, until = catch_up_window(since, until, now=datetime.now(UTC))
@@ -86,13 +93,21 @@ def catch_up(
     if batch_max_files is not None and batch_max_files < 1:
         raise ValueError(f"batch_max_files must be at least 1, not {batch_max_files}")
 
-    objects, ledger = find_raw_objects(settings, prefix, since, until, all_files)
+    refused: list[tuple[str, str]] = []
+    if files is not None:
+        objects, refused = given_objects(settings, bucket, files)
+        ledger = read_ledger(settings, [o.key for o in objects])
+        scope = f"a share of {len(files)} given files"
+        since, until, all_files = share_window(objects, since, until)
+    else:
+        objects, ledger = find_raw_objects(settings, prefix, since, until, all_files)
+        scope = "every file" if all_files else f"batch hour or upload in [{since.isoformat()}, {until.isoformat()})"
     plan = plan_catch_up(objects, ledger)
     logger.info(
         "s3://%s/%s, %s: %d files, %d to ingest, %d already loaded, %d parked",
         settings.raw_bucket,
         prefix,
-        "every file" if all_files else f"batch hour or upload in [{since.isoformat()}, {until.isoformat()})",
+        scope,
         len(objects),
         len(plan.to_ingest),
         len(plan.already_loaded),
@@ -100,7 +115,7 @@ def catch_up(
     )
 
     batch_files = batch_max_files or settings.batch_max_files
-    if len(plan.to_ingest) > (fanout_above or settings.fanout_files):
+    if files is None and len(plan.to_ingest) > (fanout_above or settings.fanout_files):
         outcomes, lineage = fan_out(settings, plan.to_ingest, max_concurrency, batch_files, settings.fanout_run_files)
     else:
         outcomes, lineage = ingest_all(
@@ -111,6 +126,8 @@ def catch_up(
     # than guess from outcomes. The rows of the others are as the listing found them.
     ledger_after = ledger | read_ledger(settings, [o.key for o in plan.to_ingest])
     report = summarise(since, until, objects, plan, outcomes, ledger_after, everything=all_files)
+    if files is not None:
+        report |= {"scope": scope, "gaps": [], "refused": [f"{given}: {why}" for given, why in refused]}
     publish_report(
         report,
         gaps_markdown(since, until, objects, ledger_after, report),
@@ -119,6 +136,31 @@ def catch_up(
     )
     logger.info(report_sentence(report))
     return report
+
+
+def given_objects(
+    settings: Settings, bucket: str | None, files: list[dict[str, Any]]
+) -> tuple[list[RawObject], list[tuple[str, str]]]:
+    """A share's files, each checked on its own: (the versions to look at, (entry, why) of those refused)."""
+    if bucket is not None and bucket != settings.raw_bucket:
+        # The share names the bucket its catch-up listed; this run's settings name another: each file would
+        # be 'gone' there and parked, for a configuration error.
+        raise ConfigError(
+            f"this catch-up was given files of s3://{bucket}, but its ETL_RAW_BUCKET is {settings.raw_bucket!r}: "
+            "a catch-up and the runs it fans out must share their settings (nothing was attempted)"
+        )
+    objects, refused = raw_objects(files, settings.raw_prefix)
+    for given, why in refused:
+        get_run_logger().warning("refused a file of the share, not attempted: %s: %s", given, why)
+    return objects, refused
+
+
+def share_window(
+    objects: list[RawObject], since: datetime | None, until: datetime | None
+) -> tuple[datetime, datetime, bool]:
+    """A share has no window of its own: its report spans its files' hours (every file counts, no gaps)."""
+    hours = [o.batch_hour for o in objects] or [datetime.now(UTC)]
+    return since or min(hours), until or max(hours) + timedelta(hours=1), True
 
 
 def report_sentence(report: dict[str, Any]) -> str:
@@ -270,13 +312,11 @@ FAN_OUT_WAIT_SECONDS = 6 * 3600
 def fan_out(
     settings: Settings, objects: list[RawObject], max_concurrency: int, batch_max_files: int, run_files: int
 ) -> tuple[list[Outcome], dict[tuple[str, str], dict[str, Any]]]:
-    """The objects as runs of the ingest-batch deployment, `run_files` each, on the work pool (on ECS each its
-    own task): started at once, waited for, and each file's outcome read from the ledger afterwards (the runs
-    record it there; their lineage is each run's own artifact). The runs' loads share `warehouse-load`."""
+    """The objects as runs of this deployment over a share of `run_files` each, on the work pool (on ECS each
+    its own task): started at once, waited for, and each file's outcome read from the ledger afterwards (the
+    runs record it there; their lineage is each run's own artifact). The runs' loads share `warehouse-load`."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-
-    from flows.ingest_batch import as_parameter
 
     logger = get_run_logger()
     shares = [objects[i : i + run_files] for i in range(0, len(objects), run_files)]
@@ -285,21 +325,22 @@ def fan_out(
     for n, share in enumerate(shares, 1):
         first, last = share[0].batch_hour, share[-1].batch_hour
         run = run_deployment(
-            "ingest-batch/ingest-batch",
+            f"catch-up/{deployment.name or 'catch-up'}",
             parameters={
                 "bucket": settings.raw_bucket,
                 "files": as_parameter(share),
                 "max_concurrency": max_concurrency,
                 "batch_max_files": batch_max_files,
             },
-            flow_run_name=f"ingest-batch {n}/{len(shares)}: {first:%Y%m%d_%H} to {last:%Y%m%d_%H}",
+            flow_run_name=f"catch-up share {n}/{len(shares)}: {first:%Y%m%d_%H} to {last:%Y%m%d_%H}",
             timeout=0,
-            # A retried catch-up finds the runs it started rather than starting them twice.
-            idempotency_key=f"{parent}-share-{n}-of-{len(shares)}" if parent else None,
+            # A retried catch-up finds the runs it started rather than starting them twice; keyed by the files
+            # a share carries, so a retry whose listing changed never gets an old share's run for new files.
+            idempotency_key=share_key(str(parent), share) if parent else None,
             tags=["fan-out"],
         )
         started.append((run, share))
-    logger.info("%d files fanned out as %d ingest-batch runs of up to %d files", len(objects), len(shares), run_files)
+    logger.info("%d files fanned out as %d catch-up runs of up to %d files", len(objects), len(shares), run_files)
 
     deadline = time.monotonic() + FAN_OUT_WAIT_SECONDS
     finished: dict[Any, Any] = {}
@@ -329,9 +370,9 @@ def fan_out(
             elif current is not None and current.state.is_completed():
                 status, detail = SKIPPED, f"ledger says {entry.status if entry else 'nothing'}"
             else:
-                status, detail = FAILED, f"its ingest-batch run {run.name} ended {ended}"
+                status, detail = FAILED, f"its share's run {run.name} ended {ended}"
             outcomes.append(Outcome(obj, status, detail, 0.0))
-            lineage[(obj.key, obj.etag)] = {"status": status, "ingest_batch_run": run.name, "error": detail or None}
+            lineage[(obj.key, obj.etag)] = {"status": status, "share_run": run.name, "error": detail or None}
     return outcomes, lineage
 
 

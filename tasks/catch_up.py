@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from berlin_rentals.catch_up import Ledger, Outcome, RawObject, due_objects, lineage_table, report_table
+from berlin_rentals.catch_up import Ledger, RawObject, due_objects, report_table
 from berlin_rentals.config import Settings
 from berlin_rentals.markdown import cells, code, text
 from berlin_rentals.raw_listing import ledger_rows, raw_object_pages
@@ -65,15 +65,3 @@ def publish_report(report: dict[str, Any], markdown: str, lineage: list[dict[str
         markdown=markdown,
         description="Hours with no file, parked files, and files per hour",
     )
-
-
-@task(name="publish-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def publish_batch_lineage(outcomes: list[Outcome], rows: dict, ledger: Ledger, bucket: str) -> None:
-    """An ingest-batch run's lineage: one row per file, as the catch-up's own table."""
-    table = lineage_table(outcomes, rows, ledger)
-    if table:
-        create_table_artifact(
-            key="ingest-batch-lineage",
-            table=cells(table),
-            description=f"Lineage of each file this run ingested from {code(f's3://{bucket}')} (one row per file)",
-        )
