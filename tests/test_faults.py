@@ -340,7 +340,7 @@ def test_an_object_deleted_before_it_is_read_fails_once_clearly_and_is_parked(
     rows = ledger(settings, key)
     assert [(r.etag, r.status, r.attempts) for r in rows] == [
         (etag, "parked", 1)
-    ]  # README: unreadable → parked at once
+    ]  # docs/operations.md: unreadable → parked at once
     assert key in rows[0].error
     # As if the file had never come: nothing of it in the warehouse.
     got = warehouse_rows(warehouse_engine(settings.warehouse_url), settings.warehouse_schema)

@@ -188,7 +188,7 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     assert len(ingest_runs(env)) == runs_before
     assert ledger(env) == ledger_before
 
-    # A rerun with force=true reads the object again and reloads it (README: Reruns).
+    # A rerun with force=true reads the object again and reloads it (docs/operations.md: Reruns).
     key = env["ETL_RAW_PREFIX"] + SAMPLE_ZIP.name
     deployment = prefect_api(env, "/deployments/name/ingest-file/ingest-file")
     run = prefect_api(

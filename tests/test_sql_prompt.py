@@ -81,8 +81,8 @@ def test_pgserver_ships_a_psql_and_the_ready_queries_are_listed(capsys):
 
 
 def test_a_shell_that_sourced_a_stacks_env_file_gets_that_stack_not_the_checkouts_stopped_one(tmp_path, monkeypatch):
-    # The README's `source .local/env` then `python -m devstack.sql`: the sourced stack is meant, even
-    # where the checkout's own .local/env names another (stopped) stack. The README test failed on this
+    # docs/local-stack.md's `source .local/env` then `python -m devstack.sql`: the sourced stack is meant, even
+    # where the checkout's own .local/env names another (stopped) stack. The docs' shell test failed on this
     # with "connection refused" on the stopped stack's port.
     stale = tmp_path / "checkout-local"
     stale.mkdir()
