@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 import sqlalchemy as sa
 
 from berlin_rentals.catch_up import Ledger, LedgerEntry, RawObject
-from berlin_rentals.source import InvalidSource, normalize_etag
+from berlin_rentals.source import InvalidSource, normalize_etag, validate_key
 from berlin_rentals.warehouse.sql import statement
 
 # Keys per ledger query: a page of the listing, well inside any driver's bind-parameter limit.
@@ -30,9 +30,12 @@ def raw_object_pages(
             if not item["Key"].endswith(".zip"):
                 continue
             try:
+                # What the ingest refuses (a relative segment, control characters, an odd ETag) is refused
+                # here, before the ledger ever hears of it: it would get attempts, fail, and be parked.
+                validate_key(item["Key"], prefix)
                 etag = normalize_etag(item["ETag"])
             except InvalidSource as exc:
-                # The ingest would refuse it too; one odd object must not hide the others.
+                # One odd object must not hide the others.
                 if on_ignored:
                     on_ignored(item["Key"], exc)
                 continue

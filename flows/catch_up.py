@@ -30,10 +30,8 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 from prefect.logging import get_run_logger
-from prefect.runtime import deployment, flow_run, task_run
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.runtime import deployment, flow_run
 
 from berlin_rentals.catch_up import (
     FAILED,
@@ -59,6 +57,7 @@ from flows.ingest import run_ingest
 from tasks.batch import begin_batch_attempts, load_in_batches, stage_object
 from tasks.catch_up import find_raw_objects, publish_report, read_ledger
 from tasks.common import run_inline
+from tasks.pool import StagingPool, StagingProcessDied, record_process_death
 
 
 @flow(name="catch-up", log_prints=True)
@@ -242,60 +241,63 @@ def ingest_all(
             loads.append(loader.submit(contextvars.copy_context().run, load_in_batches, settings, batch))
         record_loaded([load for load in loads if load.done()])
 
-    submitted: dict[Any, RawObject] = {}
-    workers = min(max_concurrency, len(objects))
-    # One file at a time needs no other process (and no interpreter start-up of several seconds).
-    runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
+    run = str(flow_run.id or uuid.uuid4())
+    position = {obj.key: n for n, obj in enumerate(objects)}
+    # The attempt the ledger counts for each file, one per file and run: a file run again after its process
+    # died (tasks/pool.py) runs under the same one, so it is not counted twice.
+    attempt_of = {obj.key: f"{run}-{position[obj.key]}" for obj in objects}
 
-    def collect(future) -> None:
-        obj = submitted.pop(future)
-        try:
-            result = future.result(raise_on_failure=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. the API refused the task run: still one file's failure
-            result = exc
+    def collect(pool: StagingPool) -> None:
+        obj, result = pool.next_done()
+        if isinstance(result, StagingProcessDied):
+            result = record_process_death(settings, obj, attempt_of[obj.key], result)
         if isinstance(result, IngestResult) and result.status == STAGED:
             waiting.append(result)
             load_full_batches()
         else:
             record(obj, result)
 
-    with runner:
+    def params_of(obj: RawObject) -> dict[str, Any]:
+        return {
+            "settings": settings,
+            "bucket": settings.raw_bucket,
+            "key": obj.key,
+            "etag": obj.etag,
+            "attempt": attempt_of[obj.key],
+        }
+
+    with StagingPool(min(max_concurrency, len(objects))) as pool:
         if not batched:
             for obj in objects:
-                params = {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
-                submitted[runner.submit(ingest_object, params)] = obj
+                pool.submit(ingest_object, params_of(obj), obj)
                 queued_at[obj.key] = time.perf_counter()
-            for future in as_completed(list(submitted)):
-                collect(future)
+            while pool.pending:
+                collect(pool)
             return outcomes, lineage
 
         # A batch's files have their attempts counted in one transaction, just before they are staged: two
         # batches' worth in the pool at a time, so it never waits, and a crash leaves few attempts open.
         chunks = [objects[i : i + batch_max_files] for i in range(0, len(objects), batch_max_files)]
-        run = str(flow_run.id or uuid.uuid4())
-        position = {obj.key: n for n, obj in enumerate(objects)}
 
         def submit_chunk() -> None:
             chunk = chunks.pop(0)
-            ids = {obj.key: f"{run}-{position[obj.key]}" for obj in chunk}
             for obj in chunk:
                 queued_at[obj.key] = time.perf_counter()
-            attempts = [(settings.raw_bucket, obj.key, obj.etag, ids[obj.key]) for obj in chunk]
+            attempts = [(settings.raw_bucket, obj.key, obj.etag, attempt_of[obj.key]) for obj in chunk]
             parked = begin_batch_attempts(settings, attempts, len(attempts))
             for failure in parked:
                 record(by_key[failure.result.key], failure)
             out_of_attempts = {failure.result.key for failure in parked}
             for obj in chunk:
                 if obj.key not in out_of_attempts:
-                    params = {"settings": settings, "bucket": settings.raw_bucket, "key": obj.key, "etag": obj.etag}
-                    submitted[runner.submit(stage_object, params | {"attempt": ids[obj.key]})] = obj
+                    pool.submit(stage_object, params_of(obj), obj)
 
         try:
-            while chunks and len(submitted) <= batch_max_files:
+            while chunks and pool.pending <= batch_max_files:
                 submit_chunk()
-            while submitted:
-                collect(next(as_completed(list(submitted))))
-                while chunks and len(submitted) <= batch_max_files:
+            while pool.pending:
+                collect(pool)
+                while chunks and pool.pending <= batch_max_files:
                     submit_chunk()
             load_full_batches(everything=True)
             record_loaded(list(futures_wait(loads).done))
@@ -377,18 +379,18 @@ def fan_out(
 
 
 @task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)
-def ingest_object(settings: Settings, bucket: str, key: str, etag: str) -> IngestResult:
+def ingest_object(settings: Settings, bucket: str, key: str, etag: str, attempt: str) -> IngestResult:
     """The ingest-file pipeline for one object version (flows.ingest.run_ingest), in this one task run.
 
     Its steps retry as their tasks do (run_inline: same retries, delays, condition); a failure after
     them is recorded in the ledger once (which parks the file after its last attempt), then raised as
     IngestFailed, which carries the file's result. No retries here: another attempt of the whole file
     would count as another attempt in the ledger. The run id the load records (rows, ledger, the load's
-    session name) is this task run's: unique per file. The result goes back to the catch-up, which may
+    session name) is `attempt`: unique per file and catch-up run. The result goes back to the catch-up, which may
     run this task in another process: without the staged tables it held in memory.
     """
     try:
-        result = run_ingest(settings, bucket, key, etag, force=False, run_id=str(task_run.id), call=run_inline)
+        result = run_ingest(settings, bucket, key, etag, force=False, run_id=attempt, call=run_inline)
     except IngestFailed as exc:
         raise IngestFailed(exc.result.portable()) from exc.__cause__
     return result.portable()
