@@ -50,13 +50,16 @@ from berlin_rentals.catch_up import (
     take_batch,
 )
 from berlin_rentals.config import ConfigError, Settings
-from berlin_rentals.ingest_result import STAGED, IngestFailed, IngestResult
+from berlin_rentals.errors import ObjectChanged
+from berlin_rentals.ingest_result import STAGED, SUPERSEDED, IngestFailed, IngestResult
 from berlin_rentals.lineage import lineage_row
 from berlin_rentals.shares import as_parameter, raw_objects, share_key
+from berlin_rentals.source import InvalidSource, SourceObject
 from flows.ingest import run_ingest
 from tasks.batch import begin_batch_attempts, load_in_batches, stage_object
 from tasks.catch_up import find_raw_objects, publish_report, read_ledger
 from tasks.common import run_inline
+from tasks.extract import confirm_versions
 from tasks.pool import StagingPool, StagingProcessDied, record_process_death
 
 
@@ -283,6 +286,14 @@ def ingest_all(
             chunk = chunks.pop(0)
             for obj in chunk:
                 queued_at[obj.key] = time.perf_counter()
+            # Confirmed before any ledger write: a version replaced since the listing is skipped, uncounted.
+            confirmed = confirm_versions(settings, chunk, len(chunk))
+            for obj in chunk:
+                found = confirmed[obj.key]
+                if isinstance(found, ObjectChanged | InvalidSource):
+                    status = SUPERSEDED if isinstance(found, ObjectChanged) else FAILED
+                    record(obj, IngestResult(status, settings.raw_bucket, obj.key, obj.etag, error=str(found)))
+            chunk = [obj for obj in chunk if not isinstance(confirmed[obj.key], ObjectChanged | InvalidSource)]
             attempts = [(settings.raw_bucket, obj.key, obj.etag, attempt_of[obj.key]) for obj in chunk]
             parked = begin_batch_attempts(settings, attempts, len(attempts))
             for failure in parked:
@@ -290,7 +301,9 @@ def ingest_all(
             out_of_attempts = {failure.result.key for failure in parked}
             for obj in chunk:
                 if obj.key not in out_of_attempts:
-                    pool.submit(stage_object, params_of(obj), obj)
+                    found = confirmed[obj.key]
+                    version = {"version_id": found.version_id} if isinstance(found, SourceObject) else {}
+                    pool.submit(stage_object, params_of(obj) | version, obj)
 
         try:
             while chunks and pool.pending <= batch_max_files:

@@ -73,7 +73,9 @@ def begin_batch_attempts(
 
 
 @task(name="stage-object", task_run_name="stage {key}", cache_policy=NO_CACHE)
-def stage_object(settings: Settings, bucket: str, key: str, etag: str, attempt: str) -> IngestResult:
+def stage_object(
+    settings: Settings, bucket: str, key: str, etag: str, attempt: str, version_id: str | None = None
+) -> IngestResult:
     """The ingest pipeline of one object version up to its staged Parquet (flows.ingest.run_ingest with
     until_staged), its attempt counted already (begin-attempts): STAGED, or superseded; a failure is recorded
     (and parks after its attempts) and raised as IngestFailed, as ingest-object does. It reads nothing of
@@ -82,7 +84,15 @@ def stage_object(settings: Settings, bucket: str, key: str, etag: str, attempt: 
 
     try:
         result = run_ingest(
-            settings, bucket, key, etag, force=False, run_id=attempt, call=run_inline, until_staged=True
+            settings,
+            bucket,
+            key,
+            etag,
+            force=False,
+            run_id=attempt,
+            call=run_inline,
+            version_id=version_id,
+            until_staged=True,
         )
     except IngestFailed as exc:
         raise IngestFailed(exc.result.portable()) from exc.__cause__

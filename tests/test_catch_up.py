@@ -433,8 +433,10 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     assert [r.name for r in batches] == ["load a batch of 4 files"]  # the poison file failed before it
     # the attempts of a batch's files counted in one transaction, before they are staged
     assert [r.name for r in runs if r.task_key.startswith("begin_batch_attempts")] == ["count the attempts of 5 files"]
+    # and each listed version confirmed (HEAD) before that, in one task run too: a replaced one is never counted
+    assert [r.name for r in runs if r.task_key.startswith("confirm_versions")] == ["confirm 5 listed versions"]
     # list-raw-objects (with the ledger rows of each page), read-ledger after, publish-report: fixed
-    assert len(runs) == files + 1 + 1 + 3, sorted(r.name for r in runs)
+    assert len(runs) == files + 1 + 1 + 1 + 3, sorted(r.name for r in runs)
     assert child_flow_runs_of(run_id) == []
 
     artifacts = {a.key: a for a in _artifacts(run_id, 3)}

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from berlin_rentals.synthetic import batch_name
+from tests.helpers import query
 from tests.test_catch_up import _day, _ledger, _run, _upload_hour
 
 
@@ -115,3 +116,23 @@ def test_a_key_the_ingest_would_refuse_never_reaches_the_ledger(settings, s3):
 
     assert (report["found"], report["loaded_now"], report["failed_now"], report["parked"]) == (1, 1, 0, [])
     assert _ledger(settings) == {good[0]: ("loaded", 0)}
+
+
+def test_a_version_replaced_after_the_listing_is_skipped_before_any_ledger_write(settings, s3):
+    """The listing saw one version; by the time the catch-up HEADs it, a newer one has replaced it (here: a share
+    that names the older ETag). Before, its attempt was counted first, then the ingest found it superseded and
+    left the attempt open in the ledger. Now it is skipped as replaced, and the ledger never hears of it."""
+    from berlin_rentals.shares import as_parameter, raw_objects
+    from flows.catch_up import catch_up
+
+    folder, day = uuid.uuid4().hex[:8], _day()
+    key, old_etag = _upload_hour(s3, settings, folder, day, seed=1)
+    _, new_etag = _upload_hour(s3, settings, folder, day, seed=2)
+    assert new_etag != old_etag
+    objects, _ = raw_objects([{"key": key, "etag": old_etag, "last_modified": day.isoformat()}], settings.raw_prefix)
+
+    report = catch_up(files=as_parameter(objects), bucket=settings.raw_bucket, batch_max_files=2)
+
+    assert (report["loaded_now"], report["failed_now"], report["skipped_now"]) == (0, 0, 1), report
+    assert _ledger(settings) == {}
+    assert query(settings, "SELECT key, etag, finished_at FROM {schema}.load_attempts") == []
