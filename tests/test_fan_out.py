@@ -135,7 +135,7 @@ def test_a_retried_catch_up_whose_shares_changed_gets_runs_for_its_new_files(wor
     files were given the earlier run back and never ingested."""
     from prefect import flow
 
-    from flows.catch_up import fan_out
+    from flows.fan_out import fan_out
     from tests.test_catch_up import _ledger
 
     folder, day = uuid.uuid4().hex[:8], _day()
