@@ -122,7 +122,7 @@ class Settings:
     # The market report's charts, in the staging bucket; they do not expire with the staged data.
     reports_prefix: str = "reports/"
     # The catch-up loads the files it ingests in batches of at most this many files, or (whichever comes
-    # first) records read, each batch one warehouse transaction (berlin_rentals/warehouse/batch_load.py);
+    # first) records read, each batch one warehouse transaction (berlin_rentals/warehouse/load.py);
     # 1: each file its own load, as an event-driven run does.
     batch_max_files: int = 24
     batch_max_records: int = 50_000

@@ -238,7 +238,7 @@ STAGED_TABLES: dict[str, list[Col]] = {
 
 # The last column of every staged Parquet file and staging table: the ETag of the file the row came from. The
 # staged data stays a function of the content (the ETag is its key), and a batch of many files COPYed into
-# one staging table (berlin_rentals/warehouse/batch_load.py) still tells each row's file, so each row gets
+# one staging table (berlin_rentals/warehouse/load.py) still tells each row's file, so each row gets
 # its own file's lineage and the newest version across the batch wins. The transform's own tables lack it:
 # staging adds it (berlin_rentals.staging.with_source_etag).
 STAGED_ETAG = Col("source_etag", pa.string(), _text(64))

@@ -42,7 +42,7 @@ from berlin_rentals.staging import StagedBatch, parquet_bytes, with_source_etag
 from berlin_rentals.transform import TRANSFORM_VERSION, Batch, transform_lines
 from berlin_rentals.warehouse.engines import Target
 from berlin_rentals.warehouse.fit import fit_batch
-from berlin_rentals.warehouse.load import copy_into_staging, merge_staged
+from berlin_rentals.warehouse.merge import copy_into_staging, merge_dimensions, merge_facts, write_load_files
 from berlin_rentals.warehouse.sql import statement, statements
 
 Position = tuple[str, int]  # (zip member, 1-based line number): a line's address in its object
@@ -312,6 +312,19 @@ def _snapshot_statements(schema: str) -> list[sa.TextClause]:
     ]
 
 
+def _replayed_file(source: SourceObject) -> dict[str, Any]:
+    """The replayed file's row of the load's file table: the lineage its recovered facts are merged with."""
+    return {
+        "load_order": 0,
+        "bucket": source.bucket,
+        "key": source.key,
+        "etag": source.etag,
+        "batch_hour": source.batch_hour,
+        "last_modified": source.last_modified,
+        "version_id": source.version_id,
+    }
+
+
 class _Changed(Exception):
     """The version's rejects changed between reading and locking: transform again."""
 
@@ -355,19 +368,17 @@ def apply_replay(
         if {r.position for r in current} != {r.position for r in replay.rejected}:
             raise _Changed(f"{len(current)} rejected lines now, {len(replay.rejected)} transformed")
 
-        copy_into_staging(conn, target, staged, data)
+        copy_into_staging(conn, target, [staged], data)
         for stmt in statements("replay/keep_loaded_state_on_ties.sql", schema):
             conn.execute(stmt, params)
         # The load's merge; its fact MERGE is the shared file on both engines: the ledger lock above
         # keeps every load out, so the newest-wins rule may run as a statement before it.
-        merged = merge_staged(
-            conn,
-            schema,
-            params,
-            fact_counts="merge/count_fact_changes.sql",
-            fact_merge="merge/merge_into_fact_flats.sql",
-        )
-        dims, fact = merged.dims, merged.fact
+        dims = conn.execute(statement("replay/count_new_dimension_rows.sql", schema), params).one()
+        merge_dimensions(conn, schema, params)
+        fact = conn.execute(statement("replay/count_fact_changes.sql", schema), params).one()
+        write_load_files(conn, [_replayed_file(source)])
+        conn.execute(statement("replay/name_the_replayed_file.sql", schema), params)
+        merge_facts(conn, schema, params, "load/merge_into_fact_flats.sql")
         _, replaced, written = (max(conn.execute(stmt, params).rowcount, 0) for stmt in _snapshot_statements(schema))
         new_snapshots = max(written - replaced, 0)  # listings this object did not have a snapshot of
         reasons = conn.execute(statement("replay/update_still_rejected_reasons.sql", schema), params).rowcount

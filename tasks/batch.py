@@ -3,7 +3,7 @@
 `stage_object` runs the ingest pipeline of one file up to its staged Parquet (in a process of the pool);
 `load_in_batches` loads the staged files a batch at a time (`load-batch`, one task run and one warehouse
 transaction per batch) while the pool goes on staging the next ones. A batch whose load fails after its
-retries is split in halves until the failing file is alone; that file then runs the whole single-file
+retries is split in halves until the failing file is alone; that file then runs the whole ingest
 pipeline (flows.ingest.run_ingest), which records its failure and parks it after its attempts, as an
 event-driven run would. So one file never holds up a backfill, and exactly once holds per file.
 """
@@ -21,16 +21,11 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 
 from berlin_rentals.config import Settings
-from berlin_rentals.ingest_result import FAILED, LOADED, SKIPPED, IngestFailed, IngestResult
+from berlin_rentals.ingest_result import FAILED, LOADED, SKIPPED, SUPERSEDED, IngestFailed, IngestResult
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.staging import read_staged_tables, write_batch_manifests
 from berlin_rentals.warehouse.attempts import begin_attempts
-from berlin_rentals.warehouse.batch_load import (
-    LOADED_MEANWHILE,
-    BatchFile,
-    BatchLoadReport,
-    load_staged_files,
-)
+from berlin_rentals.warehouse.load import BatchFile, LoadResult, load_staged_files
 from tasks.alerts import emit_file_parked
 from tasks.common import IO_STEP, run_inline, warehouse_engine
 from tasks.load import _target, end_attempt, load_slot
@@ -104,8 +99,8 @@ def _batch_id() -> str:
 
 
 @task(name="load-batch", task_run_name="load a batch of {count} files", **IO_STEP)
-def load_batch(settings: Settings, files: list[BatchFile], count: int) -> BatchLoadReport:
-    """One transaction for the batch's files (berlin_rentals/warehouse/batch_load.py), under a slot of
+def load_batch(settings: Settings, files: list[BatchFile], count: int) -> LoadResult:
+    """One transaction for the batch's files (berlin_rentals/warehouse/load.py), under a slot of
     `warehouse-load`. PostgreSQL streams the staged tables, read back from S3 side by side; Redshift COPYs
     each table once, from a manifest of the batch's files written first. The batch id the rows and ledger
     record is this task run's."""
@@ -128,13 +123,13 @@ def load_batch(settings: Settings, files: list[BatchFile], count: int) -> BatchL
         )
     with load_slot():
         return load_staged_files(
-            warehouse_engine(settings.warehouse_url), target, files, batch_id=batch_id, data=data, manifests=manifests
+            warehouse_engine(settings.warehouse_url), target, files, run_id=batch_id, data=data, manifests=manifests
         )
 
 
 def ingest_alone(settings: Settings, staged: IngestResult) -> IngestResult | IngestFailed:
-    """The whole single-file pipeline for a file a batch could not take (a correction, or the file a failed
-    batch was split down to), under the attempt its staging counted: its transform is a cache hit."""
+    """The whole ingest pipeline for the file a failed batch was split down to, under the attempt its
+    staging counted: its transform is a cache hit."""
     from flows.ingest import run_ingest
 
     source = staged.source
@@ -181,16 +176,15 @@ def load_in_batches(settings: Settings, staged: list[IngestResult]) -> list[Inge
         return load_in_batches(settings, staged[:half]) + load_in_batches(settings, staged[half:])
     outcomes: list[IngestResult | IngestFailed] = []
     for result in staged:
-        file_id = (result.key, result.etag)
-        if file_id in report.loaded:
-            load = report.loaded[file_id]
-            outcomes.append(replace(result, status=LOADED, report=load, batch=report.batch_id))
-        elif report.dropped.get(file_id) == LOADED_MEANWHILE:
-            if result.source is not None and result.attempt:
-                end_attempt(settings, result.source, result.attempt, SKIPPED)
-            ledger = report.ledger.get(file_id, "loaded")
-            outcomes.append(replace(result, status=SKIPPED, ledger=ledger, batch=report.batch_id))
-        else:  # a correction: it restates its key, which only a load of its own does
-            logger.info("%s: %s", result.uri, report.dropped.get(file_id, "not in the batch's report"))
+        load = report.reports.get((result.key, result.etag))
+        if load is None:  # not in the batch (it had no staged tables): the pipeline of its own says why
             outcomes.append(ingest_alone(settings, result))
+        elif load.status == LOADED:  # a correction too: the batch restated its key
+            outcomes.append(replace(result, status=LOADED, report=load, batch=report.run_id))
+        else:  # skipped (loaded or parked by another run meanwhile), or superseded by a newer version
+            if result.source is not None and result.attempt:
+                end_attempt(settings, result.source, result.attempt, load.status)
+            ledger = load.ledger if load.status == SKIPPED else SUPERSEDED
+            error = load.reason if load.status == SUPERSEDED else None
+            outcomes.append(replace(result, status=load.status, ledger=ledger, error=error, batch=report.run_id))
     return outcomes

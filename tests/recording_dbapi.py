@@ -23,6 +23,19 @@ class Warning(Exception):  # noqa: A001 - DB-API name
 InterfaceError = DatabaseError = DataError = OperationalError = IntegrityError = Error
 InternalError = ProgrammingError = NotSupportedError = Error
 
+COUNT_COLUMNS = [
+    "load_order",
+    "etag",
+    "fact_staged",
+    "fact_inserted",
+    "fact_updated",
+    "dim_city_inserted",
+    "dim_address_inserted",
+    "dim_agency_inserted",
+    "dim_agency_updated",
+]
+LEDGER_COLUMNS = ["key", "etag", "status", "attempts", "error", "last_modified", "version_id"]
+
 _ANSWERS = [
     (re.compile(r"version\(\)", re.I), [("PostgreSQL 8.0.2 on i686-pc-linux-gnu, Redshift 1.0.77467",)], ["version"]),
     (re.compile(r"show standard_conforming_strings", re.I), [("on",)], ["standard_conforming_strings"]),
@@ -31,7 +44,10 @@ _ANSWERS = [
     (re.compile(r"AS staged", re.I), [(11, 11, 0)], ["staged", "inserted", "updated"]),
     (re.compile(r"AS city_inserted", re.I), [(1, 11, 10)], ["city_inserted", "address_inserted", "agency_inserted"]),
     (re.compile(r"SELECT status, attempts, error", re.I), [], ["status", "attempts", "error"]),
-    (re.compile(r"SELECT etag, last_modified", re.I), [], ["etag", "last_modified"]),  # no newer version loaded
+    # The ledger of a load's keys: no version of them loaded yet.
+    (re.compile(r"SELECT key, etag, status, attempts, error, last_modified", re.I), [], LEDGER_COLUMNS),
+    # A load of one file's figures (batch_answers: of many).
+    (re.compile(r"FROM stage_batch_counts\s+ORDER BY", re.I), [(0, "", 11, 11, 0, 1, 11, 10, 0)], COUNT_COLUMNS),
 ]
 
 
@@ -110,31 +126,16 @@ def rendered(sql: str, params) -> str:
     return sql.replace("%%", "%") % tuple(literal(p) for p in params)
 
 
-COUNT_COLUMNS = [
-    "load_order",
-    "etag",
-    "fact_staged",
-    "fact_inserted",
-    "fact_updated",
-    "dim_city_inserted",
-    "dim_address_inserted",
-    "dim_agency_inserted",
-    "dim_agency_updated",
-]
-
-
 def batch_answers(etags: list[str], ledger: list[tuple] | None = None) -> list:
-    """What a cluster would answer a batch load of files with these ETags (in load order): the ledger read
-    with `ledger`'s rows (load_order, etag, status, own_version), and the per-file counts with a row for each
-    file still in the batch (11 listings: 11 new, one city, 11 addresses, 10 agencies)."""
-    left = {row[0] for row in ledger or []}
-    counts = [(i, etag, 11, 11, 0, 1, 11, 10, 0) for i, etag in enumerate(etags) if i not in left]
+    """What a cluster would answer a load of files with these ETags (in load order): the ledger read with
+    `ledger`'s rows (key, etag, status, last_modified, version_id), and the per-file counts with a row for
+    each file the ledger leaves in the load (11 listings: 11 new, one city, 11 addresses, 10 agencies)."""
+    rows = [(key, etag, status, 0, None, modified, version) for key, etag, status, modified, version in ledger or []]
+    left = {row[1] for row in rows if row[2] in ("loaded", "parked")}
+    kept = [etag for etag in etags if etag not in left]
+    counts = [(i, etag, 11, 11, 0, 1, 11, 10, 0) for i, etag in enumerate(kept)]
     return [
-        (
-            re.compile(r"SELECT b\.load_order, l\.etag", re.I),
-            ledger or [],
-            ["load_order", "etag", "status", "own_version"],
-        ),
+        (re.compile(r"SELECT key, etag, status, attempts, error, last_modified", re.I), rows, LEDGER_COLUMNS),
         (re.compile(r"FROM stage_batch_counts\s+ORDER BY", re.I), counts, COUNT_COLUMNS),
     ]
 
@@ -146,7 +147,7 @@ def staged_files(batch, count: int, first_hour: int = 0) -> list:
 
     from berlin_rentals.source import SourceObject
     from berlin_rentals.staging import StagedBatch, staged_prefix
-    from berlin_rentals.warehouse.batch_load import BatchFile
+    from berlin_rentals.warehouse.load import BatchFile
 
     hour0 = datetime(2019, 1, 13, tzinfo=UTC)
     files = []

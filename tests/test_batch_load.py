@@ -1,6 +1,6 @@
-"""Many files in one load transaction (berlin_rentals/warehouse/batch_load.py), on the stack's PostgreSQL.
+"""Many files in one load transaction (berlin_rentals/warehouse/load.py), on the stack's PostgreSQL.
 
-The decisive check: a batch of files with overlapping listings (newer, older and equally new versions of
+The decisive check of the one load's semantics: a batch of files with overlapping listings (newer, older and equally new versions of
 one listing in several files, an agency whose contact changes, rejected lines) leaves every table as the
 same files loaded one by one, in the batch's order, leave it, starting from a warehouse that already
 holds some of them. Run ids and load times differ by design and are left out of the comparison.
@@ -8,6 +8,7 @@ holds some of them. Run ids and load times differ by design and are left out of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,15 +26,9 @@ from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
 from berlin_rentals.synthetic import read_sample_records, zip_lines
 from berlin_rentals.transform import transform_lines
-from berlin_rentals.warehouse.batch_load import (
-    LOADED_MEANWHILE,
-    RESTATES_ITS_KEY,
-    BatchFile,
-    load_staged_files,
-)
 from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
 from berlin_rentals.warehouse.engines import PostgresTarget
-from berlin_rentals.warehouse.load import load_staged_batch
+from berlin_rentals.warehouse.load import LOADED_MEANWHILE, BatchFile, load_staged_batch, load_staged_files
 from berlin_rentals.warehouse.sql import SQL_DIR
 from tests.helpers import WAREHOUSE_TABLES, query, wait_for
 from tests.test_exactly_once import A, B, Pause, _apart, etag_of, version
@@ -60,7 +55,7 @@ def staged_file(settings, hour: int, records: list[dict], *, bad_lines: int = 0)
 
 
 def _single(settings, file: BatchFile, tables: dict, engine: sa.Engine, run: str = "event-run"):
-    """One file's own load (load_staged_batch), as an event-driven run loads it."""
+    """One file's own load (the one load with one file), as an event-driven run loads it."""
     return load_staged_batch(
         engine,
         PostgresTarget(settings.warehouse_schema),
@@ -81,15 +76,16 @@ def one_by_one(settings, files: list[tuple[BatchFile, dict]]) -> None:
         engine.dispose()
 
 
-def as_batch(settings, files: list[tuple[BatchFile, dict]], batch_id: str = "batch-1"):
+def as_batch(settings, files: list[tuple[BatchFile, dict]], batch_id: str = "batch-1", force: bool = False):
     engine = make_engine(settings.warehouse_url)
     try:
         return load_staged_files(
             engine,
             PostgresTarget(settings.warehouse_schema),
             [f for f, _ in files],
-            batch_id=batch_id,
+            run_id=batch_id,
             data={f.source.etag: tables for f, tables in files},
+            force=force,
         )
     finally:
         engine.dispose()
@@ -173,18 +169,22 @@ def test_a_batch_leaves_every_table_as_its_files_loaded_one_by_one(settings, twi
     one_by_one(twin, before)
     report = as_batch(twin, batch)
 
-    assert len(report.loaded) == 3 and not report.dropped
-    expected, got = state(settings, settings.warehouse_schema), state(twin, twin.warehouse_schema)
-    for table in TABLES:
-        if got[table] != expected[table]:
-            _print_differing_rows(expected[table], got[table])
-        assert got[table] == expected[table], table
+    assert len(report.loaded) == len(report.reports) == 3
+    assert_same_tables(settings, twin)
     # The figures each file's ledger row holds are those of loading it alone, in its turn.
     hour10 = report.loaded[(batch[0][0].source.key, batch[0][0].source.etag)]
     assert (hour10.fact_inserted, hour10.fact_updated, hour10.fact_stale) == (2, 1, 0)
     hour12 = report.loaded[(batch[2][0].source.key, batch[2][0].source.etag)]
     assert (hour12.fact_inserted, hour12.fact_updated, hour12.fact_stale) == (0, 1, 2)
     assert hour12.rejected == 1
+
+
+def assert_same_tables(settings, twin) -> None:
+    expected, got = state(settings, settings.warehouse_schema), state(twin, twin.warehouse_schema)
+    for table in TABLES:
+        if got[table] != expected[table]:
+            _print_differing_rows(expected[table], got[table])
+        assert got[table] == expected[table], table
 
 
 def test_the_batch_records_one_run_for_all_its_rows(twin):
@@ -206,7 +206,8 @@ def test_a_file_loaded_meanwhile_drops_out_and_the_rest_loads(twin):
     one_by_one(twin, [batch[1]])  # an event-driven run loaded hour 11 first
     report = as_batch(twin, batch)
     dropped = (batch[1][0].source.key, batch[1][0].source.etag)
-    assert report.dropped == {dropped: LOADED_MEANWHILE} and report.ledger[dropped] == "loaded"
+    skipped = report.reports[dropped]
+    assert (skipped.status, skipped.reason, skipped.ledger) == ("skipped", LOADED_MEANWHILE, "loaded")
     assert len(report.loaded) == 2
     engine = make_engine(twin.warehouse_url)
     with engine.connect() as conn:
@@ -221,15 +222,88 @@ def test_a_file_loaded_meanwhile_drops_out_and_the_rest_loads(twin):
     ]
 
 
-def test_a_correction_leaves_the_batch_to_be_loaded_on_its_own(twin):
+def test_a_correction_in_a_batch_restates_its_key_as_its_own_load_does(settings, twin):
+    """A correction stays in the batch: what only the version it replaces said is removed (listing C and its
+    address), or rebuilt from another key's snapshot (listing B), as loading the files one by one leaves it."""
     t = DAY + timedelta(hours=8)
-    first, first_tables = staged_file(twin, 10, [version(0, rent=600, modified=t)])
-    one_by_one(twin, [(first, first_tables)])
-    corrected, tables = staged_file(twin, 10, [version(0, rent=650, modified=t)])  # same key, new content
+    earlier = staged_file(settings, 9, [version(1, rent=500, modified=t - timedelta(hours=2))])
+    first = staged_file(
+        settings,
+        10,
+        [
+            version(0, rent=600, modified=t),
+            version(1, rent=9999, modified=t),
+            version(2, rent=800, modified=t, realEstate_address_street="Nurhierstrasse"),
+        ],
+    )
+    corrected = staged_file(settings, 10, [version(0, rent=650, modified=t)])  # same key, new content
+    other = staged_file(settings, 11, [version(3, rent=700, modified=t)])
+    for side in (settings, twin):
+        one_by_one(side, [earlier])
+        one_by_one(side, [first])
+    one_by_one(settings, [corrected])
+    one_by_one(settings, [other])
+    report = as_batch(twin, [corrected, other])
+
+    assert set(report.loaded) == {corrected[0].id, other[0].id}
+    assert_same_tables(settings, twin)
+    rents = dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats"))
+    assert rents == {A: Decimal("650.00"), B: Decimal("500.00"), int(RECORDS[3]["data"]["id"]): Decimal("700.00")}
+    ledger = dict(query(twin, "SELECT etag, status FROM {schema}.load_ledger WHERE key = :k", k=first[0].source.key))
+    assert ledger == {first[0].source.etag: "superseded", corrected[0].source.etag: "loaded"}
+    assert (report.loaded[corrected[0].id].fact_inserted, report.loaded[corrected[0].id].fact_updated) == (0, 1)
+
+
+def test_a_file_older_than_its_keys_loaded_version_is_refused_inside_the_batch_even_forced(twin):
+    t = DAY + timedelta(hours=8)
+    old = staged_file(twin, 10, [version(0, rent=9999, modified=t)])
+    new = replace_source(staged_file(twin, 10, [version(0, rent=650, modified=t)]), minutes=30)
     other = staged_file(twin, 11, [version(1, rent=700, modified=t)])
-    report = as_batch(twin, [(corrected, tables), other])
-    assert report.dropped == {corrected.id: RESTATES_ITS_KEY}
-    assert list(report.loaded) == [other[0].id]
+    one_by_one(twin, [new])
+    for force in (False, True):
+        report = as_batch(twin, [old, other], batch_id=f"batch-{force}", force=force)
+        refused = report.reports[old[0].id]
+        assert refused.status == "superseded" and new[0].source.etag in refused.reason
+        assert report.reports[other[0].id].status == "loaded"
+    rents = dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats"))
+    assert rents == {A: Decimal("650.00"), B: Decimal("700.00")}
+    ledger = dict(query(twin, "SELECT etag, status FROM {schema}.load_ledger WHERE key = :k", k=old[0].source.key))
+    assert ledger == {old[0].source.etag: "superseded", new[0].source.etag: "loaded"}
+
+
+def test_of_two_versions_of_a_key_in_one_batch_the_newer_loads_and_the_older_is_superseded(twin):
+    t = DAY + timedelta(hours=8)
+    old = staged_file(twin, 10, [version(0, rent=9999, modified=t), version(1, rent=9999, modified=t)])
+    new = replace_source(staged_file(twin, 10, [version(0, rent=650, modified=t)]), minutes=30)
+    report = as_batch(twin, [new, old])
+    assert report.reports[new[0].id].status == "loaded"
+    assert report.reports[old[0].id].status == "superseded" and "in the same load" in report.reports[old[0].id].reason
+    assert dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats")) == {A: Decimal("650.00")}
+
+
+def test_a_forced_batch_reloads_a_loaded_file_and_removes_what_it_no_longer_yields(twin):
+    t = DAY + timedelta(hours=8)
+    file = staged_file(twin, 10, [version(0, rent=600, modified=t), version(1, rent=700, modified=t)])
+    one_by_one(twin, [file])
+    assert as_batch(twin, [file]).reports[file[0].id].status == "skipped"
+    # The same version, its listing B now rejected (as a stricter transform would): B has no source left.
+    fewer = BatchFile(file[0].source, file[0].staged, file[0].stats)
+    tables = {
+        n: (t.filter([int(i) != B for i in t["listing_id"].to_pylist()]) if "listing_id" in t.column_names else t)
+        for n, t in file[1].items()
+    }
+    report = as_batch(twin, [(fewer, tables)], batch_id="forced", force=True)
+    assert report.reports[file[0].id].status == "loaded"
+    assert dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats")) == {A: Decimal("600.00")}
+
+
+def replace_source(file: tuple[BatchFile, dict], *, minutes: int) -> tuple[BatchFile, dict]:
+    """The file uploaded `minutes` later than staged_file says (a newer version of its key)."""
+    batch_file, tables = file
+    source = dataclasses.replace(
+        batch_file.source, last_modified=batch_file.source.last_modified + timedelta(minutes=minutes)
+    )
+    return dataclasses.replace(batch_file, source=source), tables
 
 
 def test_two_files_with_one_etag_are_never_one_batch(twin):
@@ -246,23 +320,20 @@ def _columns(sql: str, start: str) -> list[str]:
     return [c.strip() for c in block.replace("\n", " ").split(",")]
 
 
-@pytest.mark.parametrize("path", ["batch/merge_batch_into_fact_flats.sql"])
-def test_the_batch_fact_insert_writes_every_column_of_fact_flats(path):
+@pytest.mark.parametrize("path", ["load/merge_into_fact_flats.sql", "postgresql/merge_into_fact_flats.sql"])
+def test_the_fact_merge_inserts_every_column_of_fact_flats(path):
+    """Every column of fact_flats gets its staged value (lineage included: a load of many files writes
+    each row's own file), and the run's id and time."""
     sql = re.sub(r"--[^\n]*", "", (SQL_DIR / path).read_text())
-    inserted = _columns(sql, "INSERT INTO {schema}.fact_flats (")
-    lineage = [
-        "source_key",
-        "source_etag",
-        "batch_hour",
-        "source_bucket",
-        "source_version_id",
-        "flow_run_id",
-        "loaded_at",
-    ]
-    assert inserted == [c.name for c in FACT_FLATS] + lineage
-    selected = sql.split("SELECT\n", 1)[1].split("FROM stage_batch_fact_flats", 1)[0]
-    values = [v.strip() for v in selected.replace("\n", " ").split(", ")]
-    assert values[: len(FACT_FLATS)] == [f"s.{c.name}" for c in FACT_FLATS]
+    inserted = _columns(sql, "WHEN NOT MATCHED THEN INSERT (")
+    values = [v.strip() for v in sql.split(") VALUES (", 1)[1].rsplit(")", 1)[0].replace("\n", " ").split(", ")]
+    lineage = ["source_key", "source_etag", "batch_hour", "source_bucket", "source_version_id"]
+    assert sorted(inserted) == sorted([c.name for c in FACT_FLATS] + lineage + ["flow_run_id", "loaded_at"])
+    given = dict(zip(inserted, values, strict=True))
+    assert given.pop("flow_run_id").startswith("CAST(:flow_run_id") and given.pop("loaded_at").startswith(
+        "CAST(:loaded_at"
+    )
+    assert given == {c: f"s.{c}" for c in given}
 
 
 def _print_differing_rows(a, b):

@@ -62,18 +62,20 @@ def pointers(settings, table: str) -> set[tuple]:
 
 def test_every_sql_file_that_writes_lineage_writes_the_raw_pointers():
     writers = [
-        "merge/merge_into_fact_flats.sql",
+        "load/merge_into_fact_flats.sql",
         "postgresql/merge_into_fact_flats.sql",
-        "merge/replace_flat_snapshots.sql",
-        "merge/replace_rejected_records.sql",
-        "merge/restate_key_facts.sql",
+        "load/replace_flat_snapshots.sql",
+        "load/replace_rejected_records.sql",
+        "load/restate_key_facts.sql",
         "replay/insert_replayed_flat_snapshots.sql",
     ]
     for path in writers:
         body = (SQL_DIR / path).read_text()
-        for column in ("source_bucket", "source_version_id"):
-            # named as a target and given a value (an INSERT's list and VALUES, or SET and its source)
-            assert len(re.findall(rf"\b{column}\b", body)) >= 2, (path, column)
+        for column, file_column in (("source_bucket", "bucket"), ("source_version_id", "version_id")):
+            # named as a target and given a value: a staged row's own (an INSERT's list and VALUES, or SET
+            # and its source), or its file's row of the load (stage_batch_files AS b)
+            named = len(re.findall(rf"\b{column}\b", body))
+            assert named >= 2 or (named == 1 and f"b.{file_column}" in body), (path, column)
     assert {c.name for c in LINEAGE} >= {"source_bucket", "source_version_id"}
 
 

@@ -1,7 +1,8 @@
-"""What a batch load sends to Redshift (berlin_rentals/warehouse/batch_load.py), captured by the recording
+"""What a load of many files sends to Redshift (berlin_rentals/warehouse/load.py), captured by the recording
 driver: every statement parses as Redshift SQL, one COPY per table from the batch's manifest, all of it in
 one transaction, and a backfill's commits counted: 168 files in batches of 24 commit 7 times, where one
-load per file commits 168 times. The same SQL runs for real on PostgreSQL in tests/test_batch_load.py.
+load per file commits 168 times. The same SQL runs for real on PostgreSQL in tests/test_batch_load.py
+(and, a file at a time, in tests/test_exactly_once.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from berlin_rentals.archive import iter_lines
 from berlin_rentals.model import STAGED_TABLES
 from berlin_rentals.staging import batch_manifest_key, manifest_body
 from berlin_rentals.transform import transform_lines
-from berlin_rentals.warehouse.batch_load import BatchFile, load_staged_files
 from berlin_rentals.warehouse.engines import RedshiftTarget
-from berlin_rentals.warehouse.load import load_staged_batch
+from berlin_rentals.warehouse.load import BatchFile, load_staged_batch, load_staged_files
 
 ROLE = "arn:aws:iam::123456789012:role/rentals-redshift-copy"
 
@@ -47,14 +47,14 @@ def _engine() -> sa.Engine:
 
 def _recorded_batch(files: list[BatchFile], batch_id: str = "batch-1", ledger: list | None = None):
     """The statements of one batch load through the Redshift target; the driver answers the ledger read
-    with `ledger` rows and the counts with a row per file."""
+    with `ledger` rows (key, etag, status, last_modified, version_id) and the counts with a row per file."""
     engine = _engine()
     driver.STATEMENTS.clear()
     answers = driver.batch_answers([f.source.etag for f in files], ledger)
     driver._ANSWERS[:0] = answers
     try:
         report = load_staged_files(
-            engine, RedshiftTarget("berlin_rentals", ROLE), files, batch_id=batch_id, manifests=_manifests(batch_id)
+            engine, RedshiftTarget("berlin_rentals", ROLE), files, run_id=batch_id, manifests=_manifests(batch_id)
         )
     finally:
         del driver._ANSWERS[: len(answers)]
@@ -85,13 +85,17 @@ def test_a_batch_copies_each_table_once_from_its_manifest_in_one_transaction(sam
         assert "CREDENTIALS" not in sql.upper()
     assert joined.count("COMMIT") == 1 and "ROLLBACK" not in joined[: joined.index("COMMIT")]
     lock = joined.index("LOCK berlin_rentals.load_ledger")
-    assert lock < joined.index(next(s for s in joined if s.startswith("SELECT b.load_order")))
+    assert lock < joined.index(next(s for s in joined if s.startswith("SELECT key, etag, status")))
     assert lock < joined.index(copies[0])
     # the staging tables of the facts are distributed as the facts are
     creates = [sql for sql in joined if sql.startswith("CREATE TEMPORARY TABLE stage_fact_flats")]
     assert creates and "DISTKEY(listing_id)" in creates[0].replace(" (", "(")
-    # no MERGE of the facts (delete and insert), one multi-row INSERT of the batch's files
-    assert not any(s.startswith("MERGE INTO berlin_rentals.fact_flats") for s in joined)
+    # one MERGE of the facts, from one row per listing with the stale ones dropped first (Redshift's MERGE
+    # has no conditional clauses), and one multi-row INSERT of the batch's files
+    merges = [i for i, s in enumerate(joined) if s.startswith("MERGE INTO berlin_rentals.fact_flats")]
+    stale = joined.index(next(s for s in joined if s.startswith("DELETE FROM stage_batch_fact_flats USING")))
+    assert len(merges) == 1 and stale < merges[0]
+    assert "USING stage_batch_fact_flats AS s" in joined[merges[0]]
     assert sum(s.startswith("INSERT INTO stage_batch_files") for s in joined) == 1
     # statements per batch do not grow with its files
     few, _ = _recorded_batch(_files(sample_batch, 2))
@@ -118,12 +122,16 @@ def test_a_backfill_of_168_files_in_batches_of_24_commits_7_times_not_168(sample
 
 def test_a_file_the_ledger_shows_loaded_leaves_the_batch_before_any_copy(sample_batch):
     files = _files(sample_batch, 3)
-    loaded = [(1, files[1].source.etag, "loaded", 1)]
+    loaded = [(files[1].source.key, files[1].source.etag, "loaded", files[1].source.last_modified, None)]
     statements, report = _recorded_batch(files, ledger=loaded)
-    assert set(report.loaded) == {files[0].id, files[2].id} and report.ledger == {files[1].id: "loaded"}
-    joined = [" ".join(sql.split()) for sql, _ in statements]
-    drop = next(i for i, s in enumerate(joined) if s.startswith("DELETE FROM stage_batch_files WHERE load_order IN"))
-    assert drop < next(i for i, s in enumerate(joined) if s.startswith("COPY"))
+    assert set(report.loaded) == {files[0].id, files[2].id}
+    skipped = report.reports[files[1].id]
+    assert (skipped.status, skipped.ledger) == ("skipped", "loaded")
+    # it never enters the load's file table, which is written before any COPY
+    joined = [" ".join(driver.rendered(sql, params).split()) for sql, params in statements]
+    written = next(i for i, s in enumerate(joined) if s.startswith("INSERT INTO stage_batch_files"))
+    assert written < next(i for i, s in enumerate(joined) if s.startswith("COPY"))
+    assert files[1].source.etag not in joined[written] and files[0].source.etag in joined[written]
 
 
 def test_the_manifest_lists_every_file_of_the_batch_as_mandatory_with_its_length(sample_batch):

@@ -47,8 +47,8 @@ def test_every_statement_parses_as_redshift_sql(sent):
     assert len(body) > 20
     for sql in body:
         tree = sqlglot.parse_one(sql, read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
-        if isinstance(tree, exp.Command):  # sqlglot keeps LOCK as a raw command
-            assert tree.this.upper() == "LOCK", sql
+        if isinstance(tree, exp.Command):  # sqlglot keeps LOCK and ANALYZE as raw commands
+            assert tree.this.upper() in ("LOCK", "ANALYZE"), sql
 
 
 def test_copy_reads_each_tables_parquet_for_this_etag_with_the_iam_role(sent):
@@ -77,7 +77,7 @@ def test_claim_staging_merges_and_ledger_run_in_one_transaction(sent):
     # After the one COMMIT only the pool's reset-on-return may follow (a no-op ROLLBACK).
     assert set(sqls[commit + 1 :]) <= {"ROLLBACK"}
     order = [s for s in sqls if s.split()[0] in ("MERGE", "UPDATE", "INSERT")]
-    assert order[0] == "INSERT INTO"  # the ledger claim's row
+    assert order[0] == "INSERT INTO"  # the load's file table, which the ledger claim reads
     merges = [sql.split()[2] for sql, _ in statements if sql.lstrip().upper().startswith("MERGE")]
     assert merges == [
         "berlin_rentals.dim_city",
@@ -160,7 +160,7 @@ def _parse_all(statements) -> None:
             continue
         tree = sqlglot.parse_one(driver.rendered(sql, params), read="redshift", error_level=sqlglot.ErrorLevel.RAISE)
         if isinstance(tree, exp.Command):
-            assert tree.this.upper() == "LOCK", sql
+            assert tree.this.upper() in ("LOCK", "ANALYZE"), sql
 
 
 def test_a_correction_restates_its_key_in_redshift_sql_inside_the_one_transaction(sample_zip):
@@ -189,17 +189,16 @@ def test_a_correction_restates_its_key_in_redshift_sql_inside_the_one_transactio
     assert release_agents < at("MERGE INTO berlin_rentals.dim_agent") < rebuild
     rerank_agents = at("UPDATE berlin_rentals.dim_agent SET source_modified_at = n.newest")
     assert merge < rerank_agents < at("DELETE FROM berlin_rentals.dim_agent WHERE")
-    assert max(orphans) < at("DELETE FROM berlin_rentals.flat_snapshots") < at("UPDATE berlin_rentals.load_ledger")
+    assert max(orphans) < at("DELETE FROM berlin_rentals.flat_snapshots")
+    assert at("DELETE FROM berlin_rentals.flat_snapshots") < at(
+        "UPDATE berlin_rentals.load_ledger SET status = 'loaded'"
+    )
 
 
 def test_an_older_version_than_the_loaded_one_is_refused_in_redshift_sql_before_any_data(sample_zip):
-    newer = [
-        (
-            re.compile(r"SELECT etag, last_modified", re.I),
-            [("b" * 32, datetime(2019, 1, 13, 15, 30, tzinfo=UTC))],
-            ["etag", "last_modified"],
-        )
-    ]
+    newer = driver.batch_answers(
+        [ETAG], [(SAMPLE_SOURCE.key, "b" * 32, "loaded", datetime(2019, 1, 13, 15, 30, tzinfo=UTC), None)]
+    )
     statements, report = _recorded_load(sample_zip, newer)
     assert report.status == "superseded" and "b" * 32 in report.reason
     _parse_all(statements)
@@ -226,6 +225,16 @@ def test_every_row_the_redshift_load_writes_names_its_raw_bucket_and_version(sam
             if table in ("fact_flats", "flat_snapshots", "rejected_records"):
                 written[table] = driver.rendered(sql, params)
     assert set(written) == {"fact_flats", "flat_snapshots", "rejected_records"}
+    # The values are the load's file table's (one row per file, written with this file's bucket and version)...
+    rendered = [" ".join(driver.rendered(sql, params).split()) for sql, params in statements if sql != "COMMIT"]
+    files = next(sql for sql in rendered if sql.startswith("INSERT INTO stage_batch_files"))
+    assert f"'{version}'" in files and "'rentals-raw'" in files
+    # ... which every write takes them from: the snapshots and rejects directly, the facts by their stage.
+    newest = next(sql for sql in rendered if sql.startswith("CREATE TEMPORARY TABLE stage_batch_fact_flats"))
+    assert "b.version_id AS source_version_id" in newest and "b.bucket AS source_bucket" in newest
     for table, sql in written.items():
-        assert re.search(r"\bsource_version_id\b", sql) and f"'{version}'" in sql, table
-        assert re.search(r"\bsource_bucket\b", sql) and "'rentals-raw'" in sql, table
+        lineage = "s." if table == "fact_flats" else "b."
+        assert re.search(r"\bsource_version_id\b", sql), table
+        assert re.search(rf"\b{lineage}(source_)?version_id\b", sql) and re.search(
+            rf"\b{lineage}(source_)?bucket\b", sql
+        )

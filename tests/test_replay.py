@@ -452,7 +452,7 @@ def test_a_replay_waits_for_a_load_in_flight_and_redoes_its_work_if_the_rejects_
     from berlin_rentals.replay import _Changed, apply_replay, stage_replay
     from berlin_rentals.s3 import download_source, head_source
     from berlin_rentals.warehouse.engines import target_for
-    from berlin_rentals.warehouse.sql import statement
+    from berlin_rentals.warehouse.merge import execute_file, write_load_files
     from tasks.common import warehouse_engine
 
     modified = datetime(2031, 3, 5, 9, 10, tzinfo=UTC)
@@ -476,16 +476,16 @@ def test_a_replay_waits_for_a_load_in_flight_and_redoes_its_work_if_the_rejects_
     results = []
     with engine.connect() as holder:
         holder.begin()
-        holder.execute(
-            statement("postgresql/claim_file.sql", settings.warehouse_schema),
-            {
-                "bucket": settings.raw_bucket,
-                "key": key,
-                "etag": etag,
-                "flow_run_id": "reload",
-                "started_at": datetime.now(UTC),
-                "force": True,
-            },
+        # The load's own claim (sql/load/claim_files.sql) of this version, as a forced reload makes it.
+        write_load_files(
+            holder,
+            [{"load_order": 0, "bucket": settings.raw_bucket, "key": key, "etag": etag, "batch_hour": modified}],
+        )
+        execute_file(
+            holder,
+            "load/claim_files.sql",
+            settings.warehouse_schema,
+            {"flow_run_id": "reload", "started_at": datetime.now(UTC)},
         )
         thread = threading.Thread(
             target=contextvars.copy_context().run, args=(lambda: results.append(replay(settings, key)[1]),)

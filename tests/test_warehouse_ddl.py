@@ -44,7 +44,7 @@ def test_every_staged_column_reaches_its_target_table_through_the_merge_sql():
         "dim_city": "merge_into_dim_city.sql",
     }
     for table, file in merge_files.items():
-        body = (SQL_DIR / "merge" / file).read_text()
+        body = (SQL_DIR / "load" / file).read_text()
         for column in column_names(table):
             assert re.search(rf"\b{column}\b", body), f"{column} of {table} is not written by {file}"
     assert set(merge_files) == set(STAGED_TABLES)

@@ -1,8 +1,8 @@
 """What differs between PostgreSQL (local, tests) and Redshift (production). Everything else is shared SQL.
 
 - getting rows into the staging tables: COPY FROM STDIN here, COPY FROM S3 Parquet with an IAM role there;
-- claiming a ledger row: a lock on the key and ON CONFLICT row locks here, a table LOCK there (Redshift has
-  no upsert), which also serialises whole loads there;
+- holding the load's keys: a lock per key here (loads of other keys run at once), a table LOCK on the
+  ledger there (Redshift has no advisory locks and enforces no keys), which serialises whole loads there;
 - newest wins in the fact MERGE: a condition inside the MERGE here, where loads run at once; stale rows
   deleted from the stage first there (its MERGE has no conditional clauses);
 - recording a failure: the same difference.
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -33,20 +34,20 @@ _STAGED_NAMES = frozenset(STAGED_TABLES)
 
 class Target(Protocol):
     name: str
-    fact_merge: str  # the SQL file that merges the staged facts
+    schema: str
+    fact_merge: str  # the SQL file that merges the staged facts (berlin_rentals/warehouse/merge.py)
 
+    def lock_keys(self, conn: sa.Connection, lock_keys: list[str]) -> None: ...
     def lock_dimensions(self, conn: sa.Connection) -> None: ...
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None: ...
     def copy_into_staging(
-        self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None
-    ) -> None: ...
-    def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool: ...
-
-    # A batch of files in one transaction (berlin_rentals/warehouse/batch_load.py).
-    def lock_batch(self, conn: sa.Connection) -> None: ...
-    def copy_batch_into_staging(
-        self, conn: sa.Connection, table: str, data: pa.Table | None, manifest_uri: str | None
+        self,
+        conn: sa.Connection,
+        table: str,
+        staged: Sequence[StagedBatch],
+        data: pa.Table | None,
+        manifest_uri: str | None,
     ) -> None: ...
 
 
@@ -59,8 +60,9 @@ def dialect_name(url: str | sa.URL) -> str:
     raise ValueError(f"unsupported warehouse backend {backend!r}: use postgresql+psycopg:// or redshift+...://")
 
 
-def _key_lock_name(params: dict[str, Any]) -> str:
-    return f"berlin-rentals load {params['bucket']}/{params['key']}"
+def key_lock_name(bucket: str, key: str) -> str:
+    """The name a load locks a key by (PostgreSQL's advisory lock, lock_load_keys.sql)."""
+    return f"berlin-rentals load {bucket}/{key}"
 
 
 def _recreate(conn: sa.Connection, tables: list[str]) -> None:
@@ -81,7 +83,12 @@ class PostgresTarget:
         _recreate(conn, tables)
 
     def copy_into_staging(
-        self, conn: sa.Connection, table: str, staged: StagedBatch | None, data: pa.Table | None
+        self,
+        conn: sa.Connection,
+        table: str,
+        staged: Sequence[StagedBatch],
+        data: pa.Table | None,
+        manifest_uri: str | None,
     ) -> None:
         if data is None:
             raise ValueError("PostgreSQL staging needs the staged table's data")
@@ -102,25 +109,12 @@ class PostgresTarget:
                     pacsv.write_csv(part, buffer, write_options=options)
                     copy.write(buffer.getbuffer())
 
-    def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool:
-        # Versions of one key load one at a time (the row lock below only orders loads of one version).
-        conn.execute(statement("postgresql/lock_object_key.sql", self.schema), {"lock_key": _key_lock_name(params)})
-        return conn.execute(statement("postgresql/claim_file.sql", self.schema), params).first() is not None
+    def lock_keys(self, conn: sa.Connection, lock_keys: list[str]) -> None:
+        conn.execute(statement("postgresql/lock_load_keys.sql", self.schema), {"lock_keys": lock_keys})
 
     def lock_dimensions(self, conn: sa.Connection) -> None:
         for stmt in statements("postgresql/lock_dimensions_for_restatement.sql", self.schema):
             conn.execute(stmt)
-
-    def lock_batch(self, conn: sa.Connection) -> None:
-        # Every key of the batch (as claim() locks one), then the tables it decides the newest version in.
-        for path in ("postgresql/lock_batch_keys.sql", "postgresql/lock_tables_for_batch.sql"):
-            for stmt in statements(path, self.schema):
-                conn.execute(stmt)
-
-    def copy_batch_into_staging(
-        self, conn: sa.Connection, table: str, data: pa.Table | None, manifest_uri: str | None
-    ) -> None:
-        self.copy_into_staging(conn, table, None, data)
 
 
 @dataclass
@@ -128,10 +122,16 @@ class RedshiftTarget:
     schema: str
     iam_role_arn: str | None
     name: str = "redshift"
-    fact_merge: str = "merge/merge_into_fact_flats.sql"
+    fact_merge: str = "load/merge_into_fact_flats.sql"
+
+    def lock_keys(self, conn: sa.Connection, lock_keys: list[str]) -> None:
+        # Redshift enforces no unique keys and has no advisory locks: the ledger's table lock holds every
+        # other load (and claim) until this one ends.
+        for stmt in statements("redshift/lock_load_ledger.sql", self.schema):
+            conn.execute(stmt)
 
     def lock_dimensions(self, conn: sa.Connection) -> None:
-        """Nothing to do: the claim's LOCK on the ledger already holds every other load until this one ends."""
+        """Nothing to do: lock_keys' LOCK on the ledger already holds every other load until this one ends."""
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
         _recreate(conn, tables)
@@ -158,13 +158,6 @@ class RedshiftTarget:
             .replace("{iam_role}", role)
         )
 
-    def copy_into_staging(self, conn: sa.Connection, table: str, staged: StagedBatch, data: pa.Table | None) -> None:
-        conn.exec_driver_sql(self.copy_sql(table, staged))
-
-    def lock_batch(self, conn: sa.Connection) -> None:
-        for stmt in statements("redshift/lock_load_ledger.sql", self.schema):
-            conn.execute(stmt)
-
     def batch_copy_sql(self, table: str, manifest_uri: str) -> str:
         """One COPY of a table for a whole batch, from the manifest listing its files; validated as copy_sql."""
         role = self._role()
@@ -178,25 +171,22 @@ class RedshiftTarget:
             .replace("{iam_role}", role)
         )
 
-    def copy_batch_into_staging(
-        self, conn: sa.Connection, table: str, data: pa.Table | None, manifest_uri: str | None
+    def copy_into_staging(
+        self,
+        conn: sa.Connection,
+        table: str,
+        staged: Sequence[StagedBatch],
+        data: pa.Table | None,
+        manifest_uri: str | None,
     ) -> None:
-        if not manifest_uri:
-            raise ValueError(f"a Redshift batch COPY of {table} needs its manifest")
-        conn.exec_driver_sql(self.batch_copy_sql(table, manifest_uri))
-
-    def claim(self, conn: sa.Connection, params: dict[str, Any]) -> bool:
-        # Redshift enforces no unique keys: a table lock serialises claims instead.
-        for stmt in statements("redshift/lock_load_ledger.sql", self.schema):
-            conn.execute(stmt)
-        row = conn.execute(statement("ledger/select_file_status.sql", self.schema), params).first()
-        if row is None:
-            conn.execute(statement("ledger/insert_file_loading.sql", self.schema), params)
-            return True
-        if row.status in ("loaded", "parked") and not params["force"]:
-            return False
-        conn.execute(statement("ledger/update_file_loading.sql", self.schema), params)
-        return True
+        """One COPY per table per load: from the manifest of the load's files, or (one file, no manifest
+        written) from that file's own prefix."""
+        if manifest_uri:
+            conn.exec_driver_sql(self.batch_copy_sql(table, manifest_uri))
+        elif len(staged) == 1:
+            conn.exec_driver_sql(self.copy_sql(table, staged[0]))
+        else:
+            raise ValueError(f"a Redshift COPY of {table} for {len(staged)} files needs their manifest")
 
 
 def target_for(url: str, schema: str, iam_role_arn: str | None = None) -> Target:

@@ -142,8 +142,8 @@ def staging_table(name: str) -> sa.Table:
 
 
 def batch_files_table() -> sa.Table:
-    """The session-local table of a batch load's files, one row each (berlin_rentals/warehouse/batch_load.py):
-    what the ledger and each row's lineage need to know of the file, and its order in the batch."""
+    """The session-local table of a load's files, one row each (berlin_rentals/warehouse/load.py):
+    what the ledger and each row's lineage need to know of the file, and its order in the load."""
     return sa.Table(
         "stage_batch_files",
         sa.MetaData(),

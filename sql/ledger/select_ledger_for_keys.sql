@@ -1,5 +1,6 @@
--- The ledger's rows (every version) of the keys a bucket listing found, to tell loaded and parked
--- versions from the ones still to ingest. :keys expands to one bound value per key.
-SELECT key, etag, status, attempts, error
+-- The ledger's rows (every version) of some keys of a bucket: to tell loaded and parked versions from the
+-- ones still to ingest (a bucket listing), and, read under the load's locks, which files a load takes
+-- (last_modified and version_id tell which version of a key is newer). :keys expands to one value per key.
+SELECT key, etag, status, attempts, error, last_modified, version_id
 FROM {schema}.load_ledger
 WHERE bucket = :bucket AND key IN :keys;

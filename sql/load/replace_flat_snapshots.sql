@@ -1,5 +1,5 @@
--- A snapshot row per listing per file, every file's (the batch's older versions included): as
--- merge/replace_flat_snapshots.sql writes one file's, each row with its own file's lineage.
+-- A snapshot row per listing per file, every file's (older versions of a listing included), each row with
+-- its own file's lineage. Reloading or correcting a key replaces its rows (those of every version).
 DELETE FROM {schema}.flat_snapshots
 USING stage_batch_files AS b
 WHERE {schema}.flat_snapshots.source_key = b.key;

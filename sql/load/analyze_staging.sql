@@ -1,5 +1,5 @@
 -- The staging tables were filled by this transaction's COPYs and have no statistics: the planner would take
--- them for a few rows and join them to the warehouse's tables row by row (see merge_batch_into_fact_flats.sql).
+-- them for a few rows and join them to the warehouse's tables row by row (see keep_newest_row_per_listing.sql).
 -- The wide tables only on the columns they are joined on: sampling their texts costs more than the join.
 ANALYZE stage_batch_files;
 

@@ -1,4 +1,4 @@
--- Each file's rejected lines, with its own file's lineage (merge/replace_rejected_records.sql, per batch).
+-- Each file's rejected lines, with its own file's lineage: reloading or correcting a key replaces its rows.
 DELETE FROM {schema}.rejected_records
 USING stage_batch_files AS b
 WHERE {schema}.rejected_records.source_key = b.key;

@@ -1,6 +1,7 @@
--- Before the fact merge of a load that restates its key (rows in stage_restated_flats): those facts
--- (the superseded version's) are rebuilt from the newest snapshot of each listing in any other file, and removed
--- where no other file has the listing. This version's own rows then merge as usual: newest wins.
+-- Before the fact merge of a load that restates keys (rows in stage_restated_flats): those facts (the
+-- superseded versions') are rebuilt from the newest snapshot of each listing in a file of another key, and
+-- removed where no such file has the listing. The snapshots of the load's own keys are left out: they are
+-- the versions being replaced, and the load's staged rows bring what stands of those keys. This version's own rows then merge as usual: newest wins.
 -- A snapshot holds the rents, space, rooms, flags and lineage; a rebuilt row keeps the listing's other
 -- attributes (address, agency, descriptions) as they were, and has no source line.
 UPDATE {schema}.fact_flats SET
@@ -20,12 +21,12 @@ FROM (
            ) AS rank_in_listing
     FROM {schema}.flat_snapshots AS p
     JOIN stage_restated_flats AS r ON r.listing_id = p.listing_id
-    WHERE p.source_key <> :source_key
+    WHERE NOT EXISTS (SELECT 1 FROM stage_batch_files AS b WHERE b.key = p.source_key)
 ) AS n
 WHERE n.rank_in_listing = 1
   AND fact_flats.listing_id = n.listing_id
-  AND fact_flats.source_key = :source_key;
+  AND fact_flats.source_key IN (SELECT b.key FROM stage_batch_files AS b);
 
 DELETE FROM {schema}.fact_flats
-WHERE source_key = :source_key
+WHERE source_key IN (SELECT b.key FROM stage_batch_files AS b)
   AND listing_id IN (SELECT listing_id FROM stage_restated_flats);

@@ -1,18 +1,18 @@
--- fact_flats holds each listing's newest state. A staged row replaces the current one only when
--- it is newer, or equally new and from the same object (a correction or a forced reload).
--- Stale rows are dropped from the stage first: Redshift's MERGE has no conditional WHEN clauses, and
--- there the ledger's LOCK serialises loads, so nothing changes between the two statements. PostgreSQL
--- loads run at once and use postgresql/merge_into_fact_flats.sql, the rule inside the MERGE; the replay
--- runs this file on both, under its ledger lock.
-DELETE FROM stage_fact_flats
+-- fact_flats holds each listing's newest state. A staged row (one per listing: keep_newest_row_per_listing.sql)
+-- replaces the current one only when it is newer, or equally new and from the same key (a correction or
+-- a forced reload). Stale rows are dropped from the stage first: Redshift's MERGE has no conditional WHEN
+-- clauses, and there the ledger's LOCK serialises loads, so nothing changes between the two statements.
+-- PostgreSQL loads run at once and use postgresql/merge_into_fact_flats.sql, the rule inside the MERGE;
+-- the replay runs this file on both, under its ledger lock.
+DELETE FROM stage_batch_fact_flats
 USING {schema}.fact_flats AS f
-WHERE f.listing_id = stage_fact_flats.listing_id
-  AND (f.last_modified_at > stage_fact_flats.last_modified_at
-       OR (f.last_modified_at = stage_fact_flats.last_modified_at
-           AND f.source_key <> :source_key));
+WHERE f.listing_id = stage_batch_fact_flats.listing_id
+  AND (f.last_modified_at > stage_batch_fact_flats.last_modified_at
+       OR (f.last_modified_at = stage_batch_fact_flats.last_modified_at
+           AND f.source_key <> stage_batch_fact_flats.source_key));
 
 MERGE INTO {schema}.fact_flats
-USING stage_fact_flats AS s
+USING stage_batch_fact_flats AS s
 ON {schema}.fact_flats.listing_id = s.listing_id
 WHEN MATCHED THEN UPDATE SET
     address_id = s.address_id, agency_id = s.agency_id, publish_date = s.publish_date,
@@ -31,8 +31,8 @@ WHEN MATCHED THEN UPDATE SET
     lift = s.lift, living_space = s.living_space, number_of_floors = s.number_of_floors,
     number_of_rooms = s.number_of_rooms, pets_allowed = s.pets_allowed,
     service_charge = s.service_charge, state = s.state, total_rent = s.total_rent,
-    source_key = CAST(:source_key AS VARCHAR(1024)), source_etag = CAST(:source_etag AS VARCHAR(64)), batch_hour = CAST(:batch_hour AS TIMESTAMP WITH TIME ZONE),
-    source_bucket = CAST(:source_bucket AS VARCHAR(63)), source_version_id = CAST(:source_version_id AS VARCHAR(1024)),
+    source_key = s.source_key, source_etag = s.source_etag, batch_hour = s.batch_hour,
+    source_bucket = s.source_bucket, source_version_id = s.source_version_id,
     source_member = s.source_member, source_line = s.source_line, quality_flags = s.quality_flags,
     agent_id = s.agent_id, listing_type = s.listing_type, title = s.title,
     number_of_bedrooms = s.number_of_bedrooms, number_of_bathrooms = s.number_of_bathrooms,
@@ -66,12 +66,12 @@ WHEN NOT MATCHED THEN INSERT (
     s.guest_toilet, s.handicapped_accessible, s.heating_costs, s.heating_costs_in_service_charge,
     s.heating_type, s.interior_quality, s.last_modified_at, s.last_refurbishment, s.lift,
     s.living_space, s.number_of_floors, s.number_of_rooms, s.pets_allowed, s.service_charge,
-    s.state, s.total_rent, CAST(:source_key AS VARCHAR(1024)), CAST(:source_etag AS VARCHAR(64)), CAST(:batch_hour AS TIMESTAMP WITH TIME ZONE), s.source_member,
+    s.state, s.total_rent, s.source_key, s.source_etag, s.batch_hour, s.source_member,
     s.source_line, s.quality_flags, s.agent_id, s.listing_type, s.title, s.number_of_bedrooms,
     s.number_of_bathrooms, s.parking_space_price, s.number_of_parking_spaces, s.parking_space_type,
     s.latitude, s.longitude, s.created_at, s.has_pictures, s.is_active, s.energy_efficiency_class,
     s.thermal_characteristic, s.firing_types, s.energy_sources, s.heating_type_enev2014,
     s.usable_floor_space, s.use_as_flatshare_room, s.has_courtage, s.furnishing_note, s.location_note,
     s.other_note, CAST(:flow_run_id AS VARCHAR(64)), CAST(:loaded_at AS TIMESTAMP WITH TIME ZONE),
-    CAST(:source_bucket AS VARCHAR(63)), CAST(:source_version_id AS VARCHAR(1024))
+    s.source_bucket, s.source_version_id
 );

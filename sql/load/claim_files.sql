@@ -1,6 +1,7 @@
--- Claim each file of the batch, under the batch's locks (no other load of these keys can run): an
--- existing row (failed, or a crashed run's 'loading') is taken over, a missing one is written. The whole
--- batch commits with its rows 'loaded', or rolls back and leaves every row as it was.
+-- Claim each file of the load, under the load's locks (no other load of these keys can run, and the ledger
+-- read under them left out what is loaded or parked, unless forced): an existing row (failed, superseded,
+-- a crashed run's 'loading', or a forced reload's) is taken over, a missing one is written. The whole load
+-- commits with its rows 'loaded', or rolls back and leaves every row as it was.
 UPDATE {schema}.load_ledger
 SET status = 'loading', flow_run_id = CAST(:flow_run_id AS VARCHAR(64)), started_at = :started_at
 FROM stage_batch_files AS b

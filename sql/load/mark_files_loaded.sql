@@ -1,4 +1,11 @@
--- Every file of the batch 'loaded', with its own figures, in the batch's transaction; and the attempt its
+-- A file of a key with another version loaded is a correction: the older versions no longer stand (a
+-- newer one would have refused the file as superseded, berlin_rentals/warehouse/load.py).
+UPDATE {schema}.load_ledger SET status = 'superseded'
+FROM stage_batch_files AS b
+WHERE {schema}.load_ledger.bucket = b.bucket AND {schema}.load_ledger.key = b.key
+  AND {schema}.load_ledger.etag <> b.etag AND {schema}.load_ledger.status = 'loaded';
+
+-- Every file of the load 'loaded', with its own figures, in the load's transaction; and the attempt its
 -- run counted before the heavy work ended as loaded (berlin_rentals/warehouse/attempts.py).
 UPDATE {schema}.load_ledger SET
     status = 'loaded', error = NULL, finished_at = :finished_at, flow_run_id = CAST(:flow_run_id AS VARCHAR(64)),
