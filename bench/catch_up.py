@@ -389,8 +389,8 @@ def redshift_commits(path: Path, files: int, batch_max_files: int) -> dict:
     from berlin_rentals.model import STAGED_TABLES
     from berlin_rentals.staging import batch_manifest_key
     from berlin_rentals.transform import transform_lines
-    from berlin_rentals.warehouse.load import load_staged_batch, load_staged_files
     from berlin_rentals.warehouse.engines import RedshiftTarget
+    from berlin_rentals.warehouse.load import load_staged_batch, load_staged_files
 
     # As tests/test_redshift_batch_statements.py builds them (`_files`, `_recorded_batch`).
     target = RedshiftTarget("berlin_rentals", "arn:aws:iam::123456789012:role/rentals-redshift-copy")
