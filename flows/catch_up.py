@@ -58,7 +58,6 @@ from flows.fan_out import fan_out
 from flows.ingest import run_ingest
 from tasks.batch import begin_batch_attempts, load_in_batches, stage_object
 from tasks.catch_up import find_raw_objects, publish_report, read_ledger
-from tasks.common import run_inline
 from tasks.extract import confirm_versions
 from tasks.pool import StagingPool, StagingProcessDied, record_process_death
 
@@ -323,7 +322,7 @@ def ingest_all(
 def ingest_object(settings: Settings, bucket: str, key: str, etag: str, attempt: str) -> IngestResult:
     """The ingest-file pipeline for one object version (flows.ingest.run_ingest), in this one task run.
 
-    Its steps retry as their tasks do (run_inline: same retries, delays, condition); a failure after
+    Its steps are task runs of their own, with their own retries; a failure after
     them is recorded in the ledger once (which parks the file after its last attempt), then raised as
     IngestFailed, which carries the file's result. No retries here: another attempt of the whole file
     would count as another attempt in the ledger. The run id the load records (rows, ledger, the load's
@@ -331,7 +330,7 @@ def ingest_object(settings: Settings, bucket: str, key: str, etag: str, attempt:
     run this task in another process: without the staged tables it held in memory.
     """
     try:
-        result = run_ingest(settings, bucket, key, etag, force=False, run_id=attempt, call=run_inline)
+        result = run_ingest(settings, bucket, key, etag, force=False, run_id=attempt)
     except IngestFailed as exc:
         raise IngestFailed(exc.result.portable()) from exc.__cause__
     return result.portable()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,6 @@ from tasks.lineage import record_lineage
 from tasks.load import begin_attempt, end_attempt, ledger_status, load, record_failure
 from tasks.transform import cached_on_s3, transform_stage
 
-# How run_ingest calls a step: the flow calls the task itself (a task run per step); the catch-up calls
-# tasks.common.run_inline (the task's function with the task's own retries, inside its one task run).
-StepCall = Callable[..., Any]
-
-
-def call_task(step, *args: Any, **kwargs: Any) -> Any:
-    return step(*args, **kwargs)
-
 
 def run_ingest(
     settings: Settings,
@@ -64,13 +55,13 @@ def run_ingest(
     etag: str | None,
     force: bool,
     run_id: str | None,
-    call: StepCall = call_task,
     version_id: str | None = None,
     until_staged: bool = False,
 ) -> IngestResult:
     """The pipeline for one object version: inspect, ledger check, extract, transform, stage, load, and the
     failure recording the ledger counts attempts (and parks) by. The one orchestration of both the
-    `ingest-file` flow and the catch-up; `call` runs each step.
+    `ingest-file` flow and the catch-up. Each step is a task run, with its retries from the one retry
+    table (tasks.common.IO_STEP) and, for transform-stage, Prefect's cache keyed by the ETag.
 
     Returns the result of a load, a skip or a supersede; raises IngestFailed (with the result, after
     the ledger recorded the failure) when the version could not be ingested, and InvalidSource, before
@@ -91,7 +82,7 @@ def run_ingest(
     def run_step(step, *args: Any, **kwargs: Any) -> Any:
         begun = time.perf_counter()
         try:
-            return call(step, *args, **kwargs)
+            return step(*args, **kwargs)
         finally:
             step_seconds[step.name] = step_seconds.get(step.name, 0.0) + time.perf_counter() - begun
 

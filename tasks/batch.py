@@ -27,7 +27,7 @@ from berlin_rentals.staging import read_staged_tables, write_batch_manifests
 from berlin_rentals.warehouse.attempts import begin_attempts
 from berlin_rentals.warehouse.load import BatchFile, LoadResult, load_staged_files
 from tasks.alerts import emit_file_parked
-from tasks.common import IO_STEP, run_inline, warehouse_engine
+from tasks.common import IO_STEP, warehouse_engine
 from tasks.load import _target, end_attempt, load_slot
 
 
@@ -85,7 +85,6 @@ def stage_object(
             etag,
             force=False,
             run_id=attempt,
-            call=run_inline,
             version_id=version_id,
             until_staged=True,
         )
@@ -141,7 +140,6 @@ def ingest_alone(settings: Settings, staged: IngestResult) -> IngestResult | Ing
             staged.etag,
             force=False,
             run_id=staged.attempt,
-            call=run_inline,
             version_id=source.version_id if source else None,
         )
     except IngestFailed as exc:

@@ -7,7 +7,6 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from berlin_rentals.catch_up import Ledger, RawObject, due_objects, report_table
@@ -15,7 +14,7 @@ from berlin_rentals.config import Settings
 from berlin_rentals.markdown import cells, code, text
 from berlin_rentals.raw_listing import ledger_rows, raw_object_pages
 from berlin_rentals.s3 import s3_client
-from tasks.common import IO_STEP, warehouse_engine
+from tasks.common import ARTIFACT_STEP, IO_STEP, warehouse_engine
 
 
 @task(name="list-raw-objects", **IO_STEP)
@@ -49,7 +48,7 @@ def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
         return ledger_rows(conn, settings.warehouse_schema, settings.raw_bucket, keys)
 
 
-@task(name="publish-report", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="publish-report", **ARTIFACT_STEP)
 def publish_report(report: dict[str, Any], markdown: str, lineage: list[dict[str, Any]], bucket: str) -> None:
     create_table_artifact(
         key="catch-up-report", table=cells(report_table(report)), description=f"Catch-up of {text(report['scope'])}"

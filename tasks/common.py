@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 
 import sqlalchemy as sa
-from prefect import Task
 from prefect.cache_policies import NO_CACHE
-from prefect.results import ResultStore
-from prefect.utilities.math import clamped_poisson_interval
 
 from berlin_rentals.config import retry_delays
-from berlin_rentals.errors import is_retryable, retry_condition
+from berlin_rentals.errors import retry_condition
 from berlin_rentals.ingest_result import is_expected
 from berlin_rentals.warehouse.ddl import make_engine
 
+# The one retry table: every step of every flow takes its retries from here.
+#
 # An I/O step: transient S3 and database errors get three more tries with growing back-off (2, 8,
 # 30 s, or ETL_RETRY_DELAYS, read at import), data errors none. Never cached (only the transform is):
 # a ledger check must always ask the ledger, and Prefect's default policy would hash every input, a
@@ -32,6 +26,10 @@ IO_STEP = dict(
     retry_condition_fn=retry_condition,
     cache_policy=NO_CACHE,
 )
+
+# A step that writes to Prefect's own API (a lineage or report artifact): any error is tried twice more,
+# briefly. The data is loaded by then; a run does not wait long for its paperwork.
+ARTIFACT_STEP = dict(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 
 
 @lru_cache(maxsize=4)
@@ -62,83 +60,3 @@ def quiet_expected_tracebacks() -> None:
 
 
 quiet_expected_tracebacks()
-
-
-def run_inline(step: Task, *args: Any, **kwargs: Any) -> Any:
-    """Run a task's function inside the caller's run, with the task's own retry policy, but no task run.
-
-    The catch-up ingests each file in one task run and calls the steps this way: the same functions,
-    the same retries, delays and retry condition as when the `ingest-file` flow calls them as tasks,
-    without a task run (and its state events) per step. Each retry is logged as Prefect logs one.
-    A step cached in result storage of its own (transform-stage) reads and writes the same entries as
-    its task runs do, through Prefect's ResultStore: the catch-up is what retries a file whose load
-    failed, so without it the cache would rarely answer.
-    """
-    cache = _inline_cache(step, args, kwargs)
-    if cache is None:
-        return _with_retries(step, *args, **kwargs)
-    store, key = cache
-    if not step.refresh_cache:
-        try:
-            if store.exists(key):
-                value = store.read(key).result
-                _logger().info("%s: cached result %s", step.name, key)
-                return value
-        except Exception as exc:  # noqa: BLE001 - a cache that cannot be read is a miss, as in the task engine
-            _logger().warning("%s: the cached result %s could not be read (%r): running it", step.name, key, exc)
-    value = _with_retries(step, *args, **kwargs)
-    expiration = datetime.now(UTC) + step.cache_expiration if step.cache_expiration else None
-    try:
-        store.write(obj=value, key=key, expiration=expiration)
-    except Exception as exc:  # noqa: BLE001 - the result is in hand; only a later hit is lost
-        _logger().warning("%s: the result was not cached (%r)", step.name, exc)
-    return value
-
-
-def _inline_cache(step: Task, args: tuple, kwargs: dict) -> tuple[ResultStore, str] | None:
-    """The step's result store and cache key, as its task run would compute them; None if it caches nothing."""
-    if not (step.persist_result and step.result_storage is not None and step.cache_key_fn is not None):
-        return None
-    inputs = dict(inspect.signature(step.fn).bind(*args, **kwargs).arguments)
-    key = step.cache_policy.compute_key(task_ctx=None, inputs=inputs, flow_parameters={})
-    if key is None:
-        return None
-    return ResultStore(cache_result_in_memory=False).update_for_task(step), key
-
-
-def _with_retries(step: Task, *args: Any, **kwargs: Any) -> Any:
-    condition = step.retry_condition_fn
-    if condition is not None and condition is not retry_condition:
-        raise TypeError(f"{step.name}: run_inline knows retry_condition only, not {condition!r}")
-    retries = step.retries or 0
-    for attempt in range(retries + 1):
-        try:
-            return step.fn(*args, **kwargs)
-        except Exception as exc:
-            if attempt >= retries or (condition is not None and not is_retryable(exc)):
-                raise
-            delay = _retry_delay(step, attempt)
-            _logger().warning("%s failed with %r - retry %d/%d in %.1f s", step.name, exc, attempt + 1, retries, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def _retry_delay(step: Task, attempt: int) -> float:
-    """The delay before retry `attempt + 1`, as Prefect's task engine computes it (list, last repeated; jitter)."""
-    delays = step.retry_delay_seconds
-    if not delays:
-        return 0.0
-    delay = delays[min(attempt, len(delays) - 1)] if isinstance(delays, Sequence) else delays
-    if step.retry_jitter_factor and delay > 0:
-        delay = clamped_poisson_interval(delay, clamping_factor=step.retry_jitter_factor)
-    return float(delay)
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from berlin_rentals.config import Settings
@@ -18,9 +17,10 @@ from berlin_rentals.lineage import (
 from berlin_rentals.markdown import cells, code
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.staging import read_staged_table
+from tasks.common import ARTIFACT_STEP
 
 
-@task(name="record-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="record-lineage", **ARTIFACT_STEP)
 def record_lineage(settings: Settings, result: IngestResult, closing: str) -> None:
     """Lineage as keyed artifacts of the flow run: a table (read, staged, written), a summary, the rejects."""
     row = lineage_row(result) | {

@@ -5,7 +5,6 @@ import logging
 from collections.abc import Iterator
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
@@ -163,7 +162,7 @@ def end_attempt(settings: Settings, source: SourceObject, attempt: str, outcome:
 
 
 # Retried, and safe to retry: the attempt is counted once per run (berlin_rentals.warehouse.attempts).
-@task(name="record-failure", retries=3, retry_delay_seconds=[1, 5, 15], cache_policy=NO_CACHE)
+@task(name="record-failure", **IO_STEP)
 def record_failure(
     settings: Settings,
     bucket: str,

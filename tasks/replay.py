@@ -6,7 +6,6 @@ from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from berlin_rentals.config import Settings
 from berlin_rentals.lineage import artifact_key
@@ -22,7 +21,7 @@ from berlin_rentals.replay import (
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject, normalize_etag, validate_key
 from berlin_rentals.warehouse.engines import target_for
-from tasks.common import IO_STEP, warehouse_engine
+from tasks.common import ARTIFACT_STEP, IO_STEP, warehouse_engine
 
 
 @task(name="check-replayable", **IO_STEP)
@@ -54,7 +53,7 @@ def replay_lines(settings: Settings, source: SourceObject, archive: Path, flow_r
     )
 
 
-@task(name="record-replay-lineage", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="record-replay-lineage", **ARTIFACT_STEP)
 def record_replay_lineage(outcome: ReplayOutcome) -> None:
     """What the replay recovered and what is still rejected (with reasons), as artifacts of the run."""
     if outcome.lines:

@@ -527,7 +527,6 @@ def test_a_batch_that_fails_to_load_is_split_until_the_failing_file_is_alone_and
     from berlin_rentals.ingest_result import STAGED
     from flows.ingest import run_ingest
     from tasks.batch import load_in_batches
-    from tasks.common import run_inline
 
     folder, day = uuid.uuid4().hex[:8], _day()
     files = [_upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in range(4)]
@@ -536,7 +535,7 @@ def test_a_batch_that_fails_to_load_is_split_until_the_failing_file_is_alone_and
     def stage_then_load():
         staged = [
             run_ingest(
-                settings, settings.raw_bucket, key, etag, False, f"attempt-{uuid.uuid4().hex}", run_inline, None, True
+                settings, settings.raw_bucket, key, etag, False, f"attempt-{uuid.uuid4().hex}", until_staged=True
             )
             for key, etag in files
         ]

@@ -253,35 +253,42 @@ def test_a_cached_pointer_whose_parquet_is_gone_transforms_again(settings, s3, m
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 
-def test_the_catch_ups_inline_steps_share_the_cache_with_the_task_runs(settings, s3, tmp_path):
-    """The catch-up runs the steps inline (no task run each): transform-stage still reads and writes the
-    entries its task runs do, so the catch-up's retry of a file whose load failed is a hit too."""
+def test_a_catch_ups_staging_and_an_event_runs_transform_share_the_cache(settings, s3):
+    """The catch-up's stage-object and the ingest-file flow run the same transform-stage task: a file the
+    catch-up staged (whose load then failed, say) is a cache hit for the event's run of it, and a forced
+    run transforms again."""
     from prefect import flow
 
-    from tasks.common import run_inline
-    from tasks.extract import extract, inspect_source
-    from tasks.transform import cached_on_s3, transform_stage
+    from berlin_rentals.ingest_result import STAGED
+    from flows.ingest import run_ingest
 
     token = uuid.uuid4().hex[:8]
     body, _ = personal_batch(token, datetime(2041, 3, 1, 13, tzinfo=UTC))
     key, etag = upload(s3, settings, batch_name(datetime(2041, 3, 1, 13)) + ".zip", body)
-    source = inspect_source.fn(settings, settings.raw_bucket, key, etag)
-    archive = extract.fn(settings, source, tmp_path)
-    step = transform_stage.with_options(**cached_on_s3(settings))
 
     @flow(name="cache-probe")
-    def catch_up_like():
-        first = run_inline(step, settings, source, archive)
-        again = run_inline(step, settings, source, archive)
-        refreshed = run_inline(step.with_options(refresh_cache=True), settings, source, archive)
-        as_task = step(settings, source, archive, return_state=True)
-        return first, again, refreshed, as_task.name, as_task.result()
+    def stage(force: bool = False):
+        result = run_ingest(settings, settings.raw_bucket, key, etag, force, f"attempt-{token}", until_staged=True)
+        # What the staging returned, and whether the tables came with it (transformed here) or not (the cache)
+        return result.status, result.staged, result.staged.data is not None
 
-    first, again, refreshed, task_state, task_result = catch_up_like()
-    assert first.staged.data is not None  # transformed here: the tables are in memory
-    assert again.staged.data is None and again == first  # from the store: the pointer alone
-    assert refreshed.staged.data is not None
-    assert (task_state, task_result) == ("Cached", first)  # a task run answers from the entry run_inline wrote
+    def transform_states(result) -> list[str]:
+        runs = task_runs_of(result.state_details.flow_run_id)
+        return [t.state.name for t in runs if t.name.startswith("transform")]
+
+    first = stage(return_state=True)
+    again = stage(return_state=True)
+    forced = stage(force=True, return_state=True)
+    assert first.result()[0] == STAGED and first.result()[2]  # transformed here: the tables in memory
+    assert transform_states(first) == ["Completed"]
+    assert transform_states(again) == ["Cached"] and not again.result()[2]  # from the store: the pointer alone
+    assert again.result()[1] == first.result()[1]
+    assert transform_states(forced) == ["Completed"] and forced.result()[2]
+    state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
+    assert state.result()["status"] == "loaded"
+    assert [t.state.name for t in task_runs_of(state.state_details.flow_run_id) if t.name.startswith("transform")] == [
+        "Cached"
+    ]
 
 
 def test_the_pointer_pickles_without_the_tables_through_prefects_serializer(sample_zip):

@@ -1,0 +1,77 @@
+"""The one retry table: every step is a Prefect task run with IO_STEP's retries, in the ingest-file flow and
+in the catch-up alike, and Prefect's engine applies them with our retry condition: a transient S3 or
+database error is tried again, a data error never (another try of a file that is not a zip reads the
+same bytes)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import sqlalchemy.exc
+from prefect import flow, task
+
+from berlin_rentals.archive import BadArchive
+from berlin_rentals.config import retry_delays
+from berlin_rentals.errors import retry_condition
+from tasks.common import IO_STEP
+
+
+def transient() -> Exception:
+    return sqlalchemy.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed the connection"))
+
+
+class Flaky:
+    """Fails with the given errors in turn, then returns 'done'."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors, self.calls = list(errors), 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "done"
+
+
+def run_as_a_step(flaky: Flaky):
+    """The callable as an IO step (no delay between tries, the rest as IO_STEP says), in a flow run."""
+    step = task(name="flaky-step", **(IO_STEP | {"retry_delay_seconds": 0, "retry_jitter_factor": None}))(flaky)
+
+    @flow(name="retry-probe")
+    def probe():
+        return step(return_state=True)
+
+    return probe()
+
+
+def test_every_step_of_the_pipeline_retries_by_the_one_table():
+    from tasks.extract import extract, inspect_source
+    from tasks.load import begin_attempt, end_attempt, ledger_status, load, record_failure
+    from tasks.transform import transform_stage
+
+    for step in (inspect_source, extract, ledger_status, begin_attempt, transform_stage, load, end_attempt):
+        assert step.retry_condition_fn is retry_condition and step.retries == IO_STEP["retries"], step.name
+        assert step.retry_delay_seconds == retry_delays(), step.name
+    assert record_failure.retry_condition_fn is retry_condition
+
+
+@pytest.mark.stack
+def test_a_transient_error_is_retried_by_prefects_engine(settings):
+    flaky = Flaky(transient(), transient())
+    state = run_as_a_step(flaky)
+    assert state.is_completed() and state.result() == "done"
+    assert flaky.calls == 3
+
+
+@pytest.mark.stack
+def test_retries_stop_after_the_tables_count(settings):
+    flaky = Flaky(*[transient() for _ in range(IO_STEP["retries"] + 2)])
+    state = run_as_a_step(flaky)
+    assert state.is_failed() and flaky.calls == IO_STEP["retries"] + 1
+
+
+@pytest.mark.stack
+def test_a_data_error_is_not_retried(settings):
+    flaky = Flaky(BadArchive("s3://b/k.zip: not a zip archive"))
+    state = run_as_a_step(flaky)
+    assert state.is_failed() and flaky.calls == 1
