@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events clean
+.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events bench-task-runs clean
 
 help:
 	@echo "make demo           start the local stack and run the pipeline end to end on sample batches"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-catch-up one week of hourly files through the catch-up flow, with and without load batches"
 	@echo "make bench-catch-up-month  the same, then the batched catch-up over a month (720 files): cost per file"
 	@echo "make bench-events   upload -> rows visible through the event path, p50 and p95, old launch beside new"
+	@echo "make bench-task-runs what a step's task run costs, beside a file's staging, in one run"
 	@echo "make clean          stop the stack and delete .local and .venv"
 
 # uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
@@ -112,6 +113,9 @@ bench-ingest: up
 
 bench-catch-up: up
 	$(PY) -m bench.catch_up
+
+bench-task-runs: up
+	$(PY) -m bench.task_runs
 
 # Not part of `make bench`: the month's 720 files take several times the week's run.
 bench-catch-up-month: up

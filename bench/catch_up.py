@@ -470,9 +470,9 @@ def main() -> None:
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
     args = parser.parse_args()
-    from devstack.demo import _load_env
+    from devstack.demo import load_stack_env
 
-    _load_env()
+    load_stack_env()
     from bench.ingest import use_bench_schema
     from berlin_rentals.config import Settings
 

@@ -32,7 +32,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from devstack.demo import _load_env, wait_for_ledger, wait_until_idle
+from devstack.demo import load_stack_env, wait_for_ledger, wait_until_idle
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Deployment job variables per configuration; `command: None` is Prefect's own default (the pool's
@@ -156,7 +156,7 @@ def main() -> None:
     configs = [name for name in args.configs.split(",") if name]
     if not configs or set(configs) - set(CONFIGS):
         raise SystemExit(f"--configs takes a subset of {','.join(CONFIGS)}")
-    _load_env()
+    load_stack_env()
     from berlin_rentals.config import Settings
     from berlin_rentals.s3 import s3_client
     from berlin_rentals.source import normalize_etag

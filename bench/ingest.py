@@ -329,9 +329,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
     args = parser.parse_args()
     from bench.generate import write_batch
-    from devstack.demo import _load_env
+    from devstack.demo import load_stack_env
 
-    _load_env()
+    load_stack_env()
     use_bench_schema()
     args.workdir.mkdir(parents=True, exist_ok=True)
     hour = datetime(2019, 2, 1, tzinfo=UTC)

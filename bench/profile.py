@@ -57,9 +57,9 @@ def main() -> None:
     parser.add_argument("--suffix", default="", help="appended to the output file names, e.g. _before")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
     args = parser.parse_args()
-    from devstack.demo import _load_env
+    from devstack.demo import load_stack_env
 
-    _load_env()
+    load_stack_env()
     args.workdir.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(exist_ok=True)
     if args.what in ("ingest", "both"):

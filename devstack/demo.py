@@ -19,7 +19,7 @@ from berlin_rentals.config import read_env_file
 ENV_FILE = Path(os.environ.get("ETL_ENV_FILE", ".local/env"))
 
 
-def _load_env() -> None:
+def load_stack_env() -> None:
     # Before Prefect is imported: it reads PREFECT_API_URL once, at import.
     if not ENV_FILE.exists():
         sys.exit(f"{ENV_FILE} not found: run `make up` first")
@@ -219,7 +219,7 @@ def run_market_report(timeout: float = 180.0) -> str:
 
 
 def main() -> None:
-    _load_env()
+    load_stack_env()
     import sqlalchemy as sa
 
     from berlin_rentals.config import Settings
