@@ -15,7 +15,7 @@ help:
 	@echo "make demo           start the local stack and run the pipeline end to end on sample batches"
 	@echo "make test           the whole suite, against a stack of its own (installs the browser for the UI tests)"
 	@echo "make test-fast      the stack-free tests only: no service started (the loop to run all day)"
-	@echo "make lint           ruff check and ruff format --check (CI runs it before the tests)"
+	@echo "make lint           ruff check, ruff format --check, the import contract (CI runs it before the tests)"
 	@echo "make format         ruff format and ruff check --fix, in place"
 	@echo "make up             start S3/SQS (moto), PostgreSQL, Prefect, worker and bridge; settings in .local/env"
 	@echo "make down           stop the local stack; S3 and the queues are saved to .local/s3/, warehouse and Prefect stay"
@@ -95,6 +95,7 @@ test-fast: env
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: env
 	$(VENV)/bin/ruff format .

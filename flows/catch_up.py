@@ -7,7 +7,7 @@ Runs hourly from prefect.yaml. Each missing file goes through the `ingest-file` 
 (flows.ingest.run_ingest) up to its staged Parquet in one `stage-object` task run: the same steps, retries
 and ledger attempts, and failures are counted and parked by the ingest itself, not here. The staged files
 are then loaded in micro-batches (ETL_BATCH_MAX_FILES files or ETL_BATCH_MAX_RECORDS records), each one
-`load-batch` task run and one warehouse transaction (tasks/batch.py): a backfill commits once a batch, not
+`load-batch` task run and one warehouse transaction (flows/batches.py): a backfill commits once a batch, not
 once a file, and on Redshift COPYs each table once a batch from a manifest. Under the batch's locks a file
 an event-driven run loaded meanwhile drops out, so exactly once holds per file. With a batch size of 1 each
 file is an `ingest-object` task run of the whole pipeline, as before. A task run per file rather than an
@@ -54,9 +54,10 @@ from berlin_rentals.ingest_result import STAGED, SUPERSEDED, IngestFailed, Inges
 from berlin_rentals.lineage import lineage_row
 from berlin_rentals.shares import raw_objects
 from berlin_rentals.source import InvalidSource, SourceObject
+from flows.batches import load_in_batches, stage_object
 from flows.fan_out import fan_out
 from flows.ingest import run_ingest
-from tasks.batch import begin_batch_attempts, load_in_batches, stage_object
+from tasks.batch import begin_batch_attempts
 from tasks.catch_up import find_raw_objects, publish_report, read_ledger
 from tasks.extract import confirm_versions
 from tasks.pool import StagingPool, StagingProcessDied, record_process_death
@@ -184,7 +185,7 @@ def ingest_all(
 
     With `batch_max_files` 1, each file is an ingest-object task run: the whole pipeline, its own load.
     Above 1, each is a stage-object task run (up to its staged Parquet), and this process loads the staged
-    files in batches of at most that many files or `batch_max_records` records read (tasks/batch.py): a
+    files in batches of at most that many files or `batch_max_records` records read (flows/batches.py): a
     batch loads as soon as it is full, while the pool goes on staging the next files."""
     logger = get_run_logger()
     outcomes: list[Outcome] = []

@@ -79,7 +79,7 @@ def load_slot() -> Iterator[None]:
         yield
 
 
-def _target(settings: Settings):
+def warehouse_target(settings: Settings):
     return target_for(settings.warehouse_url, settings.warehouse_schema, settings.redshift_iam_role_arn)
 
 
@@ -99,7 +99,7 @@ def load(
 ) -> LoadReport:
     """One transaction: staging tables, dimensions, facts, snapshots, rejects, ledger row; at most
     `warehouse-load`'s size of them at once (the staged tables are read before a slot is taken)."""
-    target = _target(settings)
+    target = warehouse_target(settings)
     data = None
     if target.name == "postgresql":
         # PostgreSQL cannot read S3: COPY FROM STDIN the staged tables, from memory when this process
@@ -133,7 +133,7 @@ def begin_attempt(settings: Settings, source: SourceObject, attempt: str, force:
             )
     return count_attempt(
         warehouse_engine(settings.warehouse_url),
-        _target(settings),
+        warehouse_target(settings),
         source.bucket,
         source.key,
         source.etag,
@@ -150,7 +150,7 @@ def end_attempt(settings: Settings, source: SourceObject, attempt: str, outcome:
     try:
         mark_attempt_ended(
             warehouse_engine(settings.warehouse_url),
-            _target(settings),
+            warehouse_target(settings),
             source.bucket,
             source.key,
             source.etag,
@@ -175,7 +175,7 @@ def record_failure(
 ) -> tuple[str | None, int]:
     return record_load_failure(
         warehouse_engine(settings.warehouse_url),
-        _target(settings),
+        warehouse_target(settings),
         bucket,
         key,
         etag,

@@ -525,8 +525,8 @@ def test_a_batch_that_fails_to_load_is_split_until_the_failing_file_is_alone_and
     from prefect import flow
 
     from berlin_rentals.ingest_result import STAGED
+    from flows.batches import load_in_batches
     from flows.ingest import run_ingest
-    from tasks.batch import load_in_batches
 
     folder, day = uuid.uuid4().hex[:8], _day()
     files = [_upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in range(4)]
