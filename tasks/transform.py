@@ -53,6 +53,10 @@ def cached_on_s3(settings: Settings) -> dict[str, Any]:
     name="transform-stage",
     cache_key_fn=etag_cache_key,
     persist_result=True,
+    # A hit reads the pointer from result storage, never Prefect's in-memory copy of an earlier result: that
+    # would hold every staged table a catch-up process ever transformed (an LRU of 1,000 results), and hand
+    # back tables the staged Parquet may no longer match.
+    cache_result_in_memory=False,
     **{name: value for name, value in IO_STEP.items() if name != "cache_policy"},
 )
 def transform_stage(settings: Settings, source: SourceObject, archive_path: Path) -> Transformed:

@@ -435,8 +435,18 @@ def test_each_file_is_one_task_run_of_the_catch_up_and_one_row_of_its_lineage_ta
     assert [r.name for r in runs if r.task_key.startswith("begin_batch_attempts")] == ["count the attempts of 5 files"]
     # and each listed version confirmed (HEAD) before that, in one task run too: a replaced one is never counted
     assert [r.name for r in runs if r.task_key.startswith("confirm_versions")] == ["confirm 5 listed versions"]
+    # Each file's steps are task runs nested in its stage run (the ingest-file flow's tasks, their retries)
+    stages = {r.id for r in per_file}
+    nested = [r for r in runs if r.task_inputs.get("__parents__")]
+    assert nested and all({p.id for p in r.task_inputs["__parents__"]} <= stages for r in nested)
+    good_stage = next(r.id for r in per_file if r.name == f"stage {good[0][0]}")
+    steps = sorted(
+        r.task_key.split("-")[0] for r in nested if {p.id for p in r.task_inputs["__parents__"]} == {good_stage}
+    )
+    assert steps == ["extract", "inspect_source", "transform_stage"], steps
     # list-raw-objects (with the ledger rows of each page), read-ledger after, publish-report: fixed
-    assert len(runs) == files + 1 + 1 + 1 + 3, sorted(r.name for r in runs)
+    top = [r for r in runs if not r.task_inputs.get("__parents__")]
+    assert len(top) == files + 1 + 1 + 1 + 3, sorted(r.name for r in top)
     assert child_flow_runs_of(run_id) == []
 
     artifacts = {a.key: a for a in _artifacts(run_id, 3)}
