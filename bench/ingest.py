@@ -103,7 +103,7 @@ def full_ingest(path: Path, steps: dict[str, float] | None = None) -> int:
     staged_at = time.perf_counter()
     data = staged.data  # as tasks/load.py does: COPY the tables this process staged, no read-back from S3
     target = target_for(settings.warehouse_url, settings.warehouse_schema)
-    from berlin_rentals.transform import TransformStats
+    from berlin_rentals.batch import TransformStats
 
     report = load_staged_batch(
         warehouse_engine(settings.warehouse_url),

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from berlin_rentals.archive import BadArchive
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.config import ConfigError
 from berlin_rentals.errors import ObjectChanged, ObjectGone
 from berlin_rentals.source import InvalidSource, SourceObject, batch_hour_from_key
 from berlin_rentals.staging import StagedBatch
-from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.load import LoadReport
 
 LOADED, SKIPPED, SUPERSEDED, FAILED = "loaded", "skipped", "superseded", "failed"

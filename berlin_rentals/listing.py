@@ -8,19 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 
 import msgspec
 
-# Values that real records use for "missing" (see shared/data/README.md).
-SENTINELS = frozenset({"", "NO_INFORMATION", "NOT_APPLICABLE"})
-_TRUE = frozenset({"true", "TRUE", "True", "YES", "Y"})
-_FALSE = frozenset({"false", "FALSE", "False", "NO", "N"})
+from berlin_rentals.values import FALSE_VALUES, SENTINELS, TRUE_VALUES, Flag, RejectedLine, Text
 
-Text = str | int | float | None
-Flag = str | bool | None
-
-_FIELDS = {
+FIELD_SOURCE_KEYS = {
     "id": "id",
     "modification": "modification",
     "publish_date": "publishDate",
@@ -106,7 +99,7 @@ _FIELDS = {
 }
 
 # Keys of real records that the model does not use (seen in real batches; see shared/data/README.md).
-# A key in neither this list nor _FIELDS is unknown: ignored, and counted per file.
+# A key in neither this list nor FIELD_SOURCE_KEYS is unknown: ignored, and counted per file.
 IGNORED_SOURCE_KEYS = (
     "adLinkForJSONP_xlink_href",
     "adLinkForXMLData_xlink_href",
@@ -175,7 +168,7 @@ IGNORED_SOURCE_KEYS = (
 )
 
 
-class Listing(msgspec.Struct, rename=_FIELDS, gc=False):
+class Listing(msgspec.Struct, rename=FIELD_SOURCE_KEYS, gc=False):
     id: str | int | None = None
     modification: datetime | None = None
     publish_date: datetime | None = None
@@ -265,16 +258,16 @@ class Listing(msgspec.Struct, rename=_FIELDS, gc=False):
 # Typed fields (numbers, timestamps) where a sentinel can stand for "missing": a line the fast path refuses
 # is decoded again with these as Raw, and each is typed on its own (listing._typed), so `NO_INFORMATION`
 # or `""` in a number becomes NULL instead of rejecting the listing, and anything else names its field.
-_TYPED_FIELDS = {
+TYPED_FIELDS = {
     f.name: f.type
     for f in msgspec.structs.fields(Listing)
     if f.name != "id" and f.type not in (Text, Flag, msgspec.Raw)
 }
-_typed_decoders = {name: msgspec.json.Decoder(kind) for name, kind in _TYPED_FIELDS.items()}
+_typed_decoders = {name: msgspec.json.Decoder(kind) for name, kind in TYPED_FIELDS.items()}
 _LenientListing = msgspec.defstruct(
     "LenientListing",
     [
-        (f.name, msgspec.Raw if f.name in _TYPED_FIELDS else f.type, msgspec.field(default=None, name=f.encode_name))
+        (f.name, msgspec.Raw if f.name in TYPED_FIELDS else f.type, msgspec.field(default=None, name=f.encode_name))
         for f in msgspec.structs.fields(Listing)
     ],
     gc=False,
@@ -294,7 +287,7 @@ _KnownListing = msgspec.defstruct(
     "KnownListing",
     [(f"ignored_{i}", msgspec.Raw, msgspec.field(default=None, name=key)) for i, key in enumerate(IGNORED_SOURCE_KEYS)],
     bases=(Listing,),
-    rename=_FIELDS,
+    rename=FIELD_SOURCE_KEYS,
     forbid_unknown_fields=True,
     gc=False,
 )
@@ -309,16 +302,7 @@ class _DataKeys(msgspec.Struct, gc=False):
     data: dict[str, msgspec.Raw] | None = None
 
 
-KNOWN_SOURCE_KEYS = frozenset(_FIELDS.values()) | frozenset(IGNORED_SOURCE_KEYS)
-
-
-class RejectedLine(ValueError):
-    """A line that cannot become a listing. `code` is stable; the message says why, for a person."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
+KNOWN_SOURCE_KEYS = frozenset(FIELD_SOURCE_KEYS.values()) | frozenset(IGNORED_SOURCE_KEYS)
 
 
 _decoder = msgspec.json.Decoder(_LenientLine)
@@ -356,7 +340,7 @@ def _typed(loose) -> Listing:
     values = {}
     for f in msgspec.structs.fields(loose):
         value = getattr(loose, f.name)
-        if f.name in _TYPED_FIELDS and value is not None:
+        if f.name in TYPED_FIELDS and value is not None:
             try:
                 value = _typed_decoders[f.name].decode(value)
             except msgspec.ValidationError as exc:
@@ -382,97 +366,16 @@ def _decode_leniently(raw: bytes) -> _LenientLine:
         raise RejectedLine("not_utf8", f"a text value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def listing_id(value: str | int) -> int:
-    """Listing ids are digit strings; anything else cannot key a listing."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        number = int(value)
-    else:
-        raise RejectedLine("bad_id", f"`data.id` {str(value)[:40]!r} is not a numeric listing id")
-    if not 0 < number < 2**63:
-        raise RejectedLine("bad_id", f"`data.id` {number} is out of range")
-    return number
-
-
-def text(value: Text) -> str | None:
-    """Free text and enums: sentinels and blanks are missing; numbers become their text."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        return str(value)
-    if value in SENTINELS:
-        return None
-    stripped = value.strip()
-    return stripped or None
-
-
 def flag(value: Flag, field: str) -> bool | None:
     """ "true"/"false" and YES/NO are booleans; NOT_APPLICABLE, NO_INFORMATION and blanks are unknown."""
     if value is None:
         return None
     if isinstance(value, bool):
         return value
-    if value in _TRUE:
+    if value in TRUE_VALUES:
         return True
-    if value in _FALSE:
+    if value in FALSE_VALUES:
         return False
     if value in SENTINELS or not value.strip():
         return None
-    raise RejectedLine("invalid_value", f"`{_FIELDS[field]}` {value[:40]!r} is not a boolean")
-
-
-@lru_cache(maxsize=1024)
-def _readable(raw: bytes) -> str | None:
-    parts: list[str] = []
-
-    def walk(value) -> None:
-        if isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        else:
-            item = text(value)
-            if item is not None and item not in parts:
-                parts.append(item)
-
-    try:
-        walk(msgspec.json.decode(raw))
-    except RecursionError:  # nested past reading: not a list of values, and no reason to lose the listing
-        return None
-    return ", ".join(parts) or None
-
-
-def readable_list(raw: msgspec.Raw | None) -> str | None:
-    """A list field as text an analyst reads: `[{"firingType": "GAS"}, {"firingType": "OIL"}]` is "GAS, OIL".
-
-    Every value in it, in order, once; sentinels left out; None when nothing is left. The same few lists
-    recur in every batch, hence the cache."""
-    return None if raw is None else _readable(bytes(raw))
-
-
-def _holds_picture(value) -> bool:
-    if isinstance(value, dict):
-        kind = value.get("@xsi.type")
-        if isinstance(kind, str) and kind.rpartition(":")[2] == "Picture":
-            return True
-        return any(_holds_picture(item) for item in value.values() if isinstance(item, dict | list))
-    if isinstance(value, list):
-        return any(_holds_picture(item) for item in value)
-    return False
-
-
-def has_pictures(title_picture_id: msgspec.Raw | None, attachments: msgspec.Raw | None) -> bool:
-    """A title picture, or an attachment of type `common:Picture` (a floor plan or a PDF is not one).
-
-    A listing without pictures has neither key (shared/data/README.md): absent is False, not unknown."""
-    if title_picture_id is not None and bytes(title_picture_id) not in (b"null", b'""'):
-        return True
-    if attachments is None:
-        return False
-    try:
-        return _holds_picture(msgspec.json.decode(attachments))
-    except RecursionError:  # nested past reading: no attachment list a picture could be in
-        return False
+    raise RejectedLine("invalid_value", f"`{FIELD_SOURCE_KEYS[field]}` {value[:40]!r} is not a boolean")

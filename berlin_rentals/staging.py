@@ -12,8 +12,8 @@ import botocore.exceptions
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from berlin_rentals.batch import TRANSFORM_VERSION, Batch, TransformStats, output_variant
 from berlin_rentals.model import STAGED_ETAG, STAGED_TABLES, staged_schema
-from berlin_rentals.transform import TRANSFORM_VERSION, Batch, TransformStats, output_variant
 
 
 @dataclass(frozen=True)

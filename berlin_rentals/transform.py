@@ -10,41 +10,36 @@ to pick each listing's newest version at the end.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from datetime import datetime
 
 import pyarrow as pa
 
 from berlin_rentals.archive import SourceLine
+from berlin_rentals.batch import Batch, TransformStats, output_variant, record_batch, staged_table
 from berlin_rentals.keys import surrogate_key
-from berlin_rentals.listing import (
-    SENTINELS,
-    Listing,
+from berlin_rentals.listing import Listing, decode_line, flag
+from berlin_rentals.masking import Masker
+from berlin_rentals.model import MAX_TEXT_BYTES, arrow_schema, column_names
+from berlin_rentals.values import (
+    AREA_LIMIT,
+    DEGREE_STEP,
+    DEGREES_LIMIT,
+    MONEY_LIMIT,
+    ROOMS_LIMIT,
     RejectedLine,
-    decode_line,
-    flag,
+    as_utc,
+    cap_text,
+    capped_text,
+    checked_decimal,
+    checked_int32,
     has_pictures,
     listing_id,
+    quality_flags,
     readable_list,
     text,
 )
-from berlin_rentals.masking import Masker
-from berlin_rentals.model import MAX_TEXT_BYTES, MODEL_FINGERPRINT, STAGED_TABLES, arrow_schema, column_names
 
-# Bump when the transform's output changes for the same input: it is part of the cache key and of the
-# staged prefix, so a fixed transform re-runs on files whose previous result is cached. A change of the
-# staged columns needs no bump: MODEL_FINGERPRINT is in both too (output_variant).
-TRANSFORM_VERSION = "3"
-
-_CENT = Decimal("0.01")
-_DEGREE_STEP = Decimal("1E-7")
-_MONEY_LIMIT = Decimal("1E10")
-_AREA_LIMIT = Decimal("1E8")
-_ROOMS_LIMIT = Decimal("1E4")
-_DEGREES_LIMIT = Decimal("1E3")
 # Enum-like source values (condition, heating type, ...) are VARCHAR(64): a longer one is capped, not refused.
 _ENUM = 64
 _ACTIVE = "ACTIVE"
@@ -56,116 +51,6 @@ _CHUNK_ROWS = 2048
 # lines would otherwise hold its whole inflated text in memory. Past it a rejected line keeps its row
 # (member, line number, reason, size) without the text; the raw object still has every line.
 MAX_REJECTED_RAW_BYTES = 16 * 1024**2
-
-# Values a flat to rent in Berlin cannot plausibly have. They still load (the source said so, and a
-# range check is a judgement, not a fact), but the row carries the reason in `quality_flags`, so
-# analysts can filter it and the ledger counts it per file. Negative amounts are flagged apart.
-PLAUSIBLE_RANGES: dict[str, tuple[Decimal | None, Decimal | None]] = {
-    "base_rent": (Decimal("1"), Decimal("30000")),
-    "total_rent": (Decimal("1"), Decimal("40000")),
-    "calculated_total_rent": (Decimal("1"), Decimal("40000")),
-    "service_charge": (Decimal("0"), None),
-    "heating_costs": (Decimal("0"), None),
-    "living_space": (Decimal("5"), Decimal("1000")),
-    "number_of_rooms": (Decimal("0.5"), Decimal("30")),
-}
-
-
-def output_variant(masker: Masker | None = None, pseudonyms: Masker | None = None) -> str:
-    """What, besides a file's content, decides its transformed tables: the transform's version, the model's
-    columns, and the salts of the masking and of the pseudonyms (by fingerprint, never the salt). Part of the
-    transform's cache key and of the staged prefix, so neither serves a batch made under other settings."""
-    parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}"]
-    if masker is not None:
-        parts.append(f"masked-{masker.fingerprint}")
-    if pseudonyms is not None:
-        parts.append(f"keyed-{pseudonyms.fingerprint}")
-    return "-".join(parts)
-
-
-@dataclass
-class TransformStats:
-    lines_read: int = 0
-    listings: int = 0
-    older_versions_in_file: int = 0
-    rejected: int = 0
-    rejected_by_reason: Counter = field(default_factory=Counter)
-    flagged: int = 0  # listings loaded with at least one quality flag
-    flags_by_code: Counter = field(default_factory=Counter)
-    unknown_fields: Counter = field(default_factory=Counter)  # unknown key -> lines that carry it
-    rejected_raw_omitted: int = 0  # rejected lines past the raw-text budget: row kept, raw_line NULL
-
-
-@dataclass
-class Batch:
-    """The tables of one batch, ready to stage: Arrow tables keyed by staged table name."""
-
-    tables: dict[str, pa.Table]
-    stats: TransformStats
-    variant: str = field(default_factory=output_variant)  # output_variant of the settings it was made with
-
-    def rows(self, table: str) -> int:
-        return self.tables[table].num_rows
-
-
-def _decimal(value: Decimal | None, field_name: str, limit: Decimal, step: Decimal = _CENT) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        if not value.is_finite() or abs(value) >= limit:
-            raise InvalidOperation
-        return value.quantize(step, rounding=ROUND_HALF_EVEN)
-    except InvalidOperation:
-        raise RejectedLine("invalid_value", f"`{field_name}` {value} is out of range") from None
-
-
-def quality_flags(values: dict[str, Decimal | None]) -> str | None:
-    """The plausibility flags of one listing's amounts, comma-separated in a fixed order; None if none."""
-    flags = []
-    for name, (low, high) in PLAUSIBLE_RANGES.items():
-        value = values.get(name)
-        if value is None:
-            continue
-        if value < 0:
-            flags.append(f"{name}_negative")
-        elif (low is not None and value < low) or (high is not None and value > high):
-            flags.append(f"{name}_implausible")
-    return ",".join(flags) or None
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _int32(value: int | None, field_name: str) -> int | None:
-    if value is not None and not -(2**31) <= value < 2**31:
-        raise RejectedLine("invalid_value", f"`{field_name}` {value} is out of range")
-    return value
-
-
-def cap_text(value: str | None, limit: int = MAX_TEXT_BYTES) -> str | None:
-    """Cap at `limit` UTF-8 bytes without splitting a character; drop NULs PostgreSQL cannot store."""
-    if value is None:
-        return None
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    if len(value) * 4 > limit:
-        encoded = value.encode("utf-8", "surrogatepass")
-        if len(encoded) > limit:
-            value = encoded[:limit].decode("utf-8", "ignore")
-    return value
-
-
-def _capped(value, limit: int) -> str | None:
-    """text() capped to `limit` bytes. The hot path of the transform (some 30 calls a listing): a plain
-    string short enough that no cap can apply, the usual case, is settled without cap_text."""
-    if value.__class__ is str and len(value) * 4 <= limit and value not in SENTINELS and "\x00" not in value:
-        return value.strip() or None
-    return cap_text(text(value), limit)
 
 
 class _Accumulator:
@@ -234,7 +119,7 @@ class _Accumulator:
 
     def _add_listing(self, listing: Listing, line: SourceLine) -> None:
         lid = listing_id(listing.id)
-        modified = _utc(listing.modification or listing.last_modification_date)
+        modified = as_utc(listing.modification or listing.last_modification_date)
         if modified is None:
             raise RejectedLine("no_timestamp", "`modification` is missing: the listing's version cannot be ordered")
         previous = self.facts.get(lid)
@@ -271,10 +156,10 @@ class _Accumulator:
         email = text(listing.email)
         firstname = text(listing.firstname)
         lastname = text(listing.lastname)
-        salutation = _capped(listing.salutation, 32)
+        salutation = capped_text(listing.salutation, 32)
         person = (firstname, lastname, email)  # the raw values, for the pseudonyms
         phones = [
-            _capped(v, 64)
+            capped_text(v, 64)
             for v in (
                 listing.phone_number,
                 listing.phone_subscriber,
@@ -303,51 +188,51 @@ class _Accumulator:
                 agent_id = keys[natural] = surrogate_key(*natural)
 
         amounts = {
-            "base_rent": _decimal(listing.base_rent, "realEstate_baseRent", _MONEY_LIMIT),
-            "calculated_total_rent": _decimal(
-                listing.calculated_total_rent, "realEstate_calculatedTotalRent", _MONEY_LIMIT
+            "base_rent": checked_decimal(listing.base_rent, "realEstate_baseRent", MONEY_LIMIT),
+            "calculated_total_rent": checked_decimal(
+                listing.calculated_total_rent, "realEstate_calculatedTotalRent", MONEY_LIMIT
             ),
-            "heating_costs": _decimal(listing.heating_costs, "realEstate_heatingCosts", _MONEY_LIMIT),
-            "living_space": _decimal(listing.living_space, "realEstate_livingSpace", _AREA_LIMIT),
-            "number_of_rooms": _decimal(listing.number_of_rooms, "realEstate_numberOfRooms", _ROOMS_LIMIT),
-            "service_charge": _decimal(listing.service_charge, "realEstate_serviceCharge", _MONEY_LIMIT),
-            "total_rent": _decimal(listing.total_rent, "realEstate_totalRent", _MONEY_LIMIT),
+            "heating_costs": checked_decimal(listing.heating_costs, "realEstate_heatingCosts", MONEY_LIMIT),
+            "living_space": checked_decimal(listing.living_space, "realEstate_livingSpace", AREA_LIMIT),
+            "number_of_rooms": checked_decimal(listing.number_of_rooms, "realEstate_numberOfRooms", ROOMS_LIMIT),
+            "service_charge": checked_decimal(listing.service_charge, "realEstate_serviceCharge", MONEY_LIMIT),
+            "total_rent": checked_decimal(listing.total_rent, "realEstate_totalRent", MONEY_LIMIT),
         }
-        state = _capped(listing.state, _ENUM)
+        state = capped_text(listing.state, _ENUM)
         fact = (
             lid,
             address_id,
             agency_id,
-            _utc(listing.publish_date),
-            _capped(listing.apartment_type, _ENUM),
+            as_utc(listing.publish_date),
+            capped_text(listing.apartment_type, _ENUM),
             flag(listing.assisted_living, "assisted_living"),
             flag(listing.balcony, "balcony"),
             amounts["base_rent"],
             flag(listing.built_in_kitchen, "built_in_kitchen"),
             amounts["calculated_total_rent"],
-            _capped(listing.calculated_total_rent_scope, _ENUM),
+            capped_text(listing.calculated_total_rent_scope, _ENUM),
             flag(listing.cellar, "cellar"),
             flag(listing.certificate_of_eligibility_needed, "certificate_of_eligibility_needed"),
-            _capped(listing.condition, _ENUM),
-            _int32(listing.construction_year, "realEstate_constructionYear"),
-            _capped(listing.deposit, 1024),
-            _capped(listing.description_note, MAX_TEXT_BYTES),
-            _int32(listing.floor, "realEstate_floor"),
-            _capped(listing.free_from, 1024),
+            capped_text(listing.condition, _ENUM),
+            checked_int32(listing.construction_year, "realEstate_constructionYear"),
+            capped_text(listing.deposit, 1024),
+            capped_text(listing.description_note, MAX_TEXT_BYTES),
+            checked_int32(listing.floor, "realEstate_floor"),
+            capped_text(listing.free_from, 1024),
             flag(listing.garden, "garden"),
             flag(listing.guest_toilet, "guest_toilet"),
             flag(listing.handicapped_accessible, "handicapped_accessible"),
             amounts["heating_costs"],
             flag(listing.heating_costs_in_service_charge, "heating_costs_in_service_charge"),
-            _capped(listing.heating_type, _ENUM),
-            _capped(listing.interior_quality, _ENUM),
+            capped_text(listing.heating_type, _ENUM),
+            capped_text(listing.interior_quality, _ENUM),
             modified,
-            _int32(listing.last_refurbishment, "realEstate_lastRefurbishment"),
+            checked_int32(listing.last_refurbishment, "realEstate_lastRefurbishment"),
             flag(listing.lift, "lift"),
             amounts["living_space"],
-            _int32(listing.number_of_floors, "realEstate_numberOfFloors"),
+            checked_int32(listing.number_of_floors, "realEstate_numberOfFloors"),
             amounts["number_of_rooms"],
-            _capped(listing.pets_allowed, _ENUM),
+            capped_text(listing.pets_allowed, _ENUM),
             amounts["service_charge"],
             state,
             amounts["total_rent"],
@@ -355,29 +240,33 @@ class _Accumulator:
             line.line_number,
             quality_flags(amounts),
             agent_id,
-            _capped(listing.listing_type, _ENUM),
-            _capped(listing.title, 1024),
-            _decimal(listing.bedrooms, "realEstate_numberOfBedRooms", _ROOMS_LIMIT),
-            _decimal(listing.bathrooms, "realEstate_numberOfBathRooms", _ROOMS_LIMIT),
-            _decimal(listing.parking_space_price, "realEstate_parkingSpacePrice", _MONEY_LIMIT),
-            _int32(listing.number_of_parking_spaces, "realEstate_numberOfParkingSpaces"),
-            _capped(listing.parking_space_type, _ENUM),
-            _decimal(listing.latitude, "realEstate_address_wgs84Coordinate_latitude", _DEGREES_LIMIT, _DEGREE_STEP),
-            _decimal(listing.longitude, "realEstate_address_wgs84Coordinate_longitude", _DEGREES_LIMIT, _DEGREE_STEP),
-            _utc(listing.creation),
+            capped_text(listing.listing_type, _ENUM),
+            capped_text(listing.title, 1024),
+            checked_decimal(listing.bedrooms, "realEstate_numberOfBedRooms", ROOMS_LIMIT),
+            checked_decimal(listing.bathrooms, "realEstate_numberOfBathRooms", ROOMS_LIMIT),
+            checked_decimal(listing.parking_space_price, "realEstate_parkingSpacePrice", MONEY_LIMIT),
+            checked_int32(listing.number_of_parking_spaces, "realEstate_numberOfParkingSpaces"),
+            capped_text(listing.parking_space_type, _ENUM),
+            checked_decimal(
+                listing.latitude, "realEstate_address_wgs84Coordinate_latitude", DEGREES_LIMIT, DEGREE_STEP
+            ),
+            checked_decimal(
+                listing.longitude, "realEstate_address_wgs84Coordinate_longitude", DEGREES_LIMIT, DEGREE_STEP
+            ),
+            as_utc(listing.creation),
             has_pictures(listing.title_picture_id, listing.attachments),
             None if state is None else state == _ACTIVE,
-            _capped(listing.energy_efficiency_class, _ENUM),
-            _decimal(listing.thermal_characteristic, "realEstate_thermalCharacteristic", _AREA_LIMIT),
+            capped_text(listing.energy_efficiency_class, _ENUM),
+            checked_decimal(listing.thermal_characteristic, "realEstate_thermalCharacteristic", AREA_LIMIT),
             cap_text(readable_list(listing.firing_types), 256),
             cap_text(readable_list(listing.energy_sources), 256),
-            _capped(listing.heating_type_enev2014, _ENUM),
-            _decimal(listing.usable_floor_space, "realEstate_usableFloorSpace", _AREA_LIMIT),
+            capped_text(listing.heating_type_enev2014, _ENUM),
+            checked_decimal(listing.usable_floor_space, "realEstate_usableFloorSpace", AREA_LIMIT),
             flag(listing.use_as_flatshare_room, "use_as_flatshare_room"),
             flag(listing.has_courtage, "has_courtage"),
-            _capped(listing.furnishing_note, MAX_TEXT_BYTES),
-            _capped(listing.location_note, MAX_TEXT_BYTES),
-            _capped(listing.other_note, MAX_TEXT_BYTES),
+            capped_text(listing.furnishing_note, MAX_TEXT_BYTES),
+            capped_text(listing.location_note, MAX_TEXT_BYTES),
+            capped_text(listing.other_note, MAX_TEXT_BYTES),
         )
         # Only a listing that fully coerced reaches the dimensions. A newer version keeps the
         # listing's place (first seen) and points it at its own row.
@@ -387,11 +276,11 @@ class _Accumulator:
         if len(self.fact_rows) >= self.chunk_rows:
             self._flush_facts()
         self.cities.setdefault(city_id, (city_id, cap_text(city, 256), cap_text(country, 256)))
-        region = _capped(listing.geo_region, 256)
+        region = capped_text(listing.geo_region, 256)
         if district_id is not None:
             self.districts.setdefault(
                 district_id,
-                (district_id, city_id, cap_text(quarter, 256), _capped(listing.geo_quarter_code, 64), region),
+                (district_id, city_id, cap_text(quarter, 256), capped_text(listing.geo_quarter_code, 64), region),
             )
         self.addresses.setdefault(
             address_id,
@@ -418,12 +307,12 @@ class _Accumulator:
             cap_text(lastname, 256),
             cap_text(email, 512),
             phones[0],
-            _capped(listing.phone_area_code, 16),
-            _capped(listing.phone_country_code, 16),
+            capped_text(listing.phone_area_code, 16),
+            capped_text(listing.phone_country_code, 16),
             phones[1],
             phones[2],
-            _capped(listing.cell_phone_area_code, 16),
-            _capped(listing.cell_phone_country_code, 16),
+            capped_text(listing.cell_phone_area_code, 16),
+            capped_text(listing.cell_phone_country_code, 16),
             phones[3],
         )
         if agency_newer:
@@ -449,7 +338,7 @@ class _Accumulator:
 
     def _flush_facts(self) -> None:
         if self.fact_rows:
-            self.fact_batches.append(_record_batch("fact_flats", self.fact_rows))
+            self.fact_batches.append(record_batch("fact_flats", self.fact_rows))
             self.fact_rows = []
 
     def _facts_table(self) -> pa.Table:
@@ -476,33 +365,16 @@ class _Accumulator:
             [facts.column(name) for name in column_names("flat_snapshots")], schema=arrow_schema("flat_snapshots")
         )
         tables = {
-            "dim_city": _table("dim_city", self.cities.values()),
-            "dim_district": _table("dim_district", self.districts.values()),
-            "dim_address": _table("dim_address", self.addresses.values()),
-            "dim_agency": _table("dim_agency", self.agencies.values()),
-            "dim_agent": _table("dim_agent", self.agents.values()),
+            "dim_city": staged_table("dim_city", self.cities.values()),
+            "dim_district": staged_table("dim_district", self.districts.values()),
+            "dim_address": staged_table("dim_address", self.addresses.values()),
+            "dim_agency": staged_table("dim_agency", self.agencies.values()),
+            "dim_agent": staged_table("dim_agent", self.agents.values()),
             "fact_flats": facts,
             "flat_snapshots": snapshots,
-            "rejected_records": _table("rejected_records", self.rejects),
+            "rejected_records": staged_table("rejected_records", self.rejects),
         }
         return Batch(tables=tables, stats=self.stats, variant=variant)
-
-
-def _arrays(name: str, rows: list[tuple]) -> list[pa.Array]:
-    columns = zip(*rows, strict=True)
-    return [pa.array(values, type=col.arrow) for values, col in zip(columns, STAGED_TABLES[name], strict=True)]
-
-
-def _record_batch(name: str, rows: list[tuple]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(_arrays(name, rows), schema=arrow_schema(name))
-
-
-def _table(name: str, rows: Iterable[tuple]) -> pa.Table:
-    schema = arrow_schema(name)
-    rows = list(rows)
-    if not rows:
-        return schema.empty_table()
-    return pa.Table.from_arrays(_arrays(name, rows), schema=schema)
 
 
 def transform_lines(

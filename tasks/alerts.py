@@ -11,8 +11,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.ingest_result import IngestResult
-from berlin_rentals.transform import TransformStats
 
 FILE_PARKED = "rentals.file.parked"
 REJECTS_ABOVE_RATIO = "rentals.file.rejects-above-ratio"

@@ -9,11 +9,11 @@ from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, read_staged_tables
-from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
 from berlin_rentals.warehouse.attempts import end_attempt as mark_attempt_ended
 from berlin_rentals.warehouse.engines import _IAM_ROLE, target_for

@@ -8,11 +8,12 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from berlin_rentals.archive import iter_lines
+from berlin_rentals.batch import output_variant
 from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import Transformed, stage_batch
-from berlin_rentals.transform import output_variant, transform_lines
+from berlin_rentals.transform import transform_lines
 from berlin_rentals.warehouse.fit import FIT_VERSION, fit_batch
 from tasks.common import IO_STEP
 

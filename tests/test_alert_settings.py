@@ -11,8 +11,8 @@ import pytest
 from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.server.utilities.user_templates import render_user_template_sync
 
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.config import ConfigError, Settings
-from berlin_rentals.transform import TransformStats
 from deployments.automations import file_parked, missing_hour, rejects_above_ratio
 from tasks.alerts import FILE_PARKED, reject_ratio
 

@@ -585,8 +585,8 @@ def test_the_batch_and_fan_out_settings_default_and_refuse_what_is_not_a_count()
 
 
 def test_a_batch_takes_files_in_order_up_to_its_size_and_never_two_of_one_etag():
+    from berlin_rentals.batch import TransformStats
     from berlin_rentals.catch_up import batch_is_full, take_batch
-    from berlin_rentals.transform import TransformStats
 
     def staged(key: str, etag: str, lines: int) -> IngestResult:
         return IngestResult("staged", "b", key, etag, stats=TransformStats(lines_read=lines))

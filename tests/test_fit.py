@@ -141,7 +141,7 @@ def test_rows_that_fit_keep_arrow_types():
 
 def test_a_line_an_earlier_release_rejected_as_too_long_is_recovered_by_a_replay():
     """The replay transforms rejected lines again with the current code, which caps what it once refused."""
-    from berlin_rentals.replay import RecordedReject, transform_rejected
+    from berlin_rentals.replay_lines import RecordedReject, transform_rejected
 
     records = sample(2)
     records[1]["data"]["realEstate_heatingType"] = "H" * 100

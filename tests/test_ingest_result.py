@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from berlin_rentals.archive import BadArchive
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.ingest_result import (
     IngestFailed,
     IngestResult,
@@ -22,7 +23,6 @@ from berlin_rentals.ingest_result import (
 from berlin_rentals.lineage import lineage_row, rejected_rows, summary_markdown
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch
-from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.load import LoadReport
 from tasks.common import ExpectedErrorTracebacks
 

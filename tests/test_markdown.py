@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from markdown_it import MarkdownIt
 
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.catch_up import LedgerEntry, RawObject, gaps_markdown, report_table, summarise
 from berlin_rentals.catch_up import Plan as CatchUpPlan
 from berlin_rentals.ingest_result import IngestResult, closing_sentence
@@ -19,7 +20,6 @@ from berlin_rentals.markdown import cells, code, text
 from berlin_rentals.replay import ReplayOutcome, replay_markdown
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch
-from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.load import LoadReport
 
 PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"])

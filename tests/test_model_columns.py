@@ -13,12 +13,13 @@ from decimal import Decimal
 import pytest
 
 from berlin_rentals.archive import SourceLine, iter_lines
+from berlin_rentals.batch import TRANSFORM_VERSION, output_variant
 from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.masking import PERSONAL_COLUMNS, Masker
 from berlin_rentals.model import MODEL_FINGERPRINT
 from berlin_rentals.staging import staged_prefix
 from berlin_rentals.synthetic import read_sample_records
-from berlin_rentals.transform import TRANSFORM_VERSION, output_variant, transform_lines
+from berlin_rentals.transform import transform_lines
 
 SALT = b"a-secret-salt-of-32-bytes-000000"
 

@@ -156,3 +156,22 @@ def test_the_environment_make_builds_has_its_dependencies_compiled_to_bytecode()
         assert Path(cached).exists(), (
             f"{module.__name__} has no compiled bytecode ({cached}): sync with --compile-bytecode"
         )
+
+
+# Files still over the limit, each to be split by concern (issue #21); the list only ever shrinks.
+OVER_THE_LIMIT = {"devstack/local_stack.py", "bridge/sqs_bridge.py", "bench/catch_up.py"}
+MAX_SOURCE_LINES = 400
+
+
+def test_no_source_file_is_over_400_lines():
+    root = Path(__file__).resolve().parent.parent
+    folders = ("berlin_rentals", "flows", "tasks", "bridge", "deployments", "provisioning", "devstack", "bench")
+    sizes = {
+        str(path.relative_to(root)): len(path.read_text().splitlines())
+        for folder in folders
+        for path in (root / folder).rglob("*.py")
+    }
+    over = {name: lines for name, lines in sizes.items() if lines > MAX_SOURCE_LINES}
+    assert set(over) <= OVER_THE_LIMIT, {n: over[n] for n in set(over) - OVER_THE_LIMIT}
+    # a file split since must leave the list
+    assert OVER_THE_LIMIT <= set(over), OVER_THE_LIMIT - set(over)

@@ -18,10 +18,11 @@ from sqlglot import exp
 
 import tests.recording_dbapi as driver
 from berlin_rentals.archive import iter_lines
+from berlin_rentals.batch import TRANSFORM_VERSION
 from berlin_rentals.model import MODEL_FINGERPRINT, STAGED_TABLES
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
-from berlin_rentals.transform import TRANSFORM_VERSION, transform_lines
+from berlin_rentals.transform import transform_lines
 from berlin_rentals.warehouse.ddl import ddl_statements
 from berlin_rentals.warehouse.engines import RedshiftTarget
 from berlin_rentals.warehouse.load import load_staged_batch

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from berlin_rentals.batch import TRANSFORM_VERSION
 from berlin_rentals.model import MODEL_FINGERPRINT
 from berlin_rentals.staging import StagedBatch, staged_prefix
-from berlin_rentals.transform import TRANSFORM_VERSION
 from berlin_rentals.warehouse.engines import PostgresTarget, RedshiftTarget, target_for
 
 ROLE = "arn:aws:iam::123456789012:role/rentals-redshift-copy"

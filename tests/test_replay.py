@@ -26,15 +26,13 @@ import pytest
 
 from berlin_rentals.archive import SourceLine, iter_lines
 from berlin_rentals.model import STAGED_TABLES
-from berlin_rentals.replay import (
+from berlin_rentals.replay import ReplayRefused, rejected_lines, replayable_etag
+from berlin_rentals.replay_lines import (
     LinesNotFound,
     RecordedReject,
-    ReplayRefused,
     pick_lines,
     reason_code,
-    rejected_lines,
     replay_digest,
-    replayable_etag,
     select_lines,
     transform_rejected,
 )
@@ -449,7 +447,8 @@ def test_a_replay_waits_for_a_load_in_flight_and_redoes_its_work_if_the_rejects_
     """Serialised by the ledger lock; a replay prepared before another one committed is not applied twice."""
     import sqlalchemy as sa
 
-    from berlin_rentals.replay import _Changed, apply_replay, stage_replay
+    from berlin_rentals.replay import _Changed, apply_replay
+    from berlin_rentals.replay_lines import stage_replay
     from berlin_rentals.s3 import download_source, head_source
     from berlin_rentals.warehouse.engines import target_for
     from berlin_rentals.warehouse.merge import execute_file, write_load_files

@@ -19,10 +19,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
+from berlin_rentals.batch import output_variant
 from berlin_rentals.config import Settings
 from berlin_rentals.staging import staged_prefix
 from berlin_rentals.synthetic import batch_name, read_sample_records, with_listing_id, zip_lines
-from berlin_rentals.transform import output_variant
 from berlin_rentals.warehouse.ddl import create_warehouse
 from flows.ingest import ingest_file
 from tasks.common import warehouse_engine

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from berlin_rentals.archive import iter_lines
 from berlin_rentals.model import STAGED_TABLES, staged_schema
-from berlin_rentals.replay import ReplayBatch, stage_replay
+from berlin_rentals.replay_lines import ReplayBatch, stage_replay
 from berlin_rentals.staging import read_staged_table, stage_batch
 from berlin_rentals.transform import transform_lines
 from berlin_rentals.warehouse.fit import fit_batch

@@ -178,7 +178,7 @@ def test_real_records_carry_no_quality_flag_and_no_unknown_field(sample_batch):
 
 
 def test_quality_flags_name_each_implausible_amount_in_a_fixed_order():
-    from berlin_rentals.transform import quality_flags
+    from berlin_rentals.values import quality_flags
 
     assert quality_flags({"base_rent": Decimal("1715.19"), "living_space": Decimal("115")}) is None
     assert quality_flags(

@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from berlin_rentals.archive import SourceLine
-from berlin_rentals.listing import _FIELDS, _TYPED_FIELDS, SENTINELS
+from berlin_rentals.listing import FIELD_SOURCE_KEYS as _FIELDS
+from berlin_rentals.listing import TYPED_FIELDS as _TYPED_FIELDS
 from berlin_rentals.synthetic import read_sample_records
 from berlin_rentals.transform import transform_lines
+from berlin_rentals.values import SENTINELS
 from berlin_rentals.warehouse.fit import fit_batch, misfits
 
 BASE = read_sample_records()

@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from berlin_rentals.listing import _FIELDS as SOURCE_FIELDS
+from berlin_rentals.batch import Batch
+from berlin_rentals.listing import FIELD_SOURCE_KEYS as SOURCE_FIELDS
 from berlin_rentals.model import STAGED_TABLES, Col, arrow_schema
-from berlin_rentals.transform import Batch, cap_text
+from berlin_rentals.values import cap_text
 
 # Part of the transform's cache key: a batch cached before a change here is fitted again.
 FIT_VERSION = "1"

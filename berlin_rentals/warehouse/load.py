@@ -26,10 +26,10 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.model import STAGED_TABLES
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, with_source_etag
-from berlin_rentals.transform import TransformStats
 from berlin_rentals.warehouse.engines import Target, key_lock_name
 from berlin_rentals.warehouse.merge import (
     copy_into_staging,

@@ -1,0 +1,74 @@
+"""What the transform makes of one file: its tables, their counts, and the variant of the settings it was
+made with (part of the ETag cache's key and of the staged prefix). Pure data, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from berlin_rentals.masking import Masker
+from berlin_rentals.model import MODEL_FINGERPRINT, STAGED_TABLES, arrow_schema
+
+# Bump when the transform's output changes for the same input: it is part of the cache key and of the
+# staged prefix, so a fixed transform re-runs on files whose previous result is cached. A change of the
+# staged columns needs no bump: MODEL_FINGERPRINT is in both too (output_variant).
+TRANSFORM_VERSION = "3"
+
+
+def output_variant(masker: Masker | None = None, pseudonyms: Masker | None = None) -> str:
+    """What, besides a file's content, decides its transformed tables: the transform's version, the model's
+    columns, and the salts of the masking and of the pseudonyms (by fingerprint, never the salt). Part of the
+    transform's cache key and of the staged prefix, so neither serves a batch made under other settings."""
+    parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}"]
+    if masker is not None:
+        parts.append(f"masked-{masker.fingerprint}")
+    if pseudonyms is not None:
+        parts.append(f"keyed-{pseudonyms.fingerprint}")
+    return "-".join(parts)
+
+
+@dataclass
+class TransformStats:
+    lines_read: int = 0
+    listings: int = 0
+    older_versions_in_file: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+    flagged: int = 0  # listings loaded with at least one quality flag
+    flags_by_code: Counter = field(default_factory=Counter)
+    unknown_fields: Counter = field(default_factory=Counter)  # unknown key -> lines that carry it
+    rejected_raw_omitted: int = 0  # rejected lines past the raw-text budget: row kept, raw_line NULL
+
+
+@dataclass
+class Batch:
+    """The tables of one batch, ready to stage: Arrow tables keyed by staged table name."""
+
+    tables: dict[str, pa.Table]
+    stats: TransformStats
+    variant: str = field(default_factory=output_variant)  # output_variant of the settings it was made with
+
+    def rows(self, table: str) -> int:
+        return self.tables[table].num_rows
+
+
+def row_arrays(name: str, rows: list[tuple]) -> list[pa.Array]:
+    columns = zip(*rows, strict=True)
+    return [pa.array(values, type=col.arrow) for values, col in zip(columns, STAGED_TABLES[name], strict=True)]
+
+
+def record_batch(name: str, rows: list[tuple]) -> pa.RecordBatch:
+    """An Arrow record batch of a staged table from its rows (tuples in the model's column order)."""
+    return pa.RecordBatch.from_arrays(row_arrays(name, rows), schema=arrow_schema(name))
+
+
+def staged_table(name: str, rows: Iterable[tuple]) -> pa.Table:
+    """A staged table from its rows (tuples in the model's column order)."""
+    schema = arrow_schema(name)
+    rows = list(rows)
+    if not rows:
+        return schema.empty_table()
+    return pa.Table.from_arrays(row_arrays(name, rows), schema=schema)
