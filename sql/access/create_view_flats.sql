@@ -1,9 +1,14 @@
 -- One row per listing with exactly the required dimensions (issue #13's column contract). The agent's
 -- name, e-mail and phone come only from dim_agent's *_pseudonym columns: a keyed HMAC the pipeline
 -- computed with a salt the database never holds, or NULL; never a raw value, not even in part.
--- agency_name: a company's name only when it carries a registered legal form (GmbH, AG, e.K., ...):
--- a registered firm must publish that name in every ad's imprint, while a name without one may be a
--- private landlord's own (the DWH role still sees every company in dim_agency).
+-- agency_name: a company's name only when it carries a registered legal form: a registered firm must
+-- publish that name in every ad's imprint, while a name without one may be a private landlord's own
+-- (the DWH role still sees every company in dim_agency). A form counts as written, not as any token of
+-- its letters: the unmistakable ones (GmbH, mbH, KGaA, GbR, OHG, PartG, ...Aktiengesellschaft) anywhere
+-- as a word, any case; e.K./e.Kfm./e.Kfr. with their dots; the short ones (AG, SE, KG, UG, eG, Ltd, Inc,
+-- plc) only in their own case at the end of the name, as a firm's name carries them ("... GmbH & Co.
+-- KG", "... UG (haftungsbeschränkt)"). So "Anna Ek", "Se-Jin Park", "Inge Eg", "Familie Kg Müller" stay
+-- private; a firm written otherwise is hidden, the safe way round (tests/test_bi_views.py).
 -- The view runs with its owner's rights: BI needs no right on the warehouse schema to read it.
 CREATE VIEW {bi_schema}.flats AS
 SELECT
@@ -26,10 +31,11 @@ SELECT
     f.latitude,
     f.longitude,
     CASE
-        WHEN regexp_instr(
-            lower(ag.company),
-            '(^|[^a-z])(gmbh|mbh|ag|se|kg|kgaa|ohg|ug|eg|e[.]g[.]|e[.]k[.]|ek|e[.]kfm[.]|e[.]kfr[.]|gbr|partg|ltd|plc|inc|llc|bv|b[.]v[.])([^a-z]|$)'
-        ) > 0 THEN ag.company
+        WHEN regexp_instr(lower(ag.company), '(^|[^a-z])(g?gmbh|mbh|kgaa|gbr|ohg|partg|partgmbb|llc)([^a-z]|$)') > 0
+          OR regexp_instr(lower(ag.company), '(aktien|kommandit)gesellschaft') > 0
+          OR regexp_instr(ag.company, '(^|[[:space:]])e[.](K|Kfm|Kfr)[.]([[:space:],]|$)') > 0
+          OR regexp_instr(ag.company, '[[:space:]](AG|SE|KG|UG|eG|Ltd[.]?|Inc[.]?|plc)[[:space:]]*([(]haftungsbeschränkt[)])?$') > 0
+        THEN ag.company
     END AS agency_name,
     g.agent_name_pseudonym AS agent_name,
     g.email_pseudonym AS agent_email,
