@@ -27,11 +27,11 @@ from berlin_rentals.staging import read_staged_tables, write_batch_manifests
 from berlin_rentals.warehouse.attempts import begin_attempts
 from berlin_rentals.warehouse.load import BatchFile, LoadResult, load_staged_files
 from tasks.alerts import emit_file_parked
-from tasks.common import IO_STEP, run_inline, warehouse_engine
+from tasks.common import io_step, run_inline, warehouse_engine
 from tasks.load import _target, end_attempt, load_slot
 
 
-@task(name="begin-attempts", task_run_name="count the attempts of {count} files", **IO_STEP)
+@io_step(name="begin-attempts", task_run_name="count the attempts of {count} files")
 def begin_batch_attempts(
     settings: Settings, attempts: list[tuple[str, str, str, str]], count: int
 ) -> list[IngestFailed]:
@@ -98,7 +98,7 @@ def _batch_id() -> str:
     return str(task_run.id) if task_run.id else f"batch-{uuid.uuid4().hex}"
 
 
-@task(name="load-batch", task_run_name="load a batch of {count} files", **IO_STEP)
+@io_step(name="load-batch", task_run_name="load a batch of {count} files")
 def load_batch(settings: Settings, files: list[BatchFile], count: int) -> LoadResult:
     """One transaction for the batch's files (berlin_rentals/warehouse/load.py), under a slot of
     `warehouse-load`. PostgreSQL streams the staged tables, read back from S3 side by side; Redshift COPYs

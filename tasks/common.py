@@ -22,16 +22,47 @@ from berlin_rentals.ingest_result import is_expected
 from berlin_rentals.warehouse.ddl import make_engine
 
 # An I/O step: transient S3 and database errors get three more tries with growing back-off (2, 8,
-# 30 s, or ETL_RETRY_DELAYS, read at import), data errors none. Never cached (only the transform is):
-# a ledger check must always ask the ledger, and Prefect's default policy would hash every input, a
-# whole batch included, on each run.
+# 30 s, or ETL_RETRY_DELAYS: IOStep reads it when Prefect asks), data errors none. Never cached (only the
+# transform is): a ledger check must always ask the ledger, and Prefect's default policy would hash every
+# input, a whole batch included, on each run.
 IO_STEP = dict(
     retries=3,
-    retry_delay_seconds=retry_delays(),
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_condition,
     cache_policy=NO_CACHE,
 )
+
+
+class IOStep(Task):
+    """A task whose retry delays are the settings' ETL_RETRY_DELAYS as they are when Prefect asks for them
+    (a task run created, a retry scheduled, run_inline's retry), not as they were when the task was defined:
+    Prefect itself fixes a task's delays at decoration, which made the variable one read at import."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._delays_from_settings = True
+
+    @property
+    def retry_delay_seconds(self) -> list[float] | None:
+        # Before __init__ is done Prefect only checks the value it was given (none): nothing to read yet.
+        return retry_delays() if self.__dict__.get("_delays_from_settings") else None
+
+    @retry_delay_seconds.setter
+    def retry_delay_seconds(self, value: Any) -> None:
+        """Task.__init__ sets Prefect's default here; the settings' delays are read at use instead."""
+
+
+def io_step(**options: Any):
+    """`@task(**IO_STEP, **options)`, as an IOStep: `@io_step(name="extract")`. A step cached by a key of its
+    own (cache_key_fn) drops IO_STEP's NO_CACHE."""
+    settings = IO_STEP | options
+    if "cache_key_fn" in options:
+        settings.pop("cache_policy")
+
+    def decorate(fn):
+        return IOStep(fn=fn, **settings)
+
+    return decorate
 
 
 @lru_cache(maxsize=4)
