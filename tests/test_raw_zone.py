@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from berlin_rentals.archive import BadArchive
-from berlin_rentals.config import RawRecordSettings
+from berlin_rentals.config import BridgeSettings, RawRecordSettings
 from berlin_rentals.errors import ObjectChanged
 from berlin_rentals.model import LINEAGE
 from berlin_rentals.raw_record import RawPointer, fetch_raw_line
@@ -180,7 +180,7 @@ def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(se
         s3_part = {"bucket": {"name": settings.raw_bucket}, "object": obj}
         return json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3_part}]})
 
-    bridge = Bridge(settings, api_url="http://127.0.0.1:9", post=lambda events: None)
+    bridge = Bridge(BridgeSettings.from_env(), api_url="http://127.0.0.1:9", post=lambda events: None)
     (named,) = parse_message(record(versionId=version_v1))
     source = bridge.confirm(named)
     assert (source.etag, source.version_id) == (etag_v1, version_v1)
