@@ -181,3 +181,13 @@ def test_the_retry_delays_are_read_when_prefect_asks_not_when_the_task_is_define
     monkeypatch.setenv("ETL_RETRY_DELAYS", "soon")
     with pytest.raises(ConfigError, match="^ETL_RETRY_DELAYS must be"):
         inspect_source.retry_delay_seconds  # noqa: B018 - the property read is the test
+
+
+def test_the_sample_batch_is_found_at_use(monkeypatch, tmp_path):
+    from berlin_rentals import synthetic
+    from berlin_rentals.config.components import DEFAULT_SAMPLE_ZIP
+
+    monkeypatch.setenv("ETL_SAMPLE_ZIP", str(tmp_path / "sample.zip"))
+    assert synthetic.sample_zip() == synthetic.SAMPLE_ZIP == tmp_path / "sample.zip"
+    monkeypatch.delenv("ETL_SAMPLE_ZIP")
+    assert synthetic.SAMPLE_ZIP == DEFAULT_SAMPLE_ZIP and DEFAULT_SAMPLE_ZIP.parent.name == "data"
