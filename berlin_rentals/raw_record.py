@@ -12,7 +12,6 @@ load changes nothing. Needs WAREHOUSE_URL (the listing form) and read access to 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from berlin_rentals.archive import BadArchive, iter_member_lines, open_archive
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ConfigError, RawRecordSettings
 from berlin_rentals.errors import ObjectGone
 from berlin_rentals.s3 import download_version, require_raw_bucket, s3_client
 from berlin_rentals.source import InvalidSource, normalize_etag, validate_key, validate_version_id
@@ -88,7 +87,7 @@ def line_of(
     raise BadArchive(f"{name}: member {member} has no line {line} (or it is blank)")
 
 
-def fetch_raw_line(s3, pointer: RawPointer, workdir: Path, settings: Settings) -> tuple[bytes, str | None]:
+def fetch_raw_line(s3, pointer: RawPointer, workdir: Path, settings: RawRecordSettings) -> tuple[bytes, str | None]:
     """The line the pointer names, from exactly that object version; and a note when the version id is
     gone but the key still holds the same bytes (same ETag), e.g. after the local stack's restore."""
     archive = workdir / "raw.zip"
@@ -112,13 +111,13 @@ def fetch_raw_line(s3, pointer: RawPointer, workdir: Path, settings: Settings) -
     return line, note
 
 
-def raw_line(settings: Settings, pointer: RawPointer) -> tuple[bytes, str | None]:
+def raw_line(settings: RawRecordSettings, pointer: RawPointer) -> tuple[bytes, str | None]:
     require_raw_bucket(pointer.bucket, settings.raw_bucket)
     with tempfile.TemporaryDirectory(prefix="raw-record-") as workdir:
         return fetch_raw_line(s3_client(settings), pointer, Path(workdir), settings)
 
 
-def _pointer(args: argparse.Namespace, settings: Settings) -> RawPointer:
+def _pointer(args: argparse.Namespace, settings: RawRecordSettings) -> RawPointer:
     if args.listing_id is None:
         return RawPointer(
             bucket=settings.raw_bucket,
@@ -130,7 +129,7 @@ def _pointer(args: argparse.Namespace, settings: Settings) -> RawPointer:
         )
     from berlin_rentals.warehouse.ddl import make_engine
 
-    engine = make_engine(settings.warehouse_url)
+    engine = make_engine(settings.listing_url())
     try:
         return listing_pointer(engine, settings.warehouse_schema, args.listing_id, settings.raw_bucket)
     finally:
@@ -149,14 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     by_position = (args.key, args.etag, args.member, args.line)
     if (args.listing_id is None) == (args.key is None) or (args.key is not None and None in by_position):
         parser.error("give a listing id, or --key, --etag, --member and --line (and --version-id if known)")
-    env = dict(os.environ)
-    if args.listing_id is None:  # the warehouse is not needed: a placeholder keeps one Settings type
-        env.setdefault("WAREHOUSE_URL", "postgresql://unused")
-    settings = Settings.from_env(env)
+    settings = RawRecordSettings.from_env()
     try:
         pointer = _pointer(args, settings)
         line, note = raw_line(settings, pointer)
-    except (NoRawPointer, ObjectGone, BadArchive, InvalidSource) as exc:
+    except (NoRawPointer, ObjectGone, BadArchive, InvalidSource, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(pointer.describe() + (f"; {note}" if note else ""), file=sys.stderr)

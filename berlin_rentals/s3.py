@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import boto3
 import botocore.config
 import botocore.exceptions
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import AwsSettings
 from berlin_rentals.errors import ObjectChanged, ObjectGone
 from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag, validate_key, validate_version_id
 
 
-def _boto_config() -> botocore.config.Config:
-    # Standard retries, 4 attempts per call in all, unless AWS_MAX_ATTEMPTS (botocore's own variable)
-    # says otherwise: the fault tests set 1 so that the task's retries are the only ones.
-    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or 4)
+def _boto_config(attempts: int) -> botocore.config.Config:
+    # Standard retries, AWS_MAX_ATTEMPTS per call in all (settings.aws_max_attempts, 4 unless set): the
+    # fault tests set 1 so that the task's retries are the only ones.
     return botocore.config.Config(
         retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=5, read_timeout=60
     )
 
 
-def s3_client(settings: Settings):
-    return boto3.client(
-        "s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=_boto_config()
-    )
+def s3_client(settings: AwsSettings):
+    config = _boto_config(settings.aws_max_attempts)
+    return boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=config)
 
 
-def sqs_client(settings: Settings):
-    return boto3.client(
-        "sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=_boto_config()
-    )
+def sqs_client(settings: AwsSettings):
+    config = _boto_config(settings.aws_max_attempts)
+    return boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region, config=config)
 
 
 def _missing(exc: botocore.exceptions.ClientError) -> bool:

@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import zipfile
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-SAMPLE_ZIP = Path(
-    os.environ.get("ETL_SAMPLE_ZIP")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "immobilienscout24_berlin_20190113_15.zip"
-)
+from berlin_rentals.config import SampleSettings
+
+
+def sample_zip() -> Path:
+    """The real sample batch: ETL_SAMPLE_ZIP, else ../shared/data/ beside the clone (read at each call)."""
+    return SampleSettings.from_env().path()
+
+
+def __getattr__(name: str) -> Path:
+    # SAMPLE_ZIP, as the tests, the demo and the benchmarks import it: the setting as it is at that import.
+    if name == "SAMPLE_ZIP":
+        return sample_zip()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _MONEY_KEYS = (
     "realEstate_baseRent",
@@ -31,7 +40,8 @@ def batch_name(hour: datetime) -> str:
     return f"immobilienscout24_berlin_{hour:%Y%m%d_%H}"
 
 
-def read_sample_records(path: Path = SAMPLE_ZIP) -> list[dict]:
+def read_sample_records(path: Path | None = None) -> list[dict]:
+    path = sample_zip() if path is None else path
     with zipfile.ZipFile(path) as archive:
         member = next(n for n in archive.namelist() if n.endswith(".json"))
         return [json.loads(line) for line in archive.read(member).splitlines() if line.strip()]

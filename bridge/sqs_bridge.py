@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import threading
@@ -36,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import BridgeSettings
 from berlin_rentals.errors import ObjectChanged, ObjectGone, is_retryable
 from berlin_rentals.s3 import head_source, s3_client
 from berlin_rentals.source import InvalidSource, SourceObject, decode_event_key
@@ -183,7 +182,7 @@ def post_events(api_url: str, events: list[dict], *, auth_string: str | None = N
 class Bridge:
     def __init__(
         self,
-        settings: Settings,
+        settings: BridgeSettings,
         *,
         api_url: str,
         auth_string: str | None = None,
@@ -425,8 +424,7 @@ def main() -> None:
     parser.add_argument(
         "--wait-seconds",
         type=int,
-        default=int(os.environ.get("ETL_BRIDGE_WAIT_SECONDS", "20")),
-        help="SQS long-poll wait (1-20 s); also bounds how long SIGTERM takes",
+        help="SQS long-poll wait (1-20 s; default ETL_BRIDGE_WAIT_SECONDS, 20); also bounds how long SIGTERM takes",
     )
     parser.add_argument(
         "--replay-dlq",
@@ -435,13 +433,11 @@ def main() -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="with --replay-dlq: report, move nothing")
     args = parser.parse_args()
+    settings = BridgeSettings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.replay_dlq:
         import boto3
 
-        settings = Settings.from_env(
-            {**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")}
-        )
         sqs = boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
         reports = replay_dlq(
             sqs,
@@ -462,11 +458,11 @@ def main() -> None:
     if not api.url:
         raise SystemExit("PREFECT_API_URL is not set")
     bridge = Bridge(
-        Settings.from_env(),
+        settings,
         api_url=api.url,
         auth_string=api.auth_string.get_secret_value() if api.auth_string else None,
         api_key=api.key.get_secret_value() if api.key else None,
-        wait_seconds=max(1, min(args.wait_seconds, 20)),
+        wait_seconds=max(1, min(args.wait_seconds or settings.bridge_wait_seconds, 20)),
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

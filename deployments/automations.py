@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from datetime import timedelta
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.events import AutomationCore, EventTrigger, Posture, RunDeployment, SendNotification
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import AlertSettings
 from tasks.alerts import FILE_PARKED, REJECTS_ABOVE_RATIO
 
 CATCH_UP_DEPLOYMENT = "catch-up/catch-up"
@@ -45,7 +44,7 @@ def _literal(text: str) -> str:
     return "{{ " + json.dumps(text) + " }}"
 
 
-def _scope(settings: Settings) -> str:
+def _scope(settings: AlertSettings) -> str:
     return f"s3://{settings.raw_bucket}/{settings.raw_prefix}"
 
 
@@ -62,7 +61,7 @@ def _label(name: str) -> str:
     return _q(f"event.resource[{name!r}]")
 
 
-def _trigger(settings: Settings, event: str, posture: Posture, within: timedelta) -> EventTrigger:
+def _trigger(settings: AlertSettings, event: str, posture: Posture, within: timedelta) -> EventTrigger:
     return EventTrigger(
         match={"prefect.resource.id": f"{_scope(settings)}*"},
         expect={event},
@@ -72,11 +71,11 @@ def _trigger(settings: Settings, event: str, posture: Posture, within: timedelta
     )
 
 
-def missing_hour_name(settings: Settings) -> str:
+def missing_hour_name(settings: AlertSettings) -> str:
     return f"missing hour: {_scope(settings)}"
 
 
-def missing_hour(settings: Settings, block_id: UUID, catch_up_id: UUID) -> AutomationCore:
+def missing_hour(settings: AlertSettings, block_id: UUID, catch_up_id: UUID) -> AutomationCore:
     scope = _scope(settings)
     window = _duration(settings.missing_hour_seconds)
     fired = "{{ firing.triggered.strftime('%Y-%m-%d %H:%M') }}"
@@ -106,7 +105,9 @@ def missing_hour(settings: Settings, block_id: UUID, catch_up_id: UUID) -> Autom
     )
 
 
-def _on_event(settings: Settings, block_id: UUID, name: str, description: str, event: str, subject: str, body: str):
+def _on_event(
+    settings: AlertSettings, block_id: UUID, name: str, description: str, event: str, subject: str, body: str
+):
     """An automation that notifies once per event of `event` under the raw prefix."""
     return AutomationCore(
         name=f"{name}: {_scope(settings)}",
@@ -117,7 +118,7 @@ def _on_event(settings: Settings, block_id: UUID, name: str, description: str, e
     )
 
 
-def file_parked(settings: Settings, block_id: UUID) -> AutomationCore:
+def file_parked(settings: AlertSettings, block_id: UUID) -> AutomationCore:
     return _on_event(
         settings,
         block_id,
@@ -134,7 +135,7 @@ def file_parked(settings: Settings, block_id: UUID) -> AutomationCore:
     )
 
 
-def rejects_above_ratio(settings: Settings, block_id: UUID) -> AutomationCore:
+def rejects_above_ratio(settings: AlertSettings, block_id: UUID) -> AutomationCore:
     return _on_event(
         settings,
         block_id,
@@ -154,7 +155,7 @@ def rejects_above_ratio(settings: Settings, block_id: UUID) -> AutomationCore:
     )
 
 
-def ensure_webhook_block(settings: Settings, url: str) -> UUID:
+def ensure_webhook_block(settings: AlertSettings, url: str) -> UUID:
     """The custom-webhook block ETL_NOTIFICATION_BLOCK names, posting {"subject", "body"} as JSON to `url`.
 
     Each value is one whole placeholder, so the block substitutes it as a value and httpx encodes it:
@@ -170,7 +171,7 @@ def ensure_webhook_block(settings: Settings, url: str) -> UUID:
     return block.save(name, overwrite=True)
 
 
-def _block_id(settings: Settings) -> UUID:
+def _block_id(settings: AlertSettings) -> UUID:
     from prefect.blocks.core import Block
 
     try:
@@ -182,7 +183,7 @@ def _block_id(settings: Settings) -> UUID:
         ) from exc
 
 
-def ensure_automations(settings: Settings) -> list[tuple[str, UUID, str]]:
+def ensure_automations(settings: AlertSettings) -> list[tuple[str, UUID, str]]:
     """(name, id, 'created' | 'updated') of each alert; an automation of the same name is replaced in place."""
     block_id = _block_id(settings)
     done = []
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "--webhook-url", help="(re)create ETL_NOTIFICATION_BLOCK as a custom-webhook block posting here"
     )
     args = parser.parse_args(argv)
-    settings = Settings.from_env({**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "unused")})
+    settings = AlertSettings.from_env()
     if args.webhook_url:
         ensure_webhook_block(settings, args.webhook_url)
         print(f"notification block {settings.notification_block} posts to {args.webhook_url}")

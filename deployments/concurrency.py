@@ -9,12 +9,10 @@ production run it once per Prefect server (or `prefect gcl create warehouse-load
 
 from __future__ import annotations
 
-import os
-
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import LoadLimitSettings
 from tasks.load import LOAD_LIMIT
 
 
@@ -30,9 +28,7 @@ def ensure_load_limit(size: int) -> dict:
 
 
 def main() -> None:
-    settings = Settings.from_env(
-        {**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")}
-    )
+    settings = LoadLimitSettings.from_env()
     limit = ensure_load_limit(settings.load_concurrency)
     print(f"global concurrency limit {limit['name']!r}: {limit['limit']} load(s) at once")
 

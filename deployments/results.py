@@ -11,14 +11,12 @@ left alone (a save would leave another anonymous credentials block behind each t
 
 from __future__ import annotations
 
-import os
-
 from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ResultsBlockSettings
 
 
-def results_block(settings: Settings) -> S3Bucket:
+def results_block(settings: ResultsBlockSettings) -> S3Bucket:
     return S3Bucket(
         bucket_name=settings.staging_bucket,
         bucket_folder=settings.results_prefix.rstrip("/"),
@@ -43,7 +41,7 @@ def _same(a: S3Bucket, b: S3Bucket) -> bool:
     return view(a) == view(b)
 
 
-def ensure_results_block(settings: Settings) -> tuple[str, bool]:
+def ensure_results_block(settings: ResultsBlockSettings) -> tuple[str, bool]:
     """(block name, whether it was written): the block for these settings, saved under ETL_RESULTS_BLOCK."""
     name = settings.results_block.removeprefix("s3-bucket/")
     wanted = results_block(settings)
@@ -57,9 +55,7 @@ def ensure_results_block(settings: Settings) -> tuple[str, bool]:
 
 
 def main() -> None:
-    settings = Settings.from_env(
-        {**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")}
-    )
+    settings = ResultsBlockSettings.from_env()
     name, written = ensure_results_block(settings)
     where = f"s3://{settings.staging_bucket}/{settings.results_prefix}"
     print(f"result storage block s3-bucket/{name}: {where} ({'saved' if written else 'unchanged'})")

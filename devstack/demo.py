@@ -222,7 +222,7 @@ def main() -> None:
     load_stack_env()
     import sqlalchemy as sa
 
-    from berlin_rentals.config import Settings
+    from berlin_rentals.config import Queues, Settings
     from berlin_rentals.s3 import s3_client, sqs_client
     from berlin_rentals.source import normalize_etag
     from tasks.common import warehouse_engine
@@ -230,7 +230,7 @@ def main() -> None:
     settings = Settings.from_env()
     s3 = s3_client(settings)
     sqs = sqs_client(settings)
-    queue_url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    queue_url = sqs.get_queue_url(QueueName=Queues.from_env().queue_name)["QueueUrl"]
     engine = warehouse_engine(settings.warehouse_url)
     schema = settings.warehouse_schema
     started = time.perf_counter()

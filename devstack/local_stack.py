@@ -381,11 +381,11 @@ class LocalStack:
         return port
 
     def _ensure_aws_resources(self, env: dict[str, str]) -> None:
-        from berlin_rentals.config import Settings
+        from berlin_rentals.config import ProvisioningSettings
         from provisioning.aws import ensure, staging_expire_prefixes
 
         # Retention, receives and results prefix as a user exported them; the rest is the stack's own.
-        settings = Settings.from_env({**os.environ, **env, "WAREHOUSE_URL": "postgresql://unused"})
+        settings = ProvisioningSettings.from_env({**os.environ, **env})
         with _environ(LOCAL_CREDENTIALS):  # never sign requests to moto with whatever real keys are exported
             ensure(settings, visibility_timeout=LOCAL_VISIBILITY_TIMEOUT)
         self._say(
@@ -761,10 +761,10 @@ class LocalStack:
 
     def _ensure_automations(self, env: dict[str, str], runtime: dict[str, str]) -> None:
         """The alerts (deployments/automations.py), pointed at the receiver when the block is a webhook."""
-        from berlin_rentals.config import Settings
+        from berlin_rentals.config import AlertSettings
         from deployments.automations import LOCAL_BLOCK_SLUG
 
-        block = Settings.from_env(runtime | {"WAREHOUSE_URL": "unused"}).notification_block
+        block = AlertSettings.from_env(runtime).notification_block
         args = [sys.executable, "-m", "deployments.automations"]
         if env.get("ETL_RECEIVER_URL") and block.startswith(LOCAL_BLOCK_SLUG + "/"):
             args += ["--webhook-url", env["ETL_RECEIVER_URL"]]

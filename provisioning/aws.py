@@ -5,28 +5,25 @@
     python -m provisioning.aws policies    # least-privilege policy documents for each role, `ensure`'s own too,
                                           # and the raw bucket's policy
 
-Settings come from the environment (ETL_RAW_BUCKET, ETL_RAW_PREFIX, ETL_STAGING_BUCKET,
-ETL_STAGING_PREFIX, ETL_RESULTS_PREFIX, ETL_STAGING_RETENTION_DAYS, ETL_QUEUE_NAME, ETL_DLQ_NAME,
-ETL_QUEUE_MAX_RECEIVES, ETL_RAW_ADMIN_ARN, AWS_DEFAULT_REGION; AWS_ENDPOINT_URL for the moto server). Credentials come from the caller's AWS profile or role: none are read or written here.
+Settings come from the environment: ProvisioningSettings (docs/configuration.md; no warehouse). Credentials come from the caller's AWS profile or role: none are read or written here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 import boto3
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ProvisioningSettings
 from provisioning.aws_resources import ensure_event_resources, raw_bucket_policy
 
 
-def _account_and_partition(region: str, endpoint_url: str | None) -> tuple[str, str]:
-    if os.environ.get("AWS_ACCOUNT_ID"):
-        return os.environ["AWS_ACCOUNT_ID"], "aws"
-    arn = boto3.client("sts", endpoint_url=endpoint_url, region_name=region).get_caller_identity()["Arn"]
+def _account_and_partition(settings: ProvisioningSettings) -> tuple[str, str]:
+    if settings.aws_account_id:
+        return settings.aws_account_id, "aws"
+    arn = _caller_arn(settings.aws_region, settings.aws_endpoint_url)
     return arn.split(":")[4], arn.split(":")[1]
 
 
@@ -42,18 +39,18 @@ def principal_arn(caller_arn: str) -> str:
     return caller_arn
 
 
-def raw_admin_arn(settings: Settings) -> str:
+def raw_admin_arn(settings: ProvisioningSettings) -> str:
     """ETL_RAW_ADMIN_ARN, else whoever runs `ensure` (who must be able to run it again). A role with a
     path needs the setting: its session ARN does not show the path."""
     return settings.raw_admin_arn or principal_arn(_caller_arn(settings.aws_region, settings.aws_endpoint_url))
 
 
-def staging_expire_prefixes(settings: Settings) -> list[str]:
+def staging_expire_prefixes(settings: ProvisioningSettings) -> list[str]:
     """What the staging bucket's lifecycle expires: staged Parquet and stored results."""
     return list(dict.fromkeys([settings.staging_prefix, settings.results_prefix]))
 
 
-def ensure(settings: Settings, visibility_timeout: int = 300) -> dict[str, str]:
+def ensure(settings: ProvisioningSettings, visibility_timeout: int = 300) -> dict[str, str]:
     return ensure_event_resources(
         endpoint_url=settings.aws_endpoint_url,
         region=settings.aws_region,
@@ -71,7 +68,7 @@ def ensure(settings: Settings, visibility_timeout: int = 300) -> dict[str, str]:
 
 
 def policies(
-    settings: Settings, account: str, partition: str = "aws", admin_arn: str | None = None
+    settings: ProvisioningSettings, account: str, partition: str = "aws", admin_arn: str | None = None
 ) -> dict[str, dict[str, Any]]:
     """Least privilege: raw prefix read-only, staging prefix read/write, the queue's receive/delete.
 
@@ -254,16 +251,13 @@ def main() -> None:
         help="seconds a received message stays hidden (longer than the bridge needs per message)",
     )
     args = parser.parse_args()
-    # The warehouse is not needed here; a placeholder keeps one Settings type for everything.
-    settings = Settings.from_env(
-        {**os.environ, "WAREHOUSE_URL": os.environ.get("WAREHOUSE_URL", "postgresql://unused")}
-    )
+    settings = ProvisioningSettings.from_env()
     if args.command == "ensure":
         print(json.dumps(ensure(settings, args.visibility_timeout), indent=2))
     else:
-        account, partition = _account_and_partition(settings.aws_region, settings.aws_endpoint_url)
+        account, partition = _account_and_partition(settings)
         admin = settings.raw_admin_arn
-        if admin is None and not os.environ.get("AWS_ACCOUNT_ID"):
+        if admin is None and not settings.aws_account_id:
             admin = raw_admin_arn(settings)
         print(json.dumps(policies(settings, account, partition, admin), indent=2))
 

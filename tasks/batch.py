@@ -7,7 +7,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from prefect import task
 from prefect.runtime import task_run
 
 from berlin_rentals.config import Settings
@@ -17,11 +16,11 @@ from berlin_rentals.staging import read_staged_tables, write_batch_manifests
 from berlin_rentals.warehouse.attempts import begin_attempts
 from berlin_rentals.warehouse.load import BatchFile, LoadResult, load_staged_files
 from tasks.alerts import emit_file_parked
-from tasks.common import IO_STEP, warehouse_engine
+from tasks.common import io_step, warehouse_engine
 from tasks.load import load_slot, warehouse_target
 
 
-@task(name="begin-attempts", task_run_name="count the attempts of {count} files", **IO_STEP)
+@io_step(name="begin-attempts", task_run_name="count the attempts of {count} files")
 def begin_batch_attempts(
     settings: Settings, attempts: list[tuple[str, str, str, str]], count: int
 ) -> list[IngestFailed]:
@@ -61,7 +60,7 @@ def _batch_id() -> str:
     return str(task_run.id) if task_run.id else f"batch-{uuid.uuid4().hex}"
 
 
-@task(name="load-batch", task_run_name="load a batch of {count} files", **IO_STEP)
+@io_step(name="load-batch", task_run_name="load a batch of {count} files")
 def load_batch(settings: Settings, files: list[BatchFile], count: int) -> LoadResult:
     """One transaction for the batch's files (berlin_rentals/warehouse/load.py), under a slot of
     `warehouse-load`. PostgreSQL streams the staged tables, read back from S3 side by side; Redshift COPYs

@@ -14,10 +14,10 @@ from berlin_rentals.config import Settings
 from berlin_rentals.markdown import cells, code, text
 from berlin_rentals.raw_listing import ledger_rows, raw_object_pages
 from berlin_rentals.s3 import s3_client
-from tasks.common import ARTIFACT_STEP, IO_STEP, warehouse_engine
+from tasks.common import ARTIFACT_STEP, io_step, warehouse_engine
 
 
-@task(name="list-raw-objects", **IO_STEP)
+@io_step(name="list-raw-objects")
 def find_raw_objects(
     settings: Settings, prefix: str, since: datetime, until: datetime, all_files: bool = False
 ) -> tuple[list[RawObject], Ledger]:
@@ -39,7 +39,7 @@ def find_raw_objects(
     return objects, ledger
 
 
-@task(name="read-ledger", **IO_STEP)
+@io_step(name="read-ledger")
 def read_ledger(settings: Settings, keys: list[str]) -> Ledger:
     """The ledger rows of these keys only."""
     if not keys:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from typing import Any
 
 import sqlalchemy as sa
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from berlin_rentals.config import retry_delays
@@ -16,9 +18,10 @@ from berlin_rentals.warehouse.ddl import make_engine
 # The one retry table: every step of every flow takes its retries from here.
 #
 # An I/O step: transient S3 and database errors get three more tries with growing back-off (2, 8,
-# 30 s, or ETL_RETRY_DELAYS, read at import), data errors none. Never cached (only the transform is):
-# a ledger check must always ask the ledger, and Prefect's default policy would hash every input, a
-# whole batch included, on each run.
+# 30 s, or ETL_RETRY_DELAYS, read from the settings when the tasks are imported: every flow run is a
+# process of its own), data errors none. Never cached (only the
+# transform is): a ledger check must always ask the ledger, and Prefect's default policy would hash every
+# input, a whole batch included, on each run.
 IO_STEP = dict(
     retries=3,
     retry_delay_seconds=retry_delays(),
@@ -30,6 +33,16 @@ IO_STEP = dict(
 # A step that writes to Prefect's own API (a lineage or report artifact): any error is tried twice more,
 # briefly. The data is loaded by then; a run does not wait long for its paperwork.
 ARTIFACT_STEP = dict(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+
+
+def io_step(**options: Any):
+    """`@task(**IO_STEP, **options)`: `@io_step(name="extract")`. A step cached by a key of its own
+    (cache_key_fn) drops IO_STEP's NO_CACHE."""
+    settings = IO_STEP | options
+    if "cache_key_fn" in options:
+        settings.pop("cache_policy")
+
+    return task(**settings)
 
 
 @lru_cache(maxsize=4)

@@ -3,16 +3,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prefect import task
-
 from berlin_rentals.catch_up import RawObject
 from berlin_rentals.config import Settings
 from berlin_rentals.s3 import download_source, head_source, s3_client
 from berlin_rentals.source import SourceObject
-from tasks.common import IO_STEP
+from tasks.common import io_step
 
 
-@task(name="inspect-source", **IO_STEP)
+@io_step(name="inspect-source")
 def inspect_source(
     settings: Settings, bucket: str, key: str, etag: str | None, version_id: str | None = None
 ) -> SourceObject:
@@ -34,7 +32,7 @@ def inspect_source(
 CONFIRM_THREADS = 8
 
 
-@task(name="confirm-versions", task_run_name="confirm {count} listed versions", **IO_STEP)
+@io_step(name="confirm-versions", task_run_name="confirm {count} listed versions")
 def confirm_versions(settings: Settings, objects: list[RawObject], count: int) -> dict[str, SourceObject | Exception]:
     """HEAD each listed version before the ledger counts an attempt for it: by key, its SourceObject (with the
     version id that pins it from here on), or why not. A version replaced since the listing (ObjectChanged)
@@ -54,6 +52,6 @@ def confirm_versions(settings: Settings, objects: list[RawObject], count: int) -
         return dict(zip([o.key for o in objects], pool.map(confirm, objects), strict=True))
 
 
-@task(name="extract", **IO_STEP)
+@io_step(name="extract")
 def extract(settings: Settings, source: SourceObject, workdir: Path) -> Path:
     return download_source(s3_client(settings), source, workdir / "batch.zip")

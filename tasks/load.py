@@ -4,7 +4,6 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from prefect import task
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
@@ -18,7 +17,7 @@ from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
 from berlin_rentals.warehouse.attempts import end_attempt as mark_attempt_ended
 from berlin_rentals.warehouse.engines import _IAM_ROLE, target_for
 from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch, record_load_failure
-from tasks.common import IO_STEP, warehouse_engine
+from tasks.common import io_step, warehouse_engine
 
 # Prefect's global concurrency limit that bounds the load transactions running at once (ETL_LOAD_CONCURRENCY
 # its size; `make up` and `python -m deployments.concurrency` create it).
@@ -83,12 +82,12 @@ def warehouse_target(settings: Settings):
     return target_for(settings.warehouse_url, settings.warehouse_schema, settings.redshift_iam_role_arn)
 
 
-@task(name="check-ledger", **IO_STEP)
+@io_step(name="check-ledger")
 def ledger_status(settings: Settings, source: SourceObject) -> str | None:
     return file_status(warehouse_engine(settings.warehouse_url), settings.warehouse_schema, source)
 
 
-@task(name="load", **IO_STEP)
+@io_step(name="load")
 def load(
     settings: Settings,
     source: SourceObject,
@@ -120,7 +119,7 @@ def load(
         )
 
 
-@task(name="begin-attempt", **IO_STEP)
+@io_step(name="begin-attempt")
 def begin_attempt(settings: Settings, source: SourceObject, attempt: str, force: bool) -> tuple[str, int, str] | None:
     """Count this run's attempt before the heavy work (idempotent per run): (status, attempts, error) when
     the version has none left (every earlier attempt died without a word: parked now), else None. `force`
@@ -162,7 +161,7 @@ def end_attempt(settings: Settings, source: SourceObject, attempt: str, outcome:
 
 
 # Retried, and safe to retry: the attempt is counted once per run (berlin_rentals.warehouse.attempts).
-@task(name="record-failure", **IO_STEP)
+@io_step(name="record-failure")
 def record_failure(
     settings: Settings,
     bucket: str,

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import task
-
 from berlin_rentals.config import Settings
 from berlin_rentals.warehouse.attempts import parked_files, release_file
 from berlin_rentals.warehouse.engines import target_for
-from tasks.common import IO_STEP, warehouse_engine
+from tasks.common import io_step, warehouse_engine
 
 
-@task(name="find-parked", **IO_STEP)
+@io_step(name="find-parked")
 def find_parked(settings: Settings, since: datetime, error_like: str) -> list[tuple[str, str, int, str, str]]:
     """(key, etag, attempts, parked at, error) of the raw bucket's parked versions matching the filters."""
     rows = parked_files(
@@ -21,7 +19,7 @@ def find_parked(settings: Settings, since: datetime, error_like: str) -> list[tu
     return [(r.key, r.etag, r.attempts, r.parked_at.isoformat(), r.error or "") for r in rows]
 
 
-@task(name="release-file", **IO_STEP)
+@io_step(name="release-file")
 def release(settings: Settings, key: str, etag: str) -> bool:
     """Idempotent: a version already released (or loaded meanwhile) is left as it is."""
     target = target_for(settings.warehouse_url, settings.warehouse_schema, settings.redshift_iam_role_arn)

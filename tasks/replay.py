@@ -21,10 +21,10 @@ from berlin_rentals.replay import (
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject, normalize_etag, validate_key
 from berlin_rentals.warehouse.engines import target_for
-from tasks.common import ARTIFACT_STEP, IO_STEP, warehouse_engine
+from tasks.common import ARTIFACT_STEP, io_step, warehouse_engine
 
 
-@task(name="check-replayable", **IO_STEP)
+@io_step(name="check-replayable")
 def check_replayable(settings: Settings, bucket: str, key: str, etag: str | None) -> tuple[str, int | None]:
     """(the version to replay, its rejected_count) per the ledger; refuses anything not 'loaded'."""
     validate_key(key, settings.raw_prefix)  # untrusted input: checked before it reaches any SQL
@@ -33,7 +33,7 @@ def check_replayable(settings: Settings, bucket: str, key: str, etag: str | None
     return chosen, versions[chosen][1]
 
 
-@task(name="replay-lines", **IO_STEP)
+@io_step(name="replay-lines")
 def replay_lines(settings: Settings, source: SourceObject, archive: Path, flow_run_id: str | None) -> ReplayOutcome:
     """Pick the rejected lines, transform them with the current code, load what they yield: one transaction."""
     target = target_for(settings.warehouse_url, settings.warehouse_schema, settings.redshift_iam_role_arn)

@@ -13,13 +13,13 @@ from berlin_rentals.config import Settings
 from berlin_rentals.market_report import LISTING_COLUMNS, MarketReport, report_markdown
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.warehouse.sql import statement
-from tasks.common import IO_STEP, warehouse_engine
+from tasks.common import io_step, warehouse_engine
 
 # A presigned GET lives at most 7 days (SigV4's limit): a daily report's link outlives the next report.
 CHART_LINK_SECONDS = 7 * 24 * 3600
 
 
-@task(name="read-market-listings", **IO_STEP)
+@io_step(name="read-market-listings")
 def read_market_listings(settings: Settings) -> pd.DataFrame:
     """Every listing of the BI schema's market view, read with the BI role's own login."""
     with warehouse_engine(settings.bi_url()).connect() as conn:
@@ -27,7 +27,7 @@ def read_market_listings(settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
 
 
-@task(name="publish-chart", **IO_STEP)
+@io_step(name="publish-chart")
 def publish_chart(settings: Settings, png: bytes, at: datetime) -> tuple[str, str]:
     """The chart into the staging bucket under the reports prefix: (its key, a presigned link to it)."""
     key = f"{settings.reports_prefix}market-report-{at:%Y%m%dT%H%M%SZ}.png"

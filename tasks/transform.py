@@ -4,7 +4,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from prefect import task
 from prefect.logging import get_run_logger
 
 from berlin_rentals.archive import iter_lines
@@ -15,7 +14,7 @@ from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import Transformed, stage_batch
 from berlin_rentals.transform import transform_lines
 from berlin_rentals.warehouse.fit import FIT_VERSION, fit_batch
-from tasks.common import IO_STEP
+from tasks.common import io_step
 
 
 def etag_cache_key(context, parameters) -> str:
@@ -50,7 +49,7 @@ def cached_on_s3(settings: Settings) -> dict[str, Any]:
 
 # Transient S3 errors of the staging PUTs retry (the whole step: the transform is pure, the PUTs idempotent);
 # data errors never do: bad lines are kept, bad files fail once. Cached by ETag instead of IO_STEP's NO_CACHE.
-@task(
+@io_step(
     name="transform-stage",
     cache_key_fn=etag_cache_key,
     persist_result=True,
@@ -58,7 +57,6 @@ def cached_on_s3(settings: Settings) -> dict[str, Any]:
     # would hold every staged table a catch-up process ever transformed (an LRU of 1,000 results), and hand
     # back tables the staged Parquet may no longer match.
     cache_result_in_memory=False,
-    **{name: value for name, value in IO_STEP.items() if name != "cache_policy"},
 )
 def transform_stage(settings: Settings, source: SourceObject, archive_path: Path) -> Transformed:
     """Decode and reshape the batch, then stage its tables as Parquet under the ETag's prefix.

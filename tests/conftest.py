@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from berlin_rentals.config import Settings, read_env_file
+from berlin_rentals.config import AlertSettings, AwsSettings, Settings, read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP
 
 # Tests that use any of these (directly or through another fixture) need the local stack: services
@@ -132,7 +132,7 @@ def warehouse(stack_env) -> Settings:
 def s3(stack_env):
     from berlin_rentals.s3 import s3_client
 
-    return s3_client(Settings.from_env())
+    return s3_client(AwsSettings.from_env())
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +152,7 @@ def deployed_stack(local_stack, stack_env):
     stack.deploy()
     with get_client(sync_client=True) as client:
         client.pause_deployment(client.read_deployment_by_name("catch-up/catch-up").id)
-        for automation in client.read_automations_by_name(missing_hour_name(Settings.from_env(stack_env))):
+        for automation in client.read_automations_by_name(missing_hour_name(AlertSettings.from_env(stack_env))):
             client.pause_automation(automation.id)
     return stack
 
@@ -181,7 +181,9 @@ def event_path(deployed_stack, local_stack, stack_env):
 
     stack, env = local_stack
     if not stack._running_pid("bridge"):
-        sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=Settings.from_env(env).aws_region)
+        sqs = boto3.client(
+            "sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=AwsSettings.from_env(env).aws_region
+        )
         sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"])
     started = [name for name in ("worker", "bridge") if not stack._running_pid(name)]
     for name in started:

@@ -6,6 +6,7 @@ two hand-made listings whose company is a private landlord's name and a register
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 
@@ -67,7 +68,7 @@ def audiences(stack_env, sample_zip):
             key, etag = upload(s3, settings, name, body, folder=schema)
             state = ingest_file(settings.raw_bucket, key, etag, False, return_state=True)
             assert state.is_completed(), state.result(raise_on_failure=False)
-        bi, dwh = sa.create_engine(settings.warehouse_bi_url), sa.create_engine(settings.warehouse_dwh_url)
+        bi, dwh = sa.create_engine(settings.warehouse_bi_url), sa.create_engine(os.environ["WAREHOUSE_DWH_URL"])
         try:
             yield settings, access, bi, dwh
         finally:

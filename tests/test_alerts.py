@@ -17,7 +17,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import AlertSettings, Settings
 from berlin_rentals.synthetic import read_sample_records, zip_lines
 from deployments.automations import CATCH_UP_DEPLOYMENT, ensure_automations
 from flows.ingest import ingest_file
@@ -58,7 +58,7 @@ def alerts(deployed_stack, local_stack, stack_env):
     stack, _ = local_stack
     # Beside the raw prefix, not under it: the session's own automations (stack.deploy()) watch raw/*.
     prefix = f"alerts-{uuid.uuid4().hex[:8]}/"
-    settings = Settings.from_env(stack_env | {"ETL_RAW_PREFIX": prefix, "ETL_MISSING_HOUR_SECONDS": "10"})
+    settings = AlertSettings.from_env(stack_env | {"ETL_RAW_PREFIX": prefix, "ETL_MISSING_HOUR_SECONDS": "10"})
     made_at = datetime.now(UTC)
     automations = {name.split(":")[0]: automation_id for name, automation_id, _ in ensure_automations(settings)}
     try:

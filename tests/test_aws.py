@@ -12,7 +12,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ProvisioningSettings
 from berlin_rentals.source import decode_event_key
 from provisioning.aws import ensure, policies, principal_arn
 from tests.helpers import aws_client
@@ -75,9 +75,7 @@ def test_ensure_twice_creates_the_event_path_once(stack_env):
 
 
 def test_policies_grant_read_on_raw_read_write_on_staging_and_nothing_more():
-    settings = Settings.from_env(
-        {"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw-b", "ETL_STAGING_BUCKET": "stage-b"}
-    )
+    settings = ProvisioningSettings.from_env({"ETL_RAW_BUCKET": "raw-b", "ETL_STAGING_BUCKET": "stage-b"})
     docs = policies(settings, "123456789012")
     worker = docs["worker-task-role"]["Statement"]
     writes = [s for s in worker if "s3:PutObject" in s["Action"]]
@@ -107,9 +105,9 @@ def test_make_up_expires_the_stacks_staged_parquet_and_results_not_its_versioned
 
 
 def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(in_process_aws):
-    env = {"WAREHOUSE_URL": "postgresql://x", "ETL_STAGING_PREFIX": "parquet", "ETL_RESULTS_PREFIX": "prefect-results"}
-    ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "3"}))
-    ensure(Settings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "7"}))
+    env = {"ETL_STAGING_PREFIX": "parquet", "ETL_RESULTS_PREFIX": "prefect-results"}
+    ensure(ProvisioningSettings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "3"}))
+    ensure(ProvisioningSettings.from_env({**env, "ETL_STAGING_RETENTION_DAYS": "7"}))
     s3 = boto3.client("s3", region_name="eu-central-1")
     rules = s3.get_bucket_lifecycle_configuration(Bucket="rentals-staging")["Rules"]
     assert sorted((r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules) == [
@@ -120,7 +118,7 @@ def test_the_retention_is_a_setting_and_a_second_ensure_replaces_the_rules(in_pr
 
 
 def test_only_the_provisioner_may_set_the_lifecycle_and_no_role_may_delete():
-    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_STAGING_BUCKET": "stage-b"})
+    settings = ProvisioningSettings.from_env({"ETL_STAGING_BUCKET": "stage-b"})
     docs = policies(settings, "123456789012")
 
     def grants(doc: str, action: str) -> list:
@@ -152,7 +150,7 @@ def _on_raw(statement: dict, raw: str) -> bool:
 
 
 def test_no_role_may_write_delete_or_unversion_a_raw_object():
-    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw-b"})
+    settings = ProvisioningSettings.from_env({"ETL_RAW_BUCKET": "raw-b"})
     docs = policies(settings, "123456789012", admin_arn="arn:aws:iam::123456789012:role/raw-admin")
     raw = "arn:aws:s3:::raw-b"
     reads = {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
@@ -179,7 +177,7 @@ def test_no_role_may_write_delete_or_unversion_a_raw_object():
 
 
 def test_the_raw_bucket_policy_denies_losing_a_version_to_all_but_the_admin():
-    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw-b"})
+    settings = ProvisioningSettings.from_env({"ETL_RAW_BUCKET": "raw-b"})
     admin = "arn:aws:iam::123456789012:role/raw-admin"
     (statement,) = policies(settings, "123456789012", admin_arn=admin)["raw-bucket-policy"]["Statement"]
     assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
@@ -205,7 +203,7 @@ def test_ensure_turns_versioning_on_for_an_existing_raw_bucket_and_keeps_its_obj
     s3.create_bucket(Bucket="rentals-raw", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     s3.put_object(Bucket="rentals-raw", Key="raw/old.zip", Body=b"before versioning")
     assert "Status" not in s3.get_bucket_versioning(Bucket="rentals-raw")
-    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x"})
+    settings = ProvisioningSettings.from_env({})
     ensure(settings)
     ensure(settings)
     assert s3.get_bucket_versioning(Bucket="rentals-raw")["Status"] == "Enabled"

@@ -77,9 +77,9 @@ def test_every_view_reads_the_warehouse_schema_and_is_created_in_the_bi_schema()
     [
         ({"WAREHOUSE_BI_SCHEMA": "berlin_rentals"}, "WAREHOUSE_BI_SCHEMA must differ"),
         ({"WAREHOUSE_BI_ROLE": "berlin_rentals_dwh"}, "WAREHOUSE_BI_ROLE must differ"),
-        ({"WAREHOUSE_BI_ROLE": "bi; drop role x"}, "WAREHOUSE_BI_ROLE=.*plain"),
-        ({"WAREHOUSE_DWH_ROLE": "DWH"}, "WAREHOUSE_DWH_ROLE=.*plain"),
-        ({"WAREHOUSE_BI_SCHEMA": "bi-views"}, "WAREHOUSE_BI_SCHEMA=.*plain"),
+        ({"WAREHOUSE_BI_ROLE": "bi; drop role x"}, "WAREHOUSE_BI_ROLE must be a plain"),
+        ({"WAREHOUSE_DWH_ROLE": "DWH"}, "WAREHOUSE_DWH_ROLE must be a plain"),
+        ({"WAREHOUSE_BI_SCHEMA": "bi-views"}, "WAREHOUSE_BI_SCHEMA must be a plain"),
     ],
 )
 def test_the_audiences_settings_are_refused_unless_plain_and_distinct(env, error):
@@ -96,7 +96,7 @@ def test_each_warehouse_schema_has_its_own_bi_schema_unless_one_is_set():
 def test_the_audiences_defaults_and_their_urls_come_from_the_environment():
     settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "WAREHOUSE_BI_URL": "postgresql://bi:pw@h/db"})
     assert Access.from_settings(settings) == ACCESS
-    assert settings.warehouse_bi_url == "postgresql://bi:pw@h/db" and settings.warehouse_dwh_url is None
+    assert settings.warehouse_bi_url == "postgresql://bi:pw@h/db"
     assert "pw" not in repr(settings)
 
 

@@ -578,7 +578,7 @@ def test_the_batch_and_fan_out_settings_default_and_refuse_what_is_not_a_count()
     assert Settings.from_env(base | {"ETL_BATCH_MAX_FILES": "1"}).batch_max_files == 1
     for name, value, says in (
         ("ETL_BATCH_MAX_FILES", "0", "at least 1"),
-        ("ETL_FANOUT_RUN_FILES", "lots", "not a whole number"),
+        ("ETL_FANOUT_RUN_FILES", "lots", "must be an integer"),
     ):
         with pytest.raises(ConfigError, match=says):
             Settings.from_env(base | {name: value})

@@ -84,13 +84,15 @@ def test_retry_delays_keep_the_production_default_and_can_be_shortened():
             retry_delays({"ETL_RETRY_DELAYS": bad})
 
 
-def test_s3_calls_make_4_attempts_unless_aws_max_attempts_says_otherwise(monkeypatch):
-    from berlin_rentals.s3 import _boto_config
+def test_s3_calls_make_4_attempts_unless_aws_max_attempts_says_otherwise():
+    from berlin_rentals.config import AwsSettings
+    from berlin_rentals.s3 import s3_client
 
-    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
-    assert _boto_config().retries == {"mode": "standard", "total_max_attempts": 4}
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    assert _boto_config().retries["total_max_attempts"] == 1
+    def retries(env: dict[str, str]) -> dict:
+        return s3_client(AwsSettings.from_env(env)).meta.config.retries
+
+    assert retries({}) == {"mode": "standard", "total_max_attempts": 4}
+    assert retries({"AWS_MAX_ATTEMPTS": "1"})["total_max_attempts"] == 1
 
 
 # --- Redshift, as redshift_connector reports it ------------------------------------------------------

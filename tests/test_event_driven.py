@@ -16,6 +16,7 @@ import boto3
 import pytest
 from prefect.deployments import run_deployment
 
+from berlin_rentals.config import Queues
 from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
 from devstack.demo import wait_until_idle
 from tests.helpers import loads_of, query, scalar, upload, wait_for_status
@@ -55,7 +56,7 @@ def s3_notification(bucket: str, key: str, etag: str, size: int) -> str:
 def test_each_version_loads_exactly_once_whatever_the_queue_delivers(event_path, warehouse, s3):
     folder = uuid.uuid4().hex[:8]
     sqs = boto3.client("sqs", endpoint_url=warehouse.aws_endpoint_url, region_name=warehouse.aws_region)
-    queue = sqs.get_queue_url(QueueName=warehouse.queue_name)["QueueUrl"]
+    queue = sqs.get_queue_url(QueueName=Queues.from_env().queue_name)["QueueUrl"]
     uploads = [upload(s3, warehouse, name, body, folder=folder) for name, body in (hourly(n, seed=1) for n in range(3))]
     for key, etag in uploads:
         wait_for_status(warehouse, key, etag)
@@ -96,8 +97,8 @@ def test_a_file_uploaded_while_the_worker_is_down_loads_when_it_returns(event_pa
 
 def test_a_malformed_message_goes_to_the_dlq_and_the_bridge_keeps_going(event_path, warehouse, s3):
     sqs = boto3.client("sqs", endpoint_url=warehouse.aws_endpoint_url, region_name=warehouse.aws_region)
-    queue = sqs.get_queue_url(QueueName=warehouse.queue_name)["QueueUrl"]
-    dlq = sqs.get_queue_url(QueueName=warehouse.dlq_name)["QueueUrl"]
+    queue = sqs.get_queue_url(QueueName=Queues.from_env().queue_name)["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=Queues.from_env().dlq_name)["QueueUrl"]
     marker = f"garbage-{uuid.uuid4().hex}"
     sqs.send_message(QueueUrl=queue, MessageBody=marker)
     deadline, dead = time.monotonic() + 60, []
@@ -128,6 +129,7 @@ def test_two_deployment_runs_of_one_etag_at_once_load_once(event_path, warehouse
 
 
 def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, warehouse, s3):
+    from berlin_rentals.config import ProvisioningSettings
     from devstack.local_stack import LOCAL_VISIBILITY_TIMEOUT
     from flows.catch_up import catch_up
     from provisioning.aws import ensure
@@ -140,7 +142,8 @@ def test_a_file_whose_notification_never_came_is_loaded_by_catch_up(event_path, 
         time.sleep(3)
         assert not query(warehouse, "SELECT 1 FROM {schema}.load_ledger WHERE key = :k", k=key)
     finally:
-        ensure(warehouse, visibility_timeout=LOCAL_VISIBILITY_TIMEOUT)  # the notification back, as `make up` made it
+        # The notification back, as `make up` made it.
+        ensure(ProvisioningSettings.from_env(), visibility_timeout=LOCAL_VISIBILITY_TIMEOUT)
     hour = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(hours=5 * 24 + 1)
     report = catch_up(
         since=hour - timedelta(hours=2), until=hour + timedelta(hours=1), prefix=f"{warehouse.raw_prefix}{folder}/"

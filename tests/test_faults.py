@@ -32,7 +32,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
-from berlin_rentals.config import Settings
+from berlin_rentals.config import Queues, Settings
 from berlin_rentals.synthetic import batch_name
 from berlin_rentals.warehouse.ddl import create_warehouse
 from devstack.demo import wait_until_idle
@@ -522,7 +522,7 @@ def test_bridge_killed_between_event_and_delete_the_redelivery_loads_nothing_twi
     event_path, warehouse, s3, stack_env, tmp_path
 ):
     sqs = boto3.client("sqs", endpoint_url=warehouse.aws_endpoint_url, region_name=warehouse.aws_region)
-    queue = sqs.get_queue_url(QueueName=warehouse.queue_name)["QueueUrl"]
+    queue = sqs.get_queue_url(QueueName=Queues.from_env().queue_name)["QueueUrl"]
     held: list[tuple[str, Stall]] = []
 
     folder = uuid.uuid4().hex[:8]

@@ -23,6 +23,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from berlin_rentals.archive import iter_lines
+from berlin_rentals.config import LoadLimitSettings
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
 from berlin_rentals.synthetic import read_sample_records, with_listing_id, zip_records
@@ -59,7 +60,7 @@ def _batches(settings, count: int):
 @pytest.mark.slow
 def test_loads_started_at_once_hold_at_most_the_limits_size_of_warehouse_sessions(deployed_stack, settings):
     limit = _limit()  # created by `make up` (LocalStack._deploy), at ETL_LOAD_CONCURRENCY's default
-    assert limit.limit == settings.load_concurrency == 2 and limit.active
+    assert limit.limit == LoadLimitSettings.from_env().load_concurrency == 2 and limit.active
     # A load that an earlier test killed mid-transaction (test_faults) holds its slot until its lease
     # expires (300 s): start from no slot taken, so that this test counts its own loads only.
     with get_client(sync_client=True) as client:
@@ -132,8 +133,8 @@ def test_without_the_limit_a_load_still_loads_and_says_how_to_create_it(deployed
         assert report.status == "loaded"
         assert f"prefect gcl create {LOAD_LIMIT}" in caplog.text
     finally:
-        ensure_load_limit(settings.load_concurrency)
-    assert _limit().limit == settings.load_concurrency
+        ensure_load_limit(LoadLimitSettings.from_env().load_concurrency)
+    assert _limit().limit == LoadLimitSettings.from_env().load_concurrency
 
 
 def test_a_prefect_api_that_cannot_grant_a_slot_is_a_retryable_error_not_an_unbounded_load(tmp_path):

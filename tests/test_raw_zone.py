@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from berlin_rentals.archive import BadArchive
-from berlin_rentals.config import Settings
+from berlin_rentals.config import BridgeSettings, RawRecordSettings
 from berlin_rentals.errors import ObjectChanged
 from berlin_rentals.model import LINEAGE
 from berlin_rentals.raw_record import RawPointer, fetch_raw_line
@@ -180,7 +180,7 @@ def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(se
         s3_part = {"bucket": {"name": settings.raw_bucket}, "object": obj}
         return json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3_part}]})
 
-    bridge = Bridge(settings, api_url="http://127.0.0.1:9", post=lambda events: None)
+    bridge = Bridge(BridgeSettings.from_env(), api_url="http://127.0.0.1:9", post=lambda events: None)
     (named,) = parse_message(record(versionId=version_v1))
     source = bridge.confirm(named)
     assert (source.etag, source.version_id) == (etag_v1, version_v1)
@@ -190,7 +190,7 @@ def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(se
 
 
 def test_a_pointer_whose_version_is_gone_reads_the_same_bytes_by_etag_and_says_so(in_process_aws, tmp_path, sample_zip):
-    settings = Settings.from_env({"WAREHOUSE_URL": "postgresql://x", "ETL_RAW_BUCKET": "raw"})
+    settings = RawRecordSettings.from_env({"ETL_RAW_BUCKET": "raw"})
     s3 = raw_bucket_in_process()
     body = sample_zip.read_bytes()
     old = s3.put_object(Bucket="raw", Key="raw/a.zip", Body=body)

@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
 from berlin_rentals.batch import output_variant
-from berlin_rentals.config import Settings
+from berlin_rentals.config import ResultsBlockSettings, Settings
 from berlin_rentals.staging import staged_prefix
 from berlin_rentals.synthetic import batch_name, read_sample_records, with_listing_id, zip_lines
 from berlin_rentals.warehouse.ddl import create_warehouse
@@ -67,7 +67,7 @@ def cache_key(settings: Settings, etag: str) -> str:
 
 
 def stored_result(s3, settings: Settings, etag: str) -> bytes:
-    key = f"{settings.results_prefix}{cache_key(settings, etag)}"
+    key = f"{ResultsBlockSettings.from_env().results_prefix}{cache_key(settings, etag)}"
     return s3.get_object(Bucket=settings.staging_bucket, Key=key)["Body"].read()
 
 
