@@ -33,8 +33,8 @@ SELECT
     CASE
         WHEN regexp_instr(lower(ag.company), '(^|[^a-z])(g?gmbh|mbh|kgaa|gbr|ohg|partg|partgmbb|llc)([^a-z]|$)') > 0
           OR regexp_instr(lower(ag.company), '(aktien|kommandit)gesellschaft') > 0
-          OR regexp_instr(ag.company, '(^|[[:space:]])e[.](K|Kfm|Kfr)[.]([[:space:],]|$)') > 0
-          OR regexp_instr(ag.company, '[[:space:]](AG|SE|KG|UG|eG|Ltd[.]?|Inc[.]?|plc)[[:space:]]*([(]haftungsbeschränkt[)])?$') > 0
+          OR regexp_instr(ag.company, '(^| )e[.](K|Kfm|Kfr)[.]([ ,]|$)') > 0
+          OR regexp_instr(ag.company, ' (AG|SE|KG|UG|eG|Ltd[.]?|Inc[.]?|plc) *([(]haftungsbeschränkt[)])?$') > 0
         THEN ag.company
     END AS agency_name,
     g.agent_name_pseudonym AS agent_name,
