@@ -11,6 +11,7 @@ import sqlalchemy.exc
 from berlin_rentals.archive import BadArchive
 from berlin_rentals.config import ConfigError
 from berlin_rentals.source import InvalidSource
+from berlin_rentals.staging import StagedObjectMissing
 
 
 class ObjectGone(LookupError):
@@ -163,6 +164,7 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(
         exc,
         (
+            StagedObjectMissing,
             botocore.exceptions.EndpointConnectionError,
             botocore.exceptions.ConnectionError,
             botocore.exceptions.ReadTimeoutError,

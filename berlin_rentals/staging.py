@@ -116,14 +116,22 @@ class Transformed:
 
 
 def is_staged(s3, staged: StagedBatch) -> bool:
-    """Is the staged batch still there? The manifest is written last, so its presence means every table is."""
-    try:
-        s3.head_object(Bucket=staged.bucket, Key=staged.manifest_key)
-    except botocore.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+    """Is the staged batch still there, every object of it? The manifest is written last, but it is not
+    proof of its tables: the lifecycle expires objects by the day they were written, so a manifest written
+    just after midnight outlives its tables by a day. One HEAD per object, side by side."""
+
+    def present(key: str) -> bool:
+        try:
+            s3.head_object(Bucket=staged.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    keys = [staged.manifest_key, *(staged.table_key(name) for name in staged.rows)]
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="head-staged") as pool:
+        return all(pool.map(present, keys))
 
 
 def read_staged_tables(s3, staged: StagedBatch) -> dict[str, pa.Table]:
@@ -134,8 +142,19 @@ def read_staged_tables(s3, staged: StagedBatch) -> dict[str, pa.Table]:
         )
 
 
+class StagedObjectMissing(LookupError):
+    """A staged table is gone (expired, deleted) between the check that found it and its read. Retryable: the
+    next attempt finds the batch not staged and transforms the file again; a missing staged object never
+    parks a file."""
+
+
 def read_staged_table(s3, staged: StagedBatch, table: str) -> pa.Table:
-    body = s3.get_object(Bucket=staged.bucket, Key=staged.table_key(table))["Body"].read()
+    try:
+        body = s3.get_object(Bucket=staged.bucket, Key=staged.table_key(table))["Body"].read()
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise StagedObjectMissing(f"{staged.uri(table)} is gone: the file is transformed again") from exc
+        raise
     result = pq.read_table(io.BytesIO(body))
     expected = staged_schema(table)
     if not result.schema.equals(expected, check_metadata=False):

@@ -9,6 +9,7 @@ import sqlalchemy.exc
 from berlin_rentals.archive import BadArchive
 from berlin_rentals.errors import ObjectChanged, ObjectGone, is_retryable
 from berlin_rentals.source import InvalidSource
+from berlin_rentals.staging import StagedObjectMissing
 
 
 def client_error(code: str, status: int) -> botocore.exceptions.ClientError:
@@ -40,6 +41,7 @@ def db_error(cls, sqlstate: str):
         db_error(sqlalchemy.exc.DBAPIError, "40001"),
         db_error(sqlalchemy.exc.DBAPIError, "40P01"),
         db_error(sqlalchemy.exc.IntegrityError, "23505"),
+        StagedObjectMissing("s3://staging/clean/x/etag=e/fact_flats/part-00000.parquet is gone"),
     ],
     ids=[
         "s3-slowdown",
@@ -50,6 +52,7 @@ def db_error(cls, sqlstate: str):
         "db-serialization",
         "db-deadlock",
         "db-concurrent-insert",
+        "staged-object-gone",
     ],
 )
 def test_transient_failures_are_retried(exc):
