@@ -18,11 +18,27 @@ from berlin_rentals.model import MODEL_FINGERPRINT, STAGED_TABLES, arrow_schema
 TRANSFORM_VERSION = "3"
 
 
-def output_variant(masker: Masker | None = None, pseudonyms: Masker | None = None) -> str:
+# Raw text kept for a file's rejected lines, in all (ETL_MAX_REJECTED_RAW_BYTES): a small zip of long bad
+# lines would otherwise hold its whole inflated text in memory. Past it a rejected line keeps its row
+# (member, line number, reason, size) without the text; the raw object still has every line.
+MAX_REJECTED_RAW_BYTES = 16 * 1024**2
+
+
+def output_variant(
+    masker: Masker | None = None,
+    pseudonyms: Masker | None = None,
+    *,
+    max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
+    max_line_bytes: int | None = None,
+) -> str:
     """What, besides a file's content, decides its transformed tables: the transform's version, the model's
-    columns, and the salts of the masking and of the pseudonyms (by fingerprint, never the salt). Part of the
-    transform's cache key and of the staged prefix, so neither serves a batch made under other settings."""
-    parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}"]
+    columns, the caps that change what is kept (the raw text kept of rejected lines; the line length past
+    which a line is rejected, when the lines were read under one), and the salts of the masking and of the
+    pseudonyms (by fingerprint, never the salt). Part of the transform's cache key and of the staged
+    prefix, so neither serves a batch made under other settings."""
+    parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}", f"r{max_rejected_raw_bytes}"]
+    if max_line_bytes is not None:
+        parts.append(f"l{max_line_bytes}")
     if masker is not None:
         parts.append(f"masked-{masker.fingerprint}")
     if pseudonyms is not None:

@@ -16,7 +16,14 @@ from datetime import datetime
 import pyarrow as pa
 
 from berlin_rentals.archive import SourceLine
-from berlin_rentals.batch import Batch, TransformStats, output_variant, record_batch, staged_table
+from berlin_rentals.batch import (
+    MAX_REJECTED_RAW_BYTES,
+    Batch,
+    TransformStats,
+    output_variant,
+    record_batch,
+    staged_table,
+)
 from berlin_rentals.keys import surrogate_key
 from berlin_rentals.listing import Listing, decode_line, flag
 from berlin_rentals.masking import Masker
@@ -46,11 +53,6 @@ _ACTIVE = "ACTIVE"
 
 # Fact rows held as Python tuples before they become an Arrow record batch.
 _CHUNK_ROWS = 2048
-
-# Raw text kept for a file's rejected lines, in all (ETL_MAX_REJECTED_RAW_BYTES): a small zip of long bad
-# lines would otherwise hold its whole inflated text in memory. Past it a rejected line keeps its row
-# (member, line number, reason, size) without the text; the raw object still has every line.
-MAX_REJECTED_RAW_BYTES = 16 * 1024**2
 
 
 class _Accumulator:
@@ -382,12 +384,17 @@ def transform_lines(
     masker: Masker | None = None,
     max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
     pseudonyms: Masker | None = None,
+    max_line_bytes: int | None = None,
 ) -> Batch:
-    """All lines of one object version -> its batch of tables. Depends on the content and the salts alone.
+    """All lines of one object version -> its batch of tables; depends on the content, caps and salts alone.
 
     `masker` (ETL_MASK_PERSONAL_DATA) replaces the contact columns by their keyed hash; `pseudonyms`
-    (whenever ETL_MASK_SALT is set) fills dim_agent's *_pseudonym columns, whatever the masking."""
+    (whenever ETL_MASK_SALT is set) fills dim_agent's *_pseudonym columns, whatever the masking.
+    `max_line_bytes`: the cap the lines were read under (archive.iter_lines rejects a longer one), which
+    the batch's variant names."""
     acc = _Accumulator(masker, max_rejected_raw_bytes=max_rejected_raw_bytes, pseudonyms=pseudonyms)
     for line in lines:
         acc.add(line)
-    return acc.batch(output_variant(masker, pseudonyms))
+    return acc.batch(
+        output_variant(masker, pseudonyms, max_rejected_raw_bytes=max_rejected_raw_bytes, max_line_bytes=max_line_bytes)
+    )

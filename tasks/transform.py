@@ -17,12 +17,20 @@ from berlin_rentals.warehouse.fit import FIT_VERSION, fit_batch
 from tasks.common import io_step
 
 
+def output_of(settings: Settings) -> str:
+    """The variant these settings transform a file into (batch.output_variant): what, besides the content,
+    decides the staged tables. The one place the settings are mapped to it."""
+    return output_variant(
+        settings.masker(),
+        settings.pseudonymizer(),
+        max_rejected_raw_bytes=settings.max_rejected_raw_bytes,
+        max_line_bytes=settings.max_line_bytes,
+    )
+
+
 def etag_cache_key(context, parameters) -> str:
-    """Same content, same result: the ETag, with what else decides the output (the transform's version, the
-    model's columns, the salts' fingerprints: transform.output_variant), is the whole key."""
-    settings = parameters["settings"]
-    variant = output_variant(settings.masker(), settings.pseudonymizer())
-    return f"transform-{variant}-fit{FIT_VERSION}-{parameters['source'].etag}"
+    """Same content, same result: the ETag, with what else decides the output (output_of), is the whole key."""
+    return f"transform-{output_of(parameters['settings'])}-fit{FIT_VERSION}-{parameters['source'].etag}"
 
 
 def cached_on_s3(settings: Settings) -> dict[str, Any]:
@@ -75,6 +83,7 @@ def transform_stage(settings: Settings, source: SourceObject, archive_path: Path
         masker=settings.masker(),
         max_rejected_raw_bytes=settings.max_rejected_raw_bytes,
         pseudonyms=settings.pseudonymizer(),
+        max_line_bytes=settings.max_line_bytes,
     )
     # Fitted to the warehouse's columns before the result is cached: a listing the warehouse cannot
     # hold is rejected here, not left for the COPY to refuse the whole file.

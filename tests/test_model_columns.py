@@ -263,13 +263,13 @@ def test_pseudonyms_are_the_keyed_hash_of_the_raw_values_whatever_the_masking_an
 
 
 def test_the_cache_key_and_the_staged_prefix_follow_the_model_and_the_salts():
-    assert output_variant() == f"v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}"
+    assert output_variant() == f"v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}-r{16 * 1024**2}"
     keyed, other = output_variant(pseudonyms=Masker(SALT)), output_variant(pseudonyms=Masker(b"x" * 16))
     assert keyed != other and keyed.startswith(output_variant()) and SALT.decode() not in keyed
     assert output_variant(Masker(SALT), Masker(SALT)) not in (keyed, output_variant(Masker(SALT)))
     assert transform_lines(lines(record()), pseudonyms=Masker(SALT)).variant == keyed
     assert staged_prefix("clean/", "e" * 32, keyed) == f"clean/{keyed}/etag={'e' * 32}/"
-    assert staged_prefix("clean/", "e" * 32) == f"clean/v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}/etag={'e' * 32}/"
+    assert staged_prefix("clean/", "e" * 32) == f"clean/{output_variant()}/etag={'e' * 32}/"
 
 
 def test_the_transform_cache_key_changes_with_the_salt_and_the_pseudonymizer_needs_no_masking():
@@ -291,3 +291,26 @@ def test_the_transform_cache_key_changes_with_the_salt_and_the_pseudonymizer_nee
     assert Settings.from_env(base | {"ETL_MASK_SALT": SALT.decode()}).masker() is None  # masking stays off
     with pytest.raises(ConfigError):
         Settings.from_env(base | {"ETL_MASK_SALT": "short"}).pseudonymizer()
+
+
+def test_every_setting_that_changes_the_transforms_output_is_in_its_cache_key():
+    """A longer line cap keeps lines a shorter one rejects; a larger raw-text budget keeps more raw text.
+    Raising either and running a file again must not answer from the old result (issue #23), nor stage
+    over the Parquet an older pointer's counts describe."""
+    from berlin_rentals.source import SourceObject
+    from tasks.transform import etag_cache_key, output_of
+
+    source = SourceObject("rentals-raw", "raw/a.zip", "e" * 32, 1, datetime(2019, 1, 13, tzinfo=UTC))
+    base = {"WAREHOUSE_URL": "postgresql://x"}
+    variants = [
+        base,
+        base | {"ETL_MAX_LINE_BYTES": str(1024**2)},
+        base | {"ETL_MAX_REJECTED_RAW_BYTES": str(1024)},
+    ]
+    settings = [Settings.from_env(env) for env in variants]
+    keys = {etag_cache_key(None, {"settings": s, "source": source}) for s in settings}
+    prefixes = {staged_prefix("clean/", "e" * 32, output_of(s)) for s in settings}
+    assert len(keys) == len(prefixes) == len(variants)
+    # and the batch a transform makes under those settings names the same variant its key and prefix do
+    batch = transform_lines(lines(record()), max_rejected_raw_bytes=1024, max_line_bytes=64 * 1024**2)
+    assert batch.variant == output_of(settings[2])

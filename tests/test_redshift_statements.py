@@ -18,8 +18,8 @@ from sqlglot import exp
 
 import tests.recording_dbapi as driver
 from berlin_rentals.archive import iter_lines
-from berlin_rentals.batch import TRANSFORM_VERSION
-from berlin_rentals.model import MODEL_FINGERPRINT, STAGED_TABLES
+from berlin_rentals.batch import output_variant
+from berlin_rentals.model import STAGED_TABLES
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
 from berlin_rentals.transform import transform_lines
@@ -62,9 +62,7 @@ def test_copy_reads_each_tables_parquet_for_this_etag_with_the_iam_role(sent):
         tree = sqlglot.parse_one(sql, read="redshift")
         assert isinstance(tree, exp.Copy)
         assert tree.this.name == f"stage_{table}"
-        assert (
-            f"FROM 's3://rentals-staging/clean/v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}/etag={ETAG}/{table}/'" in sql
-        )
+        assert f"FROM 's3://rentals-staging/clean/{output_variant()}/etag={ETAG}/{table}/'" in sql
         assert f"IAM_ROLE '{ROLE}'" in sql and sql.rstrip().endswith("FORMAT AS PARQUET")
         assert "CREDENTIALS" not in sql.upper() and "ACCESS_KEY" not in sql.upper()
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from berlin_rentals.batch import TRANSFORM_VERSION
-from berlin_rentals.model import MODEL_FINGERPRINT
+from berlin_rentals.batch import output_variant
 from berlin_rentals.staging import StagedBatch, staged_prefix
 from berlin_rentals.warehouse.engines import PostgresTarget, RedshiftTarget, target_for
 
@@ -23,7 +22,7 @@ def test_copy_reads_this_etags_parquet_with_the_iam_role():
         "COPY",
         "stage_fact_flats",
         "FROM",
-        f"'s3://rentals-staging/clean/v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}/etag={ETAG}/fact_flats/'",
+        f"'s3://rentals-staging/clean/{output_variant()}/etag={ETAG}/fact_flats/'",
         "IAM_ROLE",
         f"'{ROLE}'",
         "FORMAT",

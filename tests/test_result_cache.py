@@ -19,14 +19,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
-from berlin_rentals.batch import output_variant
 from berlin_rentals.config import ResultsBlockSettings, Settings
 from berlin_rentals.staging import staged_prefix
 from berlin_rentals.synthetic import batch_name, read_sample_records, with_listing_id, zip_lines
 from berlin_rentals.warehouse.ddl import create_warehouse
 from flows.ingest import ingest_file
 from tasks.common import warehouse_engine
-from tasks.transform import etag_cache_key
+from tasks.transform import etag_cache_key, output_of
 from tests.faults import warehouse_rows
 from tests.helpers import artifacts_of, logs_of, query, task_runs_of, upload
 
@@ -206,7 +205,7 @@ def test_the_stored_result_is_a_small_pointer_with_nothing_personal(settings, s3
     # Prefect's result record: metadata, and the pickled result (base64) of the step, the pointer.
     pickled = base64.b64decode(record["result"])
     assert len(stored) < 4096, len(stored)
-    prefix = staged_prefix(settings.staging_prefix, etag, output_variant(settings.masker(), settings.pseudonymizer()))
+    prefix = staged_prefix(settings.staging_prefix, etag, output_of(settings))
     assert prefix.encode() in pickled and b"fact_flats" in pickled
     for value in personal.values():
         assert value.encode() not in stored and value.encode() not in pickled, value
@@ -233,7 +232,7 @@ def test_a_cached_pointer_whose_parquet_is_gone_transforms_again(settings, s3, m
     expected = warehouse_rows(warehouse_engine(settings.warehouse_url), settings.warehouse_schema)
 
     # Deleted by hand (or expired a moment before its pointer): the staged Parquet of this ETag is gone.
-    prefix = staged_prefix(settings.staging_prefix, etag, output_variant(settings.masker(), settings.pseudonymizer()))
+    prefix = staged_prefix(settings.staging_prefix, etag, output_of(settings))
     listed = s3.list_objects_v2(Bucket=settings.staging_bucket, Prefix=prefix)["Contents"]
     doomed = [o["Key"] for o in listed if gone == "everything" or not o["Key"].endswith("_manifest.json")]
     assert len(doomed) >= 8
