@@ -70,7 +70,7 @@ class Settings(AwsSettings, RawZone, StagingZone):
     max_attempts: int = var("ETL_MAX_ATTEMPTS", integer(1), 3)
     # An attempt still unfinished after this long is taken for dead (its process killed) and counts; a
     # younger one may be a run still working on the same version, which must not park it.
-    attempt_stale_seconds: int = var("ETL_ATTEMPT_STALE_SECONDS", integer(1), 1800)
+    attempt_stale_seconds: int = var("ETL_ATTEMPT_STALE_SECONDS", integer(0), 1800)
     # Seconds before each retry of an I/O step (the last one repeats); read when Prefect asks for them
     # (tasks/common.py, `retry_delays()`), not when the tasks are defined.
     retry_delays: tuple[float, ...] = var("ETL_RETRY_DELAYS", seconds_list(), DEFAULT_RETRY_DELAYS)
