@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from berlin_rentals.batch import MAX_REJECTED_RAW_BYTES
 from berlin_rentals.config.components import (
     AwsSettings,
     RawZone,
@@ -65,14 +66,14 @@ class Settings(AwsSettings, RawZone, StagingZone):
     max_inflate_ratio: float = var("ETL_MAX_INFLATE_RATIO", positive(), 100.0)
     max_file_bytes: int = var("ETL_MAX_FILE_BYTES", integer(1), 4 * 1024**3)
     # Raw text kept for one file's rejected lines, in all; past it they keep their row without the text.
-    max_rejected_raw_bytes: int = var("ETL_MAX_REJECTED_RAW_BYTES", integer(1), 16 * 1024**2)
+    max_rejected_raw_bytes: int = var("ETL_MAX_REJECTED_RAW_BYTES", integer(1), MAX_REJECTED_RAW_BYTES)
     # After this many failed attempts a file is parked until someone releases it.
     max_attempts: int = var("ETL_MAX_ATTEMPTS", integer(1), 3)
     # An attempt still unfinished after this long is taken for dead (its process killed) and counts; a
     # younger one may be a run still working on the same version, which must not park it.
     attempt_stale_seconds: int = var("ETL_ATTEMPT_STALE_SECONDS", integer(0), 1800)
-    # Seconds before each retry of an I/O step (the last one repeats); read when Prefect asks for them
-    # (tasks/common.py, `retry_delays()`), not when the tasks are defined.
+    # Seconds before each retry of an I/O step (the last one repeats); read when a flow run's process
+    # imports the tasks (tasks/common.py, `retry_delays()`).
     retry_delays: tuple[float, ...] = var("ETL_RETRY_DELAYS", seconds_list(), DEFAULT_RETRY_DELAYS)
     # Contact persons' names, e-mail and phone numbers replaced by a salted hash (see masking.py).
     mask_personal_data: bool = var("ETL_MASK_PERSONAL_DATA", flag(), False)
@@ -144,6 +145,6 @@ def bi_schema_for(warehouse_schema: str) -> str:
 
 
 def retry_delays(environ: Mapping[str, str] | None = None) -> list[float]:
-    """ETL_RETRY_DELAYS alone, parsed as Settings parses it: the tasks' retry policy asks for it at each run
-    and retry, where the rest of the settings (WAREHOUSE_URL) are not needed."""
+    """ETL_RETRY_DELAYS alone, parsed as Settings parses it: the tasks' retry table reads it at import,
+    where the rest of the settings (WAREHOUSE_URL) are not needed."""
     return list(Settings.read_one("retry_delays", environ))

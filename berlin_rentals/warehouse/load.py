@@ -330,7 +330,7 @@ def load_staged_batch(
     flow_run_id: str | None = None,
     now: datetime | None = None,
 ) -> LoadReport:
-    """One file's load (an event's): the one load with one file; kept so its callers need not change."""
+    """An event's file: the one load (load_staged_files) with one file, its report."""
     file = BatchFile(source, staged, stats)
     tables = None if data is None else {source.etag: data}
     return load_staged_files(engine, target, [file], run_id=flow_run_id, data=tables, force=force, now=now).reports[
