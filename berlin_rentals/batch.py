@@ -22,6 +22,9 @@ TRANSFORM_VERSION = "3"
 # lines would otherwise hold its whole inflated text in memory. Past it a rejected line keeps its row
 # (member, line number, reason, size) without the text; the raw object still has every line.
 MAX_REJECTED_RAW_BYTES = 16 * 1024**2
+# Rejected lines a file keeps as rows of rejected_records (ETL_MAX_REJECTED_ROWS); past it they are counted
+# (exactly, by reason), not kept (berlin_rentals/rejects.py).
+MAX_REJECTED_ROWS = 1000
 
 
 def output_variant(
@@ -30,13 +33,14 @@ def output_variant(
     *,
     max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
     max_line_bytes: int | None = None,
+    max_rejected_rows: int = MAX_REJECTED_ROWS,
 ) -> str:
     """What, besides a file's content, decides its transformed tables: the transform's version, the model's
     columns, the caps that change what is kept (the raw text kept of rejected lines; the line length past
     which a line is rejected, when the lines were read under one), and the salts of the masking and of the
     pseudonyms (by fingerprint, never the salt). Part of the transform's cache key and of the staged
     prefix, so neither serves a batch made under other settings."""
-    parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}", f"r{max_rejected_raw_bytes}"]
+    parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}", f"r{max_rejected_raw_bytes}", f"n{max_rejected_rows}"]
     if max_line_bytes is not None:
         parts.append(f"l{max_line_bytes}")
     if masker is not None:
@@ -57,6 +61,7 @@ class TransformStats:
     flags_by_code: Counter = field(default_factory=Counter)
     unknown_fields: Counter = field(default_factory=Counter)  # unknown key -> lines that carry it
     rejected_raw_omitted: int = 0  # rejected lines past the raw-text budget: row kept, raw_line NULL
+    rejected_rows_omitted: int = 0  # rejected lines past ETL_MAX_REJECTED_ROWS: counted, no row kept
 
 
 @dataclass

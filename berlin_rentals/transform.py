@@ -18,6 +18,7 @@ import pyarrow as pa
 from berlin_rentals.archive import SourceLine
 from berlin_rentals.batch import (
     MAX_REJECTED_RAW_BYTES,
+    MAX_REJECTED_ROWS,
     Batch,
     TransformStats,
     output_variant,
@@ -28,6 +29,7 @@ from berlin_rentals.keys import surrogate_key
 from berlin_rentals.listing import Listing, decode_line, flag
 from berlin_rentals.masking import Masker
 from berlin_rentals.model import MAX_TEXT_BYTES, arrow_schema, column_names
+from berlin_rentals.rejects import RejectedRows
 from berlin_rentals.values import (
     AREA_LIMIT,
     DEGREE_STEP,
@@ -51,6 +53,10 @@ from berlin_rentals.values import (
 _ENUM = 64
 _ACTIVE = "ACTIVE"
 
+# Unknown keys counted by name, at most; the rest under OTHER_UNKNOWN_KEYS (the run's warning names them).
+MAX_UNKNOWN_KEYS = 1000
+OTHER_UNKNOWN_KEYS = "(other keys)"
+
 # Fact rows held as Python tuples before they become an Arrow record batch.
 _CHUNK_ROWS = 2048
 
@@ -64,10 +70,10 @@ class _Accumulator:
         chunk_rows: int = _CHUNK_ROWS,
         max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
         pseudonyms: Masker | None = None,
+        max_rejected_rows: int = MAX_REJECTED_ROWS,
     ) -> None:
         self.masker = masker
         self.pseudonyms = pseudonyms
-        self.raw_budget = max_rejected_raw_bytes
         self.chunk_rows = chunk_rows
         # listing id -> (modification, row number of its newest version); the order is first seen
         self.facts: dict[int, tuple[datetime, int]] = {}
@@ -81,8 +87,10 @@ class _Accumulator:
         self.addresses: dict[int, tuple] = {}
         self.agencies: dict[int, tuple] = {}
         self.agents: dict[int, tuple] = {}
-        self.rejects: list[tuple] = []
         self.stats = TransformStats()
+        self.rejected = RejectedRows(
+            self.stats, masked=bool(masker), max_raw_bytes=max_rejected_raw_bytes, max_rows=max_rejected_rows
+        )
 
     def add(self, line: SourceLine) -> None:
         self.stats.lines_read += 1
@@ -91,33 +99,20 @@ class _Accumulator:
                 raise RejectedLine("line_too_long", f"the line is longer than the limit ({len(line.raw)} bytes kept)")
             listing, unknown = decode_line(line.raw)
             if unknown:
-                self.stats.unknown_fields.update(unknown)
+                self._count_unknown(unknown)
             self._add_listing(listing, line)
         except RejectedLine as exc:
-            self.stats.rejected += 1
-            self.stats.rejected_by_reason[exc.code] += 1
-            # Masked warehouses keep no raw lines (they hold contact data); member and line number
-            # still point at the line in the raw object, which stays in the raw bucket.
-            raw_text = None
-            if not self.masker:
-                if min(len(line.raw), MAX_TEXT_BYTES) <= self.raw_budget:
-                    raw_text = cap_text(line.raw.decode("utf-8", "replace"))
-                    cost = len(raw_text.encode("utf-8", "surrogatepass"))  # replacement characters take 3 bytes
-                    if cost <= self.raw_budget:
-                        self.raw_budget -= cost
-                    else:
-                        raw_text = None
-                if raw_text is None:
-                    self.stats.rejected_raw_omitted += 1
-            self.rejects.append(
-                (
-                    line.member,
-                    line.line_number,
-                    cap_text(f"{line.member} line {line.line_number}: {exc}", 2048),
-                    raw_text,
-                    len(line.raw),
-                )
-            )
+            self.rejected.keep(line, exc)
+
+    def _count_unknown(self, unknown: tuple[str, ...]) -> None:
+        """Each unknown key by name, up to MAX_UNKNOWN_KEYS names: a file of lines that each carry a new key
+        would otherwise grow the counter by a key a line. The rest are counted under one name."""
+        counts = self.stats.unknown_fields
+        if len(counts) < MAX_UNKNOWN_KEYS:
+            counts.update(unknown)
+            return
+        for key in unknown:
+            counts[key if key in counts else OTHER_UNKNOWN_KEYS] += 1
 
     def _add_listing(self, listing: Listing, line: SourceLine) -> None:
         lid = listing_id(listing.id)
@@ -374,7 +369,7 @@ class _Accumulator:
             "dim_agent": staged_table("dim_agent", self.agents.values()),
             "fact_flats": facts,
             "flat_snapshots": snapshots,
-            "rejected_records": staged_table("rejected_records", self.rejects),
+            "rejected_records": staged_table("rejected_records", self.rejected.rows),
         }
         return Batch(tables=tables, stats=self.stats, variant=variant)
 
@@ -385,6 +380,7 @@ def transform_lines(
     max_rejected_raw_bytes: int = MAX_REJECTED_RAW_BYTES,
     pseudonyms: Masker | None = None,
     max_line_bytes: int | None = None,
+    max_rejected_rows: int = MAX_REJECTED_ROWS,
 ) -> Batch:
     """All lines of one object version -> its batch of tables; depends on the content, caps and salts alone.
 
@@ -392,9 +388,8 @@ def transform_lines(
     (whenever ETL_MASK_SALT is set) fills dim_agent's *_pseudonym columns, whatever the masking.
     `max_line_bytes`: the cap the lines were read under (archive.iter_lines rejects a longer one), which
     the batch's variant names."""
-    acc = _Accumulator(masker, max_rejected_raw_bytes=max_rejected_raw_bytes, pseudonyms=pseudonyms)
+    caps = dict(max_rejected_raw_bytes=max_rejected_raw_bytes, max_rejected_rows=max_rejected_rows)
+    acc = _Accumulator(masker, pseudonyms=pseudonyms, **caps)
     for line in lines:
         acc.add(line)
-    return acc.batch(
-        output_variant(masker, pseudonyms, max_rejected_raw_bytes=max_rejected_raw_bytes, max_line_bytes=max_line_bytes)
-    )
+    return acc.batch(output_variant(masker, pseudonyms, max_line_bytes=max_line_bytes, **caps))

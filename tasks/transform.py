@@ -25,6 +25,7 @@ def output_of(settings: Settings) -> str:
         settings.pseudonymizer(),
         max_rejected_raw_bytes=settings.max_rejected_raw_bytes,
         max_line_bytes=settings.max_line_bytes,
+        max_rejected_rows=settings.max_rejected_rows,
     )
 
 
@@ -84,6 +85,7 @@ def transform_stage(settings: Settings, source: SourceObject, archive_path: Path
         max_rejected_raw_bytes=settings.max_rejected_raw_bytes,
         pseudonyms=settings.pseudonymizer(),
         max_line_bytes=settings.max_line_bytes,
+        max_rejected_rows=settings.max_rejected_rows,
     )
     # Fitted to the warehouse's columns before the result is cached: a listing the warehouse cannot
     # hold is rejected here, not left for the COPY to refuse the whole file.

@@ -22,7 +22,7 @@ PIPELINE = {"WAREHOUSE_URL": "postgresql+psycopg://loader@warehouse.invalid/rent
 
 def test_alert_settings_default_and_parse():
     settings, alerts = Settings.from_env(PIPELINE), AlertSettings.from_env({})
-    assert (settings.reject_alert_ratio, settings.max_reject_ratio, alerts.missing_hour_seconds) == (0.05, None, 3900)
+    assert (settings.reject_alert_ratio, settings.max_reject_ratio, alerts.missing_hour_seconds) == (0.05, 0.5, 3900)
     assert alerts.notification_block == "custom-webhook/berlin-rentals-alerts" and alerts.reject_alert_ratio == 0.05
     tuned = Settings.from_env(PIPELINE | {"ETL_MAX_REJECT_RATIO": "0.2", "ETL_REJECT_ALERT_RATIO": "0"})
     assert (tuned.max_reject_ratio, tuned.reject_alert_ratio) == (0.2, 0.0)

@@ -112,7 +112,7 @@ def test_a_file_over_the_reject_ratio_is_notified_and_still_loaded(alerts, prefi
     _, _, log, _ = alerts
     key, etag = upload(s3, prefixed, "immobilienscout24_berlin_20190113_16.zip", _half_rejected_zip())
     state = ingest_file(prefixed.raw_bucket, key, etag, return_state=True)
-    assert state.is_completed() and state.result()["status"] == "loaded"  # ETL_MAX_REJECT_RATIO is off
+    assert state.is_completed() and state.result()["status"] == "loaded"  # half rejected: not above the default 0.5
 
     body = _wait_for_notification(log, "too many rejected lines", _folder(key))
     lines = len(read_sample_records()) * 2

@@ -158,7 +158,7 @@ def test_the_defaults_are_those_of_before():
     assert (settings.max_attempts, settings.attempt_stale_seconds, settings.retry_delays) == (3, 1800, (2.0, 8.0, 30.0))
     assert (settings.batch_max_files, settings.batch_max_records, settings.fanout_files) == (24, 50_000, 500)
     assert (settings.raw_prefix, settings.staging_prefix, settings.reports_prefix) == ("raw/", "clean/", "reports/")
-    assert (settings.max_inflate_ratio, settings.reject_alert_ratio, settings.max_reject_ratio) == (100.0, 0.05, None)
+    assert (settings.max_inflate_ratio, settings.reject_alert_ratio, settings.max_reject_ratio) == (100.0, 0.05, 0.5)
     assert settings.aws_max_attempts == 4 and settings.mask_personal_data is False
     # A blank prefix is the whole bucket; a blank number is unset.
     blank = Settings.from_env(REQUIRED | {"ETL_STAGING_PREFIX": "", "ETL_MAX_ATTEMPTS": " "})

@@ -263,7 +263,7 @@ def test_pseudonyms_are_the_keyed_hash_of_the_raw_values_whatever_the_masking_an
 
 
 def test_the_cache_key_and_the_staged_prefix_follow_the_model_and_the_salts():
-    assert output_variant() == f"v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}-r{16 * 1024**2}"
+    assert output_variant() == f"v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}-r{16 * 1024**2}-n1000"
     keyed, other = output_variant(pseudonyms=Masker(SALT)), output_variant(pseudonyms=Masker(b"x" * 16))
     assert keyed != other and keyed.startswith(output_variant()) and SALT.decode() not in keyed
     assert output_variant(Masker(SALT), Masker(SALT)) not in (keyed, output_variant(Masker(SALT)))

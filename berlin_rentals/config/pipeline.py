@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from berlin_rentals.batch import MAX_REJECTED_RAW_BYTES
+from berlin_rentals.batch import MAX_REJECTED_RAW_BYTES, MAX_REJECTED_ROWS
 from berlin_rentals.config.components import (
     AwsSettings,
     RawZone,
@@ -67,6 +67,9 @@ class Settings(AwsSettings, RawZone, StagingZone):
     max_file_bytes: int = var("ETL_MAX_FILE_BYTES", integer(1), 4 * 1024**3)
     # Raw text kept for one file's rejected lines, in all; past it they keep their row without the text.
     max_rejected_raw_bytes: int = var("ETL_MAX_REJECTED_RAW_BYTES", integer(1), MAX_REJECTED_RAW_BYTES)
+    # Rejected lines one file keeps as rows of rejected_records; past it they are counted (exactly, by
+    # reason, in the ledger), not kept: a tiny zip of a million short bad lines stays a thousand rows.
+    max_rejected_rows: int = var("ETL_MAX_REJECTED_ROWS", integer(1), MAX_REJECTED_ROWS)
     # After this many failed attempts a file is parked until someone releases it.
     max_attempts: int = var("ETL_MAX_ATTEMPTS", integer(1), 3)
     # An attempt still unfinished after this long is taken for dead (its process killed) and counts; a
@@ -82,8 +85,9 @@ class Settings(AwsSettings, RawZone, StagingZone):
     staging_retention_days: int = staging_retention_days()
     results_block: str = results_block()
     reject_alert_ratio: float = reject_alert_ratio()
-    # Above this rejected share a file is parked instead of loaded (as COPY's MAXERROR).
-    max_reject_ratio: float | None = var("ETL_MAX_REJECT_RATIO", ratio(), None, doc_default="unset: never")
+    # Above this rejected share a file is parked instead of loaded (as COPY's MAXERROR): by default a file
+    # more than half garbage is parked, not loaded; 1 never parks; force=true loads a parked one anyway.
+    max_reject_ratio: float | None = var("ETL_MAX_REJECT_RATIO", ratio(), 0.5)
     # The market report's charts, in the staging bucket; they do not expire with the staged data.
     reports_prefix: str = var("ETL_REPORTS_PREFIX", prefix(), "reports/")
     # The catch-up loads the files it ingests in batches of at most this many files, or (whichever comes
