@@ -39,6 +39,7 @@ from berlin_rentals.replay_lines import (
     ReplayBatch,
     pick_lines,
     reason_code,
+    replayed_reasons,
     stage_replay,
     transform_rejected,
 )
@@ -203,7 +204,7 @@ def apply_replay(
         for stmt in statements(LEDGER_LOCK[target.name], schema):
             conn.execute(stmt)
         row = conn.execute(statement("replay/select_file_status_for_replay.sql", schema), params).first()
-        status = row.status if row is not None else None
+        status, counted = (row.status, row.rejected_count) if row is not None else (None, None)
         if status != "loaded":
             raise ReplayRefused(
                 f"{source.uri} (ETag {source.etag}) is {status or 'not in the ledger'} now; "
@@ -228,13 +229,16 @@ def apply_replay(
         new_snapshots = max(written - replaced, 0)  # listings this object did not have a snapshot of
         reasons = conn.execute(statement("replay/update_still_rejected_reasons.sql", schema), params).rowcount
         conn.execute(statement("replay/delete_replayed_rejects.sql", schema), params)
-        left = int(conn.execute(statement("replay/count_file_rejects.sql", schema), params).scalar_one() or 0)
+        # and the lines past ETL_MAX_REJECTED_ROWS, which kept no row: counted in the ledger, still rejected
+        omitted = max((counted or 0) - len(current), 0)
+        left = omitted + int(conn.execute(statement("replay/count_file_rejects.sql", schema), params).scalar_one() or 0)
         inserted_facts, updated_facts = int(fact.inserted or 0), int(fact.updated or 0)
         conn.execute(
             statement("replay/update_ledger_after_replay.sql", schema),
             params
             | {
                 "rejected_count": left,
+                "rejected_by_reason": replayed_reasons(row.rejected_by_reason, replay),
                 "listings_added": new_snapshots,
                 "fact_inserted": inserted_facts,
                 "fact_updated": updated_facts,

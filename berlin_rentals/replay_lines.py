@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,3 +174,19 @@ def stage_replay(s3, replay: ReplayBatch, *, bucket: str, staging_prefix: str, e
     }
     s3.put_object(Bucket=bucket, Key=f"{prefix}_manifest.json", Body=json.dumps(manifest).encode())
     return staged
+
+
+def replayed_reasons(summary: str | None, replay: ReplayBatch) -> str | None:
+    """The ledger's rejected_by_reason after the replay: each replayed line's old reason less, and its new
+    one more if it is still rejected; the lines that kept no row stay as they were."""
+    counts: Counter[str] = Counter()
+    for part in (summary or "").split(","):
+        code, _, count = part.partition("=")
+        if count.isdigit():
+            counts[code] += int(count)
+    still = replay.still_rejected
+    for reject in replay.rejected:
+        counts[reason_code(reject.reason)] -= 1
+        if reject.position in still:
+            counts[reason_code(still[reject.position])] += 1
+    return ",".join(f"{code}={n}" for code, n in sorted(counts.items()) if n > 0)[:1024] or None

@@ -540,7 +540,11 @@ def test_every_replay_statement_parses_as_redshift_sql_in_one_transaction(monkey
         datetime(2019, 1, 13, 15, 1, tzinfo=UTC),
     )
     answers = [
-        (re.compile(r"SELECT status\s+FROM", re.I), [("loaded",)], ["status"]),
+        (
+            re.compile(r"SELECT status, rejected_count, rejected_by_reason\s+FROM", re.I),
+            [("loaded", 2, "not_json=2")],
+            ["status", "rejected_count", "rejected_by_reason"],
+        ),
         (
             re.compile(r"SELECT member, line_number, reason", re.I),
             [(r.member, r.line_number, r.reason, 0) for r in before],

@@ -85,6 +85,9 @@ def warehouse_metadata(schema: str) -> sa.MetaData:
         sa.Column("records_read", sa.Integer),
         sa.Column("listings", sa.Integer),
         sa.Column("rejected_count", sa.Integer),
+        # every rejected line counted by reason, `code=count` comma-separated (rejected_records keeps at most
+        # ETL_MAX_REJECTED_ROWS of them as rows)
+        sa.Column("rejected_by_reason", sa.String(1024)),
         sa.Column("flagged_count", sa.Integer),  # listings loaded with quality flags
         sa.Column("unknown_field_count", sa.Integer),  # occurrences of keys the model does not know
         sa.Column("fact_inserted", sa.Integer),
@@ -160,6 +163,9 @@ def batch_files_table() -> sa.Table:
         sa.Column("records_read", sa.Integer),
         sa.Column("listings", sa.Integer),
         sa.Column("rejected_count", sa.Integer),
+        # every rejected line counted by reason, `code=count` comma-separated (rejected_records keeps at most
+        # ETL_MAX_REJECTED_ROWS of them as rows)
+        sa.Column("rejected_by_reason", sa.String(1024)),
         sa.Column("flagged_count", sa.Integer),
         sa.Column("unknown_field_count", sa.Integer),
         sa.Column("snapshots_written", sa.Integer),

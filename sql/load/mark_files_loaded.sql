@@ -12,6 +12,7 @@ UPDATE {schema}.load_ledger SET
     size_bytes = b.size_bytes, last_modified = b.last_modified, version_id = b.version_id,
     batch_hour = b.batch_hour, batch_hour_source = b.batch_hour_source, staged_prefix = b.staged_prefix,
     records_read = b.records_read, listings = b.listings, rejected_count = b.rejected_count,
+    rejected_by_reason = b.rejected_by_reason,
     flagged_count = b.flagged_count, unknown_field_count = b.unknown_field_count,
     fact_inserted = c.fact_inserted, fact_updated = c.fact_updated,
     fact_stale = c.fact_staged - c.fact_inserted - c.fact_updated,
