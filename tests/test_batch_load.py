@@ -431,3 +431,51 @@ def test_a_newer_version_an_event_loads_while_the_batch_runs_is_not_overwritten(
     assert backfill.error is None and event.error is None
     rents = dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats"))
     assert rents[A] == Decimal("999.00") and rents[B] == Decimal("700.00")
+
+
+def test_an_agencys_newer_details_from_a_concurrent_load_of_another_key_stand(twin):
+    """Load A has dropped its staged agency rows that are not newer than the warehouse's and is about to
+    MERGE them when load B (another key, no key lock in common) brings newer details of the same agency.
+    B must wait for A's rows (postgresql/lock_dimension_rows.sql): had it committed in between, A's MERGE
+    would put the older details back, the race the fact MERGE's in-statement rule avoids (issue #23)."""
+    t = DAY + timedelta(hours=8)
+
+    def shared_agency(rent: float, hours: int, where: str, phone: str) -> dict:
+        # Each its own city and street (no dimension row in common that would order the loads), one agency.
+        record = _apart(0, rent, t + timedelta(hours=hours), where)
+        record["data"].update(companyWideCustomerId="agency-shared", contactDetails_phoneNumber=phone)
+        return record
+
+    first = staged_file(twin, 6, [shared_agency(600, 0, "Eins", "000")])
+    older = staged_file(twin, 10, [shared_agency(610, 1, "Zwei", "111")])
+    newer = staged_file(twin, 14, [shared_agency(620, 2, "Drei", "222")])
+    engine = make_engine(twin.warehouse_url)
+    _single(twin, *first, engine, run="first")
+    a_engine, b_engine = make_engine(twin.warehouse_url), make_engine(twin.warehouse_url)
+    pause = Pause(a_engine, f"MERGE INTO {twin.warehouse_schema}.dim_agency")
+    a = _Thread(lambda: _single(twin, *older, a_engine, run="a"))
+    b = _Thread(lambda: _single(twin, *newer, b_engine, run="b"))
+    try:
+        a.start()
+        assert pause.reached.wait(60), a.error
+        b.start()
+        wait_for(
+            lambda: (
+                not b.is_alive()
+                or query(
+                    twin, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'"
+                )
+            ),
+            30,
+            "load B to finish or to wait on load A's agency rows",
+        )
+    finally:
+        pause.go.set()
+        a.join(60)
+        b.join(60)
+        for e in (engine, a_engine, b_engine):
+            e.dispose()
+    assert a.error is None and b.error is None
+    assert [r.phone_number for r in query(twin, "SELECT phone_number FROM {schema}.dim_agency")] == ["222"]
+    rents = dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats"))
+    assert rents[A] == Decimal("620.00")

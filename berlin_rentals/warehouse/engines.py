@@ -39,6 +39,7 @@ class Target(Protocol):
 
     def lock_keys(self, conn: sa.Connection, lock_keys: list[str]) -> None: ...
     def lock_dimensions(self, conn: sa.Connection) -> None: ...
+    def lock_dimension_rows(self, conn: sa.Connection) -> None: ...
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None: ...
     def copy_into_staging(
@@ -116,6 +117,10 @@ class PostgresTarget:
         for stmt in statements("postgresql/lock_dimensions_for_restatement.sql", self.schema):
             conn.execute(stmt)
 
+    def lock_dimension_rows(self, conn: sa.Connection) -> None:
+        for stmt in statements("postgresql/lock_dimension_rows.sql", self.schema):
+            conn.execute(stmt)
+
 
 @dataclass
 class RedshiftTarget:
@@ -132,6 +137,9 @@ class RedshiftTarget:
 
     def lock_dimensions(self, conn: sa.Connection) -> None:
         """Nothing to do: lock_keys' LOCK on the ledger already holds every other load until this one ends."""
+
+    def lock_dimension_rows(self, conn: sa.Connection) -> None:
+        """Nothing to do, as for lock_dimensions."""
 
     def create_staging_tables(self, conn: sa.Connection, tables: list[str]) -> None:
         _recreate(conn, tables)

@@ -269,6 +269,7 @@ def _merge(conn: sa.Connection, target: Target, params: dict[str, Any]) -> list[
     if restated:
         target.lock_dimensions(conn)
         execute_file(conn, "load/release_restated_agencies.sql", schema, params)
+    target.lock_dimension_rows(conn)  # newest details win against concurrent loads of other keys
     execute_file(conn, "load/count_dimension_changes.sql", schema, params)
     execute_file(conn, "load/keep_one_row_per_dimension_key.sql", schema, params)
     merge_dimensions(conn, schema, params)
