@@ -24,7 +24,7 @@ def normalize_etag(etag: str | None) -> str | None:
     """S3 quotes ETags; multipart uploads add `-N`. Keep the bare hex form, reject anything else."""
     if etag is None or etag == "":
         return None
-    match = _ETAG.match(etag.strip())
+    match = _ETAG.fullmatch(etag.strip())
     if not match:
         raise InvalidSource(f"ETag {etag!r} is not an S3 ETag")
     return match.group(1).lower()

@@ -103,7 +103,7 @@ def connection(root: Path | None = None, audience: str | None = None) -> tuple[s
 
 
 def _pg_options(schema: str | None) -> str | None:
-    return f"-c search_path={schema},public" if schema and PLAIN_IDENTIFIER.match(schema) else None
+    return f"-c search_path={schema},public" if schema and PLAIN_IDENTIFIER.fullmatch(schema) else None
 
 
 def run_psql(psql: Path, url: str, password: str | None, schema: str | None, commands: list[str]) -> int:

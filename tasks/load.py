@@ -125,7 +125,7 @@ def begin_attempt(settings: Settings, source: SourceObject, attempt: str, force:
     the version has none left (every earlier attempt died without a word: parked now), else None. `force`
     releases it first. A setting the load will need is checked first: its absence is not the file's fault."""
     if target_for(settings.warehouse_url, settings.warehouse_schema).name == "redshift":
-        if not _IAM_ROLE.match(settings.redshift_iam_role_arn or ""):
+        if not _IAM_ROLE.fullmatch(settings.redshift_iam_role_arn or ""):
             raise ConfigError(
                 f"REDSHIFT_IAM_ROLE_ARN={settings.redshift_iam_role_arn or ''!r} is not an IAM role ARN "
                 "(arn:aws:iam::<account>:role/<name>): Redshift's COPY reads the staged Parquet with it"

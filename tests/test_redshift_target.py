@@ -48,3 +48,15 @@ def test_the_url_picks_the_engine():
     assert isinstance(target_for("redshift+psycopg2://u@h:5439/db", "s", ROLE), RedshiftTarget)
     with pytest.raises(ValueError, match="unsupported"):
         target_for("sqlite:///x.db", "s")
+
+
+def test_a_trailing_newline_is_no_part_of_a_role_a_location_or_a_manifest():
+    """`$` matches before a final newline: each COPY piece is checked as a full match (the staged prefix
+    always ends in its table name, so only the manifest URI could end in one)."""
+    with pytest.raises(ValueError, match="IAM role"):
+        RedshiftTarget(schema="s", iam_role_arn=ROLE + "\n").copy_sql("fact_flats", staged())
+    target = RedshiftTarget(schema="s", iam_role_arn=ROLE)
+    with pytest.raises(ValueError, match="unexpected location"):
+        target.copy_sql("fact_flats", StagedBatch(bucket="rentals-staging\n", prefix=staged().prefix, rows={}))
+    with pytest.raises(ValueError, match="unexpected manifest"):
+        target.batch_copy_sql("fact_flats", "s3://rentals-staging/clean/x.manifest\n")

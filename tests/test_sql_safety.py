@@ -65,3 +65,19 @@ def test_comments_sit_on_lines_of_their_own():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = re.sub(r"'[^']*'", "''", line)
             assert line.lstrip().startswith("--") or "--" not in code, f"{path.name}:{number}: {line}"
+
+
+# `$` also matches before a final newline, so a pattern checked with re.match let "berlin_rentals\n"
+# through: every name pasted into SQL is held to a full match.
+@pytest.mark.parametrize("field", ["warehouse_schema", "warehouse_bi_schema", "warehouse_dwh_role", "raw_bucket"])
+def test_a_setting_with_a_trailing_newline_is_refused(field):
+    from berlin_rentals.config import ConfigError, Settings
+
+    value = getattr(Settings, field) + "\n"
+    with pytest.raises(ConfigError, match=re.escape(repr(value))):
+        Settings(warehouse_url="postgresql://unused", **{field: value})
+
+
+def test_a_schema_with_a_trailing_newline_never_reaches_sql():
+    with pytest.raises(ValueError, match="identifier"):
+        statements("ledger/select_file_status.sql", "berlin_rentals\n")

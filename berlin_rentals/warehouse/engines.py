@@ -146,7 +146,7 @@ class RedshiftTarget:
 
     def _role(self) -> str:
         role = self.iam_role_arn or ""
-        if not _IAM_ROLE.match(role):
+        if not _IAM_ROLE.fullmatch(role):
             raise ValueError("REDSHIFT_IAM_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
         return role
 
@@ -157,7 +157,7 @@ class RedshiftTarget:
         """
         role = self._role()
         prefix = staged.table_prefix(table)
-        if not _S3_PREFIX.match(prefix) or not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", staged.bucket):
+        if not _S3_PREFIX.fullmatch(prefix) or not re.fullmatch(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", staged.bucket):
             raise ValueError(f"refusing to COPY from an unexpected location s3://{staged.bucket}/{prefix}")
         template = statement("redshift/copy_stage_from_parquet.sql", self.schema).text
         return (
@@ -169,8 +169,8 @@ class RedshiftTarget:
     def batch_copy_sql(self, table: str, manifest_uri: str) -> str:
         """One COPY of a table for a whole batch, from the manifest listing its files; validated as copy_sql."""
         role = self._role()
-        match = re.match(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$", manifest_uri)
-        if not match or not _S3_PREFIX.match(match.group(2)) or table not in _STAGED_NAMES:
+        match = re.fullmatch(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$", manifest_uri)
+        if not match or not _S3_PREFIX.fullmatch(match.group(2)) or table not in _STAGED_NAMES:
             raise ValueError(f"refusing to COPY {table!r} from an unexpected manifest {manifest_uri!r}")
         template = statement("redshift/copy_stage_from_parquet_manifest.sql", self.schema).text
         return (

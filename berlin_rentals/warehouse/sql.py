@@ -27,7 +27,7 @@ def statements(relative: str, schema: str, **identifiers: str) -> list[sa.TextCl
     body = _read(relative)
     for name, value in names.items():
         # The only text pasted into SQL: checked here too, whatever the caller validated.
-        if not PLAIN_IDENTIFIER.match(value):
+        if not PLAIN_IDENTIFIER.fullmatch(value):
             raise ValueError(f"{name} {value!r} is not a plain lower-case SQL identifier")
         body = body.replace("{" + name + "}", value)
     lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
