@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 import zlib
 from collections import Counter
@@ -24,6 +25,16 @@ class BadArchive(ValueError):
 DEFAULT_MAX_INFLATE_RATIO = 100.0
 RATIO_FLOOR_BYTES = 16 << 20
 DEFAULT_MAX_FILE_BYTES = 4 * 1024**3
+# A real batch holds one member. zipfile reads the whole central directory into a list of ZipInfo
+# objects before anything can be refused (600,000 empty members: 40 s and 666 MB for "0 lines"), so the
+# count and the directory's size are read from the end record first. A member's directory entry is 46
+# bytes plus its name, extra field and comment: 512 bytes each is a generous allowance.
+DEFAULT_MAX_MEMBERS = 10_000
+DIRECTORY_BYTES_PER_MEMBER = 512
+_END_RECORD = struct.Struct("<4s4H2LH")  # signature, disks, entries here, entries in all, size, offset, comment
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk, offset of the zip64 end record, disks
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")  # ..., entries here, entries in all, size, offset
+_TAIL_BYTES = (1 << 16) + _END_RECORD.size  # the end record and its longest comment
 
 
 class InflateBudget:
@@ -95,13 +106,69 @@ def refuse_repeated_names(members: list[zipfile.ZipInfo], name: str) -> None:
         raise BadArchive(f"{name}: member name {names} in the archive; its lines could not be told apart")
 
 
-def open_archive(path_or_file: str | Path | BinaryIO, name: str) -> zipfile.ZipFile:
+def _directory_extent(stream: BinaryIO) -> tuple[int, int] | None:
+    """(entries, central directory bytes) as the end record states them, from the archive's tail only;
+    None when there is no end record (zipfile then says why the archive is not one)."""
+    size = stream.seek(0, io.SEEK_END)
+    start = max(0, size - _TAIL_BYTES)
+    stream.seek(start)
+    tail = stream.read(size - start)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _END_RECORD.size:
+        return None
+    *_, entries, directory_bytes, _offset, _comment = _END_RECORD.unpack_from(tail, at)
+    locator = at - _ZIP64_LOCATOR.size
+    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        record_at = _ZIP64_LOCATOR.unpack_from(tail, locator)[2]
+        stream.seek(record_at)
+        record = stream.read(_ZIP64_END_RECORD.size)
+        if len(record) == _ZIP64_END_RECORD.size and record[:4] == b"PK\x06\x06":
+            entries, directory_bytes = _ZIP64_END_RECORD.unpack(record)[6:8]
+    return entries, directory_bytes
+
+
+def _refuse_too_many_members(stream: BinaryIO, name: str, max_members: int) -> None:
+    extent = _directory_extent(stream)
+    stream.seek(0)
+    if extent is None:
+        return
+    entries, directory_bytes = extent
+    if entries > max_members:
+        raise BadArchive(f"{name}: {entries} members in the archive, more than {max_members} (ETL_MAX_MEMBERS)")
+    if directory_bytes > max_members * DIRECTORY_BYTES_PER_MEMBER:
+        raise BadArchive(
+            f"{name}: its central directory takes {directory_bytes} bytes, more than "
+            f"{max_members * DIRECTORY_BYTES_PER_MEMBER} bytes for {max_members} members (ETL_MAX_MEMBERS)"
+        )
+
+
+def open_archive(
+    path_or_file: str | Path | BinaryIO, name: str, *, max_members: int = DEFAULT_MAX_MEMBERS
+) -> zipfile.ZipFile:
+    """The archive, refused as a BadArchive for any reason it cannot be read as a batch's: every caller
+    (the ingest, a replay, one raw line) meets the same limits."""
     try:
-        return zipfile.ZipFile(path_or_file)
+        if isinstance(path_or_file, str | Path):
+            with open(path_or_file, "rb") as stream:
+                _refuse_too_many_members(stream, name, max_members)
+        else:
+            _refuse_too_many_members(path_or_file, name, max_members)
+        archive = zipfile.ZipFile(path_or_file)
     except zipfile.BadZipFile as exc:
         raise BadArchive(f"{name}: not a zip archive ({exc})") from exc
     except (EOFError, OSError) as exc:
         raise BadArchive(f"{name}: unreadable zip archive ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        # A name flagged UTF-8 (bit 11) that is not: zipfile decodes it while it reads the directory.
+        raise BadArchive(f"{name}: a member name is flagged UTF-8 but is not UTF-8 ({exc.reason})") from None
+    except NotImplementedError as exc:  # e.g. a member needing a newer zip version
+        raise BadArchive(f"{name}: the archive cannot be read ({exc})") from None
+    if len(archive.filelist) > max_members:  # an end record that understated them
+        archive.close()
+        raise BadArchive(
+            f"{name}: {len(archive.filelist)} members in the archive, more than {max_members} (ETL_MAX_MEMBERS)"
+        )
+    return archive
 
 
 def iter_member_lines(
@@ -172,6 +239,11 @@ def iter_member_lines(
         raise BadArchive(f"{name}: member {member.filename} is corrupt or truncated ({exc})") from exc
     except NotImplementedError as exc:  # unsupported compression or encryption
         raise BadArchive(f"{name}: member {member.filename} cannot be read ({exc})") from exc
+    except UnicodeDecodeError as exc:  # the local header's copy of the name, flagged UTF-8 and not
+        raise BadArchive(
+            f"{name}: member {member.filename!r}: its member name in the local header is flagged UTF-8 "
+            f"but is not UTF-8 ({exc.reason})"
+        ) from None
 
 
 def iter_lines(
@@ -182,6 +254,7 @@ def iter_lines(
     max_line_bytes: int = 64 * 1024**2,
     max_inflate_ratio: float = DEFAULT_MAX_INFLATE_RATIO,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
 ) -> Iterator[SourceLine]:
     """All non-blank lines of all JSON-lines members, in archive order.
 
@@ -194,7 +267,7 @@ def iter_lines(
     budget = InflateBudget(
         name, _compressed_size(path_or_file), max_ratio=max_inflate_ratio, max_file_bytes=max_file_bytes
     )
-    with open_archive(path_or_file, name) as archive:
+    with open_archive(path_or_file, name, max_members=max_members) as archive:
         members = json_members(archive, name)
         refuse_repeated_names(members, name)
         for member in members:

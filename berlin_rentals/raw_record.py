@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from berlin_rentals.archive import BadArchive, iter_member_lines, open_archive
+from berlin_rentals.archive import DEFAULT_MAX_MEMBERS, BadArchive, iter_member_lines, open_archive
 from berlin_rentals.config import ConfigError, RawRecordSettings
 from berlin_rentals.errors import ObjectGone
 from berlin_rentals.s3 import download_version, require_raw_bucket, s3_client
@@ -69,11 +69,18 @@ def listing_pointer(engine: sa.Engine, schema: str, listing_id: int, default_buc
 
 
 def line_of(
-    archive_path: Path, member: str, line: int, *, name: str, max_member_bytes: int, max_line_bytes: int
+    archive_path: Path,
+    member: str,
+    line: int,
+    *,
+    name: str,
+    max_member_bytes: int,
+    max_line_bytes: int,
+    max_members: int = DEFAULT_MAX_MEMBERS,
 ) -> bytes:
     """One line of one member, read as a stream: the member is inflated only up to that line, under the
     load's own limits (a header's sizes are not trusted)."""
-    with open_archive(archive_path, name) as archive:
+    with open_archive(archive_path, name, max_members=max_members) as archive:
         try:
             info = archive.getinfo(member)
         except KeyError:
@@ -107,6 +114,7 @@ def fetch_raw_line(s3, pointer: RawPointer, workdir: Path, settings: RawRecordSe
         name=name,
         max_member_bytes=settings.max_member_bytes,
         max_line_bytes=settings.max_line_bytes,
+        max_members=settings.max_members,
     )
     return line, note
 

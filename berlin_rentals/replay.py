@@ -1,10 +1,8 @@
 """Replay the rejected lines of a loaded object version through the current transform.
 
-After the transform is fixed, the lines it refused can be recovered without reloading the file's good
-lines: `rejected_records` says where each refused line is (member, line number), the raw object
-version is read again (its ETag is in the ledger; `raw_line` is capped and NULL when masking is on),
-only those lines go through `transform_lines`, and what they yield is loaded in one transaction with
-the same dimension and fact merges as a normal load (newest state wins). Nothing here knows Prefect.
+After the transform is fixed, the lines it refused are recovered without reloading the good ones: each is read
+again from the raw version at its place in `rejected_records` (its `raw_line` is capped, NULL under masking),
+transformed, and loaded in one transaction by the merges of a normal load (newest wins). Nothing here knows Prefect.
 
 Order of a replay:
 1. outside any transaction: read the version's rejected positions, pick those lines from the
@@ -293,6 +291,7 @@ def replay_file(
     staging_prefix: str,
     max_member_bytes: int,
     max_line_bytes: int,
+    max_members: int,
     masker: Masker | None = None,
     flow_run_id: str | None = None,
     pseudonyms: Masker | None = None,
@@ -314,6 +313,7 @@ def replay_file(
             [r.position for r in rejected],
             max_member_bytes=max_member_bytes,
             max_line_bytes=max_line_bytes,
+            max_members=max_members,
         )
         replay = transform_rejected(lines, rejected, masker, pseudonyms)
         if replay.changes_nothing:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from berlin_rentals.archive import SourceLine, iter_member_lines, json_members, open_archive
+from berlin_rentals.archive import DEFAULT_MAX_MEMBERS, SourceLine, iter_member_lines, json_members, open_archive
 from berlin_rentals.batch import TRANSFORM_VERSION, Batch
 from berlin_rentals.masking import Masker
 from berlin_rentals.model import STAGED_TABLES
@@ -68,6 +68,7 @@ def pick_lines(
     *,
     max_member_bytes: int,
     max_line_bytes: int,
+    max_members: int = DEFAULT_MAX_MEMBERS,
 ) -> list[SourceLine]:
     """Read only the members that hold a wanted line, each only up to its last wanted line.
 
@@ -81,7 +82,7 @@ def pick_lines(
         by_member.setdefault(member, set()).add(line_number)
     found: list[SourceLine] = []
     source = io.BytesIO(archive_path) if isinstance(archive_path, bytes) else archive_path
-    with open_archive(source, name) as archive:
+    with open_archive(source, name, max_members=max_members) as archive:
         for info in json_members(archive, name):
             numbers = by_member.get(info.filename)
             if not numbers:  # no wanted line here, or all found already (a name the zip holds twice)

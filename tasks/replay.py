@@ -46,6 +46,7 @@ def replay_lines(settings: Settings, source: SourceObject, archive: Path, flow_r
         staging_bucket=settings.staging_bucket,
         staging_prefix=settings.staging_prefix,
         max_member_bytes=settings.max_member_bytes,
+        max_members=settings.max_members,
         max_line_bytes=settings.max_line_bytes,
         masker=settings.masker(),
         flow_run_id=flow_run_id,

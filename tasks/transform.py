@@ -80,6 +80,7 @@ def transform_stage(settings: Settings, source: SourceObject, archive_path: Path
             max_line_bytes=settings.max_line_bytes,
             max_inflate_ratio=settings.max_inflate_ratio,
             max_file_bytes=settings.max_file_bytes,
+            max_members=settings.max_members,
         ),
         masker=settings.masker(),
         max_rejected_raw_bytes=settings.max_rejected_raw_bytes,

@@ -129,3 +129,81 @@ def test_an_overlong_line_is_cut_and_flagged_not_held_whole():
     data = make_zip({"a.json": b"ok\n" + b"y" * 5000 + b"\nok\n"})
     lines = list(iter_lines(data, "f.zip", max_line_bytes=1000))
     assert [(len(line.raw), line.too_long) for line in lines] == [(2, False), (1000, True), (2, False)]
+
+
+class TailReads(io.BytesIO):
+    """The archive's bytes, noting the lowest offset any read started at."""
+
+    lowest = None
+
+    def read(self, size=-1):
+        self.lowest = self.tell() if self.lowest is None else min(self.lowest, self.tell())
+        return super().read(size)
+
+
+def _empty_members(count: int) -> bytes:
+    return make_zip({f"m{i}.json": b"" for i in range(count)}, compression=zipfile.ZIP_STORED)
+
+
+def test_an_archive_of_more_members_than_allowed_is_refused_from_its_end_record_alone():
+    """600,000 empty members were read for 40 s (666 MB) to "ok, 0 lines": the count is refused from the
+    end record, in the archive's last 64 KiB, before zipfile reads (and allocates) the central directory."""
+    data = TailReads(_empty_members(600))
+    with pytest.raises(BadArchive, match=r"f.zip: 600 members in the archive, more than 500 \(ETL_MAX_MEMBERS\)"):
+        list(iter_lines(data, "f.zip", max_members=500))
+    assert data.lowest >= len(data.getvalue()) - (1 << 16) - 22, "read before the end record"
+    assert len(list(iter_lines(_empty_members(500), "f.zip", max_members=500))) == 0  # at the cap: read
+
+
+def _end_record(data: bytes) -> int:
+    return data.rindex(b"PK\x05\x06")
+
+
+def test_a_central_directory_past_its_size_cap_is_refused_before_it_is_read():
+    """zipfile walks the directory by its stated size, not by the entry count: an end record that states
+    few entries over a long directory is refused by the size, before a single entry is parsed."""
+    data = bytearray(_empty_members(600))
+    end = _end_record(data)
+    data[end + 8 : end + 12] = (2).to_bytes(2, "little") * 2  # "2 entries", on this disk and in all
+    directory = int.from_bytes(data[end + 16 : end + 20], "little")
+    data[directory : directory + 4] = b"XXXX"  # a parse would fail on the first entry's signature
+    stream = TailReads(bytes(data))
+    with pytest.raises(BadArchive, match=r"f.zip: its central directory takes \d+ bytes, more than 25600 bytes"):
+        list(iter_lines(stream, "f.zip", max_members=50))
+    assert stream.lowest >= len(data) - (1 << 16) - 22
+
+
+def test_an_end_record_that_understates_the_members_is_refused_once_they_are_counted():
+    data = bytearray(_empty_members(60))
+    end = _end_record(data)
+    data[end + 8 : end + 12] = (2).to_bytes(2, "little") * 2
+    with pytest.raises(BadArchive, match=r"f.zip: 60 members in the archive, more than 50"):
+        list(iter_lines(bytes(data), "f.zip", max_members=50))
+
+
+def _utf8_flagged_zip() -> bytes:
+    """One member named batch_ä.json: zipfile sets the UTF-8 flag (bit 11) for a name that is not ASCII."""
+    data = make_zip({"batch_ä.json": b'{"ok": true}\n'}, compression=zipfile.ZIP_STORED)
+    assert data.count("ä".encode()) == 2  # the local header's name and the central directory's
+    return data
+
+
+@pytest.mark.parametrize("where", ["both", "local-header-only"])
+def test_a_member_name_that_is_not_utf8_though_flagged_so_is_a_bad_archive(where):
+    """zipfile decodes a flagged name as UTF-8: 0xff raised UnicodeDecodeError, parked as an unexpected
+    error with its traceback; in the central directory when the zip is opened, in the local header when
+    the member is."""
+    count = 2 if where == "both" else 1
+    data = _utf8_flagged_zip().replace("ä".encode(), b"\xff\xfe", count)
+    with pytest.raises(BadArchive, match=r"^f.zip: .*member name .*not UTF-8") as refused:
+        list(iter_lines(data, "f.zip"))
+    assert "\n" not in str(refused.value)
+
+
+def test_a_member_needing_a_newer_zip_version_is_a_bad_archive():
+    """zipfile raises NotImplementedError while it reads the directory of such a member (a version past 6.3)."""
+    data = bytearray(_utf8_flagged_zip())
+    entry = data.index(b"PK\x01\x02")
+    data[entry + 6 : entry + 8] = (99).to_bytes(2, "little")  # version needed to extract: 9.9
+    with pytest.raises(BadArchive, match=r"f.zip: .*zip file version 9.9"):
+        list(iter_lines(bytes(data), "f.zip"))

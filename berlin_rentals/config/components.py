@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from berlin_rentals.archive import DEFAULT_MAX_MEMBERS
 from berlin_rentals.config.env import (
     ConfigError,
     EnvSettings,
@@ -66,6 +67,12 @@ def reject_alert_ratio() -> Any:
 # A zip member that inflates past this is refused: protects the worker from zip bombs.
 def max_member_bytes() -> Any:
     return var("ETL_MAX_MEMBER_BYTES", integer(1), 4 * 1024**3)
+
+
+# A zip of more members than this (or a central directory longer than 512 bytes a member) is refused
+# before its directory is read; a real batch holds one.
+def max_members() -> Any:
+    return var("ETL_MAX_MEMBERS", integer(1), DEFAULT_MAX_MEMBERS)
 
 
 # A single line past this is rejected without being decoded.
@@ -205,6 +212,7 @@ class RawRecordSettings(AwsSettings, RawZone):
     warehouse_url: str | None = warehouse_url(None)
     warehouse_schema: str = warehouse_schema()
     max_member_bytes: int = max_member_bytes()
+    max_members: int = max_members()
     max_line_bytes: int = max_line_bytes()
 
     def listing_url(self) -> str:

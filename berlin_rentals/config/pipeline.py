@@ -17,6 +17,7 @@ from berlin_rentals.config.components import (
     StagingZone,
     max_line_bytes,
     max_member_bytes,
+    max_members,
     reject_alert_ratio,
     results_block,
     staging_retention_days,
@@ -60,6 +61,7 @@ class Settings(AwsSettings, RawZone, StagingZone):
     # Redshift COPY reads the staged Parquet with this role; unused on PostgreSQL.
     redshift_iam_role_arn: str | None = var("REDSHIFT_IAM_ROLE_ARN", text(), None, doc_default="unset")
     max_member_bytes: int = max_member_bytes()
+    max_members: int = max_members()
     max_line_bytes: int = max_line_bytes()
     # All members of a file together may inflate to this many times the object's size (past a 16 MiB
     # floor; real batches compress about 9:1) and to max_file_bytes at most: zip bombs of one long line.
