@@ -5,7 +5,8 @@ the queue that S3 notifies, confirms each object with a HEAD (event payloads are
 posts an `aws.s3.object.created` event (through Prefect's own client, with the API's credentials:
 PREFECT_API_AUTH_STRING or PREFECT_API_KEY) that the `ingest-file` deployment's trigger turns into a
 flow run. A message is deleted only after the Prefect API accepted its events; one it cannot parse
-is moved to the dead-letter queue with its reason. SIGTERM stops it after the message in hand.
+is moved to the dead-letter queue with its reason, after its readable records are announced
+(bridge/messages.py reads the bodies). SIGTERM stops it after the message in hand.
 
 A Prefect outage must not drain the queue into the DLQ. SQS counts every receive, and its redrive
 moves a message after `maxReceiveCount` of them, whatever the reason. So when a POST fails, the
@@ -32,13 +33,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from berlin_rentals.config import BridgeSettings
 from berlin_rentals.errors import ObjectChanged, ObjectGone, is_retryable
 from berlin_rentals.s3 import head_source, s3_client
-from berlin_rentals.source import InvalidSource, SourceObject, decode_event_key
+from berlin_rentals.source import InvalidSource, SourceObject
+from bridge.dlq import replay_dlq
+from bridge.messages import ObjectCreated, parse_message
 
 EVENT_NAME = "aws.s3.object.created"
 log = logging.getLogger("sqs_bridge")
@@ -48,71 +50,8 @@ log = logging.getLogger("sqs_bridge")
 MAX_VISIBILITY_SECONDS = 43200
 
 
-class UnparsableMessage(ValueError):
-    """The message is not an S3 event notification we can read. It goes to the DLQ."""
-
-
 class ApiUnavailable(Exception):
     """The Prefect API did not take the events: the bridge stops receiving until it answers again."""
-
-
-@dataclass(frozen=True)
-class ObjectCreated:
-    bucket: str
-    key: str
-    etag: str | None
-    size: int | None
-    version_id: str | None
-    sequencer: str | None
-
-
-def _records(document: dict) -> list[dict]:
-    if document.get("Type") == "Notification" and "Message" in document:  # delivered through SNS
-        try:
-            document = json.loads(document["Message"])
-        except (TypeError, json.JSONDecodeError) as exc:
-            raise UnparsableMessage(f"SNS message body is not JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise UnparsableMessage("SNS message body is not a JSON object")
-    if document.get("Event") == "s3:TestEvent":  # sent once when a notification is configured
-        return []
-    records = document.get("Records")
-    if not isinstance(records, list) or not records:
-        raise UnparsableMessage("no `Records` list in the message")
-    return records
-
-
-def parse_message(body: str) -> list[ObjectCreated]:
-    """Every ObjectCreated record of one SQS message body; [] for a test event."""
-    try:
-        document = json.loads(body)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise UnparsableMessage(f"message body is not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise UnparsableMessage("message body is not a JSON object")
-    created = []
-    for record in _records(document):
-        try:
-            if record.get("eventSource") != "aws:s3" or not str(record.get("eventName", "")).startswith(
-                "ObjectCreated"
-            ):
-                continue
-            s3 = record["s3"]
-            obj = s3["object"]
-            size = obj.get("size")
-            created.append(
-                ObjectCreated(
-                    bucket=str(s3["bucket"]["name"]),
-                    key=decode_event_key(str(obj["key"])),
-                    etag=obj.get("eTag") or obj.get("etag"),
-                    size=int(size) if size is not None else None,
-                    version_id=obj.get("versionId"),
-                    sequencer=obj.get("sequencer"),
-                )
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UnparsableMessage(f"malformed S3 record ({type(exc).__name__}: {exc})") from None
-    return created
 
 
 def prefect_event(source: SourceObject) -> dict[str, Any]:
@@ -253,14 +192,10 @@ class Bridge:
 
     def handle(self, message: dict) -> None:
         self.stats["messages"] += 1
-        try:
-            records = parse_message(message.get("Body", ""))
-        except UnparsableMessage as reason:
-            self.dead_letter(message, str(reason))
-            return
+        parsed = parse_message(message.get("Body", ""))
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         try:
-            sources = [s for s in (self.confirm(r) for r in records) if s is not None]
+            sources = [s for s in (self.confirm(r) for r in parsed.created) if s is not None]
         except Exception as exc:  # noqa: BLE001 - S3 unreachable: keep the message, try again later
             self.stats["source_failures"] += 1
             delay = self.backoff(receives)
@@ -268,7 +203,7 @@ class Bridge:
             log.log(level, "kept message %s for %s s (HEAD failed): %s", message.get("MessageId"), delay, exc)
             self.hide(message, delay)
             return
-        self.stats["ignored"] += len(records) - len(sources)
+        self.stats["ignored"] += len(parsed.created) - len(sources)
         if sources:
             try:
                 self.post([prefect_event(s) for s in sources])
@@ -287,7 +222,10 @@ class Bridge:
         for source in sources:
             log.info("event %s for %s (ETag %s)", EVENT_NAME, source.uri, source.etag)
         self.stats["events"] += len(sources)
-        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if parsed.problems:  # its readable records are announced; the message keeps the rest's reasons
+            self.dead_letter(message, "; ".join(parsed.problems))
+        else:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def dead_letter(self, message: dict, reason: str) -> None:
         log.error("moved message %s to the DLQ: %s", message.get("MessageId"), reason)
@@ -350,73 +288,6 @@ class Bridge:
         if self.events is not None:
             self.events.close()
         log.info("bridge stopped: %s", self.stats)
-
-
-def _names(body: str) -> tuple[list[str], str | None]:
-    """The objects a message names, and why it cannot be read (None if it can)."""
-    try:
-        return [f"s3://{r.bucket}/{r.key} (ETag {r.etag})" for r in parse_message(body)], None
-    except UnparsableMessage as reason:
-        return [], str(reason)
-
-
-def replay_dlq(sqs, queue_url: str, dlq_url: str, *, dry_run: bool = False, hold_seconds: int = 300) -> list[dict]:
-    """Move the DLQ's messages back to the queue, once their cause is fixed; one report per message.
-
-    A message the bridge dead-lettered carries its reason; one that SQS's redrive moved has none, only
-    its receive count (the API rejected its events, or it crashed the bridge, that many times). A body
-    the current parser still cannot read stays in the DLQ: on the queue it would only come back here.
-    Each message is sent to the queue before it is deleted from the DLQ, so a crash in between
-    duplicates it, which the bridge and the ledger absorb, and loses none. Messages looked at are
-    hidden while the DLQ is read (so each is seen once) and handed back at the end unless moved.
-    """
-    reports, hand_back = [], []
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=dlq_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            VisibilityTimeout=hold_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            attributes = message.get("MessageAttributes", {})
-            body = message.get("Body", "")
-            objects, unparsable = _names(body)
-            reason = attributes.get("reason", {}).get("StringValue") or (
-                "redrive: received {} times without being deleted".format(
-                    message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
-                )
-            )
-            report = {
-                "message_id": attributes.get("source-message-id", {}).get("StringValue") or message["MessageId"],
-                "dlq_message_id": message["MessageId"],
-                "objects": objects,
-                "reason": reason,
-            }
-            if unparsable:
-                report["action"] = f"kept: still unparsable ({unparsable})"
-                hand_back.append(message)
-            elif dry_run:
-                report["action"] = "would move"
-                hand_back.append(message)
-            else:
-                sqs.send_message(
-                    QueueUrl=queue_url,
-                    MessageBody=body,
-                    MessageAttributes={
-                        "replayed-from-dlq": {"DataType": "String", "StringValue": message["MessageId"]},
-                    },
-                )
-                sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
-                report["action"] = "moved"
-            reports.append(report)
-    for message in hand_back:
-        sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
-    return reports
 
 
 def main() -> None:

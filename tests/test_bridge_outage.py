@@ -228,3 +228,51 @@ def test_replay_dlq_moves_fixed_messages_back_and_reports_each(aws, monkeypatch,
     assert sorted(m["Body"] for m in back) == sorted([_s3_message("raw/a.zip", "e1"), _s3_message("raw/b.zip", "e2")])
     [kept] = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     assert kept["Body"] == "not json"
+
+
+def test_one_receive_of_hostile_messages_dead_letters_each_with_its_reason_and_announces_the_rest(aws):
+    """A body that broke the parser (1e400, nesting 100,000 deep) aborted poll_once: the rest of the receive
+    waited out its visibility and the bad one was redelivered until SQS's redrive moved it without a reason.
+    A numeric eTag was taken for an S3 outage and kept, so the valid record beside it was never announced."""
+    s3, sqs = aws
+    s3.create_bucket(Bucket=RAW, CreateBucketConfiguration={"LocationConstraint": REGION})
+    etags = {
+        key: s3.put_object(Bucket=RAW, Key=key, Body=b"abc")["ETag"].strip('"')
+        for key in ("raw/first.zip", "raw/beside.zip", "raw/last.zip")
+    }
+    created = _event_resources(max_receive_count=5)
+    queue, dlq = created["queue_url"], created["dlq_url"]
+    sqs.purge_queue(QueueUrl=queue)
+
+    def record(key: str, **fields) -> dict:
+        body = json.loads(_s3_message(key, etags.get(key, "0" * 32)))["Records"][0]
+        body["s3"]["object"].update(fields)
+        return body
+
+    oversized = json.dumps({"Records": [record("raw/x.zip")]}).replace('"size": 3', '"size": 1e400')
+    bodies = [
+        _s3_message("raw/first.zip", etags["raw/first.zip"]),
+        oversized,
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"Records": [record("raw/beside.zip"), record("raw/y.zip", eTag=12345)]}),
+        _s3_message("raw/last.zip", etags["raw/last.zip"]),
+    ]
+    for body in bodies:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    events: list[dict] = []
+    bridge = Bridge(BridgeSettings.from_env({}), api_url="http://unused.invalid", post=events.extend, wait_seconds=1)
+    received = 0
+    while received < len(bodies):
+        polled = bridge.poll_once()
+        assert polled, "a message was left hidden instead of handled"
+        received += polled
+
+    assert sorted(e["payload"]["key"] for e in events) == ["raw/beside.zip", "raw/first.zip", "raw/last.zip"]
+    assert _count(sqs, queue) == 0
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"])["Messages"]
+    reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in dead)
+    assert len(reasons) == 3, reasons
+    assert "RecursionError" in reasons[0]
+    assert reasons[1] == "record 1: malformed S3 record (`s3.object.size` is float, not a byte count)"
+    assert reasons[2] == "record 2: malformed S3 record (`s3.object.eTag` is int, not a string)"
+    assert bridge.stats["source_failures"] == 0, "no message was taken for an S3 outage"

@@ -26,7 +26,8 @@ from berlin_rentals.source import InvalidSource, normalize_etag
 from berlin_rentals.synthetic import zip_lines
 from berlin_rentals.warehouse.ddl import create_warehouse
 from berlin_rentals.warehouse.sql import SQL_DIR
-from bridge.sqs_bridge import Bridge, parse_message, prefect_event
+from bridge.messages import parse_message
+from bridge.sqs_bridge import Bridge, prefect_event
 from flows.ingest import ingest_file
 from tests.helpers import query, scalar, upload
 
@@ -181,11 +182,11 @@ def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(se
         return json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3_part}]})
 
     bridge = Bridge(BridgeSettings.from_env(), api_url="http://127.0.0.1:9", post=lambda events: None)
-    (named,) = parse_message(record(versionId=version_v1))
+    (named,) = parse_message(record(versionId=version_v1)).created
     source = bridge.confirm(named)
     assert (source.etag, source.version_id) == (etag_v1, version_v1)
     assert prefect_event(source)["payload"]["version_id"] == version_v1  # the trigger's `version_id`
-    (unnamed,) = parse_message(record())
+    (unnamed,) = parse_message(record()).created
     assert bridge.confirm(unnamed) is None  # no version id: the key's current bytes differ, not announced
 
 
