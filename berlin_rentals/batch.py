@@ -38,15 +38,15 @@ def output_variant(
     """What, besides a file's content, decides its transformed tables: the transform's version, the model's
     columns, the caps that change what is kept (the raw text kept of rejected lines; the line length past
     which a line is rejected, when the lines were read under one), and the salts of the masking and of the
-    pseudonyms (by fingerprint, never the salt). Part of the transform's cache key and of the staged
+    pseudonyms (by ETL_MASK_SALT_ID: nothing computed from a salt, which would let a reader test guesses). Part of the transform's cache key and of the staged
     prefix, so neither serves a batch made under other settings."""
     parts = [f"v{TRANSFORM_VERSION}", f"m{MODEL_FINGERPRINT}", f"r{max_rejected_raw_bytes}", f"n{max_rejected_rows}"]
     if max_line_bytes is not None:
         parts.append(f"l{max_line_bytes}")
     if masker is not None:
-        parts.append(f"masked-{masker.fingerprint}")
+        parts.append(f"masked-{masker.salt_id}")
     if pseudonyms is not None:
-        parts.append(f"keyed-{pseudonyms.fingerprint}")
+        parts.append(f"keyed-{pseudonyms.salt_id}")
     return "-".join(parts)
 
 

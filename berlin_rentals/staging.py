@@ -21,7 +21,7 @@ class StagedBatch:
     """Where a batch's tables lie in the staging bucket; enough for either engine to load them."""
 
     bucket: str
-    # e.g. clean/v<transform version>-m<model fingerprint>[-masked-<salt fingerprint>][-keyed-<...>]/etag=<etag>/
+    # e.g. clean/v<transform version>-m<model fingerprint>-r…-n…[-masked-<salt id>][-keyed-<salt id>]/etag=<etag>/
     # (transform.output_variant); each table is <prefix><table>/part-00000.parquet
     prefix: str
     rows: dict[str, int] = field(default_factory=dict)

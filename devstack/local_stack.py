@@ -925,7 +925,15 @@ class LocalStack:
         )
         # The key of the agents' pseudonyms: generated once and read back, so a pseudonym stays the same
         # person across `make down`/`make up` (a new salt would make every agent a new one).
-        env["ETL_MASK_SALT"] = os.environ.get("ETL_MASK_SALT") or previous.get("ETL_MASK_SALT") or secrets.token_hex(32)
+        salt = os.environ.get("ETL_MASK_SALT") or previous.get("ETL_MASK_SALT") or secrets.token_hex(32)
+        kept = salt == previous.get("ETL_MASK_SALT")
+        env["ETL_MASK_SALT"] = salt
+        # Its name (a new salt, a new name): random, since nothing computed from the salt may be shown.
+        env["ETL_MASK_SALT_ID"] = (
+            os.environ.get("ETL_MASK_SALT_ID")
+            or (previous.get("ETL_MASK_SALT_ID") if kept else None)
+            or f"local-{secrets.token_hex(4)}"
+        )
         return env
 
     def up(self) -> dict[str, str]:

@@ -106,7 +106,7 @@ def test_the_bi_role_reads_flats_with_pseudonyms_and_no_raw_contact_value(audien
         flats = {row.listing_id: row for row in result}
     raw = raw_contacts(audiences)
     assert len(flats) == 13 and flats.keys() == raw.keys()
-    mask = Masker(settings.mask_salt.encode()).mask
+    mask = Masker(settings.mask_salt.encode(), settings.mask_salt_id).mask
     emails = {r.email for r in raw.values() if r.email}
     phones = {p for r in raw.values() for p in (r.phone_number, r.cell_phone_number) if p}
     full_names = {f"{r.firstname} {r.lastname}" for r in raw.values() if r.firstname and r.lastname}

@@ -127,7 +127,7 @@ def test_a_configuration_error_fails_the_run_but_is_not_counted_and_parks_nothin
         assert "ETL_MASK_SALT" in state.message and "Nothing was recorded in the ledger" in state.message
     assert ledger(settings, key) == []  # not parked, no attempt counted
     # The setting fixed, the file loads without a release (no force).
-    monkeypatch.setenv("ETL_MASK_SALT", "a-salt-of-sixteen-bytes-or-more")
+    monkeypatch.setenv("ETL_MASK_SALT", "c5a19e07d3b64f28e1a90c7d5b3f8e62")
     state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
     assert state.is_completed() and state.result()["status"] == "loaded"
     assert ledger(settings, key) == [("loaded", 0)]

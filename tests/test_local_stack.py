@@ -366,12 +366,17 @@ def test_the_env_file_refuses_a_value_a_shell_would_split():
 
 def test_the_mask_salt_is_generated_once_then_read_back_and_an_exported_one_wins(tmp_path, monkeypatch):
     monkeypatch.delenv("ETL_MASK_SALT", raising=False)
+    monkeypatch.delenv("ETL_MASK_SALT_ID", raising=False)
     stack = LocalStack(tmp_path / "local")
-    first = stack._settings({})["ETL_MASK_SALT"]
-    assert len(first) == 64 and int(first, 16) >= 0 and first != stack._settings({})["ETL_MASK_SALT"]
-    assert stack._settings({"ETL_MASK_SALT": first})["ETL_MASK_SALT"] == first  # make down/up: the same
-    monkeypatch.setenv("ETL_MASK_SALT", "exported-salt-of-the-user-32-bytes")
-    assert stack._settings({"ETL_MASK_SALT": first})["ETL_MASK_SALT"] == "exported-salt-of-the-user-32-bytes"
+    first = stack._settings({})
+    salt, name = first["ETL_MASK_SALT"], first["ETL_MASK_SALT_ID"]
+    assert len(salt) == 64 and int(salt, 16) >= 0 and salt != stack._settings({})["ETL_MASK_SALT"]
+    assert name.startswith("local-") and name[6:] not in salt  # a name, nothing computed from the salt
+    again = stack._settings(first)  # make down/up: the same salt, the same name
+    assert (again["ETL_MASK_SALT"], again["ETL_MASK_SALT_ID"]) == (salt, name)
+    monkeypatch.setenv("ETL_MASK_SALT", "8d1f0c6b2ea94735")
+    exported = stack._settings(first)
+    assert exported["ETL_MASK_SALT"] == "8d1f0c6b2ea94735" and exported["ETL_MASK_SALT_ID"] != name  # a new name
 
 
 def test_pg_hba_asks_the_two_roles_for_passwords_before_the_trust_lines_and_only_once(tmp_path):

@@ -21,7 +21,9 @@ from berlin_rentals.staging import staged_prefix
 from berlin_rentals.synthetic import read_sample_records
 from berlin_rentals.transform import transform_lines
 
-SALT = b"a-secret-salt-of-32-bytes-000000"
+SALT = b"9b3e51c07fa2d864e1c9053ab7f62d18"
+SALT_ID = "2026-12"
+SALTED = {"ETL_MASK_SALT": SALT.decode(), "ETL_MASK_SALT_ID": SALT_ID}
 
 
 def lines(*records: dict) -> list[SourceLine]:
@@ -47,7 +49,7 @@ def flat(*records: dict, **options) -> dict:
 
 @pytest.fixture(scope="module")
 def sample(sample_zip):
-    batch = transform_lines(iter_lines(sample_zip, "sample.zip"), pseudonyms=Masker(SALT))
+    batch = transform_lines(iter_lines(sample_zip, "sample.zip"), pseudonyms=Masker(SALT, SALT_ID))
     assert batch.stats.rejected == 0
     return batch
 
@@ -103,7 +105,7 @@ def test_each_sample_listing_points_at_its_own_agent_and_the_district_of_its_add
         agent = agents[row["agent_id"]]
         assert agent["email"] == source[listing]["contactDetails_email"]
         assert agent["agency_id"] == row["agency_id"] and row["agency_id"] in agencies
-        assert agent["email_pseudonym"] == Masker(SALT).mask(agent["email"])
+        assert agent["email_pseudonym"] == Masker(SALT, SALT_ID).mask(agent["email"])
         district = districts[addresses[row["address_id"]]["district_id"]]
         assert district["district"] == source[listing]["realEstate_address_geoHierarchy_quarter_name"]
         assert district["geo_code"] == str(source[listing]["realEstate_address_geoHierarchy_quarter_geoCodeId"])
@@ -240,7 +242,7 @@ def test_a_listing_of_an_agency_with_two_agents_keeps_its_own_agent():
 
 def test_pseudonyms_are_the_keyed_hash_of_the_raw_values_whatever_the_masking_and_null_without_a_salt():
     first, second = two_agents_of_one_agency()
-    key = Masker(SALT)
+    key = Masker(SALT, SALT_ID)
     clear = transform_lines(lines(first, second)).tables["dim_agent"].to_pylist()
     keyed = transform_lines(lines(first, second), pseudonyms=key).tables["dim_agent"].to_pylist()
     masked = transform_lines(lines(first, second), masker=key, pseudonyms=key).tables["dim_agent"].to_pylist()
@@ -264,10 +266,16 @@ def test_pseudonyms_are_the_keyed_hash_of_the_raw_values_whatever_the_masking_an
 
 def test_the_cache_key_and_the_staged_prefix_follow_the_model_and_the_salts():
     assert output_variant() == f"v{TRANSFORM_VERSION}-m{MODEL_FINGERPRINT}-r{16 * 1024**2}-n1000"
-    keyed, other = output_variant(pseudonyms=Masker(SALT)), output_variant(pseudonyms=Masker(b"x" * 16))
-    assert keyed != other and keyed.startswith(output_variant()) and SALT.decode() not in keyed
-    assert output_variant(Masker(SALT), Masker(SALT)) not in (keyed, output_variant(Masker(SALT)))
-    assert transform_lines(lines(record()), pseudonyms=Masker(SALT)).variant == keyed
+    keyed, other = (
+        output_variant(pseudonyms=Masker(SALT, SALT_ID)),
+        output_variant(pseudonyms=Masker(b"0d7c4f1ea95b2836c1e04a9f7b5d3e62", "2027-01")),
+    )
+    assert keyed != other and keyed.startswith(output_variant()) and keyed.endswith(f"-keyed-{SALT_ID}")
+    assert output_variant(Masker(SALT, SALT_ID), Masker(SALT, SALT_ID)) not in (
+        keyed,
+        output_variant(Masker(SALT, SALT_ID)),
+    )
+    assert transform_lines(lines(record()), pseudonyms=Masker(SALT, SALT_ID)).variant == keyed
     assert staged_prefix("clean/", "e" * 32, keyed) == f"clean/{keyed}/etag={'e' * 32}/"
     assert staged_prefix("clean/", "e" * 32) == f"clean/{output_variant()}/etag={'e' * 32}/"
 
@@ -282,15 +290,16 @@ def test_the_transform_cache_key_changes_with_the_salt_and_the_pseudonymizer_nee
     def key(env: dict) -> str:
         return etag_cache_key(None, {"settings": Settings.from_env(base | env), "source": source})
 
-    plain, salted = key({}), key({"ETL_MASK_SALT": SALT.decode()})
-    masked = key({"ETL_MASK_SALT": SALT.decode(), "ETL_MASK_PERSONAL_DATA": "1"})
-    assert len({plain, salted, masked, key({"ETL_MASK_SALT": "another-salt-of-16+"})}) == 4
+    plain, salted = key({}), key(SALTED)
+    masked = key(SALTED | {"ETL_MASK_PERSONAL_DATA": "1"})
+    other = key({"ETL_MASK_SALT": "f07a3d91c4e8b25d6a1f0e39c7b48d52", "ETL_MASK_SALT_ID": "2027-01"})
+    assert len({plain, salted, masked, other}) == 4
     assert all(k.endswith("e" * 32) and f"m{MODEL_FINGERPRINT}" in k for k in (plain, salted, masked))
     assert SALT.decode() not in salted + masked
     assert Settings.from_env(base).pseudonymizer() is None
-    assert Settings.from_env(base | {"ETL_MASK_SALT": SALT.decode()}).masker() is None  # masking stays off
+    assert Settings.from_env(base | SALTED).masker() is None  # masking stays off
     with pytest.raises(ConfigError):
-        Settings.from_env(base | {"ETL_MASK_SALT": "short"}).pseudonymizer()
+        Settings.from_env(base | SALTED | {"ETL_MASK_SALT": "short"}).pseudonymizer()
 
 
 def test_every_setting_that_changes_the_transforms_output_is_in_its_cache_key():
@@ -314,3 +323,13 @@ def test_every_setting_that_changes_the_transforms_output_is_in_its_cache_key():
     # and the batch a transform makes under those settings names the same variant its key and prefix do
     batch = transform_lines(lines(record()), max_rejected_raw_bytes=1024, max_line_bytes=64 * 1024**2)
     assert batch.variant == output_of(settings[2])
+
+
+def test_nothing_computed_from_the_salt_reaches_the_cache_key_or_the_staged_prefix():
+    """A 48-bit HMAC fingerprint of the salt was in every staged prefix, the ledger and the lineage: with it,
+    salt guesses were tested offline. The prefix now depends on the salt's name alone, whatever the salt."""
+    other = b"0d7c4f1ea95b2836c1e04a9f7b5d3e62"
+    for masked in (False, True):
+        one = output_variant(Masker(SALT, SALT_ID) if masked else None, Masker(SALT, SALT_ID))
+        assert one == output_variant(Masker(other, SALT_ID) if masked else None, Masker(other, SALT_ID))
+        assert one.endswith(f"-keyed-{SALT_ID}") and (f"-masked-{SALT_ID}-" in one) == masked

@@ -84,6 +84,9 @@ class Settings(AwsSettings, RawZone, StagingZone):
     mask_personal_data: bool = var("ETL_MASK_PERSONAL_DATA", flag(), False)
     # The secret of that hash; whenever it is set (masking on or off) dim_agent also gets pseudonyms.
     mask_salt: str | None = var("ETL_MASK_SALT", text(), None, secret=True, doc_default="unset")
+    # The salt's name in cache keys, staged prefixes and lineage (required with a salt; change it with the
+    # salt, or files whose cached result is still kept load with the old salt's pseudonyms).
+    mask_salt_id: str | None = var("ETL_MASK_SALT_ID", text(), None, doc_default="unset")
     staging_retention_days: int = staging_retention_days()
     results_block: str = results_block()
     reject_alert_ratio: float = reject_alert_ratio()
@@ -129,18 +132,21 @@ class Settings(AwsSettings, RawZone, StagingZone):
             return None
         if not self.mask_salt:
             raise ConfigError("ETL_MASK_PERSONAL_DATA is on but ETL_MASK_SALT is not set")
-        from berlin_rentals.masking import Masker
-
-        return Masker(self.mask_salt.encode())
+        return self.pseudonymizer()
 
     def pseudonymizer(self):
         """The Masker of dim_agent's pseudonym columns: whenever ETL_MASK_SALT is set, None without it."""
         if not self.mask_salt:
             return None
+        if not self.mask_salt_id:
+            raise ConfigError(
+                "ETL_MASK_SALT is set but ETL_MASK_SALT_ID is not: name the salt (e.g. 2026-12); the name, "
+                "never the salt, marks cached results and staged prefixes"
+            )
         from berlin_rentals.masking import Masker
 
         try:
-            return Masker(self.mask_salt.encode())
+            return Masker(self.mask_salt.encode(), self.mask_salt_id)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
