@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +25,54 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if STACK_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.stack)
+
+
+# Once the session has reported, the process must end: a thread or child process still waiting on a
+# service the session stopped would hold the interpreter's exit (a CI run of 686 passing tests was
+# killed at its time limit 73 minutes after its summary). Past this grace the stacks of every thread and
+# the children still alive are printed, for the leak to be found, and the process ends with the
+# session's own exit status.
+EXIT_GRACE_SECONDS = 120
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+def _children() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{entry.name}: {command[:200]}")
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    status = config.stash.get(_EXIT_STATUS, None)
+    if status is None:
+        return
+
+    def end_a_held_exit() -> None:
+        time.sleep(EXIT_GRACE_SECONDS)
+        sys.stderr.write(
+            f"\nconftest: the process has not ended {EXIT_GRACE_SECONDS} s after the session; its threads:\n"
+        )
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)
+        sys.stderr.write("its child processes still alive:\n" + ("\n".join(_children()) or "none") + "\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(status)
+
+    threading.Thread(target=end_a_held_exit, name="end-a-held-exit", daemon=True).start()
 
 
 @pytest.fixture(autouse=True)
