@@ -17,6 +17,10 @@ _ALWAYS = re.compile(r"([\\`*\[\]<>&|~#!])")
 # `_` emphasises only next to whitespace or punctuation: in snake_case or a batch name it stays as it is.
 _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+# GFM's extended autolinks (marked's, as Prefect's UI renders them): a bare http(s):// or ftp:// URL, a
+# `www.` name or an e-mail address is a live link without any markdown syntax, so escaping the openers
+# above does not stop it; an escape inside each (`https\://`, `www\.`, `\@`) does, and reads the same.
+_AUTOLINK = re.compile(r"\b(?:(?i:https?|ftp|mailto|xmpp)(?=:)|(?i:www)(?=\.))|(?=@)")
 # A cell is rendered as a document of its own: at its start these begin a list or a heading's underline.
 _BLOCK_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))")
 
@@ -29,6 +33,7 @@ def text(value: str) -> str:
     """`value` as literal inline markdown: one line, every markdown and HTML opener backslash-escaped."""
     one_line = _LINE_BREAKS.sub(" ", value)
     escaped = _UNDERSCORE.sub(r"\\_", _ALWAYS.sub(r"\\\1", one_line))
+    escaped = _AUTOLINK.sub(lambda m: m[0] + "\\", escaped)
     return _BLOCK_START.sub(_block_start, escaped, count=1)
 
 

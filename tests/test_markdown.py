@@ -40,6 +40,11 @@ CRAFTED = [
     "# heading at the start",
     "12) ordered at the start",
     "<http://autolink.example>",
+    # GFM's extended autolinks, live in the UI's renderer (marked) with no markdown syntax at all
+    "raw/https://evil.example/steal?x=1 and HTTP://EVIL.EXAMPLE",
+    "raw/www.evil.example/x.zip",
+    "raw/mallory@evil.example.zip",
+    "ftp://evil.example mailto:mallory@evil.example",
 ]
 UNSAFE_TOKENS = {"link_open", "image", "html_inline", "html_block", "table_open"}
 ORDINARY = "raw/immobilienscout24_berlin_20190113_19.zip"
@@ -76,6 +81,15 @@ def test_a_code_span_holds_the_whole_value_and_nothing_closes_it_early(value):
     children = _inline("see " + span + " here")
     assert [child.type for child in children] == ["text", "code_inline", "text"], span
     assert children[1].content.strip() == _one_line(value).replace("`", "'").strip()
+
+
+def test_the_openers_of_extended_autolinks_are_escaped_and_only_those():
+    """CommonMark's parser here has no extended autolinks; the UI's (marked, gfm) has: each opener holds an
+    escape, which marked reads as a literal character, not as the start of a URL or an address."""
+    assert text("https://evil.example/x www.evil.example a@evil.example") == (
+        "https\\://evil.example/x www\\.evil.example a\\@evil.example"
+    )
+    assert text("s3://rentals-raw/raw/a.zip is not http") == "s3://rentals-raw/raw/a.zip is not http"
 
 
 def test_ordinary_keys_and_errors_read_as_before():

@@ -165,3 +165,42 @@ def test_the_run_and_its_deployment_pages_show_its_state(ingest_run, ui_url, aut
         )
         screenshot(browser, "ui-deployment")
         assert listed == state, f"the deployment's page lists {ingest_run.name} as {listed!r}, the API {state!r}"
+
+
+# What a crafted key can carry into an artifact: GFM's extended autolinks (live in marked, the UI's renderer,
+# with no markdown syntax at all), a link, an image, HTML.
+CRAFTED_KEYS = (
+    "raw/https://evil.example/steal.zip",
+    "raw/www.evil.example/x.zip",
+    "raw/mallory@evil.example.zip",
+    "raw/x](javascript:alert(1)).zip",
+    "raw/<img src=x onerror=alert(1)>.zip",
+)
+
+
+def test_an_artifact_of_crafted_keys_opens_no_link_in_the_ui(stack_env, ui_url, auth_string):
+    """The lineage's markdown escapes untrusted text (berlin_rentals/markdown.py); this is the UI's own
+    renderer reading it, in prose, in a table cell and in a code span, as a person opens the artifact."""
+    require_browser()
+    from prefect.artifacts import create_markdown_artifact
+
+    from berlin_rentals.markdown import code, text
+
+    lines = [f"- key {text(key)} at {code(key)}" for key in CRAFTED_KEYS]
+    table = ["| key |", "| --- |"] + [f"| {text(key)} |" for key in CRAFTED_KEYS]
+    artifact_id = create_markdown_artifact(
+        "\n".join(["# crafted keys", "", *lines, "", *table]), description=text(CRAFTED_KEYS[0])
+    )
+    with chromium() as browser:
+        log_in(browser, ui_url, auth_string)
+        browser.get(f"{ui_url}/artifacts/artifact/{artifact_id}")
+        shown = wait_for_text(browser, "crafted keys", "mallory@evil.example.zip", timeout=UI_SECONDS, refuse=(NO_API,))
+        screenshot(browser, "ui-crafted-artifact")
+        live = browser.execute_script(
+            "return [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))"
+            ".filter(h => /evil|javascript:|mailto:/i.test(h))"
+        )
+        images = browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length")
+    assert live == [] and images == 0, f"links {live}, images {images}"
+    for key in CRAFTED_KEYS:  # each still reads as the key it is
+        assert key in shown, key
