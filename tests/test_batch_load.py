@@ -29,7 +29,7 @@ from berlin_rentals.transform import transform_lines
 from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
 from berlin_rentals.warehouse.engines import PostgresTarget
 from berlin_rentals.warehouse.load import LOADED_MEANWHILE, BatchFile, load_staged_batch, load_staged_files
-from berlin_rentals.warehouse.sql import SQL_DIR
+from berlin_rentals.warehouse.sql import SQL_DIR, statements
 from tests.helpers import WAREHOUSE_TABLES, query, wait_for
 from tests.test_exactly_once import A, B, Pause, _apart, etag_of, version
 
@@ -479,3 +479,38 @@ def test_an_agencys_newer_details_from_a_concurrent_load_of_another_key_stand(tw
     assert [r.phone_number for r in query(twin, "SELECT phone_number FROM {schema}.dim_agency")] == ["222"]
     rents = dict(query(twin, "SELECT listing_id, base_rent FROM {schema}.fact_flats"))
     assert rents[A] == Decimal("620.00")
+
+
+def test_a_load_takes_the_ledger_before_any_dimension_so_a_replay_never_deadlocks_with_it(twin):
+    """A replay locks the ledger, then merges the dimensions (replay.py); a load must queue for the ledger
+    before it holds any dimension, or each holds what the other waits for and PostgreSQL aborts one as a
+    deadlock (#23 item 11b: the batch path merged the dimensions first and wrote the ledger last)."""
+    schema = twin.warehouse_schema
+    file = staged_file(twin, 6, [_apart(0, 600, DAY + timedelta(hours=8), "Eins")])
+    replay_engine, load_engine = make_engine(twin.warehouse_url), make_engine(twin.warehouse_url)
+    load = _Thread(lambda: _single(twin, *file, load_engine, run="load"))
+    try:
+        with replay_engine.begin() as replay:
+            for stmt in statements("postgresql/lock_load_ledger_for_replay.sql", schema):
+                replay.execute(stmt)
+            load.start()
+            wait_for(
+                lambda: (
+                    not load.is_alive() or query(twin, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                ),
+                30,
+                "the load to wait on the replay's ledger lock",
+            )
+            assert load.is_alive(), f"the load went past a replay's ledger lock: {load.error or load.result}"
+            # What the replay's merge takes next; a lock the waiting load held on any of them would block it.
+            replay.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+            tables = ", ".join(
+                f"{schema}.{t}" for t in ("dim_city", "dim_district", "dim_address", "dim_agency", "dim_agent")
+            )
+            replay.execute(sa.text(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE"))
+        load.join(60)
+    finally:
+        replay_engine.dispose()
+        load_engine.dispose()
+    assert load.error is None, load.error
+    assert [tuple(r) for r in query(twin, "SELECT status FROM {schema}.load_ledger")] == [("loaded",)]
