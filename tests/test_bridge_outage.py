@@ -276,3 +276,38 @@ def test_one_receive_of_hostile_messages_dead_letters_each_with_its_reason_and_a
     assert reasons[1] == "record 1: malformed S3 record (`s3.object.size` is float, not a byte count)"
     assert reasons[2] == "record 2: malformed S3 record (`s3.object.eTag` is int, not a string)"
     assert bridge.stats["source_failures"] == 0, "no message was taken for an S3 outage"
+
+
+def test_no_generated_body_raises_out_of_a_poll_and_none_is_left_in_the_queue(aws):
+    """Any body: the poll handles it (announced, ignored, or dead-lettered with a reason at once), never
+    raises, and never leaves it to come back. Bodies from tests/test_sqs_bridge.py's generator."""
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.test_sqs_bridge import _bodies
+
+    s3, sqs = aws
+    s3.create_bucket(Bucket=RAW, CreateBucketConfiguration={"LocationConstraint": REGION})
+    etag = s3.put_object(Bucket=RAW, Key="raw/a.zip", Body=b"abc")["ETag"].strip('"')
+    created = _event_resources(max_receive_count=5)
+    queue, dlq = created["queue_url"], created["dlq_url"]
+    sqs.purge_queue(QueueUrl=queue)
+    events: list[dict] = []
+    bridge = Bridge(BridgeSettings.from_env({}), api_url="http://unused.invalid", post=events.extend, wait_seconds=0)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_bodies())
+    def poll(body: str) -> None:
+        sqs.send_message(QueueUrl=queue, MessageBody=body or " ")
+        dead_before = bridge.stats["unparsable"]
+        assert bridge.poll_once() == 1
+        assert _count(sqs, queue) == 0, f"left in the queue: {body[:200]!r}"
+        if bridge.stats["unparsable"] > dead_before:
+            [message] = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+            assert message["MessageAttributes"]["reason"]["StringValue"]
+            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
+
+    poll()
+    sqs.send_message(QueueUrl=queue, MessageBody=_s3_message("raw/a.zip", etag))  # and a good one still goes
+    bridge.poll_once()
+    assert events and events[-1]["payload"]["key"] == "raw/a.zip"
+    assert bridge.stats["source_failures"] == 0
