@@ -14,7 +14,7 @@ from typing import Any
 from berlin_rentals.archive import BadArchive
 from berlin_rentals.batch import TransformStats
 from berlin_rentals.config import ConfigError
-from berlin_rentals.errors import ObjectChanged, ObjectGone
+from berlin_rentals.errors import ObjectChanged, ObjectGone, RejectRatioExceeded
 from berlin_rentals.source import InvalidSource, SourceObject, batch_hour_from_key
 from berlin_rentals.staging import StagedBatch
 from berlin_rentals.warehouse.load import LoadReport
@@ -188,8 +188,9 @@ def explain_failure(result: IngestResult) -> str:
     return f"{result.uri} could not be ingested: {cause}. {outcome}. Fix: {_fix(result)}."
 
 
-# Errors the pipeline expects and names in its own words: their tracebacks tell an operator nothing.
-EXPECTED_ERRORS = (BadArchive, InvalidSource, ConfigError, ObjectGone, ObjectChanged)
+# Errors the pipeline expects and names in its own words: their tracebacks tell an operator nothing. A
+# file more than half garbage is parked by default (ETL_MAX_REJECT_RATIO 0.5): as ordinary as a bad zip.
+EXPECTED_ERRORS = (BadArchive, InvalidSource, ConfigError, ObjectGone, ObjectChanged, RejectRatioExceeded)
 
 
 def is_expected(exc: BaseException | None) -> bool:

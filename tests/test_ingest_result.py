@@ -118,6 +118,10 @@ def test_ingest_failed_crosses_a_process_boundary_with_its_result():
 def test_only_expected_errors_lose_their_traceback_in_the_logs():
     expected = IngestFailed(failed("parked", 1, "BadArchive: x", "BadArchive"))
     assert is_expected(BadArchive("x")) and is_expected(expected)
+    # A mostly-garbage file is parked by default now: its traceback reached the catch-up's output (seen in
+    # the README's own commands, tests/test_readme_commands.py).
+    garbage = "RejectRatioExceeded: 1 of 1 lines rejected (100.0%), above ETL_MAX_REJECT_RATIO=0.5: not loaded"
+    assert is_expected(IngestFailed(failed("parked", 1, garbage, "RejectRatioExceeded")))
     assert not is_expected(IngestFailed(failed("failed", 1, "OperationalError: x", "OperationalError")))
     assert not is_expected(KeyError("a bug"))
 
