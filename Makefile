@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events bench-task-runs clean
+.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events bench-task-runs bench-decode clean
 
 help:
 	@echo "make demo           start the local stack and run the pipeline end to end on sample batches"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-catch-up-month  the same, then the batched catch-up over a month (720 files): cost per file"
 	@echo "make bench-events   upload -> rows visible through the event path, p50 and p95, old launch beside new"
 	@echo "make bench-task-runs what a step's task run costs, beside a file's staging, in one run"
+	@echo "make bench-decode   what a line's unknown keys cost the decode (no stack), old way beside new"
 	@echo "make clean          stop the stack and delete .local and .venv"
 
 # uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
@@ -107,7 +108,11 @@ clean: down
 bench-events: up
 	$(PY) -m bench.event_latency --uploads 20  # 20 uploads each, the old and the new launch interleaved
 
-bench: bench-ingest bench-catch-up
+bench: bench-decode bench-ingest bench-catch-up
+
+# No stack needed: the decode of real-shaped lines (the unknown keys real batches carry) beside lines of known keys.
+bench-decode: env
+	$(PY) -m bench.decode
 
 bench-ingest: up
 	$(PY) -m bench.ingest

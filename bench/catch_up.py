@@ -70,7 +70,7 @@ def week_files(workdir: Path, files: int, records: int, start: datetime) -> list
     from bench.generate import write_batch
     from berlin_rentals.synthetic import batch_name
 
-    folder = workdir / f"week_{files}x{records}"
+    folder = workdir / f"week_{files}x{records}_real"  # real-shaped: the unknown keys at their shares
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for n in range(files):

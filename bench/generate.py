@@ -1,7 +1,8 @@
 """Realistic hourly batches for benchmarks, grown from the real sample in shared/data.
 
 Every record keeps a real record's full key set and quirks (string booleans, sentinels, free-text
-deposit, kilobyte ad links, lists) and gets its own listing id, rents, address, agency, modification
+deposit, kilobyte ad links, lists), the keys real batches carry that the model does not read (at their
+real shares, UNKNOWN_KEY_SHARES), and gets its own listing id, rents, address, agency, modification
 time and shuffled texts, so the JSON is as large (~23 KB a record) and about as compressible as
 production's. Writes the zip to disk in a streaming way, so 50,000 records need little memory.
 
@@ -106,9 +107,27 @@ def _shuffled_text(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+# The `data` keys real batches carry that the model does not read, with the share of listings that carry
+# each and a value of its kind (../shared/data/README.md, 77 real listings): every real line takes the
+# unknown-key path, so a benchmark without them measures a path production never takes.
+UNKNOWN_KEY_SHARES = (
+    ("listingType", 1.00, "XL"),
+    ("contactDetails_portraitUrl", 0.31, "https://pictures.immobilienscout24.de/listings/portrait-{n}.jpg"),
+    ("propertyDeveloper", 0.22, "true"),
+    ("showcasePlacementColor", 0.20, "3A4655"),
+    ("realEstateProjectId", 0.12, 117_000_000),
+    ("realEstateProjectLink_xlink_href", 0.12, "https://www.immobilienscout24.de/neubau/projekt/{n}"),
+    ("contactDetails_title", 0.07, "Kffr"),
+    ("realEstate_constructionYearUnknown", 0.01, "true"),
+)
+
+
 class RecordFactory:
-    def __init__(self, seed: int = 0, agencies: int = 400):
+    """`unknown_keys`: give each record the unknown keys at their real shares (False: the model's keys only)."""
+
+    def __init__(self, seed: int = 0, agencies: int = 400, *, unknown_keys: bool = True):
         self.templates = read_sample_records()
+        self.unknown_keys = unknown_keys
         self.rng = random.Random(seed)
         self.agencies = [
             (f"001.{self.rng.randint(100000, 9999999)}", self.rng.choice(FIRSTNAMES), self.rng.choice(LASTNAMES))
@@ -156,11 +175,17 @@ class RecordFactory:
         for link in ("adLinkForJSONP_xlink_href", "adLinkForXMLData_xlink_href"):
             if link in data:  # keep the kilobytes, vary the numbers inside them
                 data[link] = data[link].replace("obj_", f"obj_{listing_id}_", 1)
+        if self.unknown_keys:
+            for key, share, value in UNKNOWN_KEY_SHARES:
+                if rng.random() < share:
+                    data[key] = value.format(n=listing_id) if isinstance(value, str) else value + listing_id % 1000
         return {"ok": True, "data": data}
 
 
-def write_batch(path: Path, records: int, hour: datetime, *, first_id: int, seed: int) -> Path:
-    factory = RecordFactory(seed)
+def write_batch(
+    path: Path, records: int, hour: datetime, *, first_id: int, seed: int, unknown_keys: bool = True
+) -> Path:
+    factory = RecordFactory(seed, unknown_keys=unknown_keys)
     member = batch_name(hour) + ".json"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         with archive.open(member, "w", force_zip64=True) as out:

@@ -23,7 +23,7 @@ def profile_ingest(workdir: Path, records: int) -> str:
     from bench.generate import write_batch
     from bench.ingest import full_ingest
 
-    path = workdir / f"bench_{records}_20190201_00.zip"
+    path = workdir / f"bench_{records}_real_20190201_00.zip"
     if not path.exists():
         write_batch(path, records, datetime(2019, 2, 1, tzinfo=UTC), first_id=300_000_000, seed=1)
     full_ingest(path)  # warm: imports, connections, the pool

@@ -1,7 +1,8 @@
-"""Decode one JSON line into a typed listing, or say exactly why it cannot be one.
+"""A listing as the model reads it from a line's `data`: its fields, their source keys and types.
 
 Only the fields the warehouse model needs are declared; msgspec skips the rest of the
 ~150 keys (and the multi-kilobyte ad links) without building Python objects for them.
+The decoding itself, and its reasons for refusing a line, are in berlin_rentals/decode.py.
 """
 
 from __future__ import annotations
@@ -256,114 +257,15 @@ class Listing(msgspec.Struct, rename=FIELD_SOURCE_KEYS, gc=False):
 
 
 # Typed fields (numbers, timestamps) where a sentinel can stand for "missing": a line the fast path refuses
-# is decoded again with these as Raw, and each is typed on its own (listing._typed), so `NO_INFORMATION`
+# is decoded again with these as Raw, and each is typed on its own (decode._typed), so `NO_INFORMATION`
 # or `""` in a number becomes NULL instead of rejecting the listing, and anything else names its field.
 TYPED_FIELDS = {
     f.name: f.type
     for f in msgspec.structs.fields(Listing)
     if f.name != "id" and f.type not in (Text, Flag, msgspec.Raw)
 }
-_typed_decoders = {name: msgspec.json.Decoder(kind) for name, kind in TYPED_FIELDS.items()}
-_LenientListing = msgspec.defstruct(
-    "LenientListing",
-    [
-        (f.name, msgspec.Raw if f.name in TYPED_FIELDS else f.type, msgspec.field(default=None, name=f.encode_name))
-        for f in msgspec.structs.fields(Listing)
-    ],
-    gc=False,
-)
-
-
-class _LenientLine(msgspec.Struct, gc=False):
-    ok: bool | None = None
-    data: _LenientListing | None = None
-
-
-# The fast path: every known key declared (the unused ones as Raw, which msgspec slices without
-# parsing), unknown ones refused. Almost every line passes; a line that does not is decoded again
-# leniently, which also tells its reject reason or its unknown keys. Plain `Raw`, not `Raw | None`:
-# msgspec drops Raw from a union, which then refuses every non-null value (JSON null is Raw too).
-_KnownListing = msgspec.defstruct(
-    "KnownListing",
-    [(f"ignored_{i}", msgspec.Raw, msgspec.field(default=None, name=key)) for i, key in enumerate(IGNORED_SOURCE_KEYS)],
-    bases=(Listing,),
-    rename=FIELD_SOURCE_KEYS,
-    forbid_unknown_fields=True,
-    gc=False,
-)
-
-
-class _KnownLine(msgspec.Struct, gc=False):
-    ok: bool | None = None
-    data: _KnownListing | None = None
-
-
-class _DataKeys(msgspec.Struct, gc=False):
-    data: dict[str, msgspec.Raw] | None = None
-
-
+# Every key of `data` the model declares, read or ignored; any other is an unknown key, counted.
 KNOWN_SOURCE_KEYS = frozenset(FIELD_SOURCE_KEYS.values()) | frozenset(IGNORED_SOURCE_KEYS)
-
-
-_decoder = msgspec.json.Decoder(_LenientLine)
-_known_decoder = msgspec.json.Decoder(_KnownLine)
-_keys_decoder = msgspec.json.Decoder(_DataKeys)
-
-
-def decode_line(raw: bytes) -> tuple[Listing, tuple[str, ...]]:
-    """Decode and check one line: (the listing, the unknown keys of its `data`, ignored but counted).
-
-    Raise RejectedLine with the reason when the line is not a listing.
-    """
-    try:
-        try:
-            line, unknown = _known_decoder.decode(raw), ()
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-            line = _decode_leniently(raw)
-            unknown = tuple(sorted(set(_keys_decoder.decode(raw).data or ()) - KNOWN_SOURCE_KEYS))
-    except RecursionError:  # msgspec's answer to JSON nested past its depth limit, even in a skipped value
-        raise RejectedLine("too_deep", "the line nests arrays or objects deeper than a decoder reads") from None
-    if line.ok is not True:
-        raise RejectedLine("not_ok", f"`ok` is {line.ok!r}: the scraper marked this record as failed")
-    listing = line.data
-    if listing is None:
-        raise RejectedLine("no_data", "the line has no `data` object")
-    if not isinstance(listing, Listing):
-        listing = _typed(listing)
-    if listing.id is None or listing.id == "":
-        raise RejectedLine("no_id", "`data.id` is missing")
-    return listing, unknown
-
-
-def _typed(loose) -> Listing:
-    """The listing of a leniently decoded line: each typed field decoded from its raw JSON, sentinels NULL."""
-    values = {}
-    for f in msgspec.structs.fields(loose):
-        value = getattr(loose, f.name)
-        if f.name in TYPED_FIELDS and value is not None:
-            try:
-                value = _typed_decoders[f.name].decode(value)
-            except msgspec.ValidationError as exc:
-                plain = msgspec.json.decode(value)
-                if not (isinstance(plain, str) and (plain in SENTINELS or not plain.strip())):
-                    raise RejectedLine("invalid_value", f"{exc} - at `$.data.{f.encode_name}`") from None
-                value = None
-        values[f.name] = value
-    return Listing(**values)
-
-
-def _decode_leniently(raw: bytes) -> _LenientLine:
-    try:
-        return _decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        if message.startswith("Expected `object`") and "- at `$" not in message:
-            raise RejectedLine("not_an_object", f"the line is JSON but not an object ({message})") from None
-        raise RejectedLine("invalid_value", message) from None
-    except msgspec.DecodeError as exc:
-        raise RejectedLine("not_json", f"the line is not valid JSON ({exc})") from None
-    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad bytes in a string
-        raise RejectedLine("not_utf8", f"a text value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def flag(value: Flag, field: str) -> bool | None:

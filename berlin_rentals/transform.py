@@ -25,8 +25,9 @@ from berlin_rentals.batch import (
     record_batch,
     staged_table,
 )
+from berlin_rentals.decode import LineDecoder
 from berlin_rentals.keys import surrogate_key
-from berlin_rentals.listing import Listing, decode_line, flag
+from berlin_rentals.listing import Listing, flag
 from berlin_rentals.masking import Masker
 from berlin_rentals.model import MAX_TEXT_BYTES, arrow_schema, column_names
 from berlin_rentals.rejects import RejectedRows
@@ -88,6 +89,7 @@ class _Accumulator:
         self.agencies: dict[int, tuple] = {}
         self.agents: dict[int, tuple] = {}
         self.stats = TransformStats()
+        self.decoder = LineDecoder()  # learns this file's unknown keys: one decode a line
         self.rejected = RejectedRows(
             self.stats, masked=bool(masker), max_raw_bytes=max_rejected_raw_bytes, max_rows=max_rejected_rows
         )
@@ -97,7 +99,7 @@ class _Accumulator:
         try:
             if line.too_long:
                 raise RejectedLine("line_too_long", f"the line is longer than the limit ({len(line.raw)} bytes kept)")
-            listing, unknown = decode_line(line.raw)
+            listing, unknown = self.decoder.decode(line.raw)
             if unknown:
                 self._count_unknown(unknown)
             self._add_listing(listing, line)
