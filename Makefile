@@ -86,12 +86,16 @@ browser:
 		     "Install them with: sudo apt-get install chromium chromium-driver"; \
 	fi
 
+# Two pytest workers (pytest-xdist), a test file each at a time: the stack tests mostly wait (on runs, the
+# worker's polls, the server), so each worker starts a local stack of its own and both cores stay busy.
+TEST_WORKERS ?= 2
+
 test: env browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The stack-free tests: no service is started (tests/conftest.py fails one that tries).
 test-fast: env
-	ETL_TEST_TIER=fast $(PY) -m pytest -m "not stack and not slow" -q
+	ETL_TEST_TIER=fast $(PY) -m pytest -n $(TEST_WORKERS) -m "not stack and not slow" -q
 
 lint: env
 	$(VENV)/bin/ruff check .
