@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events bench-task-runs bench-decode clean
+.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events bench-task-runs bench-decode bench-peer clean
 
 help:
 	@echo "make demo           start the local stack and run the pipeline end to end on sample batches"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-events   upload -> rows visible through the event path, p50 and p95, old launch beside new"
 	@echo "make bench-task-runs what a step's task run costs, beside a file's staging, in one run"
 	@echo "make bench-decode   what a line's unknown keys cost the decode (no stack), old way beside new"
+	@echo "make bench-peer     dlt on the same files into the same PostgreSQL, defaults and fastest, beside the project"
 	@echo "make clean          stop the stack and delete .local and .venv"
 
 # uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
@@ -113,6 +114,10 @@ bench-events: up
 	$(PY) -m bench.event_latency --uploads 20  # 20 uploads each, the old and the new launch interleaved
 
 bench: bench-decode bench-ingest bench-catch-up
+
+# dlt (the bench group only: never in the image or the default environment) on the same files, beside the project.
+bench-peer: up
+	$(UV) run --frozen --group bench python -m bench.peer
 
 # No stack needed: the decode of real-shaped lines (the unknown keys real batches carry) beside lines of known keys.
 bench-decode: env
