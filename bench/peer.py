@@ -92,8 +92,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=300)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
     args = parser.parse_args()
-    from bench.catch_up import run_catch_up, week_files
+    from bench.catch_up_run import run_catch_up
     from bench.ingest import floor, full_ingest, use_bench_schema
+    from bench.week import week_files
     from berlin_rentals.config import Settings
     from devstack.demo import load_stack_env
 

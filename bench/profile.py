@@ -37,7 +37,8 @@ def profile_ingest(workdir: Path, records: int) -> str:
 def profile_catch_up(workdir: Path, files: int) -> str:
     from pyinstrument import Profiler
 
-    from bench.catch_up import run_catch_up, week_files
+    from bench.catch_up_run import run_catch_up
+    from bench.week import week_files
 
     start = datetime(2019, 3, 4, tzinfo=UTC)
     paths = week_files(workdir, 168, 500, start)[:files]

@@ -36,8 +36,8 @@ def main() -> None:
     load_stack_env()
     from prefect import flow, task
 
-    from bench.catch_up import week_files
     from bench.ingest import use_bench_schema
+    from bench.week import week_files
     from berlin_rentals.config import Settings
     from berlin_rentals.ingest_result import STAGED
     from berlin_rentals.s3 import s3_client
