@@ -9,7 +9,7 @@ Two launch configurations of the `ingest-file` runs, interleaved upload by uploa
 each round) against the same stack, so both see the same machine:
 - `old`: Prefect's default flow run command, the workspace supervisor (a Python process that imports
   Prefect, runs the pull steps, then execs `python -m prefect.engine`, which imports Prefect again);
-- `new`: the stack's pool default, `python -m prefect.engine` (devstack/local_stack.py FLOW_RUN_COMMAND).
+- `new`: the stack's pool default, `python -m prefect.engine` (devstack/prefect_services.py FLOW_RUN_COMMAND).
 The bench switches between them through the deployment's job variables (the worker reads them when it
 submits a run) and puts the deployment's own back at the end.
 

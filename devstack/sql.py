@@ -22,7 +22,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from berlin_rentals.config import PLAIN_IDENTIFIER
-from devstack.local_stack import DEFAULT_ROOT, _pg_bin
+from devstack.postgres import _pg_bin
+from devstack.processes import DEFAULT_ROOT
 
 DEMO_LISTING = 56906504  # the sample batch's listing that `make demo` follows
 
