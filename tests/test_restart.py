@@ -75,6 +75,12 @@ def ledger(env: dict[str, str]) -> dict[tuple[str, str], tuple]:
     return {(key, etag): (status, run, finished) for key, etag, status, run, finished in rows}
 
 
+def catch_up_schedules(env: dict[str, str]) -> tuple[str, list[tuple[str, bool]]]:
+    """The catch-up deployment's id and its schedules (cron, active)."""
+    deployment = prefect_api(env, "/deployments/name/catch-up/catch-up")
+    return deployment["id"], [(s["schedule"].get("cron", ""), s["active"]) for s in deployment["schedules"]]
+
+
 def event_lines(root: Path) -> int:
     log = root / "logs" / "bridge.log"
     return log.read_text(errors="replace").count(EVENT_LINE) if log.exists() else 0
@@ -157,6 +163,7 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     )["ETag"]
     assert multipart.strip('"').endswith("-2")
     runs_before, events_before, ledger_before = len(ingest_runs(env)), event_lines(root), ledger(env)
+    run_ids_before, schedules_before = {r["id"] for r in ingest_runs(env)}, catch_up_schedules(env)
 
     down = stack_cli(root, child_env, "down")
     up = stack_cli(root, child_env, "up")
@@ -165,6 +172,9 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     s3, sqs = aws_client("s3", env), aws_client("sqs", env)
     # The same API password after the restart: a shell that sourced the env file before still gets in.
     assert env["PREFECT_API_AUTH_STRING"] == secret
+    # Prefect's database (on the stack's PostgreSQL) kept the runs and the catch-up's deployment and schedule.
+    assert {r["id"] for r in ingest_runs(env)} == run_ids_before
+    assert catch_up_schedules(env) == schedules_before and schedules_before[1], schedules_before
 
     # Every object is back with the ETag, content type and metadata it had.
     listed = s3.list_objects_v2(Bucket=env["ETL_RAW_BUCKET"]).get("Contents", [])
