@@ -71,14 +71,16 @@ def flow_run_of(state):
 
 
 def logs_of(flow_run_id, timeout: float = 15) -> list:
-    """The run's logs as the API stores them (sent in the background: wait until the final state's line)."""
+    """The run's logs as the API stores them (sent in the background: wait until the flow's own final state line;
+    a task run's "Finished in state" carries the flow run's id too and comes long before the flow's last lines)."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            if any("Finished in state" in log.message for log in logs) or time.monotonic() > deadline:
+            final = any(log.task_run_id is None and "Finished in state" in log.message for log in logs)
+            if final or time.monotonic() > deadline:
                 return logs
             time.sleep(0.5)
 
