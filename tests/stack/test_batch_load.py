@@ -31,7 +31,7 @@ from berlin_rentals.warehouse.engines import PostgresTarget
 from berlin_rentals.warehouse.load import LOADED_MEANWHILE, BatchFile, load_staged_batch, load_staged_files
 from berlin_rentals.warehouse.sql import SQL_DIR, statements
 from tests.helpers import WAREHOUSE_TABLES, query, wait_for
-from tests.test_exactly_once import A, B, Pause, _apart, etag_of, version
+from tests.stack.test_exactly_once import A, B, Pause, _apart, etag_of, version
 
 RECORDS = read_sample_records()
 DAY = datetime(2019, 1, 13, tzinfo=UTC)

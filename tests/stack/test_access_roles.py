@@ -23,7 +23,7 @@ from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
 from devstack.demo import print_bi_rows
 from flows.ingest import ingest_file
 from tests.helpers import upload
-from tests.test_bi_views import FLATS
+from tests.unit.test_bi_views import FLATS
 
 PRIVATE_NAME, SOLE_TRADER = 900000001, 900000002
 

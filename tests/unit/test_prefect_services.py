@@ -55,7 +55,7 @@ EXPECTED_SERVICES = {
 }
 EXPECTED_EVENT_SERVICES = {"EventPersister", "ReactiveTriggers", "Actions", "TaskRunRecorder"}
 
-PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
+PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 RAW_BUCKET, RAW_PREFIX = "rentals-raw", "raw/"  # the stack's defaults, as the ingest-file trigger matches them
 PROBE_KEY, PROBE_ETAG = f"{RAW_PREFIX}x/probe.zip", "0123456789abcdef0123456789abcdef"
 

@@ -29,7 +29,7 @@ from tasks.transform import etag_cache_key, output_of
 from tests.faults import warehouse_rows
 from tests.helpers import artifacts_of, logs_of, query, task_runs_of, upload
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The transform's own log line ("<uri>: 11 lines, 10 listings, 1 rejected {...}"): absent on a hit.
 TRANSFORM_LINE = " listings, "
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from berlin_rentals.model import DIM_ADDRESS, FACT_FLATS
 from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
 from tests.helpers import query, scalar
-from tests.test_exactly_once import RECORDS, load
+from tests.stack.test_exactly_once import RECORDS, load
 
 # The fact columns the model gained (after quality_flags, the last one it had) and dim_address's district.
 NEW_FACT_COLUMNS = [c.name for c in FACT_FLATS[[c.name for c in FACT_FLATS].index("quality_flags") + 1 :]]

@@ -17,7 +17,7 @@ from flows.ingest import ingest_file
 from tests.faults import fresh_batch
 from tests.helpers import mark_runs_of_key_crashed, query, task_runs_of, upload
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ledger(settings, key):

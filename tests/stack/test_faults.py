@@ -63,7 +63,7 @@ from tests.helpers import (
     wait_for_status,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---- shared pieces -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from tests.helpers import artifacts_of, query, upload, wait_for
 
 pytestmark = pytest.mark.slow
 
-PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
+PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
 # The scheduler's "recent deployments" loop runs every 5 s, its main loop every 60 s (Prefect's defaults).
 SCHEDULER_WAIT_SECONDS = 30

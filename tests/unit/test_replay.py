@@ -41,7 +41,7 @@ from flows.ingest import ingest_file
 from flows.replay_rejects import replay_rejects
 from tests.helpers import artifacts_of, query, scalar, upload
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 LIMIT = 38_000  # the sample's longest line is 36,174 bytes; padded lines are over 40,000
 LONG_IDS = ("56906504", "45506939")  # recovered as new listings

@@ -150,7 +150,7 @@ def test_a_prefect_api_that_cannot_grant_a_slot_is_a_retryable_error_not_an_unbo
         "except LoadSlotUnavailable as exc:\n"
         "    print('unavailable, retryable:', is_retryable(exc))\n"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo), "PREFECT_CLIENT_MAX_RETRIES": "0"}
     env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"  # the discard port: connection refused
     done = subprocess.run([sys.executable, str(script)], env=env, cwd=repo, capture_output=True, text=True, timeout=60)

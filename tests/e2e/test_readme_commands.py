@@ -22,7 +22,7 @@ from tests.helpers import query
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE_KEY = "raw/immobilienscout24_berlin_20190113_15.zip"  # where `make demo` puts the sample
 
 

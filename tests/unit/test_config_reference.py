@@ -16,7 +16,7 @@ import pytest
 
 from berlin_rentals.config import COMPONENTS, ConfigError, DeployFileSettings, Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "docs" / "configuration.md"
 SHIPPED = ("berlin_rentals", "flows", "tasks", "bridge", "deployments", "provisioning")
 # The pipeline's one required setting, for the cases that read the pipeline's settings.

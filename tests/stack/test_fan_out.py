@@ -14,7 +14,7 @@ import pytest
 from berlin_rentals.shares import raw_objects
 from berlin_rentals.source import InvalidSource
 from tests.helpers import child_flow_runs_of, query, task_runs_of
-from tests.test_catch_up import _day, _run, _upload_hour
+from tests.unit.test_catch_up import _day, _run, _upload_hour
 
 
 @pytest.mark.slow
@@ -112,7 +112,7 @@ def test_a_share_with_a_bad_entry_ingests_its_other_files(settings, s3):
     before, the whole share's run failed on it, every hour."""
     from berlin_rentals.shares import as_parameter
     from flows.catch_up import catch_up
-    from tests.test_catch_up import _ledger
+    from tests.unit.test_catch_up import _ledger
 
     folder, day = uuid.uuid4().hex[:8], _day()
     files = [_upload_hour(s3, settings, folder, day + timedelta(hours=h), seed=h) for h in range(2)]
@@ -136,7 +136,7 @@ def test_a_retried_catch_up_whose_shares_changed_gets_runs_for_its_new_files(wor
     from prefect import flow
 
     from flows.fan_out import fan_out
-    from tests.test_catch_up import _ledger
+    from tests.unit.test_catch_up import _ledger
 
     folder, day = uuid.uuid4().hex[:8], _day()
     files = [_upload_hour(s3, warehouse, folder, day + timedelta(hours=h), seed=h) for h in range(2)]

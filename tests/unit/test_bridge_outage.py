@@ -283,7 +283,7 @@ def test_no_generated_body_raises_out_of_a_poll_and_none_is_left_in_the_queue(aw
     raises, and never leaves it to come back. Bodies from tests/test_sqs_bridge.py's generator."""
     from hypothesis import HealthCheck, given, settings
 
-    from tests.test_sqs_bridge import _bodies
+    from tests.unit.test_sqs_bridge import _bodies
 
     s3, sqs = aws
     s3.create_bucket(Bucket=RAW, CreateBucketConfiguration={"LocationConstraint": REGION})
