@@ -20,11 +20,57 @@ from berlin_rentals.synthetic import SAMPLE_ZIP
 # started, ports open. They are marked `stack`; `make test-fast` runs the rest and starts nothing.
 STACK_FIXTURES = {"local_stack", "detached", "stack"}
 
+# A test's folder says its tier, and must agree with what the test needs: the stack-free ones (no stack
+# fixture, no `stack` mark, not `slow`) in tests/unit/, those on the local stack but not end to end in
+# tests/stack/, the `slow` ones in tests/e2e/. A test elsewhere fails the collection, saying where it belongs.
+TESTS = Path(__file__).resolve().parent
+
+
+def _belongs_in(item) -> tuple[str, str]:
+    """The folder the test belongs in, and why."""
+    if item.get_closest_marker("slow"):
+        return "e2e", "it is marked slow"
+    used = sorted(STACK_FIXTURES & set(item.fixturenames))
+    if used:
+        return "stack", f"it uses {', '.join(used)} (directly or through another fixture) and is not marked slow"
+    if item.get_closest_marker("stack"):
+        return "stack", "it is marked stack and not slow"
+    return "unit", "it uses no stack fixture and is marked neither stack nor slow"
+
+
+def _misplaced(items) -> list[str]:
+    found = {}
+    for item in items:
+        try:
+            parts = Path(item.path).resolve().relative_to(TESTS).parts
+        except ValueError:
+            continue  # not under tests/
+        folder = parts[0] if len(parts) > 1 else ""
+        want, why = _belongs_in(item)
+        if folder != want:
+            where = f"tests/{folder}/" if folder else "tests/ itself"
+            name = item.nodeid.split("[")[0]  # a parametrized test once
+            found[name] = f"{name} is in {where} but belongs in tests/{want}/: {why}"
+    return list(found.values())
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if STACK_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.stack)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """A module (or class) holding a test in the wrong folder fails to collect, as a module that does not
+    import does: under pytest-xdist too, and before any fixture has started a service."""
+    report = yield
+    if report.passed:
+        misplaced = _misplaced(node for node in report.result if isinstance(node, pytest.Item))
+        if misplaced:
+            report.outcome, report.result = "failed", []
+            report.longrepr = "a test's folder must say its tier (tests/conftest.py):\n  " + "\n  ".join(misplaced)
+    return report
 
 
 # Once the session has reported, the process must end: a thread or child process still waiting on a

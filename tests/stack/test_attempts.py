@@ -10,8 +10,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from berlin_rentals.synthetic import batch_name
 from flows.ingest import ingest_file
 from tests.faults import fresh_batch
@@ -131,24 +129,6 @@ def test_a_configuration_error_fails_the_run_but_is_not_counted_and_parks_nothin
     state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
     assert state.is_completed() and state.result()["status"] == "loaded"
     assert ledger(settings, key) == [("loaded", 0)]
-
-
-# A role ARN with a trailing newline passed re.match(...$) here, to be refused only by the COPY.
-@pytest.mark.parametrize("role", [None, "arn:aws:iam::123456789012:role/rentals-redshift-copy\n"])
-def test_a_missing_or_malformed_redshift_iam_role_is_a_configuration_error(role):
-    from berlin_rentals.config import ConfigError, Settings
-    from berlin_rentals.errors import is_config_error, is_retryable
-    from berlin_rentals.source import SourceObject
-    from tasks.load import begin_attempt
-
-    settings = Settings(
-        warehouse_url="redshift+redshift_connector://loader@cluster.invalid:5439/rentals", redshift_iam_role_arn=role
-    )
-    source = SourceObject("rentals-raw", "raw/a.zip", "a" * 32, 1, datetime(2019, 1, 13, tzinfo=UTC))
-    # Before any heavy work (and before any connection): the attempt would only end in the COPY.
-    with pytest.raises(ConfigError, match="REDSHIFT_IAM_ROLE_ARN") as refused:
-        begin_attempt.fn(settings, source, "run-1", False)
-    assert is_config_error(refused.value) and not is_retryable(refused.value)
 
 
 def test_the_release_flow_releases_parked_files_in_bulk_with_their_attempts_back(settings, capsys):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,6 @@ import pytest
 import sqlalchemy as sa
 
 from berlin_rentals.archive import iter_lines
-from berlin_rentals.model import FACT_FLATS
 from berlin_rentals.source import SourceObject
 from berlin_rentals.staging import StagedBatch, staged_prefix
 from berlin_rentals.synthetic import read_sample_records, zip_lines
@@ -29,7 +27,7 @@ from berlin_rentals.transform import transform_lines
 from berlin_rentals.warehouse.ddl import create_warehouse, make_engine
 from berlin_rentals.warehouse.engines import PostgresTarget
 from berlin_rentals.warehouse.load import LOADED_MEANWHILE, BatchFile, load_staged_batch, load_staged_files
-from berlin_rentals.warehouse.sql import SQL_DIR, statements
+from berlin_rentals.warehouse.sql import statements
 from tests.helpers import WAREHOUSE_TABLES, query, wait_for
 from tests.stack.test_exactly_once import A, B, Pause, _apart, etag_of, version
 
@@ -313,27 +311,6 @@ def test_two_files_with_one_etag_are_never_one_batch(twin):
     )
     with pytest.raises(ValueError, match="same ETag"):
         as_batch(twin, [(file, tables), (copy, tables)])
-
-
-def _columns(sql: str, start: str) -> list[str]:
-    block = sql.split(start, 1)[1].split(")", 1)[0]
-    return [c.strip() for c in block.replace("\n", " ").split(",")]
-
-
-@pytest.mark.parametrize("path", ["load/merge_into_fact_flats.sql", "postgresql/merge_into_fact_flats.sql"])
-def test_the_fact_merge_inserts_every_column_of_fact_flats(path):
-    """Every column of fact_flats gets its staged value (lineage included: a load of many files writes
-    each row's own file), and the run's id and time."""
-    sql = re.sub(r"--[^\n]*", "", (SQL_DIR / path).read_text())
-    inserted = _columns(sql, "WHEN NOT MATCHED THEN INSERT (")
-    values = [v.strip() for v in sql.split(") VALUES (", 1)[1].rsplit(")", 1)[0].replace("\n", " ").split(", ")]
-    lineage = ["source_key", "source_etag", "batch_hour", "source_bucket", "source_version_id"]
-    assert sorted(inserted) == sorted([c.name for c in FACT_FLATS] + lineage + ["flow_run_id", "loaded_at"])
-    given = dict(zip(inserted, values, strict=True))
-    assert given.pop("flow_run_id").startswith("CAST(:flow_run_id") and given.pop("loaded_at").startswith(
-        "CAST(:loaded_at"
-    )
-    assert given == {c: f"s.{c}" for c in given}
 
 
 def _print_differing_rows(a, b):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from berlin_rentals.synthetic import batch_name
 from tests.helpers import query
-from tests.unit.test_catch_up import _day, _ledger, _run, _upload_hour
+from tests.stack.test_catch_up import _day, _ledger, _run, _upload_hour
 
 
 def _pool_processes() -> list[int]:

@@ -370,17 +370,3 @@ def test_an_older_listing_version_waiting_on_a_newer_ones_row_lock_does_not_over
     assert newer.error is None and newer.result[0].status == "loaded"
     assert older.error is None and older.result[0].status == "loaded"
     assert facts(settings)[A] == (Decimal("2000.00"), NEW_KEY, newer.result[1])
-
-
-def test_the_postgresql_fact_merge_is_the_shared_one_with_the_newest_wins_rule_inside():
-    from berlin_rentals.warehouse.sql import statements
-
-    *_, shared = statements("load/merge_into_fact_flats.sql", "wh")
-    (conditional,) = statements("postgresql/merge_into_fact_flats.sql", "wh")
-    condition = (
-        "WHEN MATCHED AND (s.last_modified_at > wh.fact_flats.last_modified_at "
-        "OR (s.last_modified_at = wh.fact_flats.last_modified_at AND wh.fact_flats.source_key = s.source_key)) THEN"
-    )
-    normalised = " ".join(conditional.text.split())
-    assert condition in normalised
-    assert normalised.replace(condition, "WHEN MATCHED THEN") == " ".join(shared.text.split())

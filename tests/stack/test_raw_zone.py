@@ -6,46 +6,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import zipfile
-from dataclasses import replace
 
-import boto3
-import pytest
 import sqlalchemy as sa
 
-from berlin_rentals.archive import BadArchive
-from berlin_rentals.config import BridgeSettings, RawRecordSettings
-from berlin_rentals.errors import ObjectChanged
-from berlin_rentals.model import LINEAGE
-from berlin_rentals.raw_record import RawPointer, fetch_raw_line
-from berlin_rentals.s3 import download_source, head_source
-from berlin_rentals.source import InvalidSource, normalize_etag
+from berlin_rentals.config import BridgeSettings
 from berlin_rentals.synthetic import zip_lines
 from berlin_rentals.warehouse.ddl import create_warehouse
-from berlin_rentals.warehouse.sql import SQL_DIR
 from bridge.messages import parse_message
 from bridge.sqs_bridge import Bridge, prefect_event
 from flows.ingest import ingest_file
 from tests.helpers import query, scalar, upload
+from tests.unit.test_raw_zone import MEMBER, sample_lines
 
 SAMPLE_NAME = "immobilienscout24_berlin_20190113_15.zip"
-MEMBER = "immobilienscout24_berlin_20190113_15.json"
 LINEAGE_TABLES = ("fact_flats", "flat_snapshots", "rejected_records")
-
-
-def raw_bucket_in_process():
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="raw", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
-    s3.put_bucket_versioning(Bucket="raw", VersioningConfiguration={"Status": "Enabled"})
-    return s3
-
-
-def sample_lines(sample_zip) -> list[bytes]:
-    with zipfile.ZipFile(sample_zip) as archive:
-        return archive.read(MEMBER).splitlines()
 
 
 def raw_record(*args: str) -> subprocess.CompletedProcess:
@@ -59,25 +35,6 @@ def raw_record(*args: str) -> subprocess.CompletedProcess:
 
 def pointers(settings, table: str) -> set[tuple]:
     return {tuple(r) for r in query(settings, f"SELECT source_bucket, source_version_id FROM {{schema}}.{table}")}
-
-
-def test_every_sql_file_that_writes_lineage_writes_the_raw_pointers():
-    writers = [
-        "load/merge_into_fact_flats.sql",
-        "postgresql/merge_into_fact_flats.sql",
-        "load/replace_flat_snapshots.sql",
-        "load/replace_rejected_records.sql",
-        "load/restate_key_facts.sql",
-        "replay/insert_replayed_flat_snapshots.sql",
-    ]
-    for path in writers:
-        body = (SQL_DIR / path).read_text()
-        for column, file_column in (("source_bucket", "bucket"), ("source_version_id", "version_id")):
-            # named as a target and given a value: a staged row's own (an INSERT's list and VALUES, or SET
-            # and its source), or its file's row of the load (stage_batch_files AS b)
-            named = len(re.findall(rf"\b{column}\b", body))
-            assert named >= 2 or (named == 1 and f"b.{file_column}" in body), (path, column)
-    assert {c.name for c in LINEAGE} >= {"source_bucket", "source_version_id"}
 
 
 def test_an_overwritten_key_loads_the_version_its_event_named(settings, s3, sample_zip):
@@ -157,19 +114,6 @@ def test_a_warehouse_made_before_the_raw_pointers_gets_them_and_the_next_load_fi
     assert done.stdout == sample_lines(sample_zip)[line - 1] + b"\n"
 
 
-def test_a_named_version_is_read_even_after_the_key_is_overwritten(in_process_aws, tmp_path):
-    s3 = raw_bucket_in_process()
-    first = s3.put_object(Bucket="raw", Key="raw/a.zip", Body=b"v1")
-    s3.put_object(Bucket="raw", Key="raw/a.zip", Body=b"v2")
-    source = head_source(s3, "raw", "raw/a.zip", first["ETag"], raw_bucket="raw", version_id=first["VersionId"])
-    assert source.version_id == first["VersionId"]
-    assert download_source(s3, source, tmp_path / "a.zip").read_bytes() == b"v1"
-    with pytest.raises(ObjectChanged):  # without the version: the key's current bytes, refused by ETag
-        head_source(s3, "raw", "raw/a.zip", first["ETag"], raw_bucket="raw")
-    with pytest.raises(InvalidSource):  # an event's version id is untrusted text
-        head_source(s3, "raw", "raw/a.zip", None, raw_bucket="raw", version_id="v1\n")
-
-
 def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(settings, s3, sample_zip):
     v1 = sample_zip.read_bytes()
     key, etag_v1 = upload(s3, settings, SAMPLE_NAME, v1)
@@ -188,33 +132,3 @@ def test_the_bridge_announces_the_version_its_record_names_even_once_replaced(se
     assert prefect_event(source)["payload"]["version_id"] == version_v1  # the trigger's `version_id`
     (unnamed,) = parse_message(record()).created
     assert bridge.confirm(unnamed) is None  # no version id: the key's current bytes differ, not announced
-
-
-def test_a_pointer_whose_version_is_gone_reads_the_same_bytes_by_etag_and_says_so(in_process_aws, tmp_path, sample_zip):
-    settings = RawRecordSettings.from_env({"ETL_RAW_BUCKET": "raw"})
-    s3 = raw_bucket_in_process()
-    body = sample_zip.read_bytes()
-    old = s3.put_object(Bucket="raw", Key="raw/a.zip", Body=body)
-    pointer = RawPointer("raw", "raw/a.zip", normalize_etag(old["ETag"]), old["VersionId"], MEMBER, 3)
-    line, note = fetch_raw_line(s3, pointer, tmp_path, settings)
-    assert line == sample_lines(sample_zip)[2] and note is None
-    # as after the local stack's restore: the same bytes under a new version id, the old one gone
-    s3.put_object(Bucket="raw", Key="raw/a.zip", Body=body)
-    s3.delete_object(Bucket="raw", Key="raw/a.zip", VersionId=old["VersionId"])
-    line, note = fetch_raw_line(s3, pointer, tmp_path, settings)
-    assert line == sample_lines(sample_zip)[2] and "is gone" in note
-    s3.put_object(Bucket="raw", Key="raw/a.zip", Body=zip_lines(MEMBER, [b"{}"] * 3))
-    with pytest.raises(ObjectChanged):  # other bytes are never passed off as the pointer's line
-        fetch_raw_line(s3, pointer, tmp_path, settings)
-    with pytest.raises(BadArchive, match="no line 9"):
-        fetch_raw_line(
-            s3,
-            replace(
-                pointer,
-                version_id=None,
-                etag=normalize_etag(s3.head_object(Bucket="raw", Key="raw/a.zip")["ETag"]),
-                line=9,
-            ),
-            tmp_path,
-            settings,
-        )

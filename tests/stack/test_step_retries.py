@@ -11,8 +11,6 @@ import sqlalchemy.exc
 from prefect import flow, task
 
 from berlin_rentals.archive import BadArchive
-from berlin_rentals.config import retry_delays
-from berlin_rentals.errors import retry_condition
 from tasks.common import IO_STEP
 
 
@@ -42,16 +40,6 @@ def run_as_a_step(flaky: Flaky):
         return step(return_state=True).is_completed()
 
     return probe()
-
-
-def test_every_step_of_the_pipeline_retries_by_the_one_table():
-    from tasks.extract import extract, inspect_source
-    from tasks.load import begin_attempt, ledger_status, load, record_failure
-    from tasks.transform import transform_stage
-
-    for step in (inspect_source, extract, ledger_status, begin_attempt, transform_stage, load, record_failure):
-        assert step.retry_condition_fn is retry_condition and step.retries == IO_STEP["retries"], step.name
-        assert step.retry_delay_seconds == retry_delays(), step.name
 
 
 @pytest.mark.stack
