@@ -22,7 +22,7 @@ def redshift_commits(path: Path, files: int, batch_max_files: int) -> dict:
     from berlin_rentals.warehouse.engines import RedshiftTarget
     from berlin_rentals.warehouse.load import load_staged_batch, load_staged_files
 
-    # As tests/test_redshift_batch_statements.py builds them (`_files`, `_recorded_batch`).
+    # As tests/unit/test_redshift_batch_statements.py builds them (`_files`, `_recorded_batch`).
     target = RedshiftTarget("berlin_rentals", "arn:aws:iam::123456789012:role/rentals-redshift-copy")
     batch = transform_lines(iter_lines(path, path.name))
     every = driver.staged_files(batch, files)

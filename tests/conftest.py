@@ -239,9 +239,9 @@ def deployed_stack(local_stack, stack_env):
 
     The hourly catch-up is paused: at minute 17 (or whenever a worker starts after it, the run being
     late) it would ingest every file the tests uploaded that day into the stack's schema, beside the
-    event-driven tests' own runs. tests/test_schedule.py resumes it for its own test. The missing-hour
+    event-driven tests' own runs. tests/e2e/test_schedule.py resumes it for its own test. The missing-hour
     alert is paused too: in a session longer than its 65 minutes it would start such a catch-up itself
-    (tests/test_alerts.py makes its own, on a prefix of its own)."""
+    (tests/stack/test_alerts.py makes its own, on a prefix of its own)."""
     from prefect.client.orchestration import get_client
 
     from deployments.automations import missing_hour_name

@@ -1,4 +1,4 @@
-"""Fault injection at real boundaries for tests/test_faults.py: sockets, HTTP, processes, and the measure.
+"""Fault injection at real boundaries for tests/stack/test_faults.py and tests/e2e/test_faults.py: sockets, HTTP, processes, and the measure.
 
 - `TcpProxy`: a TCP relay (the flow → PostgreSQL) that cuts every open connection on command.
 - `HttpProxy`: an HTTP relay (boto3 → moto server) whose `hook` may answer a request itself (a 503),

@@ -1,6 +1,6 @@
 """The one place for configuration: every environment variable the code reads is declared here, on the
 settings class of the component that reads it, with its parser (env.py). docs/configuration.md lists them
-all, and tests/test_config_reference.py checks the list against COMPONENTS.
+all, and tests/unit/test_config_reference.py checks the list against COMPONENTS.
 
     pipeline       Settings              flows/, tasks/ and the core they call
     bridge         BridgeSettings        bridge/sqs_bridge.py

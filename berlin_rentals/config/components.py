@@ -246,7 +246,7 @@ class SampleSettings(EnvSettings):
 @dataclass(frozen=True, kw_only=True)
 class DeployFileSettings(RawZone):
     """prefect.yaml, as `prefect deploy` fills in its `{{ $NAME }}` placeholders (no Python reads these:
-    declared here so that the reference lists them; tests/test_config_reference.py checks the file)."""
+    declared here so that the reference lists them; tests/unit/test_config_reference.py checks the file)."""
 
     component: ClassVar[str] = "prefect.yaml"
     readers: ClassVar[str] = "prefect.yaml (`prefect deploy`)"

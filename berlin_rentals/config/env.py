@@ -41,7 +41,7 @@ class Kind:
     check: Callable[[Any], str | None] = lambda value: None
     # A blank value is unset (the default) unless the kind gives blank a meaning of its own (a prefix: root).
     blank_is_unset: bool = True
-    # Values of numbers, flags and lists it must refuse: tests/test_config_reference.py feeds each variable
+    # Values of numbers, flags and lists it must refuse: tests/unit/test_config_reference.py feeds each variable
     # of such a kind every one of them.
     refused: tuple[str, ...] = ()
 

@@ -8,7 +8,7 @@
 -- as a word, any case; e.K./e.Kfm./e.Kfr. with their dots; the short ones (AG, SE, KG, UG, eG, Ltd, Inc,
 -- plc) only in their own case at the end of the name, as a firm's name carries them ("... GmbH & Co.
 -- KG", "... UG (haftungsbeschränkt)"). So "Anna Ek", "Se-Jin Park", "Inge Eg", "Familie Kg Müller" stay
--- private; a firm written otherwise is hidden, the safe way round (tests/test_bi_views.py).
+-- private; a firm written otherwise is hidden, the safe way round (tests/stack/test_bi_views.py).
 -- The view runs with its owner's rights: BI needs no right on the warehouse schema to read it.
 CREATE VIEW {bi_schema}.flats AS
 SELECT

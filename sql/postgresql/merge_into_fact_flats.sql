@@ -4,7 +4,7 @@
 -- row this MERGE finds: under READ COMMITTED the WHEN condition is evaluated again on the newest version
 -- of a row that a concurrent load updated, after waiting for it. A staged row replaces the current one
 -- only when it is newer, or equally new and from the same object (a correction or a forced reload).
--- The SET and INSERT lists are those of the shared file (tests/test_exactly_once.py keeps them equal).
+-- The SET and INSERT lists are those of the shared file (tests/unit/test_exactly_once.py keeps them equal).
 MERGE INTO {schema}.fact_flats
 USING stage_batch_fact_flats AS s
 ON {schema}.fact_flats.listing_id = s.listing_id

@@ -5,7 +5,7 @@ test noticed: every other test starts its runs itself (a call, `run_deployment`,
 runs must come from the server's scheduler service: the catch-up deployment of prefect.yaml gets
 upcoming runs on its cron, and a copy of it on a schedule of a few seconds gets a run that the worker
 executes to COMPLETED. The server's log must stay free of errors meanwhile (the scheduler's failures
-were only ever visible there). tests/test_prefect_services.py checks the same services without a
+were only ever visible there). tests/unit/test_prefect_services.py checks the same services without a
 stack, against each of them once; this is the end-to-end proof.
 """
 
@@ -199,7 +199,7 @@ def test_a_deployment_on_a_few_seconds_schedule_is_run_by_the_worker_to_completi
                 "until": (hour + timedelta(hours=1)).isoformat(),
             },
             schedules=[DeploymentScheduleCreate(schedule=IntervalSchedule(interval=FAST_INTERVAL), active=True)],
-            description="tests/test_schedule.py: a catch-up every few seconds; deleted by the test",
+            description="tests/e2e/test_schedule.py: a catch-up every few seconds; deleted by the test",
         )
         try:
             deployment = client.read_deployment(deployment_id)

@@ -1,5 +1,5 @@
 """The attempt and release statements as the Redshift path sends them: recorded by the driver of
-tests/test_redshift_statements.py, parsed as Redshift SQL (sqlglot), each write under the ledger's LOCK."""
+tests/unit/test_redshift_statements.py, parsed as Redshift SQL (sqlglot), each write under the ledger's LOCK."""
 
 from __future__ import annotations
 

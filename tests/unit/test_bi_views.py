@@ -1,7 +1,7 @@
 """The BI schema's views as SQL text (no database): the contract's columns, and no raw contact in any view.
 
-They run for real on PostgreSQL as the BI role in tests/test_access_roles.py; Redshift's statements
-are in tests/test_redshift_access.py.
+They run for real on PostgreSQL as the BI role in tests/stack/test_access_roles.py; Redshift's statements
+are in tests/unit/test_redshift_access.py.
 """
 
 from __future__ import annotations

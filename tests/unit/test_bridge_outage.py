@@ -280,7 +280,7 @@ def test_one_receive_of_hostile_messages_dead_letters_each_with_its_reason_and_a
 
 def test_no_generated_body_raises_out_of_a_poll_and_none_is_left_in_the_queue(aws):
     """Any body: the poll handles it (announced, ignored, or dead-lettered with a reason at once), never
-    raises, and never leaves it to come back. Bodies from tests/test_sqs_bridge.py's generator."""
+    raises, and never leaves it to come back. Bodies from tests/unit/test_sqs_bridge.py's generator."""
     from hypothesis import HealthCheck, given, settings
 
     from tests.unit.test_sqs_bridge import _bodies

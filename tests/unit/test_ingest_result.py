@@ -119,7 +119,7 @@ def test_only_expected_errors_lose_their_traceback_in_the_logs():
     expected = IngestFailed(failed("parked", 1, "BadArchive: x", "BadArchive"))
     assert is_expected(BadArchive("x")) and is_expected(expected)
     # A mostly-garbage file is parked by default now: its traceback reached the catch-up's output (seen in
-    # the README's own commands, tests/test_readme_commands.py).
+    # the README's own commands, tests/e2e/test_readme_commands.py).
     garbage = "RejectRatioExceeded: 1 of 1 lines rejected (100.0%), above ETL_MAX_REJECT_RATIO=0.5: not loaded"
     assert is_expected(IngestFailed(failed("parked", 1, garbage, "RejectRatioExceeded")))
     assert not is_expected(IngestFailed(failed("failed", 1, "OperationalError: x", "OperationalError")))

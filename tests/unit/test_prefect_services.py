@@ -221,7 +221,7 @@ async def _call_with_dependencies(function, docket, stack):
         else:
             raise TypeError(
                 f"{function.__name__}: no way to supply its parameter {name!r} ({default!r}); "
-                f"extend tests/test_prefect_services.py"
+                f"extend tests/unit/test_prefect_services.py"
             )
     return await function(**kwargs)
 

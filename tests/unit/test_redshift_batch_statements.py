@@ -1,8 +1,8 @@
 """What a load of many files sends to Redshift (berlin_rentals/warehouse/load.py), captured by the recording
 driver: every statement parses as Redshift SQL, one COPY per table from the batch's manifest, all of it in
 one transaction, and a backfill's commits counted: 168 files in batches of 24 commit 7 times, where one
-load per file commits 168 times. The same SQL runs for real on PostgreSQL in tests/test_batch_load.py
-(and, a file at a time, in tests/test_exactly_once.py).
+load per file commits 168 times. The same SQL runs for real on PostgreSQL in tests/stack/test_batch_load.py
+(and, a file at a time, in tests/stack/test_exactly_once.py).
 """
 
 from __future__ import annotations

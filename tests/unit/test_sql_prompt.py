@@ -1,7 +1,7 @@
 """`make sql` without a stack: where the connection comes from, and what psql is handed.
 
 On a stack with data, `python -m devstack.sql -c ...` and the ready queries are run by
-tests/test_restart.py."""
+tests/e2e/test_restart.py."""
 
 from __future__ import annotations
 
