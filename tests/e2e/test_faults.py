@@ -4,7 +4,8 @@ Each test ends by comparing the warehouse with a clean single load of the same f
 its own: rows lost and rows doubled (the goal is zero) are printed (`pytest -s`) and asserted.
 Nothing of the project's own code is mocked: the worker is SIGKILLed, PostgreSQL connections are cut
 in a TCP proxy or terminated by the server, the S3 endpoint answers 503 or loses the object behind an
-HTTP proxy, and the SQS bridge is SIGKILLed while its DeleteMessage is held in a proxy.
+HTTP proxy, and the SQS bridge is SIGKILLed while its DeleteMessage is held in a proxy. Here the bridge's faults, on the
+event path (worker and bridge running); the others are in tests/stack/test_faults.py.
 """
 
 from __future__ import annotations

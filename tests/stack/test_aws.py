@@ -1,4 +1,5 @@
-"""`python -m provisioning.aws`: idempotent resources (against the moto server) and least-privilege policies."""
+"""`python -m provisioning.aws`: idempotent resources against the moto server, and the lifecycle `make up` sets (the
+policies, stack-free: tests/unit/test_aws.py)."""
 
 from __future__ import annotations
 

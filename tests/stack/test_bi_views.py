@@ -1,4 +1,5 @@
-"""The BI schema's views as SQL text (no database): the contract's columns, and no raw contact in any view.
+"""The BI schema's agency name on PostgreSQL: only a firm's name with a legal form as written reaches BI in clear
+(the views as SQL text, no database: tests/unit/test_bi_views.py).
 
 They run for real on PostgreSQL as the BI role in tests/stack/test_access_roles.py; Redshift's statements
 are in tests/unit/test_redshift_access.py.

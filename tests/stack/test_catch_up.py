@@ -1,4 +1,4 @@
-"""Catch-up planning (pure) and the catch-up flow on the real stack."""
+"""The catch-up flow on the real stack; its planning (pure) is in tests/unit/test_catch_up.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Replaying rejected lines after a transform fix: pure line picking, and the flow on the real stack.
+"""Replaying rejected lines after a transform fix: the flow on the real stack (pure line picking:
+tests/unit/test_replay.py).
 
 The "fix" is simulated honestly, without mocking the project's code: a file is ingested with a small
 ETL_MAX_LINE_BYTES, so its long lines are rejected `line_too_long`; the replay then runs with the

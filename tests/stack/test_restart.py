@@ -4,8 +4,8 @@ moto's server keeps S3 and SQS in memory; the warehouse and Prefect's database a
 saves S3 and the queued messages to `<root>/s3/`, `up` puts them back before the bridge starts and
 before the raw bucket notifies anyone, so a restart starts no ingest run. `reset` deletes the state.
 
-The slow tests share one stack of their own (every service, as `make up` starts it, in a temporary
-root, driven through the CLI) and change it: pytest runs them in file order.
+Here S3 and the queues across a restart, moto only. The slow tests (tests/e2e/test_restart.py) share one
+stack of their own (every service, as `make up` starts it, in a temporary root, driven through the CLI).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`python -m provisioning.aws`: idempotent resources (against the moto server) and least-privilege policies."""
+"""`python -m provisioning.aws`: least-privilege policies, and resources against moto in this process (against the
+moto server of the stack: tests/stack/test_aws.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Many files in one load transaction (berlin_rentals/warehouse/load.py), on the stack's PostgreSQL.
+"""Many files in one load transaction (berlin_rentals/warehouse/load.py): the fact merge's SQL as text (on the
+stack's PostgreSQL: tests/stack/test_batch_load.py).
 
 The decisive check of the one load's semantics: a batch of files with overlapping listings (newer, older and equally new versions of
 one listing in several files, an agency whose contact changes, rejected lines) leaves every table as the

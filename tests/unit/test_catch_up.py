@@ -1,4 +1,4 @@
-"""Catch-up planning (pure) and the catch-up flow on the real stack."""
+"""Catch-up planning (pure); the catch-up flow on the real stack is in tests/stack/test_catch_up.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Exactly once, for real: a correction restates its key, a late load of an old version is refused, and
-concurrent loads on PostgreSQL keep the newest listing version.
+"""Exactly once: PostgreSQL's fact merge is the shared one with the newest-wins rule inside (the loads for real,
+on the stack: tests/stack/test_exactly_once.py).
 
 Each test drives the one load, a file at a time (`load_staged_batch`), on the real PostgreSQL of the local stack with batches made from the
 real sample's records. The concurrency tests run two loads in two threads, each on its own connection,

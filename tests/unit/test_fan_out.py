@@ -1,7 +1,8 @@
 """A backfill larger than ETL_FANOUT_FILES goes out as runs of the catch-up deployment over a share of the files
 each, on the work pool, which the catch-up waits for and reports on: here two runs on the local worker, through
 the real Prefect server (prefect.yaml deployed), loading into the stack's own schema as the worker's
-environment says. A share is the catch-up over a given list: checked file by file, keyed by its files."""
+environment says (tests/stack/test_fan_out.py, tests/e2e/test_fan_out.py). A share is the catch-up over a given
+list: checked file by file, keyed by its files; here the check, stack-free."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Loads queue for a slot of Prefect's global concurrency limit `warehouse-load`, not on the warehouse.
 
-On the real local stack: the limit `make up` creates (its size ETL_LOAD_CONCURRENCY), the load task run by
+Here the load's side, stack-free; on the real local stack (tests/e2e/test_load_concurrency.py): the limit `make up` creates (its size ETL_LOAD_CONCURRENCY), the load task run by
 Prefect in threads, PostgreSQL's pg_stat_activity showing the load sessions (`berlin-rentals load …`).
 """
 

@@ -1,4 +1,6 @@
-"""The local stack is a contract: `make up` settings, real S3 events on SQS, idempotent up, clean down.
+"""The local stack is a contract: `make up` settings, real S3 events on SQS, idempotent up, clean down. Here what
+needs no service started; the slow tests are in tests/e2e/test_local_stack.py, the in-process stacks in
+tests/stack/test_local_stack.py.
 
 The slow tests drive the CLI exactly as `make up` does, on a stack of their own in a temporary
 directory (moto, PostgreSQL, Prefect; no worker or bridge), so the services must outlive the

@@ -1,5 +1,5 @@
-"""A file's rejected lines in the warehouse: bounded rows, an exact count by reason, and a file that is mostly
-garbage parked by default (issue #23: a 2,161-byte zip gave 1,048,576 rows of rejected_records and a peak
+"""A file's rejected lines: bounded rows and an exact count by reason (a file that is mostly garbage parked by
+default, on the stack: tests/stack/test_rejected_rows.py) (issue #23: a 2,161-byte zip gave 1,048,576 rows of rejected_records and a peak
 RSS of 771 MB, and with ETL_MAX_REJECT_RATIO unset they all loaded)."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The ETag cache where every run is a new container: the transform-stage step's result, a pointer to the
 staged Parquet, persists on S3 (moto here), so a rerun of the same version in another process skips the
-transform and the staging, and the load reads the staged Parquet back."""
+transform and the staging, and the load reads the staged Parquet back (on the stack: tests/stack/test_result_cache.py); here the pointer's
+pickling, stack-free."""
 
 from __future__ import annotations
 

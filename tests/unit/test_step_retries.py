@@ -1,7 +1,7 @@
 """The one retry table: every step is a Prefect task run with IO_STEP's retries, in the ingest-file flow and
 in the catch-up alike, and Prefect's engine applies them with our retry condition: a transient S3 or
 database error is tried again, a data error never (another try of a file that is not a zip reads the
-same bytes)."""
+same bytes). Here the table each step carries; Prefect's engine applying it: tests/stack/test_step_retries.py."""
 
 from __future__ import annotations
 
