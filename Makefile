@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events bench-task-runs bench-decode bench-peer clean
+.PHONY: help env up down reset status sql sql-bi sql-dwh demo test test-fast lint format browser bench bench-ingest bench-catch-up bench-catch-up-month bench-events bench-task-runs bench-decode bench-peer bench-compare clean
 
 help:
 	@echo "make demo           start the local stack and run the pipeline end to end on sample batches"
@@ -34,6 +34,7 @@ help:
 	@echo "make bench-task-runs what a step's task run costs, beside a file's staging, in one run"
 	@echo "make bench-decode   what a line's unknown keys cost the decode (no stack), old way beside new"
 	@echo "make bench-peer     dlt on the same files into the same PostgreSQL, defaults and fastest, beside the project"
+	@echo "make bench-compare  bench-ingest and bench-catch-up of BASE (default f60a9c6) and this checkout, interleaved"
 	@echo "make clean          stop the stack and delete .local and .venv"
 
 # uv itself is installed into a private venv, pinned, so nothing on the machine is assumed but python3.
@@ -136,3 +137,9 @@ bench-task-runs: up
 # Not part of `make bench`: the month's 720 files take several times the week's run.
 bench-catch-up-month: up
 	$(PY) -m bench.catch_up --also-month
+
+# Issue #21: both benchmarks of BASE (a git worktree in .local/bench-base/) and of this checkout, on the same
+# files and this stack, interleaved; bench/results/compare_<base>.json. Several times `make bench`'s time.
+BASE ?= f60a9c6
+bench-compare: up
+	$(PY) -m bench.compare_revisions --base $(BASE)

@@ -65,6 +65,24 @@ WEEK_FILES = 168
 
 
 def main() -> None:
+    args = _arguments()
+    from devstack.demo import load_stack_env
+
+    load_stack_env()
+    from bench.ingest import use_bench_schema
+    from berlin_rentals.config import Settings
+
+    use_bench_schema()
+    batch_max_files = args.batch_max_files or Settings.from_env().batch_max_files
+    if batch_max_files < 2:
+        raise SystemExit("--batch-max-files must be at least 2 (1 is the per-file catch-up, measured anyway)")
+    results = _results(args, batch_max_files, **_measure(args, batch_max_files))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "catch_up.json").write_text(json.dumps(results, indent=2) + "\n")
+    _print_results(results, batch_max_files)
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=168, help="hourly files (168: one week)")
     parser.add_argument("--records", type=int, default=500, help="records per file")
@@ -80,17 +98,11 @@ def main() -> None:
         help=f"then the batched catch-up once more over {MONTH_FILES} files: cost per file, week against month",
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/berlin-rentals-bench"))
-    args = parser.parse_args()
-    from devstack.demo import load_stack_env
+    return parser.parse_args()
 
-    load_stack_env()
-    from bench.ingest import use_bench_schema
-    from berlin_rentals.config import Settings
 
-    use_bench_schema()
-    batch_max_files = args.batch_max_files or Settings.from_env().batch_max_files
-    if batch_max_files < 2:
-        raise SystemExit("--batch-max-files must be at least 2 (1 is the per-file catch-up, measured anyway)")
+def _measure(args: argparse.Namespace, batch_max_files: int) -> dict:
+    """Every path on the same files, in one run: the floor's rounds split before and after the catch-ups."""
     start = datetime(2019, 3, 4, tzinfo=UTC)
     paths = week_files(args.workdir, args.files, args.records, start)
     size = sum(p.stat().st_size for p in paths)
@@ -129,6 +141,10 @@ def main() -> None:
         )
     redshift = redshift_commits(paths[0], WEEK_FILES, batch_max_files)
 
+    return {"floors": floors, "serial": serial, "modes": modes, "month": month, "redshift": redshift}
+
+
+def _results(args: argparse.Namespace, batch_max_files: int, floors, serial, modes, month, redshift) -> dict:
     records = args.files * args.records
     floor_records, floor_seconds = min(floors, key=lambda f: f[1])
     assert floor_records == records, (floor_records, records)
@@ -182,44 +198,22 @@ def main() -> None:
         ratios["work_on_all_cores/floor"] = round(records / (serial[1] / cores) / floor_rate, 4)
         results["serial_ingest"] = {"seconds": round(serial[1], 3), "records_per_second": round(records / serial[1], 1)}
         ratios["serial_ingest/floor"] = round(records / serial[1] / floor_rate, 4)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "catch_up.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
 
+
+def _print_results(results: dict, batch_max_files: int) -> None:
+    floor_rate, floor_seconds = results["floor"]["records_per_second"], results["floor"]["seconds"]
+    records, cores, ratios = results["records"], results["cpu_count"], results["ratios"]
+    batched, per_file = results["batched"], results["per_file"]
+    serial = results.get("serial_ingest")
     print()
     print(f"floor (one core)      {floor_rate:10,.0f} records/s  ({floor_seconds:.2f} s for the week)")
     if serial is not None:
-        print(f"serial ingest         {records / serial[1]:10,.0f} records/s  ({serial[1]:.2f} s, no Prefect)")
+        print(
+            f"serial ingest         {records / serial['seconds']:10,.0f} records/s  ({serial['seconds']:.2f} s, no Prefect)"
+        )
     for mode, label in (("batched", f"batches of {batch_max_files}"), ("per_file", "a load per file")):
-        catch = modes[mode]
-        verdict = "met" if catch["target_met"] else "missed"
-        print(
-            f"catch-up, {label:15} {catch['records_per_second']:10,.0f} records/s  {catch['floor_ratio']:.3f}x the floor "
-            f"(target {TARGET_RATIO}x on {cores} cores: {verdict}), {catch['wall_seconds']:.2f} s wall"
-        )
-        print(
-            f"    per file: {catch['wall_seconds_per_file']:.3f} s wall, {catch['work_seconds_per_file_mean']:.3f} s work; "
-            f"{catch['load_transactions']} load transactions, {catch['load_seconds_sum']:.2f} s in loads"
-            + (" (load-batch task runs)" if mode == "batched" else " (each file's load step)")
-        )
-        if "work_on_all_cores/floor" in catch:
-            print(
-                f"    at best, this work spread perfectly over {cores} cores: {catch['work_on_all_cores/floor']:.3f}x"
-            )
-        overhead = catch["prefect_overhead_per_task_run"]
-        print(
-            f"    per task run ({'stage-object' if mode == 'batched' else 'ingest-object'}): "
-            f"{catch['task_run_seconds_mean']:.3f} s, Prefect overhead mean {overhead['mean']:.3f} s "
-            f"(median {overhead['median']:.3f}, p95 {overhead['p95']:.3f}); "
-            f"(wall x {catch['processes']} - work) per file {catch['wall_minus_work_per_file']:.3f} s"
-        )
-        print(f"    work by step (s, all files): {catch['work_seconds_by_step']}")
-        api = catch["prefect_api"]
-        print(
-            f"    Prefect API: {api['calls_per_file']} calls and {api['seconds_per_file']:.3f} s waiting per file, "
-            f"{api['events_per_file']} events per file"
-        )
-        if catch["files_failed"]:
-            print(f"    WARNING: {catch['files_failed']} file(s) failed (not counted in the rate): {catch['failures']}")
+        _print_mode(mode, label, results[mode], cores)
     print(
         f"batched / per file    {ratios['batched/per_file']:10.2f}x the records/s "
         f"({per_file['load_transactions']} load transactions -> {batched['load_transactions']})"
@@ -228,8 +222,9 @@ def main() -> None:
         print(
             f"the serial work spread perfectly over {cores} cores: {ratios['work_on_all_cores/floor']:.3f}x the floor"
         )
+    month = results.get("batched_month")
     if month is not None:
-        cost = results["batched_month"]["per_file_cost/week"]
+        cost = month["per_file_cost/week"]
         print(
             f"month ({MONTH_FILES} files), batched: {month['records_per_second']:,.0f} records/s, "
             f"{month['floor_ratio']:.3f}x the floor; per file {month['wall_seconds_per_file']:.3f} s wall "
@@ -239,7 +234,7 @@ def main() -> None:
         )
         if month["files_failed"]:
             print(f"    WARNING: {month['files_failed']} file(s) failed in the month: {month['failures']}")
-    one, many = redshift["one_per_transaction"], redshift["batched"]
+    one, many = results["redshift_commits"]["one_per_transaction"], results["redshift_commits"]["batched"]
     print(
         f"Redshift, {WEEK_FILES} files (recorded, no cluster): a transaction per file {one['commits']} COMMITs "
         f"({one['commits_per_file']:.3f} per file, {one['statements_per_file']} statements per file); "
@@ -248,6 +243,36 @@ def main() -> None:
         f"{many['statements_per_file']} per file)"
     )
     print(f"results: {RESULTS / 'catch_up.json'}")
+
+
+def _print_mode(mode: str, label: str, catch: dict, cores: int) -> None:
+    verdict = "met" if catch["target_met"] else "missed"
+    print(
+        f"catch-up, {label:15} {catch['records_per_second']:10,.0f} records/s  {catch['floor_ratio']:.3f}x the floor "
+        f"(target {TARGET_RATIO}x on {cores} cores: {verdict}), {catch['wall_seconds']:.2f} s wall"
+    )
+    print(
+        f"    per file: {catch['wall_seconds_per_file']:.3f} s wall, {catch['work_seconds_per_file_mean']:.3f} s work; "
+        f"{catch['load_transactions']} load transactions, {catch['load_seconds_sum']:.2f} s in loads"
+        + (" (load-batch task runs)" if mode == "batched" else " (each file's load step)")
+    )
+    if "work_on_all_cores/floor" in catch:
+        print(f"    at best, this work spread perfectly over {cores} cores: {catch['work_on_all_cores/floor']:.3f}x")
+    overhead = catch["prefect_overhead_per_task_run"]
+    print(
+        f"    per task run ({'stage-object' if mode == 'batched' else 'ingest-object'}): "
+        f"{catch['task_run_seconds_mean']:.3f} s, Prefect overhead mean {overhead['mean']:.3f} s "
+        f"(median {overhead['median']:.3f}, p95 {overhead['p95']:.3f}); "
+        f"(wall x {catch['processes']} - work) per file {catch['wall_minus_work_per_file']:.3f} s"
+    )
+    print(f"    work by step (s, all files): {catch['work_seconds_by_step']}")
+    api = catch["prefect_api"]
+    print(
+        f"    Prefect API: {api['calls_per_file']} calls and {api['seconds_per_file']:.3f} s waiting per file, "
+        f"{api['events_per_file']} events per file"
+    )
+    if catch["files_failed"]:
+        print(f"    WARNING: {catch['files_failed']} file(s) failed (not counted in the rate): {catch['failures']}")
 
 
 if __name__ == "__main__":

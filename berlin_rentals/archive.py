@@ -187,54 +187,10 @@ def iter_member_lines(
     A line longer than `max_line_bytes` is yielded truncated with `too_long` set, so it can be
     rejected with its reason instead of exhausting memory.
     """
-    inflated = 0
-    line_number = 0
-    pending = bytearray()
-    pending_too_long = False
     try:
         with archive.open(member) as stream:
-            while True:
-                chunk = stream.read(_CHUNK)
-                if not chunk:
-                    break
-                inflated += len(chunk)
-                if budget is not None:
-                    budget.take(len(chunk))
-                if inflated > max_member_bytes:
-                    raise BadArchive(
-                        f"{name}: member {member.filename} inflates past {max_member_bytes} bytes; "
-                        "refused as a possible zip bomb (ETL_MAX_MEMBER_BYTES)"
-                    )
-                start = 0
-                while True:
-                    end = chunk.find(b"\n", start)
-                    if end < 0:
-                        if not pending_too_long:
-                            pending += chunk[start:]
-                            if len(pending) > max_line_bytes:
-                                del pending[max_line_bytes:]
-                                pending_too_long = True
-                        break
-                    line_number += 1
-                    if pending or pending_too_long:
-                        if not pending_too_long:
-                            pending += chunk[start:end]
-                            if len(pending) > max_line_bytes:
-                                del pending[max_line_bytes:]
-                                pending_too_long = True
-                        raw, too_long = bytes(pending), pending_too_long
-                        pending.clear()
-                        pending_too_long = False
-                    else:
-                        raw, too_long = chunk[start:end], end - start > max_line_bytes
-                        if too_long:
-                            raw = raw[:max_line_bytes]
-                    start = end + 1
-                    raw = raw.rstrip(b"\r")
-                    if raw.strip():
-                        yield SourceLine(member.filename, line_number, raw, too_long)
-            if pending.strip():
-                yield SourceLine(member.filename, line_number + 1, bytes(pending).rstrip(b"\r"), pending_too_long)
+            chunks = _inflated_chunks(stream, member, name, max_member_bytes, budget)
+            yield from _split_lines(chunks, member.filename, max_line_bytes)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise BadArchive(f"{name}: member {member.filename} is corrupt or truncated ({exc})") from exc
     except NotImplementedError as exc:  # unsupported compression or encryption
@@ -244,6 +200,65 @@ def iter_member_lines(
             f"{name}: member {member.filename!r}: its member name in the local header is flagged UTF-8 "
             f"but is not UTF-8 ({exc.reason})"
         ) from None
+
+
+def _inflated_chunks(
+    stream: BinaryIO, member: zipfile.ZipInfo, name: str, max_member_bytes: int, budget: InflateBudget | None
+) -> Iterator[bytes]:
+    """The member's inflated bytes chunk by chunk, counted as they come (never the header's word)."""
+    inflated = 0
+    while chunk := stream.read(_CHUNK):
+        inflated += len(chunk)
+        if budget is not None:
+            budget.take(len(chunk))
+        if inflated > max_member_bytes:
+            raise BadArchive(
+                f"{name}: member {member.filename} inflates past {max_member_bytes} bytes; "
+                "refused as a possible zip bomb (ETL_MAX_MEMBER_BYTES)"
+            )
+        yield chunk
+
+
+def _split_lines(chunks: Iterator[bytes], member: str, max_line_bytes: int) -> Iterator[SourceLine]:
+    """The non-blank lines of the chunks, numbered from 1; a line held across chunks never grows past
+    `max_line_bytes` (the rest of it is dropped and the line is flagged too long)."""
+    line_number = 0
+    pending = bytearray()
+    pending_too_long = False
+    for chunk in chunks:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                pending_too_long = _hold(pending, chunk[start:], pending_too_long, max_line_bytes)
+                break
+            line_number += 1
+            if pending or pending_too_long:
+                too_long = _hold(pending, chunk[start:end], pending_too_long, max_line_bytes)
+                raw = bytes(pending)
+                pending.clear()
+                pending_too_long = False
+            else:
+                raw, too_long = chunk[start:end], end - start > max_line_bytes
+                if too_long:
+                    raw = raw[:max_line_bytes]
+            start = end + 1
+            raw = raw.rstrip(b"\r")
+            if raw.strip():
+                yield SourceLine(member, line_number, raw, too_long)
+    if pending.strip():
+        yield SourceLine(member, line_number + 1, bytes(pending).rstrip(b"\r"), pending_too_long)
+
+
+def _hold(pending: bytearray, piece: bytes, too_long: bool, max_line_bytes: int) -> bool:
+    """Add a piece to the line held across chunks, cut at max_line_bytes; whether the line is too long now."""
+    if too_long:
+        return True
+    pending += piece
+    if len(pending) > max_line_bytes:
+        del pending[max_line_bytes:]
+        return True
+    return False
 
 
 def iter_lines(

@@ -29,6 +29,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from berlin_rentals.batch import TRANSFORM_VERSION
+from berlin_rentals.config import Settings
 from berlin_rentals.markdown import code, text
 from berlin_rentals.masking import Masker
 from berlin_rentals.model import column_names
@@ -286,17 +287,12 @@ def replay_file(
     s3,
     source: SourceObject,
     archive_path: str | Path | bytes,
-    *,
-    staging_bucket: str,
-    staging_prefix: str,
-    max_member_bytes: int,
-    max_line_bytes: int,
-    max_members: int,
-    masker: Masker | None = None,
+    settings: Settings,
     flow_run_id: str | None = None,
-    pseudonyms: Masker | None = None,
 ) -> ReplayOutcome:
-    """Replay every rejected line of `source` (a loaded version whose bytes are at archive_path)."""
+    """Replay every rejected line of `source` (a loaded version whose bytes are at archive_path), under the
+    pipeline's settings: its staging place, its caps on members and lines, its masking and pseudonyms."""
+    masker, pseudonyms = settings.masker(), settings.pseudonymizer()
     started = time.perf_counter()
     base = dict(bucket=source.bucket, key=source.key, etag=source.etag)
     replay = None
@@ -311,9 +307,9 @@ def replay_file(
             archive_path,
             source.uri,
             [r.position for r in rejected],
-            max_member_bytes=max_member_bytes,
-            max_line_bytes=max_line_bytes,
-            max_members=max_members,
+            max_member_bytes=settings.max_member_bytes,
+            max_line_bytes=settings.max_line_bytes,
+            max_members=settings.max_members,
         )
         replay = transform_rejected(lines, rejected, masker, pseudonyms)
         if replay.changes_nothing:
@@ -330,8 +326,8 @@ def replay_file(
         staged = stage_replay(
             s3,
             replay,
-            bucket=staging_bucket,
-            staging_prefix=staging_prefix,
+            bucket=settings.staging_bucket,
+            staging_prefix=settings.staging_prefix,
             etag=source.etag,
             masked=masker is not None,
         )

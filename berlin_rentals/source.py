@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import unquote_plus
 
 # S3 keys reach us from event payloads: treat them as untrusted text.
@@ -68,6 +69,14 @@ def batch_hour_from_key(key: str) -> datetime | None:
     return None
 
 
+class Version(NamedTuple):
+    """One version of one raw object as the ledger names it, confirmed by a HEAD or not (yet)."""
+
+    bucket: str
+    key: str
+    etag: str
+
+
 @dataclass(frozen=True)
 class SourceObject:
     """One version of one raw object, as confirmed by a HEAD request."""
@@ -82,6 +91,10 @@ class SourceObject:
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def version(self) -> Version:
+        return Version(self.bucket, self.key, self.etag)
 
     @property
     def lineage_pointers(self) -> dict[str, str | None]:

@@ -26,33 +26,20 @@ from berlin_rentals.batch import (
     staged_table,
 )
 from berlin_rentals.decode import LineDecoder
+from berlin_rentals.fact_row import fact_row
 from berlin_rentals.keys import surrogate_key
-from berlin_rentals.listing import Listing, flag
+from berlin_rentals.listing import Listing
 from berlin_rentals.masking import Masker
-from berlin_rentals.model import MAX_TEXT_BYTES, arrow_schema, column_names
+from berlin_rentals.model import arrow_schema, column_names
 from berlin_rentals.rejects import RejectedRows
 from berlin_rentals.values import (
-    AREA_LIMIT,
-    DEGREE_STEP,
-    DEGREES_LIMIT,
-    MONEY_LIMIT,
-    ROOMS_LIMIT,
     RejectedLine,
     as_utc,
     cap_text,
     capped_text,
-    checked_decimal,
-    checked_int32,
-    has_pictures,
     listing_id,
-    quality_flags,
-    readable_list,
     text,
 )
-
-# Enum-like source values (condition, heating type, ...) are VARCHAR(64): a longer one is capped, not refused.
-_ENUM = 64
-_ACTIVE = "ACTIVE"
 
 # Unknown keys counted by name, at most; the rest under OTHER_UNKNOWN_KEYS (the run's warning names them).
 MAX_UNKNOWN_KEYS = 1000
@@ -128,145 +115,21 @@ class _Accumulator:
             if previous[0] > modified:
                 return
 
-        keys = self.keys
         city = text(listing.geo_city) or text(listing.address_city)
         country = text(listing.geo_country)
-        natural = ("city", city, country)
-        city_id = keys.get(natural)
-        if city_id is None:
-            city_id = keys[natural] = surrogate_key(*natural)
+        city_id = self._key("city", city, country)
         postcode = text(listing.postcode)
         quarter = text(listing.geo_quarter) or text(listing.address_quarter)
         street = text(listing.street)
         house_number = text(listing.house_number)
-        natural = ("address", city_id, postcode, quarter, street, house_number)
-        address_id = keys.get(natural)
-        if address_id is None:
-            address_id = keys[natural] = surrogate_key(*natural)
+        address_id = self._key("address", city_id, postcode, quarter, street, house_number)
         # The district is the address's quarter: no quarter, no district (NULL, not an "unknown" row).
-        district_id = None
-        if quarter is not None:
-            natural = ("district", city_id, quarter)
-            district_id = keys.get(natural)
-            if district_id is None:
-                district_id = keys[natural] = surrogate_key(*natural)
-        customer_id = text(listing.customer_id)
-        company = text(listing.company)
-        email = text(listing.email)
-        firstname = text(listing.firstname)
-        lastname = text(listing.lastname)
-        salutation = capped_text(listing.salutation, 32)
-        person = (firstname, lastname, email)  # the raw values, for the pseudonyms
-        phones = [
-            capped_text(v, 64)
-            for v in (
-                listing.phone_number,
-                listing.phone_subscriber,
-                listing.cell_phone_number,
-                listing.cell_phone_subscriber,
-            )
-        ]
-        raw_phone = phones[0] or phones[2]
-        if self.masker is not None:
-            mask = self.masker.mask
-            firstname, lastname, email = mask(firstname), mask(lastname), mask(email)
-            phones = [mask(v) for v in phones]
-        if customer_id:
-            natural = ("customer", customer_id)
-        else:
-            natural = ("contact", company, firstname, lastname, email)
-        agency_id = keys.get(natural)
-        if agency_id is None:
-            agency_id = keys[natural] = surrogate_key(*natural)
-        # The listing's contact person, one of possibly several of its agency; none when nothing names one.
-        agent_id = None
-        if salutation or firstname or lastname or email or any(phones):
-            natural = ("agent", agency_id, salutation, firstname, lastname, email)
-            agent_id = keys.get(natural)
-            if agent_id is None:
-                agent_id = keys[natural] = surrogate_key(*natural)
-
-        amounts = {
-            "base_rent": checked_decimal(listing.base_rent, "realEstate_baseRent", MONEY_LIMIT),
-            "calculated_total_rent": checked_decimal(
-                listing.calculated_total_rent, "realEstate_calculatedTotalRent", MONEY_LIMIT
-            ),
-            "heating_costs": checked_decimal(listing.heating_costs, "realEstate_heatingCosts", MONEY_LIMIT),
-            "living_space": checked_decimal(listing.living_space, "realEstate_livingSpace", AREA_LIMIT),
-            "number_of_rooms": checked_decimal(listing.number_of_rooms, "realEstate_numberOfRooms", ROOMS_LIMIT),
-            "service_charge": checked_decimal(listing.service_charge, "realEstate_serviceCharge", MONEY_LIMIT),
-            "total_rent": checked_decimal(listing.total_rent, "realEstate_totalRent", MONEY_LIMIT),
-        }
-        state = capped_text(listing.state, _ENUM)
-        fact = (
-            lid,
-            address_id,
-            agency_id,
-            as_utc(listing.publish_date),
-            capped_text(listing.apartment_type, _ENUM),
-            flag(listing.assisted_living, "assisted_living"),
-            flag(listing.balcony, "balcony"),
-            amounts["base_rent"],
-            flag(listing.built_in_kitchen, "built_in_kitchen"),
-            amounts["calculated_total_rent"],
-            capped_text(listing.calculated_total_rent_scope, _ENUM),
-            flag(listing.cellar, "cellar"),
-            flag(listing.certificate_of_eligibility_needed, "certificate_of_eligibility_needed"),
-            capped_text(listing.condition, _ENUM),
-            checked_int32(listing.construction_year, "realEstate_constructionYear"),
-            capped_text(listing.deposit, 1024),
-            capped_text(listing.description_note, MAX_TEXT_BYTES),
-            checked_int32(listing.floor, "realEstate_floor"),
-            capped_text(listing.free_from, 1024),
-            flag(listing.garden, "garden"),
-            flag(listing.guest_toilet, "guest_toilet"),
-            flag(listing.handicapped_accessible, "handicapped_accessible"),
-            amounts["heating_costs"],
-            flag(listing.heating_costs_in_service_charge, "heating_costs_in_service_charge"),
-            capped_text(listing.heating_type, _ENUM),
-            capped_text(listing.interior_quality, _ENUM),
-            modified,
-            checked_int32(listing.last_refurbishment, "realEstate_lastRefurbishment"),
-            flag(listing.lift, "lift"),
-            amounts["living_space"],
-            checked_int32(listing.number_of_floors, "realEstate_numberOfFloors"),
-            amounts["number_of_rooms"],
-            capped_text(listing.pets_allowed, _ENUM),
-            amounts["service_charge"],
-            state,
-            amounts["total_rent"],
-            line.member,
-            line.line_number,
-            quality_flags(amounts),
-            agent_id,
-            capped_text(listing.listing_type, _ENUM),
-            capped_text(listing.title, 1024),
-            checked_decimal(listing.bedrooms, "realEstate_numberOfBedRooms", ROOMS_LIMIT),
-            checked_decimal(listing.bathrooms, "realEstate_numberOfBathRooms", ROOMS_LIMIT),
-            checked_decimal(listing.parking_space_price, "realEstate_parkingSpacePrice", MONEY_LIMIT),
-            checked_int32(listing.number_of_parking_spaces, "realEstate_numberOfParkingSpaces"),
-            capped_text(listing.parking_space_type, _ENUM),
-            checked_decimal(
-                listing.latitude, "realEstate_address_wgs84Coordinate_latitude", DEGREES_LIMIT, DEGREE_STEP
-            ),
-            checked_decimal(
-                listing.longitude, "realEstate_address_wgs84Coordinate_longitude", DEGREES_LIMIT, DEGREE_STEP
-            ),
-            as_utc(listing.creation),
-            has_pictures(listing.title_picture_id, listing.attachments),
-            None if state is None else state == _ACTIVE,
-            capped_text(listing.energy_efficiency_class, _ENUM),
-            checked_decimal(listing.thermal_characteristic, "realEstate_thermalCharacteristic", AREA_LIMIT),
-            cap_text(readable_list(listing.firing_types), 256),
-            cap_text(readable_list(listing.energy_sources), 256),
-            capped_text(listing.heating_type_enev2014, _ENUM),
-            checked_decimal(listing.usable_floor_space, "realEstate_usableFloorSpace", AREA_LIMIT),
-            flag(listing.use_as_flatshare_room, "use_as_flatshare_room"),
-            flag(listing.has_courtage, "has_courtage"),
-            capped_text(listing.furnishing_note, MAX_TEXT_BYTES),
-            capped_text(listing.location_note, MAX_TEXT_BYTES),
-            capped_text(listing.other_note, MAX_TEXT_BYTES),
+        district_id = None if quarter is None else self._key("district", city_id, quarter)
+        agency_id, agent_id, customer_id, company, salutation, firstname, lastname, email, phones, person, raw_phone = (
+            self._contact(listing)
         )
+
+        fact = fact_row(listing, line, lid, modified, address_id, agency_id, agent_id)
         # Only a listing that fully coerced reaches the dimensions. A newer version keeps the
         # listing's place (first seen) and points it at its own row.
         self.facts[lid] = (modified, self.fact_count)
@@ -324,6 +187,59 @@ class _Accumulator:
             )
         if agent_newer:
             self.agents[agent_id] = (agent_id, agency_id, *contact, *self._pseudonyms(*person, raw_phone), modified)
+
+    def _key(self, *natural: object) -> int:
+        """The surrogate key of a natural key, computed once a file."""
+        key = self.keys.get(natural)
+        if key is None:
+            key = self.keys[natural] = surrogate_key(*natural)
+        return key
+
+    def _contact(self, listing: Listing) -> tuple:
+        """(agency key, agent key or None, customer id, company, salutation, first name, last name, e-mail,
+        the four phones, the raw (first, last, e-mail) for the pseudonyms, the raw phone), masked where set."""
+        customer_id = text(listing.customer_id)
+        company = text(listing.company)
+        email = text(listing.email)
+        firstname = text(listing.firstname)
+        lastname = text(listing.lastname)
+        salutation = capped_text(listing.salutation, 32)
+        person = (firstname, lastname, email)  # the raw values, for the pseudonyms
+        phones = [
+            capped_text(v, 64)
+            for v in (
+                listing.phone_number,
+                listing.phone_subscriber,
+                listing.cell_phone_number,
+                listing.cell_phone_subscriber,
+            )
+        ]
+        raw_phone = phones[0] or phones[2]
+        if self.masker is not None:
+            mask = self.masker.mask
+            firstname, lastname, email = mask(firstname), mask(lastname), mask(email)
+            phones = [mask(v) for v in phones]
+        if customer_id:
+            agency_id = self._key("customer", customer_id)
+        else:
+            agency_id = self._key("contact", company, firstname, lastname, email)
+        # The listing's contact person, one of possibly several of its agency; none when nothing names one.
+        agent_id = None
+        if salutation or firstname or lastname or email or any(phones):
+            agent_id = self._key("agent", agency_id, salutation, firstname, lastname, email)
+        return (
+            agency_id,
+            agent_id,
+            customer_id,
+            company,
+            salutation,
+            firstname,
+            lastname,
+            email,
+            phones,
+            person,
+            raw_phone,
+        )
 
     def _pseudonyms(
         self, firstname: str | None, lastname: str | None, email: str | None, phone: str | None

@@ -218,6 +218,18 @@ def run_market_report(timeout: float = 180.0) -> str:
     return f"market report: run {run.name} completed; its chart and figures are the artifacts 'market-report'"
 
 
+def upload_outcome(row) -> tuple[str, str]:
+    """(status, what it did) of an upload, from its ledger row (None: no row within the wait)."""
+    if row is None:
+        return "TIMEOUT", "not loaded within 180 s: see .local/logs/worker.log"
+    if row.status == "parked":
+        return "PARKED", row.error or ""
+    return "loaded", (
+        f"+{row.fact_inserted} new, {row.fact_updated} updated, "
+        f"{row.fact_stale} older kept as history, {row.rejected_count} rejected"
+    )
+
+
 def main() -> None:
     load_stack_env()
     import sqlalchemy as sa
@@ -253,22 +265,8 @@ def main() -> None:
             outcomes.append((name, "skipped", None, "", what))
             continue
         row = wait_for_ledger(engine, schema, key, etag)
-        latency = time.perf_counter() - t0
-        if row is None:
-            outcomes.append((name, "TIMEOUT", latency, "not loaded within 180 s: see .local/logs/worker.log", what))
-        elif row.status == "parked":
-            outcomes.append((name, "PARKED", latency, row.error or "", what))
-        else:
-            outcomes.append(
-                (
-                    name,
-                    "loaded",
-                    latency,
-                    f"+{row.fact_inserted} new, {row.fact_updated} updated, "
-                    f"{row.fact_stale} older kept as history, {row.rejected_count} rejected",
-                    what,
-                )
-            )
+        status, detail = upload_outcome(row)
+        outcomes.append((name, status, time.perf_counter() - t0, detail, what))
 
     if repeats:
         wait_until_forwarded(sqs, queue_url)

@@ -121,60 +121,75 @@ class LocalStack(Supervisor, MotoS3, Postgres, PrefectServices):
             moto_started = "s3" in self.services and not self._moto_healthy(previous.get("LOCAL_MOTO_PORT"))
             loss = self._s3_loss() if moto_started else None
             if "s3" in self.services:
-                port = self._start_moto(previous.get("LOCAL_MOTO_PORT"))
-                env |= {"LOCAL_MOTO_PORT": str(port), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-                # A fresh moto is empty: objects back first, then the notification, so none is announced.
-                manifest = self._restore_s3(env, loss) if moto_started else None
-                self._ensure_aws_resources(env)
-                self._restore_messages(env, manifest)
-            external = self._external_warehouse(previous)
-            if external:
-                env["WAREHOUSE_URL"] = external
-                self._say("WAREHOUSE_URL is set: using that database, not starting PostgreSQL")
-            elif "postgres" in self.services:
-                port = self._start_postgres(previous.get("LOCAL_PG_PORT"))
-                env |= {
-                    "LOCAL_PG_PORT": str(port),
-                    "WAREHOUSE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals",
-                    # the same database as a plain libpq URL, for psql and other tools (`make sql`)
-                    "WAREHOUSE_PSQL_URL": f"postgresql://postgres@127.0.0.1:{port}/rentals",
-                }
-            if "WAREHOUSE_URL" in env:
-                self._ensure_warehouse(env)
-                if env.get("LOCAL_PG_PORT"):
-                    env |= self._role_logins(int(env["LOCAL_PG_PORT"]), env, previous)
-                if moto_started:
-                    self._check_ledger_against_s3(env, loss)
+                self._up_s3(env, previous, moto_started, loss)
+            self._up_warehouse(env, previous, moto_started, loss)
             if "prefect" in self.services:
-                if not previous.get("PREFECT_API_AUTH_STRING"):
-                    # Started before the API had a password: they would keep calling it without one.
-                    for name in ("bridge", "worker"):
-                        self._stop_pid(name)
-                # On its database of the stack's PostgreSQL (started above); on SQLite without one.
-                port = self._start_prefect(
-                    previous.get("LOCAL_PREFECT_PORT"),
-                    env["PREFECT_API_AUTH_STRING"],
-                    env.get("LOCAL_PREFECT_DATABASE_URL"),
-                )
-                env |= {
-                    "LOCAL_PREFECT_PORT": str(port),
-                    "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-                    "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
-                }
+                self._up_prefect(env, previous)
             if "receiver" in self.services:
                 port = self._start_receiver(previous.get("LOCAL_RECEIVER_PORT"))
                 env |= {"LOCAL_RECEIVER_PORT": str(port), "ETL_RECEIVER_URL": f"http://127.0.0.1:{port}/"}
             # Before the worker and the bridge: start_service() reads their settings from this file.
             self._write_env(env)
-            if "prefect" in self.services and "s3" in self.services:
-                self._ensure_results_block(env)
-            if "prefect" in self.services and "worker" in self.services:
-                self._deploy(env)
-                self._start_worker(env)
-            if "prefect" in self.services and "s3" in self.services and "bridge" in self.services:
-                self._start_bridge(env)
+            if "prefect" in self.services:
+                self._up_runs(env)
         self._say(f"settings written to {self.env_file} (source it to use them from a shell)")
         return env
+
+    def _up_s3(self, env: dict[str, str], previous: dict[str, str], moto_started: bool, loss) -> None:
+        port = self._start_moto(previous.get("LOCAL_MOTO_PORT"))
+        env |= {"LOCAL_MOTO_PORT": str(port), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+        # A fresh moto is empty: objects back first, then the notification, so none is announced.
+        manifest = self._restore_s3(env, loss) if moto_started else None
+        self._ensure_aws_resources(env)
+        self._restore_messages(env, manifest)
+
+    def _up_warehouse(self, env: dict[str, str], previous: dict[str, str], moto_started: bool, loss) -> None:
+        external = self._external_warehouse(previous)
+        if external:
+            env["WAREHOUSE_URL"] = external
+            self._say("WAREHOUSE_URL is set: using that database, not starting PostgreSQL")
+        elif "postgres" in self.services:
+            port = self._start_postgres(previous.get("LOCAL_PG_PORT"))
+            env |= {
+                "LOCAL_PG_PORT": str(port),
+                "WAREHOUSE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/rentals",
+                # the same database as a plain libpq URL, for psql and other tools (`make sql`)
+                "WAREHOUSE_PSQL_URL": f"postgresql://postgres@127.0.0.1:{port}/rentals",
+            }
+        if "WAREHOUSE_URL" not in env:
+            return
+        self._ensure_warehouse(env)
+        if env.get("LOCAL_PG_PORT"):
+            env |= self._role_logins(int(env["LOCAL_PG_PORT"]), env, previous)
+        if moto_started:
+            self._check_ledger_against_s3(env, loss)
+
+    def _up_prefect(self, env: dict[str, str], previous: dict[str, str]) -> None:
+        if not previous.get("PREFECT_API_AUTH_STRING"):
+            # Started before the API had a password: they would keep calling it without one.
+            for name in ("bridge", "worker"):
+                self._stop_pid(name)
+        # On its database of the stack's PostgreSQL (started above); on SQLite without one.
+        port = self._start_prefect(
+            previous.get("LOCAL_PREFECT_PORT"),
+            env["PREFECT_API_AUTH_STRING"],
+            env.get("LOCAL_PREFECT_DATABASE_URL"),
+        )
+        env |= {
+            "LOCAL_PREFECT_PORT": str(port),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+        }
+
+    def _up_runs(self, env: dict[str, str]) -> None:
+        """What runs flows on the server: the results block, the deployments and the worker, the bridge."""
+        if "s3" in self.services:
+            self._ensure_results_block(env)
+        if "worker" in self.services:
+            self._deploy(env)
+            self._start_worker(env)
+        if "s3" in self.services and "bridge" in self.services:
+            self._start_bridge(env)
 
     def down(self, *, save_s3: bool = True) -> None:
         """Stop everything this root started; data, logs and the env file stay, and S3 is saved to `s3/`

@@ -63,8 +63,10 @@ from tasks.extract import confirm_versions
 from tasks.pool import StagingPool, StagingProcessDied, record_process_death
 
 
+# A flow's parameters are its form in the UI and its deployment's parameters, each named and documented
+# on its own: the one function allowed more than 8 arguments (`make lint`, PLR0913).
 @flow(name="catch-up", log_prints=True)
-def catch_up(
+def catch_up(  # noqa: PLR0913
     since: datetime | None = None,
     until: datetime | None = None,
     max_concurrency: int = 4,
@@ -187,29 +189,52 @@ def ingest_all(
     Above 1, each is a stage-object task run (up to its staged Parquet), and this process loads the staged
     files in batches of at most that many files or `batch_max_records` records read (flows/batches.py): a
     batch loads as soon as it is full, while the pool goes on staging the next files."""
-    logger = get_run_logger()
-    outcomes: list[Outcome] = []
-    lineage: dict[tuple[str, str], dict[str, Any]] = {}
-    if not objects:
-        return outcomes, lineage  # no pool: an hourly run that finds nothing to do starts no process
-    batched = batch_max_files > 1
-    by_key = {obj.key: obj for obj in objects}
-    queued_at: dict[str, float] = {}
+    run = _IngestAll(settings, objects, batch_max_files, batch_max_records)
+    if objects:  # no pool otherwise: an hourly run that finds nothing to do starts no process
+        with StagingPool(min(max_concurrency, len(objects))) as pool:
+            if batch_max_files > 1:
+                run.in_batches(pool)
+            else:
+                run.file_by_file(pool)
+    return run.outcomes, run.lineage
 
-    def record(obj: RawObject, result: Any) -> None:
+
+class _IngestAll:
+    """One ingest_all: the files' outcomes and lineage as they come back, the staged files waiting for a
+    batch, and the batches loading."""
+
+    def __init__(
+        self, settings: Settings, objects: list[RawObject], batch_max_files: int, batch_max_records: int
+    ) -> None:
+        self.settings, self.objects = settings, objects
+        self.batch_max_files, self.batch_max_records = batch_max_files, batch_max_records
+        self.logger = get_run_logger()
+        self.outcomes: list[Outcome] = []
+        self.lineage: dict[tuple[str, str], dict[str, Any]] = {}
+        self.by_key = {obj.key: obj for obj in objects}
+        self.queued_at: dict[str, float] = {}
+        self.waiting: list[IngestResult] = []  # staged, for the next batch
+        self.loads: list[Future] = []
+        run = str(flow_run.id or uuid.uuid4())
+        # The attempt the ledger counts for each file, one per file and run: a file run again after its process
+        # died (tasks/pool.py) runs under the same one, so it is not counted twice.
+        self.attempt_of = {obj.key: f"{run}-{n}" for n, obj in enumerate(objects)}
+
+    def record(self, obj: RawObject, result: Any) -> None:
         ingest = result.result if isinstance(result, IngestFailed) else result
         row = lineage_row(ingest) if isinstance(ingest, IngestResult) else None
         if row:
-            lineage[(obj.key, obj.etag)] = row
+            self.lineage[(obj.key, obj.etag)] = row
         status, detail = outcome_of(result)
         # The file's own time in its process (the ingest's lineage seconds), else since it was queued.
-        outcome = Outcome(obj, status, detail, (row or {}).get("seconds") or time.perf_counter() - queued_at[obj.key])
-        outcomes.append(outcome)
-        logger.log(
+        seconds = (row or {}).get("seconds") or time.perf_counter() - self.queued_at[obj.key]
+        outcome = Outcome(obj, status, detail, seconds)
+        self.outcomes.append(outcome)
+        self.logger.log(
             logging.WARNING if status == FAILED else logging.INFO,
             "[%d/%d] %s: %s (%.2f s)%s%s",
-            len(outcomes),
-            len(objects),
+            len(self.outcomes),
+            len(self.objects),
             obj.key,
             status,
             outcome.seconds,
@@ -217,106 +242,94 @@ def ingest_all(
             f" in batch {ingest.batch}" if isinstance(ingest, IngestResult) and ingest.batch else "",
         )
 
-    waiting: list[IngestResult] = []  # staged, for the next batch
-    # The batches load one at a time in a thread of their own (in this run's context: their task runs belong
-    # to it), so the pool goes on staging the next files meanwhile; their outcomes are recorded here. The
-    # thread starts with the first batch submitted (a run with batches of 1 never has one).
-    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-batches")
-    loads: list[Future] = []
-
-    def record_loaded(done: list[Future]) -> None:
-        for load in done:
-            loads.remove(load)
-            for result in load.result():  # load_in_batches turns every failure into a file's outcome
-                key = result.result.key if isinstance(result, IngestFailed) else result.key
-                record(by_key[key], result)
-
-    def load_full_batches(everything: bool = False) -> None:
-        while waiting:
-            batch, rest = take_batch(waiting, batch_max_files, batch_max_records)
-            if (
-                not everything
-                and len(batch) == len(waiting)
-                and not batch_is_full(batch, batch_max_files, batch_max_records)
-            ):
-                break  # not full yet: more files are on their way
-            waiting[:] = rest
-            loads.append(loader.submit(contextvars.copy_context().run, load_in_batches, settings, batch))
-        record_loaded([load for load in loads if load.done()])
-
-    run = str(flow_run.id or uuid.uuid4())
-    position = {obj.key: n for n, obj in enumerate(objects)}
-    # The attempt the ledger counts for each file, one per file and run: a file run again after its process
-    # died (tasks/pool.py) runs under the same one, so it is not counted twice.
-    attempt_of = {obj.key: f"{run}-{position[obj.key]}" for obj in objects}
-
-    def collect(pool: StagingPool) -> None:
-        obj, result = pool.next_done()
-        if isinstance(result, StagingProcessDied):
-            result = record_process_death(settings, obj, attempt_of[obj.key], result)
-        if isinstance(result, IngestResult) and result.status == STAGED:
-            waiting.append(result)
-            load_full_batches()
-        else:
-            record(obj, result)
-
-    def params_of(obj: RawObject) -> dict[str, Any]:
+    def params_of(self, obj: RawObject) -> dict[str, Any]:
         return {
-            "settings": settings,
-            "bucket": settings.raw_bucket,
+            "settings": self.settings,
+            "bucket": self.settings.raw_bucket,
             "key": obj.key,
             "etag": obj.etag,
-            "attempt": attempt_of[obj.key],
+            "attempt": self.attempt_of[obj.key],
         }
 
-    with StagingPool(min(max_concurrency, len(objects))) as pool:
-        if not batched:
-            for obj in objects:
-                pool.submit(ingest_object, params_of(obj), obj)
-                queued_at[obj.key] = time.perf_counter()
-            while pool.pending:
-                collect(pool)
-            return outcomes, lineage
+    def collect(self, pool: StagingPool) -> None:
+        obj, result = pool.next_done()
+        if isinstance(result, StagingProcessDied):
+            result = record_process_death(self.settings, obj, self.attempt_of[obj.key], result)
+        if isinstance(result, IngestResult) and result.status == STAGED:
+            self.waiting.append(result)
+            self.load_full_batches()
+        else:
+            self.record(obj, result)
 
+    def file_by_file(self, pool: StagingPool) -> None:
+        for obj in self.objects:
+            pool.submit(ingest_object, self.params_of(obj), obj)
+            self.queued_at[obj.key] = time.perf_counter()
+        while pool.pending:
+            self.collect(pool)
+
+    def in_batches(self, pool: StagingPool) -> None:
+        # The batches load one at a time in a thread of their own (in this run's context: their task runs
+        # belong to it), so the pool goes on staging the next files meanwhile; their outcomes are recorded here.
+        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-batches")
         # A batch's files have their attempts counted in one transaction, just before they are staged: two
         # batches' worth in the pool at a time, so it never waits, and a crash leaves few attempts open.
-        chunks = [objects[i : i + batch_max_files] for i in range(0, len(objects), batch_max_files)]
-
-        def submit_chunk() -> None:
-            chunk = chunks.pop(0)
-            for obj in chunk:
-                queued_at[obj.key] = time.perf_counter()
-            # Confirmed before any ledger write: a version replaced since the listing is skipped, uncounted.
-            confirmed = confirm_versions(settings, chunk, len(chunk))
-            for obj in chunk:
-                found = confirmed[obj.key]
-                if isinstance(found, ObjectChanged | InvalidSource):
-                    status = SUPERSEDED if isinstance(found, ObjectChanged) else FAILED
-                    record(obj, IngestResult(status, settings.raw_bucket, obj.key, obj.etag, error=str(found)))
-            chunk = [obj for obj in chunk if not isinstance(confirmed[obj.key], ObjectChanged | InvalidSource)]
-            attempts = [(settings.raw_bucket, obj.key, obj.etag, attempt_of[obj.key]) for obj in chunk]
-            parked = begin_batch_attempts(settings, attempts, len(attempts))
-            for failure in parked:
-                record(by_key[failure.result.key], failure)
-            out_of_attempts = {failure.result.key for failure in parked}
-            for obj in chunk:
-                if obj.key not in out_of_attempts:
-                    found = confirmed[obj.key]
-                    version = {"version_id": found.version_id} if isinstance(found, SourceObject) else {}
-                    pool.submit(stage_object, params_of(obj) | version, obj)
-
+        size = self.batch_max_files
+        chunks = [self.objects[i : i + size] for i in range(0, len(self.objects), size)]
         try:
-            while chunks and pool.pending <= batch_max_files:
-                submit_chunk()
+            while chunks and pool.pending <= size:
+                self.submit_chunk(pool, chunks.pop(0))
             while pool.pending:
-                collect(pool)
-                while chunks and pool.pending <= batch_max_files:
-                    submit_chunk()
-            load_full_batches(everything=True)
-            record_loaded(list(futures_wait(loads).done))
+                self.collect(pool)
+                while chunks and pool.pending <= size:
+                    self.submit_chunk(pool, chunks.pop(0))
+            self.load_full_batches(everything=True)
+            self.record_loaded(list(futures_wait(self.loads).done))
         finally:
-            loader.shutdown(wait=True)
-    return outcomes, lineage
+            self.loader.shutdown(wait=True)
+
+    def submit_chunk(self, pool: StagingPool, chunk: list[RawObject]) -> None:
+        settings = self.settings
+        for obj in chunk:
+            self.queued_at[obj.key] = time.perf_counter()
+        # Confirmed before any ledger write: a version replaced since the listing is skipped, uncounted.
+        confirmed = confirm_versions(settings, chunk, len(chunk))
+        for obj in chunk:
+            found = confirmed[obj.key]
+            if isinstance(found, ObjectChanged | InvalidSource):
+                status = SUPERSEDED if isinstance(found, ObjectChanged) else FAILED
+                self.record(obj, IngestResult(status, settings.raw_bucket, obj.key, obj.etag, error=str(found)))
+        chunk = [obj for obj in chunk if not isinstance(confirmed[obj.key], ObjectChanged | InvalidSource)]
+        attempts = [(settings.raw_bucket, obj.key, obj.etag, self.attempt_of[obj.key]) for obj in chunk]
+        parked = begin_batch_attempts(settings, attempts, len(attempts))
+        for failure in parked:
+            self.record(self.by_key[failure.result.key], failure)
+        out_of_attempts = {failure.result.key for failure in parked}
+        for obj in chunk:
+            if obj.key not in out_of_attempts:
+                found = confirmed[obj.key]
+                version = {"version_id": found.version_id} if isinstance(found, SourceObject) else {}
+                pool.submit(stage_object, self.params_of(obj) | version, obj)
+
+    def load_full_batches(self, everything: bool = False) -> None:
+        while self.waiting:
+            batch, rest = take_batch(self.waiting, self.batch_max_files, self.batch_max_records)
+            if (
+                not everything
+                and len(batch) == len(self.waiting)
+                and not batch_is_full(batch, self.batch_max_files, self.batch_max_records)
+            ):
+                break  # not full yet: more files are on their way
+            self.waiting[:] = rest
+            self.loads.append(self.loader.submit(contextvars.copy_context().run, load_in_batches, self.settings, batch))
+        self.record_loaded([load for load in self.loads if load.done()])
+
+    def record_loaded(self, done: list[Future]) -> None:
+        for load in done:
+            self.loads.remove(load)
+            for result in load.result():  # load_in_batches turns every failure into a file's outcome
+                key = result.result.key if isinstance(result, IngestFailed) else result.key
+                self.record(self.by_key[key], result)
 
 
 @task(name="ingest-object", task_run_name="ingest {key}", cache_policy=NO_CACHE)

@@ -70,68 +70,161 @@ def run_ingest(
     `until_staged`: the caller read the ledger and began the attempt (under `run_id`) for a batch of files;
     stop once the file is staged and return it as STAGED, its attempt still open: the batch loads it with
     others (flows/catch_up.py) and ends the attempt in its transaction."""
-    started = time.perf_counter()
-    # Before any ledger write of this run: a parked alert's `flows.release --since` from it includes the file.
-    began_at = datetime.now(UTC)
-    logger = get_run_logger()
-    # Where this file's time went, step by step (retries included): part of the result.
-    step_seconds: dict[str, float] = {}
-    # The ledger counts this run's attempt under this id once, however often a step records it.
-    attempt = attempt_id(run_id)
+    run = _FileIngest(settings, bucket, key, etag, force, run_id)
+    source = run.inspect(version_id)
+    if isinstance(source, IngestResult):
+        return source
+    # A batch's caller read the ledger and counted this attempt already (flows/catch_up.py: one transaction
+    # per batch); its staging then never waits on the warehouse, whose loads on Redshift lock the ledger.
+    if not until_staged:
+        status = run.step(ledger_status, settings, source)
+        if not force and status in ("loaded", "parked"):
+            return run.result(SKIPPED, source=source, ledger=status)
+    return run.stage_and_load(source, until_staged)
 
-    def run_step(step, *args: Any, **kwargs: Any) -> Any:
+
+class _FileIngest:
+    """One run of the pipeline over one version: what its steps share (the settings, where the time went,
+    the attempt the ledger counts) and how a failure ends it."""
+
+    def __init__(
+        self, settings: Settings, bucket: str, key: str, etag: str | None, force: bool, run_id: str | None
+    ) -> None:
+        self.started = time.perf_counter()
+        # Before any ledger write of this run: a parked alert's `flows.release --since` from it includes the file.
+        self.began_at = datetime.now(UTC)
+        self.settings = settings
+        self.bucket, self.key, self.etag = bucket, key, etag
+        self.force, self.run_id = force, run_id
+        self.logger = get_run_logger()
+        # Where this file's time went, step by step (retries included): part of the result.
+        self.step_seconds: dict[str, float] = {}
+        # The ledger counts this run's attempt under this id once, however often a step records it.
+        self.attempt = attempt_id(run_id)
+
+    def step(self, task, *args: Any, **kwargs: Any) -> Any:
         begun = time.perf_counter()
         try:
-            return step(*args, **kwargs)
+            return task(*args, **kwargs)
         finally:
-            step_seconds[step.name] = step_seconds.get(step.name, 0.0) + time.perf_counter() - begun
+            self.step_seconds[task.name] = self.step_seconds.get(task.name, 0.0) + time.perf_counter() - begun
 
-    def result(status: str, **fields: Any) -> IngestResult:
+    def result(self, status: str, **fields: Any) -> IngestResult:
         return IngestResult(
             status,
-            bucket,
-            key,
-            etag,
-            seconds=time.perf_counter() - started,
-            step_seconds=dict(step_seconds),
-            attempt=attempt,
+            self.bucket,
+            self.key,
+            self.etag,
+            seconds=time.perf_counter() - self.started,
+            step_seconds=dict(self.step_seconds),
+            attempt=self.attempt,
             **fields,
         )
 
-    def failed(exc: Exception, recorded: tuple[str, int] | None, **fields: Any) -> IngestFailed:
-        ledger, attempts = recorded or (None, None)
-        outcome = result(
-            FAILED,
-            ledger=ledger,
-            attempts=attempts,
-            error=f"{type(exc).__name__}: {exc}",
-            error_type=type(exc).__name__,
-            **fields,
-        )
-        if outcome.parked:
-            emit_file_parked(outcome, began_at)
-        return IngestFailed(outcome)
+    def inspect(self, version_id: str | None) -> SourceObject | IngestResult:
+        """The version's HEAD: the confirmed object, or the result of one replaced meanwhile (superseded)."""
+        try:
+            source: SourceObject = self.step(
+                inspect_source, self.settings, self.bucket, self.key, self.etag, version_id or None
+            )
+        except ObjectChanged as exc:
+            self.logger.warning("skipping: %s", exc)
+            return self.result(SUPERSEDED, error=str(exc))
+        except InvalidSource:
+            # An untrusted key or ETag that fails validation never reaches the ledger (or any SQL).
+            raise
+        except Exception as exc:
+            # No confirmed object: the ledger can only hold what the event named.
+            expected = normalize_etag(self.etag) if self.etag else None
+            raise self.give_up(exc, (self.bucket, self.key, expected) if expected else None) from exc
+        self.etag = source.etag
+        if source.batch_hour_source == "name_in_future":
+            self.logger.warning(
+                "%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
+                source.uri,
+                source.batch_hour.isoformat(),
+                source.last_modified.isoformat(),
+            )
+        return source
 
-    def check_rejects(stats) -> None:
+    def stage_and_load(self, source: SourceObject, until_staged: bool) -> IngestResult:
+        settings = self.settings
+        stats = staged = None
+        try:
+            # Counted before the heavy work: a process killed during it (out of memory) still used an attempt.
+            exhausted = None if until_staged else self.step(begin_attempt, settings, source, self.attempt, self.force)
+            if exhausted is None:
+                with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
+                    # Downloaded on a cache hit too (some 0.03 s a file): the hit saves the transform and the staging.
+                    archive = self.step(extract, settings, source, Path(workdir))
+                    stats, staged = self.transform(source, archive)
+                    self.check_rejects(stats)
+                    if until_staged:
+                        return self.result(STAGED, source=source, stats=stats, staged=staged)
+                    report = self.step(load, settings, source, staged, stats, self.force, self.run_id)
+        except Exception as exc:
+            on = (source.bucket, source.key, source.etag)
+            raise self.give_up(exc, on, source=source, stats=stats, staged=staged) from exc
+        if exhausted is not None:
+            parked, attempts, error = exhausted
+            if parked == "loaded":  # a concurrent run loaded it meanwhile
+                return self.result(SKIPPED, source=source, ledger=parked)
+            raise self.failed(AttemptsExhausted(error), (parked, attempts), source=source)
+        end_attempt(settings, source, self.attempt, report.status)
+
+        # A concurrent run of the same version may have loaded it first: the ledger claim said so. Or the
+        # key has a newer version loaded by now (a late retry after a correction): refused as superseded.
+        return self.result(
+            report.status,
+            source=source,
+            stats=stats,
+            staged=staged,
+            report=report,
+            ledger={SKIPPED: "loaded", SUPERSEDED: "superseded"}.get(report.status),
+            error=report.reason if report.status == SUPERSEDED else None,
+        )
+
+    def transform(self, source: SourceObject, archive: Path):
+        """transform-stage, from Prefect's cache when it holds this version's result and its Parquet is there."""
+        settings = self.settings
+        step = transform_stage.with_options(**cached_on_s3(settings), **({"refresh_cache": True} if self.force else {}))
+        transformed = self.step(step, settings, source, archive)
+        # A result from the cache (its tables not in memory) points at Parquet that may be gone since:
+        # expired a moment before it, deleted by hand, or staged under another ETL_STAGING_PREFIX.
+        if transformed.staged.data is None and not (
+            transformed.staged.prefix.startswith(settings.staging_prefix)
+            and is_staged(s3_client(settings), transformed.staged)
+        ):
+            self.logger.warning(
+                "the cached result of %s points at s3://%s/%s, which is gone: transforming again",
+                source.uri,
+                transformed.staged.bucket,
+                transformed.staged.prefix,
+            )
+            transformed = self.step(step.with_options(refresh_cache=True), settings, source, archive)
+        return transformed.stats, transformed.staged
+
+    def check_rejects(self, stats) -> None:
         """Alert above ETL_REJECT_ALERT_RATIO; park (raise) above ETL_MAX_REJECT_RATIO unless forced."""
+        settings = self.settings
         ratio = reject_ratio(stats)
         over_max = settings.max_reject_ratio is not None and ratio > settings.max_reject_ratio
-        if over_max and force:
-            logger.warning(
+        if over_max and self.force:
+            self.logger.warning(
                 "%.1f%% of the lines rejected, above ETL_MAX_REJECT_RATIO=%s: loaded anyway (force)",
                 100 * ratio,
                 settings.max_reject_ratio,
             )
-        parks = over_max and not force
+        parks = over_max and not self.force
         if ratio > settings.reject_alert_ratio:
-            emit_rejects_above_ratio(bucket, key, etag, stats, settings.reject_alert_ratio, parked=parks)
+            emit_rejects_above_ratio(self.bucket, self.key, self.etag, stats, settings.reject_alert_ratio, parked=parks)
         if parks:
             raise RejectRatioExceeded(
                 f"{stats.rejected} of {stats.lines_read} lines rejected ({100 * ratio:.1f}%), above "
                 f"ETL_MAX_REJECT_RATIO={settings.max_reject_ratio}: not loaded"
             )
 
-    def give_up(exc: Exception, on: tuple[str, str, str] | None, **fields: Any) -> IngestFailed:
+    def give_up(self, exc: Exception, on: tuple[str, str, str] | None, **fields: Any) -> IngestFailed:
         """Record the failure of this run's attempt at (bucket, key, etag), and the result to raise.
 
         A configuration error (a setting, a permission, a credential) fails the run as loudly, but is not
@@ -140,93 +233,28 @@ def run_ingest(
         if is_config_error(exc):
             if on is not None:
                 try:
-                    run_step(record_failure, settings, *on, error, False, attempt, False)
+                    self.step(record_failure, self.settings, *on, error, False, self.attempt, False)
                 except Exception as unrecorded:  # noqa: BLE001 - the warehouse may be what is misconfigured
-                    logger.warning("the attempt's configuration error was not recorded: %r", unrecorded)
-            return failed(exc if isinstance(exc, ConfigError) else ConfigError(error), None, **fields)
-        recorded = run_step(record_failure, settings, *on, error, not is_retryable(exc), attempt) if on else None
-        return failed(exc, recorded, **fields)
-
-    try:
-        source: SourceObject = run_step(inspect_source, settings, bucket, key, etag, version_id or None)
-    except ObjectChanged as exc:
-        logger.warning("skipping: %s", exc)
-        return result(SUPERSEDED, error=str(exc))
-    except InvalidSource:
-        # An untrusted key or ETag that fails validation never reaches the ledger (or any SQL).
-        raise
-    except Exception as exc:
-        # No confirmed object: the ledger can only hold what the event named.
-        expected = normalize_etag(etag) if etag else None
-        raise give_up(exc, (bucket, key, expected) if expected else None) from exc
-    etag = source.etag
-
-    if source.batch_hour_source == "name_in_future":
-        logger.warning(
-            "%s: the name's hour %s lies more than a day after the upload (%s); flagged in the ledger",
-            source.uri,
-            source.batch_hour.isoformat(),
-            source.last_modified.isoformat(),
+                    self.logger.warning("the attempt's configuration error was not recorded: %r", unrecorded)
+            return self.failed(exc if isinstance(exc, ConfigError) else ConfigError(error), None, **fields)
+        recorded = (
+            self.step(record_failure, self.settings, *on, error, not is_retryable(exc), self.attempt) if on else None
         )
+        return self.failed(exc, recorded, **fields)
 
-    # A batch's caller read the ledger and counted this attempt already (flows/catch_up.py: one transaction
-    # per batch); its staging then never waits on the warehouse, whose loads on Redshift lock the ledger.
-    if not until_staged:
-        status = run_step(ledger_status, settings, source)
-        if not force and status in ("loaded", "parked"):
-            return result(SKIPPED, source=source, ledger=status)
-
-    stats = staged = None
-    try:
-        # Counted before the heavy work: a process killed during it (out of memory) still used an attempt.
-        exhausted = None if until_staged else run_step(begin_attempt, settings, source, attempt, force)
-        if exhausted is None:
-            with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
-                # Downloaded on a cache hit too (some 0.03 s a file): the hit saves the transform and the staging.
-                archive = run_step(extract, settings, source, Path(workdir))
-                step = transform_stage.with_options(
-                    **cached_on_s3(settings), **({"refresh_cache": True} if force else {})
-                )
-                transformed = run_step(step, settings, source, archive)
-                # A result from the cache (its tables not in memory) points at Parquet that may be gone since:
-                # expired a moment before it, deleted by hand, or staged under another ETL_STAGING_PREFIX.
-                if transformed.staged.data is None and not (
-                    transformed.staged.prefix.startswith(settings.staging_prefix)
-                    and is_staged(s3_client(settings), transformed.staged)
-                ):
-                    logger.warning(
-                        "the cached result of %s points at s3://%s/%s, which is gone: transforming again",
-                        source.uri,
-                        transformed.staged.bucket,
-                        transformed.staged.prefix,
-                    )
-                    transformed = run_step(step.with_options(refresh_cache=True), settings, source, archive)
-                stats, staged = transformed.stats, transformed.staged
-                check_rejects(stats)
-                if until_staged:
-                    return result(STAGED, source=source, stats=stats, staged=staged)
-                report = run_step(load, settings, source, staged, stats, force, run_id)
-    except Exception as exc:
-        on = (source.bucket, source.key, source.etag)
-        raise give_up(exc, on, source=source, stats=stats, staged=staged) from exc
-    if exhausted is not None:
-        parked, attempts, error = exhausted
-        if parked == "loaded":  # a concurrent run loaded it meanwhile
-            return result(SKIPPED, source=source, ledger=parked)
-        raise failed(AttemptsExhausted(error), (parked, attempts), source=source)
-    end_attempt(settings, source, attempt, report.status)
-
-    # A concurrent run of the same version may have loaded it first: the ledger claim said so. Or the
-    # key has a newer version loaded by now (a late retry after a correction): refused as superseded.
-    return result(
-        report.status,
-        source=source,
-        stats=stats,
-        staged=staged,
-        report=report,
-        ledger={SKIPPED: "loaded", SUPERSEDED: "superseded"}.get(report.status),
-        error=report.reason if report.status == SUPERSEDED else None,
-    )
+    def failed(self, exc: Exception, recorded: tuple[str, int] | None, **fields: Any) -> IngestFailed:
+        ledger, attempts = recorded or (None, None)
+        outcome = self.result(
+            FAILED,
+            ledger=ledger,
+            attempts=attempts,
+            error=f"{type(exc).__name__}: {exc}",
+            error_type=type(exc).__name__,
+            **fields,
+        )
+        if outcome.parked:
+            emit_file_parked(outcome, self.began_at)
+        return IngestFailed(outcome)
 
 
 def _run_name() -> str:

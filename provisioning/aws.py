@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 
 from berlin_rentals.config import ProvisioningSettings
-from provisioning.aws_resources import ensure_event_resources, raw_bucket_policy
+from provisioning.aws_resources import EventResources, ensure_event_resources, raw_bucket_policy
 
 
 def _account_and_partition(settings: ProvisioningSettings) -> tuple[str, str]:
@@ -51,9 +51,7 @@ def staging_expire_prefixes(settings: ProvisioningSettings) -> list[str]:
 
 
 def ensure(settings: ProvisioningSettings, visibility_timeout: int = 300) -> dict[str, str]:
-    return ensure_event_resources(
-        endpoint_url=settings.aws_endpoint_url,
-        region=settings.aws_region,
+    wanted = EventResources(
         raw_bucket=settings.raw_bucket,
         raw_prefix=settings.raw_prefix,
         staging_bucket=settings.staging_bucket,
@@ -65,6 +63,7 @@ def ensure(settings: ProvisioningSettings, visibility_timeout: int = 300) -> dic
         staging_retention_days=settings.staging_retention_days,
         raw_admin_arn=raw_admin_arn(settings),
     )
+    return ensure_event_resources(wanted, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region)
 
 
 def policies(

@@ -8,6 +8,7 @@ Used by `make up` against the moto server; the same calls work against AWS.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import boto3
 import botocore.exceptions
@@ -90,24 +91,29 @@ def _queue_arn(sqs, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
-def ensure_event_resources(
-    *,
-    endpoint_url: str | None,
-    region: str,
-    raw_bucket: str,
-    raw_prefix: str,
-    staging_bucket: str,
-    queue_name: str,
-    dlq_name: str,
-    visibility_timeout: int = 60,
-    max_receive_count: int = 20,
-    staging_expire_prefixes: list[str] | None = None,
-    staging_retention_days: int = 14,
-    raw_admin_arn: str | None = None,
-) -> dict[str, str]:
-    """`staging_expire_prefixes`: the staging bucket's prefixes to expire (staged Parquet, stored results);
+@dataclass(frozen=True)
+class EventResources:
+    """What `ensure_event_resources` creates or updates: the buckets, the queue and its DLQ, the notification.
+
+    `staging_expire_prefixes`: the staging bucket's prefixes to expire (staged Parquet, stored results);
     None leaves its lifecycle alone. The raw bucket gets no lifecycle rule: it is the system of record,
     versioned, and with `raw_admin_arn` its policy (raw_bucket_policy) lets no one else delete a version."""
+
+    raw_bucket: str
+    raw_prefix: str
+    staging_bucket: str
+    queue_name: str
+    dlq_name: str
+    visibility_timeout: int = 60
+    max_receive_count: int = 20
+    staging_expire_prefixes: list[str] | None = None
+    staging_retention_days: int = 14
+    raw_admin_arn: str | None = None
+
+
+def ensure_event_resources(wanted: EventResources, *, endpoint_url: str | None, region: str) -> dict[str, str]:
+    """Create what is missing and set what is there to `wanted` (idempotent): the queues' URLs and ARNs."""
+    raw_bucket, staging_bucket, raw_admin_arn = wanted.raw_bucket, wanted.staging_bucket, wanted.raw_admin_arn
     s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
     sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
     for bucket in (raw_bucket, staging_bucket):
@@ -120,19 +126,21 @@ def ensure_event_resources(
         s3.put_bucket_policy(
             Bucket=raw_bucket, Policy=json.dumps(raw_bucket_policy(f"arn:{partition}:s3:::{raw_bucket}", raw_admin_arn))
         )
-    if staging_expire_prefixes:
+    if wanted.staging_expire_prefixes:
         # Replaces the bucket's whole lifecycle configuration: these rules are all it should have.
         s3.put_bucket_lifecycle_configuration(
             Bucket=staging_bucket,
-            LifecycleConfiguration={"Rules": lifecycle_rules(staging_expire_prefixes, staging_retention_days)},
+            LifecycleConfiguration={
+                "Rules": lifecycle_rules(wanted.staging_expire_prefixes, wanted.staging_retention_days)
+            },
         )
 
     # 14 days (SQS's maximum) on both: a message waits out a long Prefect outage on the queue, and SQS
     # counts a dead-lettered message's age from when it was first sent, so the DLQ needs as long.
     retention = {"MessageRetentionPeriod": "1209600"}
-    dlq_url = _ensure_queue(sqs, dlq_name, retention)
+    dlq_url = _ensure_queue(sqs, wanted.dlq_name, retention)
     dlq_arn = _queue_arn(sqs, dlq_url)
-    queue_url = _ensure_queue(sqs, queue_name, retention)
+    queue_url = _ensure_queue(sqs, wanted.queue_name, retention)
     queue_arn = _queue_arn(sqs, queue_url)
     policy = {
         "Version": "2012-10-17",
@@ -151,10 +159,12 @@ def ensure_event_resources(
         QueueUrl=queue_url,
         Attributes={
             # Longer than one ingest takes to hand over, so a message is not redelivered while in flight.
-            "VisibilityTimeout": str(visibility_timeout),
+            "VisibilityTimeout": str(wanted.visibility_timeout),
             # A net for messages that fail while the Prefect API answers (rejected, or crashing the
             # bridge): an outage costs a message one or two receives, as the bridge stops receiving.
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(wanted.max_receive_count)}
+            ),
             "Policy": json.dumps(policy),
         },
     )
@@ -166,7 +176,7 @@ def ensure_event_resources(
                     "Id": "raw-objects-to-ingest-queue",
                     "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": raw_prefix}]}},
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": wanted.raw_prefix}]}},
                 }
             ]
         },

@@ -17,7 +17,7 @@ from berlin_rentals.warehouse.attempts import begin_attempts
 from berlin_rentals.warehouse.load import BatchFile, LoadResult, load_staged_files
 from tasks.alerts import emit_file_parked
 from tasks.common import io_step, warehouse_engine
-from tasks.load import load_slot, warehouse_target
+from tasks.load import attempt_policy, load_slot, warehouse_target
 
 
 @io_step(name="begin-attempts", task_run_name="count the attempts of {count} files")
@@ -32,8 +32,7 @@ def begin_batch_attempts(
         warehouse_engine(settings.warehouse_url),
         warehouse_target(settings),
         attempts,
-        max_attempts=settings.max_attempts,
-        stale_seconds=settings.attempt_stale_seconds,
+        attempt_policy(settings),
     )
     failures = []
     for bucket, key, etag, attempt in attempts:

@@ -11,12 +11,14 @@ from prefect.logging import get_run_logger
 from berlin_rentals.batch import TransformStats
 from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.s3 import s3_client
-from berlin_rentals.source import SourceObject
+from berlin_rentals.source import SourceObject, Version
 from berlin_rentals.staging import StagedBatch, read_staged_tables
+from berlin_rentals.warehouse.attempts import AttemptPolicy, attempt_id
 from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
 from berlin_rentals.warehouse.attempts import end_attempt as mark_attempt_ended
+from berlin_rentals.warehouse.attempts import record_failure as record_attempt_failure
 from berlin_rentals.warehouse.engines import _IAM_ROLE, target_for
-from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch, record_load_failure
+from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch
 from tasks.common import io_step, warehouse_engine
 
 # Prefect's global concurrency limit that bounds the load transactions running at once (ETL_LOAD_CONCURRENCY
@@ -130,32 +132,16 @@ def begin_attempt(settings: Settings, source: SourceObject, attempt: str, force:
                 f"REDSHIFT_IAM_ROLE_ARN={settings.redshift_iam_role_arn or ''!r} is not an IAM role ARN "
                 "(arn:aws:iam::<account>:role/<name>): Redshift's COPY reads the staged Parquet with it"
             )
-    return count_attempt(
-        warehouse_engine(settings.warehouse_url),
-        warehouse_target(settings),
-        source.bucket,
-        source.key,
-        source.etag,
-        attempt,
-        max_attempts=settings.max_attempts,
-        force=force,
-        stale_seconds=settings.attempt_stale_seconds,
-    )
+    engine, target = warehouse_engine(settings.warehouse_url), warehouse_target(settings)
+    return count_attempt(engine, target, source.version, attempt, attempt_policy(settings), force=force)
 
 
 def end_attempt(settings: Settings, source: SourceObject, attempt: str, outcome: str) -> None:
     """Best effort, no task run of its own: the file is loaded whatever this says; an attempt left open
     would only count, much later, against a version that is loaded (and so never attempted again)."""
     try:
-        mark_attempt_ended(
-            warehouse_engine(settings.warehouse_url),
-            warehouse_target(settings),
-            source.bucket,
-            source.key,
-            source.etag,
-            attempt,
-            outcome,
-        )
+        engine, target = warehouse_engine(settings.warehouse_url), warehouse_target(settings)
+        mark_attempt_ended(engine, target, source.version, attempt, outcome)
     except Exception as exc:  # noqa: BLE001 - see above
         _logger().warning("%s: this run's attempt was not marked %s: %r", source.uri, outcome, exc)
 
@@ -172,16 +158,19 @@ def record_failure(
     flow_run_id: str | None,
     counted: bool = True,
 ) -> tuple[str | None, int]:
-    return record_load_failure(
+    """End this run's attempt as failed (parked when terminal or the last); without a run id, an attempt of its
+    own. `counted=False`: a configuration error, not held against the file."""
+    return record_attempt_failure(
         warehouse_engine(settings.warehouse_url),
         warehouse_target(settings),
-        bucket,
-        key,
-        etag,
+        Version(bucket, key, etag),
         error,
+        run_id=attempt_id(flow_run_id),
+        policy=attempt_policy(settings),
         terminal=terminal,
-        max_attempts=settings.max_attempts,
-        flow_run_id=flow_run_id,
         counted=counted,
-        stale_seconds=settings.attempt_stale_seconds,
     )
+
+
+def attempt_policy(settings: Settings) -> AttemptPolicy:
+    return AttemptPolicy(settings.max_attempts, settings.attempt_stale_seconds)

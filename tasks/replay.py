@@ -43,14 +43,8 @@ def replay_lines(settings: Settings, source: SourceObject, archive: Path, flow_r
         s3_client(settings),
         source,
         archive,
-        staging_bucket=settings.staging_bucket,
-        staging_prefix=settings.staging_prefix,
-        max_member_bytes=settings.max_member_bytes,
-        max_members=settings.max_members,
-        max_line_bytes=settings.max_line_bytes,
-        masker=settings.masker(),
+        settings,
         flow_run_id=flow_run_id,
-        pseudonyms=settings.pseudonymizer(),
     )
 
 

@@ -159,6 +159,80 @@ def s3_error(status: int, code: str, message: str) -> Respond:
     return Respond(status, body.encode(), {"Content-Type": "application/xml"})
 
 
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """A request to the proxy: recorded, then answered as the hook says or forwarded upstream."""
+
+    proxy: HttpProxy  # set on the subclass each proxy makes
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self._body())
+        with self.proxy._lock:
+            self.proxy.requests.append(request)
+        action = self.proxy.hook(request) if self.proxy.hook else None
+        if isinstance(action, Stall):
+            action.released.wait(120)
+            self.close_connection = True
+            return
+        if isinstance(action, Respond):
+            self._reply(action.status, action.headers, action.body)
+            return
+        self._forward(request)
+
+    def _forward(self, request: Request) -> None:
+        upstream = http.client.HTTPConnection(*self.proxy.upstream, timeout=60)
+        try:
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() not in ("transfer-encoding", "content-length", "connection")
+            }
+            headers["Content-Length"] = str(len(request.body))
+            upstream.request(request.method, request.path, body=request.body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+            self.send_response_only(response.status, response.reason)
+            for key, value in response.getheaders():
+                if key.lower() in ("transfer-encoding", "connection", "content-length"):
+                    continue
+                self.send_header(key, value)
+            length = response.getheader("Content-Length") if request.method == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
+            self.end_headers()
+            if request.method != "HEAD":
+                self.wfile.write(data)
+        finally:
+            upstream.close()
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response_only(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+
 class HttpProxy:
     """127.0.0.1:<port> → an HTTP upstream (the moto server). Every request is recorded in `requests`."""
 
@@ -168,81 +242,8 @@ class HttpProxy:
         self.hook = hook
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _handle(self) -> None:
-                request = Request(
-                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self._body()
-                )
-                with proxy._lock:
-                    proxy.requests.append(request)
-                action = proxy.hook(request) if proxy.hook else None
-                if isinstance(action, Stall):
-                    action.released.wait(120)
-                    self.close_connection = True
-                    return
-                if isinstance(action, Respond):
-                    self._reply(action.status, action.headers, action.body)
-                    return
-                self._forward(request)
-
-            def _forward(self, request: Request) -> None:
-                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-                try:
-                    headers = {
-                        k: v
-                        for k, v in self.headers.items()
-                        if k.lower() not in ("transfer-encoding", "content-length", "connection")
-                    }
-                    headers["Content-Length"] = str(len(request.body))
-                    upstream.request(request.method, request.path, body=request.body, headers=headers)
-                    response = upstream.getresponse()
-                    data = response.read()
-                    self.send_response_only(response.status, response.reason)
-                    for key, value in response.getheaders():
-                        if key.lower() in ("transfer-encoding", "connection", "content-length"):
-                            continue
-                        self.send_header(key, value)
-                    length = response.getheader("Content-Length") if request.method == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(data)))
-                    self.end_headers()
-                    if request.method != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    upstream.close()
-
-            def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response_only(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        handler = type("Handler", (_ProxyHandler,), {"proxy": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, name="http-proxy", daemon=True).start()

@@ -11,13 +11,24 @@ configuration error (a missing setting, S3 access denied) is not counted against
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from berlin_rentals.source import Version
 from berlin_rentals.warehouse.engines import Target
 from berlin_rentals.warehouse.sql import statement, statements
+
+
+@dataclass(frozen=True)
+class AttemptPolicy:
+    """How many attempts a version gets (ETL_MAX_ATTEMPTS), and how long an attempt may go without an end
+    before it counts as a dead process's (ETL_ATTEMPT_STALE_SECONDS)."""
+
+    max_attempts: int
+    stale_seconds: int = 1800
 
 
 def attempt_id(run_id: str | None) -> str:
@@ -58,15 +69,13 @@ def _begin(
     target: Target,
     ids: dict[str, Any],
     now: datetime,
-    *,
-    max_attempts: int,
+    policy: AttemptPolicy,
     force: bool,
-    stale_seconds: int,
 ) -> tuple[str, int, str] | None:
     if force:
         conn.execute(statement("ledger/release_attempts.sql", target.schema), ids | {"released_at": now})
-    attempts, this_run, unfinished = _count(conn, target.schema, ids, stale_seconds)
-    if not this_run and attempts >= max_attempts:
+    attempts, this_run, unfinished = _count(conn, target.schema, ids, policy.stale_seconds)
+    if not this_run and attempts >= policy.max_attempts:
         error = (
             f"s3://{ids['bucket']}/{ids['key']}: its {attempts} attempt(s) are used up, {unfinished} of them ended "
             "without a word: the process died while it worked on this version (killed, e.g. for lack of memory; "
@@ -81,35 +90,19 @@ def _begin(
 
 
 def begin_attempt(
-    engine: sa.Engine,
-    target: Target,
-    bucket: str,
-    key: str,
-    etag: str,
-    run_id: str,
-    *,
-    max_attempts: int,
-    force: bool = False,
-    stale_seconds: int = 1800,
+    engine: sa.Engine, target: Target, version: Version, run_id: str, policy: AttemptPolicy, *, force: bool = False
 ) -> tuple[str, int, str] | None:
     """Count this run's attempt before the heavy work. None: go ahead. ('parked', n, error): the version used up
     its attempts without one of them recording an end (each process died), so it is parked now instead of
     being run into the same death every hour. `force` releases the version first."""
-    ids = {"bucket": bucket, "key": key, "etag": etag, "run_id": run_id}
+    ids = version._asdict() | {"run_id": run_id}
     with engine.begin() as conn:
         _lock(conn, target)
-        return _begin(
-            conn, target, ids, datetime.now(UTC), max_attempts=max_attempts, force=force, stale_seconds=stale_seconds
-        )
+        return _begin(conn, target, ids, datetime.now(UTC), policy, force)
 
 
 def begin_attempts(
-    engine: sa.Engine,
-    target: Target,
-    attempts: list[tuple[str, str, str, str]],
-    *,
-    max_attempts: int,
-    stale_seconds: int = 1800,
+    engine: sa.Engine, target: Target, attempts: list[tuple[str, str, str, str]], policy: AttemptPolicy
 ) -> dict[tuple[str, str], tuple[str, int, str]]:
     """begin_attempt for many (bucket, key, etag, run id) in one transaction (a batch's files: one commit, not
     one a file); the versions out of attempts, parked now, by (key, etag)."""
@@ -119,7 +112,7 @@ def begin_attempts(
         _lock(conn, target)
         for bucket, key, etag, run_id in attempts:
             ids = {"bucket": bucket, "key": key, "etag": etag, "run_id": run_id}
-            parked = _begin(conn, target, ids, now, max_attempts=max_attempts, force=False, stale_seconds=stale_seconds)
+            parked = _begin(conn, target, ids, now, policy, False)
             if parked is not None:
                 exhausted[(key, etag)] = parked
     return exhausted
@@ -128,16 +121,13 @@ def begin_attempts(
 def record_failure(
     engine: sa.Engine,
     target: Target,
-    bucket: str,
-    key: str,
-    etag: str,
+    version: Version,
     error: str,
     *,
-    terminal: bool,
-    max_attempts: int,
     run_id: str,
+    policy: AttemptPolicy,
+    terminal: bool,
     counted: bool = True,
-    stale_seconds: int = 1800,
 ) -> tuple[str | None, int]:
     """End this run's attempt as failed, in one transaction: the ledger's count includes it once however
     often this is retried, and the version is parked when the failure is terminal or the last attempt.
@@ -145,7 +135,7 @@ def record_failure(
     `counted=False` (a configuration error): the attempt is not held against the file and the ledger row
     is left as it was; returns its status (None without a row) and the count."""
     now = datetime.now(UTC)
-    ids = {"bucket": bucket, "key": key, "etag": etag, "run_id": run_id}
+    ids = version._asdict() | {"run_id": run_id}
     ended = {"finished_at": now, "error": error[:4000]}
     with engine.begin() as conn:
         _lock(conn, target)
@@ -153,19 +143,19 @@ def record_failure(
         conn.execute(statement("ledger/insert_attempt.sql", target.schema), ids | {"started_at": now})
         outcome = "failed" if counted else "config"
         conn.execute(statement("ledger/finish_attempt.sql", target.schema), ids | ended | {"outcome": outcome})
-        attempts, _, _ = _count(conn, target.schema, ids, stale_seconds)
+        attempts, _, _ = _count(conn, target.schema, ids, policy.stale_seconds)
         if not counted:
             row = conn.execute(statement("ledger/select_file_status.sql", target.schema), ids).first()
             return (None if row is None else row.status), attempts
-        status = "parked" if terminal or attempts >= max_attempts else "failed"
+        status = "parked" if terminal or attempts >= policy.max_attempts else "failed"
         values = ids | ended | {"flow_run_id": run_id, "started_at": now, "status": status, "attempts": attempts}
         return _write_ledger(conn, target, values)
 
 
-def end_attempt(engine: sa.Engine, target: Target, bucket: str, key: str, etag: str, run_id: str, outcome: str) -> None:
+def end_attempt(engine: sa.Engine, target: Target, version: Version, run_id: str, outcome: str) -> None:
     """Mark this run's attempt ended (loaded, skipped): never taken for a dead one later."""
     now = datetime.now(UTC)
-    values = {"bucket": bucket, "key": key, "etag": etag, "run_id": run_id, "outcome": outcome}
+    values = version._asdict() | {"run_id": run_id, "outcome": outcome}
     with engine.begin() as conn:
         conn.execute(
             statement("ledger/finish_attempt.sql", target.schema), values | {"finished_at": now, "error": None}

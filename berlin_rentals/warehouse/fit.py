@@ -41,40 +41,58 @@ def _int_bits(kind: sa.types.TypeEngine) -> int:
     return 64 if isinstance(kind, sa.BigInteger) else 16 if isinstance(kind, sa.SmallInteger) else 32
 
 
+def _rows(mask) -> list[int]:
+    mask = pc.fill_null(mask, False)
+    return [] if not pc.any(mask).as_py() else pc.indices_nonzero(mask).to_pylist()
+
+
 def _problems(table: pa.Table, col: Col) -> list[tuple[int, str, str]]:
     """(row, code, detail) for each value of one column the warehouse column cannot hold."""
     values = table.column(col.name)
     kind = col.sql()
     found: list[tuple[int, str, str]] = []
-
-    def rows(mask) -> list[int]:
-        mask = pc.fill_null(mask, False)
-        return [] if not pc.any(mask).as_py() else pc.indices_nonzero(mask).to_pylist()
-
     if not col.nullable and values.null_count:
-        found += [(i, "missing_value", f"`{col.name}` is empty") for i in rows(pc.is_null(values))]
+        found += [(i, "missing_value", f"`{col.name}` is empty") for i in _rows(pc.is_null(values))]
     if isinstance(kind, sa.String) and pa.types.is_string(values.type):
-        if kind.length:
-            sizes = pc.binary_length(values)
-            for i in rows(pc.greater(sizes, kind.length)):
-                found.append((i, "value_too_long", f"is {sizes[i].as_py()} bytes, the warehouse holds {kind.length}"))
-        for i in rows(pc.match_substring(values, "\x00")):
-            found.append((i, "not_storable", "contains a NUL character, which PostgreSQL cannot store"))
+        found += _text_problems(values, kind)
     elif isinstance(kind, sa.Integer) and pa.types.is_integer(values.type):
-        bits = _int_bits(kind)
-        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        if values.type.bit_width > bits:  # a narrower Arrow type cannot overflow it
-            for i in rows(pc.or_(pc.less(values, low), pc.greater(values, high))):
-                found.append((i, "out_of_range", f"{values[i].as_py()} is outside [{low}, {high}]"))
+        found += _integer_problems(values, kind)
     elif isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float) and kind.precision is not None:
-        digits = kind.precision - (kind.scale or 0)
-        typed = values.type
-        if not (pa.types.is_decimal(typed) and typed.precision - typed.scale <= digits):
-            limit = Decimal(10) ** digits
-            for i, value in enumerate(values.to_pylist()):
-                if value is not None and abs(Decimal(str(value))) >= limit:
-                    found.append((i, "out_of_range", f"{value} needs more than {digits} digits before the point"))
+        found += _numeric_problems(values, kind)
     return found
+
+
+def _text_problems(values: pa.ChunkedArray, kind: sa.String) -> list[tuple[int, str, str]]:
+    found = []
+    if kind.length:
+        sizes = pc.binary_length(values)
+        for i in _rows(pc.greater(sizes, kind.length)):
+            found.append((i, "value_too_long", f"is {sizes[i].as_py()} bytes, the warehouse holds {kind.length}"))
+    for i in _rows(pc.match_substring(values, "\x00")):
+        found.append((i, "not_storable", "contains a NUL character, which PostgreSQL cannot store"))
+    return found
+
+
+def _integer_problems(values: pa.ChunkedArray, kind: sa.Integer) -> list[tuple[int, str, str]]:
+    bits = _int_bits(kind)
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if values.type.bit_width <= bits:  # a narrower Arrow type cannot overflow it
+        return []
+    rows = _rows(pc.or_(pc.less(values, low), pc.greater(values, high)))
+    return [(i, "out_of_range", f"{values[i].as_py()} is outside [{low}, {high}]") for i in rows]
+
+
+def _numeric_problems(values: pa.ChunkedArray, kind: sa.Numeric) -> list[tuple[int, str, str]]:
+    digits = kind.precision - (kind.scale or 0)
+    typed = values.type
+    if pa.types.is_decimal(typed) and typed.precision - typed.scale <= digits:
+        return []  # an Arrow decimal this narrow cannot overflow it
+    limit = Decimal(10) ** digits
+    return [
+        (i, "out_of_range", f"{value} needs more than {digits} digits before the point")
+        for i, value in enumerate(values.to_pylist())
+        if value is not None and abs(Decimal(str(value))) >= limit
+    ]
 
 
 def misfits(batch: Batch) -> list[tuple[str, str, int, str, str]]:

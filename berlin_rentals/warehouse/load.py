@@ -336,46 +336,8 @@ def load_staged_batch(
     data: dict[str, pa.Table] | None = None,
     force: bool = False,
     flow_run_id: str | None = None,
-    now: datetime | None = None,
 ) -> LoadReport:
     """An event's file: the one load (load_staged_files) with one file, its report."""
     file = BatchFile(source, staged, stats)
     tables = None if data is None else {source.etag: data}
-    return load_staged_files(engine, target, [file], run_id=flow_run_id, data=tables, force=force, now=now).reports[
-        file.id
-    ]
-
-
-def record_load_failure(
-    engine: sa.Engine,
-    target: Target,
-    source_bucket: str,
-    source_key: str,
-    source_etag: str,
-    error: str,
-    *,
-    terminal: bool,
-    max_attempts: int,
-    flow_run_id: str | None = None,
-    counted: bool = True,
-    stale_seconds: int = 1800,
-) -> tuple[str | None, int]:
-    """End this run's attempt as failed in its own transaction; park the file when it is terminal or out of
-    attempts. Counted once per run however often it is retried (berlin_rentals.warehouse.attempts); a call
-    without a run id is an attempt of its own. `counted=False`: a configuration error, not held against
-    the file (the ledger row is left as it was)."""
-    from berlin_rentals.warehouse.attempts import attempt_id, record_failure
-
-    return record_failure(
-        engine,
-        target,
-        source_bucket,
-        source_key,
-        source_etag,
-        error,
-        terminal=terminal,
-        max_attempts=max_attempts,
-        run_id=attempt_id(flow_run_id),
-        counted=counted,
-        stale_seconds=stale_seconds,
-    )
+    return load_staged_files(engine, target, [file], run_id=flow_run_id, data=tables, force=force).reports[file.id]

@@ -25,20 +25,19 @@ def ledger(settings, key):
 
 
 def record(settings, key, etag, run_id, *, terminal=False, error="OperationalError: connection refused"):
+    from berlin_rentals.source import Version
+    from berlin_rentals.warehouse.attempts import AttemptPolicy, attempt_id, record_failure
     from berlin_rentals.warehouse.engines import target_for
-    from berlin_rentals.warehouse.load import record_load_failure
     from tasks.common import warehouse_engine
 
-    return record_load_failure(
+    return record_failure(
         warehouse_engine(settings.warehouse_url),
         target_for(settings.warehouse_url, settings.warehouse_schema),
-        settings.raw_bucket,
-        key,
-        etag,
+        Version(settings.raw_bucket, key, etag),
         error,
+        run_id=attempt_id(run_id),
+        policy=AttemptPolicy(settings.max_attempts),
         terminal=terminal,
-        max_attempts=settings.max_attempts,
-        flow_run_id=run_id,
     )
 
 
@@ -187,7 +186,8 @@ def test_s3_access_denied_fails_the_run_loudly_and_leaves_the_file_to_load_once_
 def test_runs_still_at_work_on_a_version_do_not_use_up_its_attempts(settings):
     """Unfinished attempts count only once they are older than ETL_ATTEMPT_STALE_SECONDS: four runs of one
     version at once (duplicate events) must not park it while three of them are loading it."""
-    from berlin_rentals.warehouse.attempts import begin_attempt
+    from berlin_rentals.source import Version
+    from berlin_rentals.warehouse.attempts import AttemptPolicy, begin_attempt
     from berlin_rentals.warehouse.engines import target_for
     from tasks.common import warehouse_engine
 
@@ -197,7 +197,7 @@ def test_runs_still_at_work_on_a_version_do_not_use_up_its_attempts(settings):
 
     def begin(run_id, stale_seconds=1800):
         return begin_attempt(
-            engine, target, settings.raw_bucket, key, etag, run_id, max_attempts=3, stale_seconds=stale_seconds
+            engine, target, Version(settings.raw_bucket, key, etag), run_id, AttemptPolicy(3, stale_seconds)
         )
 
     assert [begin(f"run-{n}") for n in (1, 2, 3, 4)] == [None] * 4

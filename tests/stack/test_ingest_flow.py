@@ -245,8 +245,9 @@ def test_two_loads_of_one_etag_at_once_load_once(settings, s3, sample_zip):
 
 
 def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample_zip):
+    from berlin_rentals.source import Version
+    from berlin_rentals.warehouse.attempts import AttemptPolicy, attempt_id, record_failure
     from berlin_rentals.warehouse.engines import target_for
-    from berlin_rentals.warehouse.load import record_load_failure
     from tasks.common import warehouse_engine
 
     key, etag = upload(s3, settings, SAMPLE_NAME, sample_zip.read_bytes())
@@ -256,8 +257,14 @@ def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample
     )
     # Three transient failures in a row (say, the warehouse was down for hours): parked after the third.
     outcomes = [
-        record_load_failure(
-            engine, target, settings.raw_bucket, key, etag, "connection refused", terminal=False, max_attempts=3
+        record_failure(
+            engine,
+            target,
+            Version(settings.raw_bucket, key, etag),
+            "connection refused",
+            run_id=attempt_id(None),  # outside a run: each call an attempt of its own
+            policy=AttemptPolicy(3),
+            terminal=False,
         )
         for _ in range(3)
     ]

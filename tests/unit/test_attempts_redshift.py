@@ -12,10 +12,12 @@ import sqlglot
 from sqlglot import exp
 
 import tests.recording_dbapi as driver
-from berlin_rentals.warehouse.attempts import begin_attempt, parked_files, record_failure, release_file
+from berlin_rentals.source import Version
+from berlin_rentals.warehouse.attempts import AttemptPolicy, begin_attempt, parked_files, record_failure, release_file
 from berlin_rentals.warehouse.engines import RedshiftTarget
 
 KEY, ETAG = "raw/immobilienscout24_berlin_20190113_15.zip", "793fb4ae6d07bb5b55ea181ad1fed13a"
+VERSION = Version("rentals-raw", KEY, ETAG)
 
 
 @pytest.fixture
@@ -70,7 +72,7 @@ def _parse_all(sent: list[str]) -> list[str]:
 
 def test_attempts_failures_and_releases_parse_as_redshift_sql_under_the_ledger_lock(redshift):
     engine, target, counted = redshift
-    assert begin_attempt(engine, target, "rentals-raw", KEY, ETAG, "run-1", max_attempts=3) is None
+    assert begin_attempt(engine, target, VERSION, "run-1", AttemptPolicy(3)) is None
     kinds = _parse_all(_sent())
     assert (
         kinds[0] == "LOCK BERLIN_RENTALS.LOAD_LEDGER"
@@ -79,7 +81,7 @@ def test_attempts_failures_and_releases_parse_as_redshift_sql_under_the_ledger_l
     )
 
     counted["attempts"] = 3  # three attempts that never finished: parked before a fourth
-    status, attempts, error = begin_attempt(engine, target, "rentals-raw", KEY, ETAG, "run-4", max_attempts=3)
+    status, attempts, error = begin_attempt(engine, target, VERSION, "run-4", AttemptPolicy(3))
     assert (status, attempts) == ("parked", 3) and "3 of them ended without a word" in error
     sent = _sent()
     assert not any("load_attempts (bucket" in sql for sql in sent)  # the fourth is not started
@@ -87,12 +89,13 @@ def test_attempts_failures_and_releases_parse_as_redshift_sql_under_the_ledger_l
     _parse_all(sent)
 
     counted["attempts"] = 1
-    assert record_failure(
-        engine, target, "rentals-raw", KEY, ETAG, "x", terminal=False, max_attempts=3, run_id="run-5"
-    ) == ("failed", 1)
+    assert record_failure(engine, target, VERSION, "x", run_id="run-5", policy=AttemptPolicy(3), terminal=False) == (
+        "failed",
+        1,
+    )
     counted["attempts"] = 0
     assert record_failure(
-        engine, target, "rentals-raw", KEY, ETAG, "x", terminal=False, max_attempts=3, run_id="run-6", counted=False
+        engine, target, VERSION, "x", run_id="run-6", policy=AttemptPolicy(3), terminal=False, counted=False
     ) == (None, 0)
     assert release_file(engine, target, "rentals-raw", KEY, ETAG) is False  # the recording driver matches no row
     parked_files(engine, "berlin_rentals", "rentals-raw", datetime(2026, 12, 1, tzinfo=UTC), "%AccessDenied%")

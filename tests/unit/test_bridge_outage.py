@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from berlin_rentals.config import BridgeSettings
 from bridge.sqs_bridge import Bridge
-from provisioning.aws_resources import ensure_event_resources
+from provisioning.aws_resources import EventResources, ensure_event_resources
 
 RAW, STAGING, QUEUE, DLQ = "rentals-raw", "rentals-staging", "rentals-raw-events", "rentals-raw-events-dlq"
 REGION = "eu-central-1"
@@ -120,9 +120,7 @@ def _wait(check, timeout: float) -> bool:
 
 def _event_resources(max_receive_count: int) -> dict:
     """The queue, its DLQ and the raw bucket's notification, with a 1 s visibility: receives come fast."""
-    return ensure_event_resources(
-        endpoint_url=None,
-        region=REGION,
+    wanted = EventResources(
         raw_bucket=RAW,
         raw_prefix="raw/",
         staging_bucket=STAGING,
@@ -131,6 +129,7 @@ def _event_resources(max_receive_count: int) -> dict:
         visibility_timeout=1,
         max_receive_count=max_receive_count,
     )
+    return ensure_event_resources(wanted, endpoint_url=None, region=REGION)
 
 
 def test_a_prefect_outage_longer_than_the_redrive_loses_nothing_and_dead_letters_nothing(aws):

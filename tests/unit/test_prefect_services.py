@@ -99,6 +99,20 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
         print("  ", line)
 
     # Every problem at once: a dependency break tends to show in several places.
+    problems = [
+        *_service_problems(report),
+        *_scheduler_problems(report),
+        *_docket_problems(report),
+        *_effect_problems(report),
+        *_event_problems(report),
+        *_log_problems(report),
+    ]
+    tracebacks = "\n\n".join(f"--- {s['name']} ---\n{s['error']}" for s in report["services"] if s["error"])
+    assert not problems, "\n".join(problems) + (f"\n\n{tracebacks}" if tracebacks else "") + output
+
+
+def _service_problems(report: dict) -> list[str]:
+    """The perpetual services: each registered, none raised."""
     problems: list[str] = []
     ran = {service["name"]: service for service in report["services"]}
     if not EXPECTED_SERVICES <= set(ran):
@@ -106,8 +120,12 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
     for name, service in ran.items():
         if service["error"]:
             problems.append(f"{name} raised: {service['error'].strip().splitlines()[-1]}")
+    return problems
 
-    # The scheduler's two loops, each seen inserting runs (the insert is what SQLAlchemy 2.1 broke).
+
+def _scheduler_problems(report: dict) -> list[str]:
+    """The scheduler's two loops, each seen inserting runs (the insert is what SQLAlchemy 2.1 broke)."""
+    problems: list[str] = []
     inserted = report["scheduled_runs"]
     if inserted["recent"]["after_schedule_recent_deployments"] < 1:
         problems.append(f"schedule_recent_deployments inserted no run for the deployment updated just now: {inserted}")
@@ -120,14 +138,24 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
         )
     elif not inserted["catch-up"]["auto_scheduled_by_cron"]:
         problems.append(f"the catch-up's scheduled runs are not its cron's next firings: {inserted}")
+    return problems
 
+
+def _docket_problems(report: dict) -> list[str]:
+    """The docket tasks the services queued: some, each completed."""
+    problems: list[str] = []
     tasks = report["docket_tasks"]
     if not tasks:
         problems.append("the services queued no docket task, although the database holds work for them")
     for key, task in tasks.items():
         if task["state"] != "completed":
             problems.append(f"docket task {key}: {task['state']} {task['error'] or ''}"[:2000])
+    return problems
 
+
+def _effect_problems(report: dict) -> list[str]:
+    """What each service should have done to the database it was given work in."""
+    problems: list[str] = []
     expected_effects = {
         "late run": "Late",
         "expired pause": "Failed",
@@ -140,7 +168,12 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
     for what, expected in expected_effects.items():
         if report["effects"].get(what) != expected:
             problems.append(f"{what}: {report['effects'].get(what)}, expected {expected}")
+    return problems
 
+
+def _event_problems(report: dict) -> list[str]:
+    """The event services: started, alive, the S3 event stored, its trigger run, the task-run state recorded."""
+    problems: list[str] = []
     events = report["event_services"]
     if not EXPECTED_EVENT_SERVICES <= set(events["started"]):
         problems.append(f"event services not started: {sorted(EXPECTED_EVENT_SERVICES - set(events['started']))}")
@@ -155,13 +188,16 @@ def test_prefect_server_services_each_run_once_without_error(tmp_path):
         )
     if events.get("recorded_task_run_state") != "COMPLETED":
         problems.append(f"the task-run recorder recorded {events.get('recorded_task_run_state')}, expected COMPLETED")
+    return problems
 
+
+def _log_problems(report: dict) -> list[str]:
+    """No ERROR logged, by a capture shown to see its canaries."""
+    problems: list[str] = []
     if not report["log_capture_canaries"]:
         problems.append("the probe's ERROR log capture did not see its canaries: the check below would be blind")
     problems += [f"ERROR logged: {record}"[:3000] for record in report["error_logs"]]
-
-    tracebacks = "\n\n".join(f"--- {s['name']} ---\n{s['error']}" for s in report["services"] if s["error"])
-    assert not problems, "\n".join(problems) + (f"\n\n{tracebacks}" if tracebacks else "") + output
+    return problems
 
 
 # ---- the probe (runs in the subprocess) --------------------------------------------------------
