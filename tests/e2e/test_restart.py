@@ -189,11 +189,18 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     assert "saved S3: " in down.stdout and (root / "s3" / "manifest.json").exists()
     assert "restored S3" in up.stdout and "WARNING" not in up.stdout
 
-    # The restore announced nothing: no message on the queue, no event from the bridge, no run.
-    time.sleep(3)  # the bridge polls every second, and would have forwarded a notification by now
+    # The restore announced nothing: no event from the bridge, no run. The queue is drained first: `up` sets
+    # the raw bucket's notification again, and S3 answers with an s3:TestEvent the bridge deletes once it polls
+    # (on a busy machine the bridge, started last, took more than the 3 s waited here before). Any object's
+    # notification among them would be forwarded by then, and show as an event and a run below.
     queue = sqs.get_queue_url(QueueName=env["ETL_QUEUE_NAME"])["QueueUrl"]
-    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
-    assert counts["ApproximateNumberOfMessages"] == counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    def drained() -> bool:
+        counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+        return counts["ApproximateNumberOfMessages"] == counts["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    wait_for(drained, 60, "the queue drained by the bridge")
+    time.sleep(3)  # the bridge polls every second: an event it forwarded is in its log by now
     assert event_lines(root) == events_before
     assert len(ingest_runs(env)) == runs_before
     assert ledger(env) == ledger_before
