@@ -5,7 +5,7 @@ test noticed: every other test starts its runs itself (a call, `run_deployment`,
 runs must come from the server's scheduler service: the catch-up deployment of prefect.yaml gets
 upcoming runs on its cron, and a copy of it on a schedule of a few seconds gets a run that the worker
 executes to COMPLETED. The server's log must stay free of errors meanwhile (the scheduler's failures
-were only ever visible there). tests/unit/test_prefect_services.py checks the same services without a
+were only ever visible there). tests/stack/test_prefect_services.py checks the same services without a
 stack, against each of them once; this is the end-to-end proof.
 """
 

@@ -180,16 +180,21 @@ def test_the_steps_retry_delays_are_the_settings_in_each_process():
 
     probe = "from tasks.extract import inspect_source; print(inspect_source.retry_delay_seconds)"
 
-    def delays(value: str | None) -> subprocess.CompletedProcess:
+    def started(value: str | None) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if k != "ETL_RETRY_DELAYS"}
         if value is not None:
             env["ETL_RETRY_DELAYS"] = value
-        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.Popen(
+            [sys.executable, "-c", probe], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
-    assert delays("0,1").stdout.strip() == "[0.0, 1.0]"
-    assert delays(None).stdout.strip() == "[2.0, 8.0, 30.0]"
-    bad = delays("soon")
-    assert bad.returncode != 0 and "ETL_RETRY_DELAYS must be" in bad.stderr
+    # The three at once: each process spends its seconds importing Prefect.
+    probes = {value: started(value) for value in ("0,1", None, "soon")}
+    done = {value: (p.communicate(timeout=120), p.returncode) for value, p in probes.items()}
+    assert done["0,1"][0][0].strip() == "[0.0, 1.0]"
+    assert done[None][0][0].strip() == "[2.0, 8.0, 30.0]"
+    (_, stderr), returncode = done["soon"]
+    assert returncode != 0 and "ETL_RETRY_DELAYS must be" in stderr
 
 
 def test_the_sample_batch_is_found_at_use(monkeypatch, tmp_path):

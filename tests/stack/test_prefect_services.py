@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 PROBE_TIMEOUT_SECONDS = 240
 # Not run: it posts an anonymous heartbeat to Prefect's servers (the local stack disables it too).
 SKIPPED_SERVICES = {"send_telemetry_heartbeat"}
@@ -78,6 +80,9 @@ def _probe_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# With the stack tier, though it needs no stack: it runs every service of a Prefect server, in a process of its
+# own (some 20 s), a check for when a dependency moves rather than for the loop run all day.
+@pytest.mark.stack
 def test_prefect_server_services_each_run_once_without_error(tmp_path):
     report_file = tmp_path / "report.json"
     started = time.monotonic()
@@ -257,7 +262,7 @@ async def _call_with_dependencies(function, docket, stack):
         else:
             raise TypeError(
                 f"{function.__name__}: no way to supply its parameter {name!r} ({default!r}); "
-                f"extend tests/unit/test_prefect_services.py"
+                f"extend tests/stack/test_prefect_services.py"
             )
     return await function(**kwargs)
 
