@@ -127,7 +127,13 @@ def _plural(count: int, word: str) -> str:
 
 
 def closing_sentence(result: IngestResult) -> str:
-    """The run's last log line, as a sentence."""
+    """The run's last log line, as a sentence; and what the HEAD noted about the version read, if anything."""
+    note = result.source.note if result.source is not None else None
+    sentence = _outcome_sentence(result)
+    return f"{sentence} Note: {note}." if note else sentence
+
+
+def _outcome_sentence(result: IngestResult) -> str:
     if result.status == LOADED and result.stats and result.report:
         stats, report = result.stats, result.report
         rejects = (

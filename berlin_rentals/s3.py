@@ -66,13 +66,17 @@ def head_source(
     validate_key(key, prefix)
     expected = normalize_etag(expected_etag)
     validate_version_id(version_id)
+    stood_in_for = None
     try:
         head = s3.head_object(Bucket=bucket, Key=key, **_version(version_id))
     except botocore.exceptions.ClientError as exc:
-        if _missing(exc):
+        if not _missing(exc):
+            raise
+        head = _same_bytes_as_gone_version(s3, bucket, key, expected, version_id)
+        if head is None:
             what = f"version {version_id} of " if version_id else ""
             raise ObjectGone(f"{what}s3://{bucket}/{key} does not exist (deleted after its event?)") from exc
-        raise
+        stood_in_for = version_id
     etag = normalize_etag(head["ETag"])
     if expected and etag != expected:
         if version_id:
@@ -85,7 +89,22 @@ def head_source(
         size=int(head["ContentLength"]),
         last_modified=head["LastModified"],
         version_id=head.get("VersionId"),
+        stood_in_for=stood_in_for,
     )
+
+
+def _same_bytes_as_gone_version(s3, bucket: str, key: str, etag: str | None, version_id: str | None) -> dict | None:
+    """The key's current version's HEAD when it has the ETag of the named version that is gone: the same
+    bytes, as after a restore of the local stack under new version ids. None when nothing can stand in."""
+    if not (version_id and etag):
+        return None
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+    return head if normalize_etag(head["ETag"]) == etag else None
 
 
 def download_source(s3, source: SourceObject, destination: Path) -> Path:

@@ -87,10 +87,23 @@ class SourceObject:
     size: int
     last_modified: datetime
     version_id: str | None = None
+    # The version id the caller named, when it was gone and the key's current version, with the same ETag
+    # (the same bytes), stands in for it: after the local stack's restore, which cannot keep version ids.
+    stood_in_for: str | None = None
 
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def note(self) -> str | None:
+        """What a person should know about which version was read (the run's message says it)."""
+        if self.stood_in_for is None:
+            return None
+        return (
+            f"version {self.stood_in_for} is gone; the key's current version {self.version_id} has the same "
+            f"ETag {self.etag} (the same bytes) and was read instead"
+        )
 
     @property
     def version(self) -> Version:

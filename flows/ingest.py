@@ -137,6 +137,8 @@ class _FileIngest:
             # No confirmed object: the ledger can only hold what the event named.
             expected = normalize_etag(self.etag) if self.etag else None
             raise self.give_up(exc, (self.bucket, self.key, expected) if expected else None) from exc
+        if source.note:
+            self.logger.warning("%s: %s", source.uri, source.note)
         self.etag = source.etag
         if source.batch_hour_source == "name_in_future":
             self.logger.warning(

@@ -54,12 +54,21 @@ class ExpectedErrorTracebacks(logging.Filter):
     """Drop the traceback from Prefect's log records of an expected data or configuration error (a file
     that is not a zip, an object that is gone, a setting that is missing): the message already names the
     file, and the run's closing line says what happened and how to fix it. Tracebacks of anything else
-    (a bug, a driver error that outlived its retries) are kept."""
+    (a bug, a driver error that outlived its retries) are kept.
+
+    The engine's own line for such a run ("Engine execution exited with unexpected exception", which
+    Prefect 3.8's run_flow logs for every failed run it raises out of) is dropped: the failure was expected,
+    and said."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and is_expected(record.exc_info[1]):
+            if record.getMessage() == PREFECT_ENGINE_EXIT:
+                return False
             record.exc_info = record.exc_text = None
         return True
+
+
+PREFECT_ENGINE_EXIT = "Engine execution exited with unexpected exception"
 
 
 def quiet_expected_tracebacks() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -97,6 +98,16 @@ def test_the_closing_line_is_a_sentence():
     )
 
 
+def test_a_version_that_stood_in_for_a_gone_one_is_said_in_the_closing_line():
+    stood_in = replace(SOURCE, version_id="new", stood_in_for="old")
+    sentence = closing_sentence(replace(loaded(), source=stood_in))
+    assert sentence.startswith(closing_sentence(loaded()))
+    assert sentence.endswith(
+        f"Note: version old is gone; the key's current version new has the same ETag {SOURCE.etag} "
+        "(the same bytes) and was read instead."
+    )
+
+
 def test_a_failure_is_one_line_naming_the_file_what_the_ledger_did_and_the_fix():
     parked = failed("parked", 1, f"BadArchive: s3://rentals-raw/{KEY}: not a zip archive", "BadArchive")
     assert explain_failure(parked) == (
@@ -125,18 +136,21 @@ def test_only_expected_errors_lose_their_traceback_in_the_logs():
     assert not is_expected(IngestFailed(failed("failed", 1, "OperationalError: x", "OperationalError")))
     assert not is_expected(KeyError("a bug"))
 
-    def record(exc: BaseException) -> logging.LogRecord:
+    def record(exc: BaseException, message: str = "failed") -> logging.LogRecord:
         try:
             raise exc
         except BaseException:  # noqa: BLE001
             import sys
 
-            return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+            return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, message, (), sys.exc_info())
 
     quiet, loud = record(expected), record(KeyError("a bug"))
-    ExpectedErrorTracebacks().filter(quiet)
-    ExpectedErrorTracebacks().filter(loud)
+    assert ExpectedErrorTracebacks().filter(quiet) and ExpectedErrorTracebacks().filter(loud)
     assert quiet.exc_info is None and loud.exc_info is not None
+    # Prefect's engine line for a failed run it raised out of: gone for an expected failure, kept for a bug.
+    engine = "Engine execution exited with unexpected exception"
+    assert not ExpectedErrorTracebacks().filter(record(expected, engine))
+    assert ExpectedErrorTracebacks().filter(record(KeyError("a bug"), engine))
 
 
 def test_the_lineage_row_folds_in_the_staged_objects_and_the_steps():

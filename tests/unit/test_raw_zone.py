@@ -13,7 +13,7 @@ import pytest
 
 from berlin_rentals.archive import BadArchive
 from berlin_rentals.config import RawRecordSettings
-from berlin_rentals.errors import ObjectChanged
+from berlin_rentals.errors import ObjectChanged, ObjectGone
 from berlin_rentals.model import LINEAGE
 from berlin_rentals.raw_record import RawPointer, fetch_raw_line
 from berlin_rentals.s3 import download_source, head_source
@@ -96,3 +96,27 @@ def test_a_pointer_whose_version_is_gone_reads_the_same_bytes_by_etag_and_says_s
             tmp_path,
             settings,
         )
+
+
+def test_an_events_version_gone_while_the_key_holds_the_same_bytes_is_that_version(in_process_aws, tmp_path):
+    """After the local stack's restore (moto cannot keep version ids) a copied run's version id is gone but
+    the key holds the same bytes (same ETag): those are read, and the source says which version stood in."""
+    s3 = raw_bucket_in_process()
+    old = s3.put_object(Bucket="raw", Key="raw/a.zip", Body=b"v1")
+    new = s3.put_object(Bucket="raw", Key="raw/a.zip", Body=b"v1")
+    s3.delete_object(Bucket="raw", Key="raw/a.zip", VersionId=old["VersionId"])
+    source = head_source(s3, "raw", "raw/a.zip", old["ETag"], raw_bucket="raw", version_id=old["VersionId"])
+    assert source.version_id == new["VersionId"] and source.etag == normalize_etag(old["ETag"])
+    assert source.stood_in_for == old["VersionId"]
+    assert f"version {old['VersionId']} is gone" in source.note and new["VersionId"] in source.note
+    assert download_source(s3, source, tmp_path / "a.zip").read_bytes() == b"v1"
+    # The version the event named, when it is there, stands for itself.
+    assert head_source(s3, "raw", "raw/a.zip", new["ETag"], raw_bucket="raw", version_id=new["VersionId"]).note is None
+    # Other bytes under the key are never passed off as the event's version: gone, and the advice is true.
+    s3.put_object(Bucket="raw", Key="raw/a.zip", Body=b"v2")
+    s3.delete_object(Bucket="raw", Key="raw/a.zip", VersionId=new["VersionId"])
+    with pytest.raises(ObjectGone, match=f"version {new['VersionId']} of s3://raw/raw/a.zip does not exist"):
+        head_source(s3, "raw", "raw/a.zip", new["ETag"], raw_bucket="raw", version_id=new["VersionId"])
+    # Without an ETag to compare, a gone version is gone.
+    with pytest.raises(ObjectGone):
+        head_source(s3, "raw", "raw/a.zip", None, raw_bucket="raw", version_id=new["VersionId"])
