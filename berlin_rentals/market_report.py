@@ -8,6 +8,7 @@ against the same aggregates in SQL on the BI view.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 from dataclasses import dataclass
@@ -158,13 +159,20 @@ class MarketReport:
     listings: int
     figures: pd.DataFrame
     chart_key: str
-    chart_url: str
+    chart_png: bytes
+
+    @property
+    def chart_data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.chart_png).decode("ascii")
 
 
 def report_markdown(report: MarketReport, title: str) -> str:
-    """The report's markdown artifact: the chart (a presigned link to the staging bucket) and a summary.
+    """The report's markdown artifact: the chart, embedded, and a summary.
 
-    District names come from the source: escaped, like every value an artifact embeds."""
+    The picture is in the artifact itself (a data URI, which the UI's renderer shows), not behind a
+    presigned link: such a link is valid only while the credentials that signed it are, hours for an ECS
+    task role's, so yesterday's report would show no picture. District names come from the source:
+    escaped, like every value an artifact embeds."""
     districts = report.figures[report.figures["dimension"] == "district"]
     dearest = districts.dropna(subset=["median_cold_rent_per_sqm"]).nlargest(3, "median_cold_rent_per_sqm")
     lines = [
@@ -173,12 +181,12 @@ def report_markdown(report: MarketReport, title: str) -> str:
         f"{report.listings:,} listings with a plausible cold rent; figures per band in the table artifact "
         "`market-report-figures`. Bands with few listings are noisy: the count is beside each.",
         "",
-        f"![Cold rent per m² by district, size, rooms and year built]({report.chart_url})",
+        f"![Cold rent per m² by district, size, rooms and year built]({report.chart_data_uri})",
         "",
         "Dearest districts by median cold rent per m²: "
         + ", ".join(f"{markdown.text(row.band)} {row.median_cold_rent_per_sqm:.2f} EUR" for row in dearest.itertuples())
         + ".",
         "",
-        f"Chart: {markdown.code(report.chart_key)} in the staging bucket (the link above expires; the object stays).",
+        f"Chart: also {markdown.code(report.chart_key)} in the staging bucket.",
     ]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Daily (deployment `market-report`) and on demand from the UI or `python -m flows.market_report`. It reads
 as the BI role, so it can show nothing an analyst could not see; its chart goes to the staging bucket
-under `reports/` and is shown in the run's markdown artifact through a presigned link.
+under `reports/` and is embedded in the run's markdown artifact.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def market_report() -> dict[str, object]:
     listings = read_market_listings(settings)
     figures = market_figures(listings)
     priced = len(with_bands(listings))
-    key, url = publish_chart(settings, chart_png(figures, title), at)
-    report = MarketReport(listings=priced, figures=figures, chart_key=key, chart_url=url)
+    png = chart_png(figures, title)
+    key = publish_chart(settings, png, at)
+    report = MarketReport(listings=priced, figures=figures, chart_key=key, chart_png=png)
     publish_report_artifacts(report, title)
     logger.info(
         "market report of %d listings (%d without a cold rent left out): %d bands; chart s3://%s/%s",

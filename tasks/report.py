@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from berlin_rentals import markdown
 from berlin_rentals.config import Settings
@@ -14,9 +14,6 @@ from berlin_rentals.market_report import LISTING_COLUMNS, MarketReport, report_m
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.warehouse.sql import statement
 from tasks.common import io_step, warehouse_engine
-
-# A presigned GET lives at most 7 days (SigV4's limit): a daily report's link outlives the next report.
-CHART_LINK_SECONDS = 7 * 24 * 3600
 
 
 @io_step(name="read-market-listings")
@@ -28,15 +25,11 @@ def read_market_listings(settings: Settings) -> pd.DataFrame:
 
 
 @io_step(name="publish-chart")
-def publish_chart(settings: Settings, png: bytes, at: datetime) -> tuple[str, str]:
-    """The chart into the staging bucket under the reports prefix: (its key, a presigned link to it)."""
+def publish_chart(settings: Settings, png: bytes, at: datetime) -> str:
+    """The chart into the staging bucket under the reports prefix, kept there beside the artifact: its key."""
     key = f"{settings.reports_prefix}market-report-{at:%Y%m%dT%H%M%SZ}.png"
-    s3 = s3_client(settings)
-    s3.put_object(Bucket=settings.staging_bucket, Key=key, Body=png, ContentType="image/png")
-    url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": settings.staging_bucket, "Key": key}, ExpiresIn=CHART_LINK_SECONDS
-    )
-    return key, url
+    s3_client(settings).put_object(Bucket=settings.staging_bucket, Key=key, Body=png, ContentType="image/png")
+    return key
 
 
 @task(name="publish-report-artifacts")
@@ -49,4 +42,3 @@ def publish_report_artifacts(report: MarketReport, title: str) -> None:
         description=f"{title}: per district and band of size, rooms and year built (EUR)",
     )
     create_markdown_artifact(key="market-report", markdown=report_markdown(report, title), description=title)
-    create_link_artifact(key="market-report-chart", link=report.chart_url, link_text=report.chart_key)

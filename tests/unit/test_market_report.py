@@ -108,7 +108,9 @@ def test_a_crafted_district_name_cannot_inject_markdown_into_the_report():
 
     crafted = "Mitte](javascript:alert(1)) <img src=x onerror=alert(1)>"
     figures = market_figures(listings([(1, crafted, 50, 2, 1900, 700), (2, "Pankow", 50, 2, 1900, 600)]))
-    text = report_markdown(MarketReport(2, figures, "reports/x.png", "http://s3/reports/x.png"), "t")
+    report = MarketReport(2, figures, "reports/x.png", b"\x89PNG\r\n\x1a\n")
+    text = report_markdown(report, "t")
     tokens = [t for block in MarkdownIt().parse(text) for t in (block.children or [])]
-    assert [t.attrs.get("src") for t in tokens if t.type == "image"] == ["http://s3/reports/x.png"]  # the chart only
+    # the chart only, embedded: no link to follow, none to expire
+    assert [t.attrs.get("src") for t in tokens if t.type == "image"] == ["data:image/png;base64,iVBORw0KGgo="]
     assert not [t for t in tokens if t.type in ("link_open", "html_inline")]
