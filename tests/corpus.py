@@ -134,4 +134,27 @@ def cases() -> list[Case]:
         Case("living-space-negative", _lines_zip(_with(realEstate_livingSpace=-80.5)), "flag", "living_space_negative"),
         Case("living-space-absurd", _lines_zip(_with(realEstate_livingSpace=0.4)), "flag", "living_space_implausible"),
         Case("several-mb-text-field", _lines_zip(_with(realEstate_descriptionNote="ä" * (3 << 20))), "load", ""),
+        # Round three's archives (issue #23): a directory of more members than ETL_MAX_MEMBERS' default, a name
+        # flagged UTF-8 that is not (UnicodeDecodeError, parked with a traceback before), a member of a zip
+        # version zipfile cannot read (NotImplementedError).
+        Case(
+            "more-members-than-allowed",
+            _zip({f"m{i}.json": b"" for i in range(10_001)}),
+            "file",
+            "10001 members in the archive, more than 10000",
+        ),
+        Case("member-name-not-utf8", _name_not_utf8(), "file", "member name .*not UTF-8"),
+        Case("member-of-a-newer-zip-version", _newer_zip_version(), "file", "zip file version 9.9"),
     ]
+
+
+def _name_not_utf8() -> bytes:
+    data = _zip({"batch_ä.json": b'{"ok": true}\n'})  # zipfile sets the UTF-8 flag for a name not ASCII
+    return data.replace("ä".encode(), b"\xff\xfe")
+
+
+def _newer_zip_version() -> bytes:
+    data = bytearray(_zip({"batch.json": json.dumps(_good()).encode()}))
+    entry = data.index(b"PK\x01\x02")
+    data[entry + 6 : entry + 8] = (99).to_bytes(2, "little")  # version needed to extract: 9.9
+    return bytes(data)
