@@ -63,6 +63,11 @@ class TransformStats:
     rejected_raw_omitted: int = 0  # rejected lines past the raw-text budget: row kept, raw_line NULL
     rejected_rows_omitted: int = 0  # rejected lines past ETL_MAX_REJECTED_ROWS: counted, no row kept
 
+    def rejected_summary(self) -> str | None:
+        """The ledger's rejected_by_reason: `code=count`, by code, comma-separated."""
+        summary = ",".join(f"{code}={count}" for code, count in sorted(self.rejected_by_reason.items()) if count)
+        return summary[:1024] or None
+
 
 @dataclass
 class Batch:

@@ -38,7 +38,7 @@ from berlin_rentals.ingest_result import (
     run_tags,
 )
 from berlin_rentals.s3 import s3_client
-from berlin_rentals.source import InvalidSource, SourceObject, normalize_etag
+from berlin_rentals.source import InvalidSource, SourceObject, Version, normalize_etag
 from berlin_rentals.staging import is_staged
 from berlin_rentals.warehouse.attempts import attempt_id
 from tasks.alerts import emit_file_parked, emit_rejects_above_ratio, reject_ratio
@@ -136,7 +136,7 @@ class _FileIngest:
         except Exception as exc:
             # No confirmed object: the ledger can only hold what the event named.
             expected = normalize_etag(self.etag) if self.etag else None
-            raise self.give_up(exc, (self.bucket, self.key, expected) if expected else None) from exc
+            raise self.give_up(exc, Version(self.bucket, self.key, expected) if expected else None) from exc
         if source.note:
             self.logger.warning("%s: %s", source.uri, source.note)
         self.etag = source.etag
@@ -165,8 +165,7 @@ class _FileIngest:
                         return self.result(STAGED, source=source, stats=stats, staged=staged)
                     report = self.step(load, settings, source, staged, stats, self.force, self.run_id)
         except Exception as exc:
-            on = (source.bucket, source.key, source.etag)
-            raise self.give_up(exc, on, source=source, stats=stats, staged=staged) from exc
+            raise self.give_up(exc, source.version, source=source, stats=stats, staged=staged) from exc
         if exhausted is not None:
             parked, attempts, error = exhausted
             if parked == "loaded":  # a concurrent run loaded it meanwhile
@@ -226,8 +225,9 @@ class _FileIngest:
                 f"ETL_MAX_REJECT_RATIO={settings.max_reject_ratio}: not loaded"
             )
 
-    def give_up(self, exc: Exception, on: tuple[str, str, str] | None, **fields: Any) -> IngestFailed:
-        """Record the failure of this run's attempt at (bucket, key, etag), and the result to raise.
+    def give_up(self, exc: Exception, on: Version | None, **fields: Any) -> IngestFailed:
+        """Record the failure of this run's attempt at that version (with the file's counts when the transform
+        ran), and the result to raise.
 
         A configuration error (a setting, a permission, a credential) fails the run as loudly, but is not
         counted against the file and never parks it: every file would fail the same way until it is fixed."""
@@ -235,12 +235,15 @@ class _FileIngest:
         if is_config_error(exc):
             if on is not None:
                 try:
-                    self.step(record_failure, self.settings, *on, error, False, self.attempt, False)
+                    self.step(record_failure, self.settings, on, error, False, self.attempt, False)
                 except Exception as unrecorded:  # noqa: BLE001 - the warehouse may be what is misconfigured
                     self.logger.warning("the attempt's configuration error was not recorded: %r", unrecorded)
             return self.failed(exc if isinstance(exc, ConfigError) else ConfigError(error), None, **fields)
+        stats = fields.get("stats")
         recorded = (
-            self.step(record_failure, self.settings, *on, error, not is_retryable(exc), self.attempt) if on else None
+            self.step(record_failure, self.settings, on, error, not is_retryable(exc), self.attempt, True, stats)
+            if on
+            else None
         )
         return self.failed(exc, recorded, **fields)
 

@@ -13,7 +13,7 @@ from berlin_rentals.config import ConfigError, Settings
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import SourceObject, Version
 from berlin_rentals.staging import StagedBatch, read_staged_tables
-from berlin_rentals.warehouse.attempts import AttemptPolicy, attempt_id
+from berlin_rentals.warehouse.attempts import AttemptPolicy, Failure, attempt_id
 from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
 from berlin_rentals.warehouse.attempts import end_attempt as mark_attempt_ended
 from berlin_rentals.warehouse.attempts import record_failure as record_attempt_failure
@@ -150,25 +150,23 @@ def end_attempt(settings: Settings, source: SourceObject, attempt: str, outcome:
 @io_step(name="record-failure")
 def record_failure(
     settings: Settings,
-    bucket: str,
-    key: str,
-    etag: str,
+    version: Version,
     error: str,
     terminal: bool,
     flow_run_id: str | None,
     counted: bool = True,
+    stats: TransformStats | None = None,
 ) -> tuple[str | None, int]:
     """End this run's attempt as failed (parked when terminal or the last); without a run id, an attempt of its
-    own. `counted=False`: a configuration error, not held against the file."""
+    own. `counted=False`: a configuration error, not held against the file. `stats`: the file's counts, when
+    the transform ran (a file parked for its rejects)."""
     return record_attempt_failure(
         warehouse_engine(settings.warehouse_url),
         warehouse_target(settings),
-        Version(bucket, key, etag),
-        error,
+        version,
+        Failure(error, terminal, counted, stats),
         run_id=attempt_id(flow_run_id),
         policy=attempt_policy(settings),
-        terminal=terminal,
-        counted=counted,
     )
 
 

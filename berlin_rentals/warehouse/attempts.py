@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from berlin_rentals.batch import TransformStats
 from berlin_rentals.source import Version
 from berlin_rentals.warehouse.engines import Target
 from berlin_rentals.warehouse.sql import statement, statements
@@ -51,8 +52,10 @@ def _count(conn: sa.Connection, schema: str, key: dict[str, Any], stale_seconds:
 
 
 def _write_ledger(conn: sa.Connection, target: Target, values: dict[str, Any]) -> tuple[str, int]:
-    """The ledger row takes the status and count (unless the version is loaded meanwhile: then it stays)."""
+    """The ledger row takes the status and count (unless the version is loaded meanwhile: then it stays), and
+    the file's counts when `values` has them."""
     schema = target.schema
+    values = {"records_read": None, "rejected_count": None, "rejected_by_reason": None} | values
     if target.name == "postgresql":
         row = conn.execute(statement("postgresql/record_file_failure.sql", schema), values).first()
         return ("loaded", 0) if row is None else (row.status, row.attempts)
@@ -118,37 +121,47 @@ def begin_attempts(
     return exhausted
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why an attempt failed, as the ledger records it. `terminal`: no retry can succeed (parked now).
+    `counted=False` (a configuration error): not held against the file. `stats`, when the transform ran:
+    the file's lines and rejects, for its row (a file parked for its rejects says how many, and why)."""
+
+    error: str
+    terminal: bool = False
+    counted: bool = True
+    stats: TransformStats | None = None
+
+
 def record_failure(
-    engine: sa.Engine,
-    target: Target,
-    version: Version,
-    error: str,
-    *,
-    run_id: str,
-    policy: AttemptPolicy,
-    terminal: bool,
-    counted: bool = True,
+    engine: sa.Engine, target: Target, version: Version, failure: Failure, *, run_id: str, policy: AttemptPolicy
 ) -> tuple[str | None, int]:
     """End this run's attempt as failed, in one transaction: the ledger's count includes it once however
     often this is retried, and the version is parked when the failure is terminal or the last attempt.
 
-    `counted=False` (a configuration error): the attempt is not held against the file and the ledger row
-    is left as it was; returns its status (None without a row) and the count."""
+    Not counted (a configuration error): the ledger row is left as it was; returns its status (None without
+    a row) and the count. Without the file's counts the row keeps those it had."""
     now = datetime.now(UTC)
     ids = version._asdict() | {"run_id": run_id}
-    ended = {"finished_at": now, "error": error[:4000]}
+    ended = {"finished_at": now, "error": failure.error[:4000]}
     with engine.begin() as conn:
         _lock(conn, target)
         # A failure before begin_attempt (the object could not even be confirmed) is an attempt too.
         conn.execute(statement("ledger/insert_attempt.sql", target.schema), ids | {"started_at": now})
-        outcome = "failed" if counted else "config"
+        outcome = "failed" if failure.counted else "config"
         conn.execute(statement("ledger/finish_attempt.sql", target.schema), ids | ended | {"outcome": outcome})
         attempts, _, _ = _count(conn, target.schema, ids, policy.stale_seconds)
-        if not counted:
+        if not failure.counted:
             row = conn.execute(statement("ledger/select_file_status.sql", target.schema), ids).first()
             return (None if row is None else row.status), attempts
-        status = "parked" if terminal or attempts >= policy.max_attempts else "failed"
+        status = "parked" if failure.terminal or attempts >= policy.max_attempts else "failed"
         values = ids | ended | {"flow_run_id": run_id, "started_at": now, "status": status, "attempts": attempts}
+        if (stats := failure.stats) is not None:
+            values |= {
+                "records_read": stats.lines_read,
+                "rejected_count": stats.rejected,
+                "rejected_by_reason": stats.rejected_summary(),
+            }
         return _write_ledger(conn, target, values)
 
 

@@ -182,18 +182,12 @@ def _file_row(order: int, file: BatchFile) -> dict[str, Any]:
         "records_read": stats.lines_read,
         "listings": stats.listings,
         "rejected_count": stats.rejected,
-        "rejected_by_reason": rejected_by_reason(stats),
+        "rejected_by_reason": stats.rejected_summary(),
         "flagged_count": stats.flagged,
         "unknown_field_count": sum(stats.unknown_fields.values()),
         "snapshots_written": file.staged.rows.get("flat_snapshots", 0),
         "attempt_id": file.attempt,
     }
-
-
-def rejected_by_reason(stats: TransformStats) -> str | None:
-    """The ledger's summary of a file's rejected lines: `code=count`, by code, comma-separated."""
-    summary = ",".join(f"{code}={count}" for code, count in sorted(stats.rejected_by_reason.items()) if count)
-    return summary[:1024] or None
 
 
 def batch_data(files: Sequence[BatchFile], tables: dict[str, dict[str, pa.Table]]) -> dict[str, pa.Table]:

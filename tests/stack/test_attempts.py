@@ -26,7 +26,7 @@ def ledger(settings, key):
 
 def record(settings, key, etag, run_id, *, terminal=False, error="OperationalError: connection refused"):
     from berlin_rentals.source import Version
-    from berlin_rentals.warehouse.attempts import AttemptPolicy, attempt_id, record_failure
+    from berlin_rentals.warehouse.attempts import AttemptPolicy, Failure, attempt_id, record_failure
     from berlin_rentals.warehouse.engines import target_for
     from tasks.common import warehouse_engine
 
@@ -34,10 +34,9 @@ def record(settings, key, etag, run_id, *, terminal=False, error="OperationalErr
         warehouse_engine(settings.warehouse_url),
         target_for(settings.warehouse_url, settings.warehouse_schema),
         Version(settings.raw_bucket, key, etag),
-        error,
+        Failure(error, terminal),
         run_id=attempt_id(run_id),
         policy=AttemptPolicy(settings.max_attempts),
-        terminal=terminal,
     )
 
 

@@ -246,7 +246,7 @@ def test_two_loads_of_one_etag_at_once_load_once(settings, s3, sample_zip):
 
 def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample_zip):
     from berlin_rentals.source import Version
-    from berlin_rentals.warehouse.attempts import AttemptPolicy, attempt_id, record_failure
+    from berlin_rentals.warehouse.attempts import AttemptPolicy, Failure, attempt_id, record_failure
     from berlin_rentals.warehouse.engines import target_for
     from tasks.common import warehouse_engine
 
@@ -261,10 +261,9 @@ def test_a_parked_file_is_skipped_until_released_with_force(settings, s3, sample
             engine,
             target,
             Version(settings.raw_bucket, key, etag),
-            "connection refused",
+            Failure("connection refused"),
             run_id=attempt_id(None),  # outside a run: each call an attempt of its own
             policy=AttemptPolicy(3),
-            terminal=False,
         )
         for _ in range(3)
     ]

@@ -18,8 +18,13 @@ def test_a_file_mostly_garbage_is_parked_by_default_and_one_below_the_ratio_load
     key, etag = upload(s3, settings, batch_name_for(3) + ".zip", tiny_bomb(5_000))
     state = ingest_file(settings.raw_bucket, key, etag, return_state=True)
     assert state.is_failed() and "ETL_MAX_REJECT_RATIO=0.5" in state.message
-    ledger = query(settings, "SELECT status FROM {schema}.load_ledger WHERE key = :k", k=key)
-    assert [r.status for r in ledger] == ["parked"]
+    ledger = query(
+        settings,
+        "SELECT status, records_read, rejected_count, rejected_by_reason FROM {schema}.load_ledger WHERE key = :k",
+        k=key,
+    )
+    # Parked for its rejects, with the counts that parked it: the ledger says why without a rerun.
+    assert [tuple(r) for r in ledger] == [("parked", 5_000, 5_000, "not_json=5000")]
 
     good = [json_line(r) for r in read_sample_records()]  # 3,300 good lines and 3,000 bad: 48% rejected
     key, etag = upload(s3, settings, batch_name_for(4) + ".zip", zip_lines("b.json", good * 300 + [b"x"] * 3000))

@@ -13,7 +13,14 @@ from sqlglot import exp
 
 import tests.recording_dbapi as driver
 from berlin_rentals.source import Version
-from berlin_rentals.warehouse.attempts import AttemptPolicy, begin_attempt, parked_files, record_failure, release_file
+from berlin_rentals.warehouse.attempts import (
+    AttemptPolicy,
+    Failure,
+    begin_attempt,
+    parked_files,
+    record_failure,
+    release_file,
+)
 from berlin_rentals.warehouse.engines import RedshiftTarget
 
 KEY, ETAG = "raw/immobilienscout24_berlin_20190113_15.zip", "793fb4ae6d07bb5b55ea181ad1fed13a"
@@ -89,13 +96,13 @@ def test_attempts_failures_and_releases_parse_as_redshift_sql_under_the_ledger_l
     _parse_all(sent)
 
     counted["attempts"] = 1
-    assert record_failure(engine, target, VERSION, "x", run_id="run-5", policy=AttemptPolicy(3), terminal=False) == (
+    assert record_failure(engine, target, VERSION, Failure("x"), run_id="run-5", policy=AttemptPolicy(3)) == (
         "failed",
         1,
     )
     counted["attempts"] = 0
     assert record_failure(
-        engine, target, VERSION, "x", run_id="run-6", policy=AttemptPolicy(3), terminal=False, counted=False
+        engine, target, VERSION, Failure("x", counted=False), run_id="run-6", policy=AttemptPolicy(3)
     ) == (None, 0)
     assert release_file(engine, target, "rentals-raw", KEY, ETAG) is False  # the recording driver matches no row
     parked_files(engine, "berlin_rentals", "rentals-raw", datetime(2026, 12, 1, tzinfo=UTC), "%AccessDenied%")
