@@ -34,6 +34,16 @@ COUNT_COLUMNS = [
     "dim_agency_inserted",
     "dim_agency_updated",
 ]
+# The MERGEs one load sends, in the order it must send them: each dimension before what refers to it
+# (city, district, address), the agencies before their agents, the fact last.
+MERGE_ORDER = [
+    "berlin_rentals.dim_city",
+    "berlin_rentals.dim_district",
+    "berlin_rentals.dim_address",
+    "berlin_rentals.dim_agency",
+    "berlin_rentals.dim_agent",
+    "berlin_rentals.fact_flats",
+]
 LEDGER_COLUMNS = ["key", "etag", "status", "attempts", "error", "last_modified", "version_id"]
 
 _ANSWERS = [

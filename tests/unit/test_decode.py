@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 
-import msgspec
 import pytest
 
 import berlin_rentals.decode as decode
 from berlin_rentals.archive import SourceLine
-from berlin_rentals.listing import Listing
 from berlin_rentals.synthetic import read_sample_records
 from berlin_rentals.transform import transform_lines
 from berlin_rentals.values import RejectedLine
 
-FIELDS = [f.name for f in msgspec.structs.fields(Listing)]
 REAL_UNKNOWN = ("listingType", "contactDetails_portraitUrl", "propertyDeveloper", "showcasePlacementColor")
 
 

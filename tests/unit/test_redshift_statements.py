@@ -78,14 +78,7 @@ def test_claim_staging_merges_and_ledger_run_in_one_transaction(sent):
     order = [s for s in sqls if s.split()[0] in ("MERGE", "UPDATE", "INSERT")]
     assert order[0] == "INSERT INTO"  # the load's file table, which the ledger claim reads
     merges = [sql.split()[2] for sql, _ in statements if sql.lstrip().upper().startswith("MERGE")]
-    assert merges == [
-        "berlin_rentals.dim_city",
-        "berlin_rentals.dim_district",
-        "berlin_rentals.dim_address",
-        "berlin_rentals.dim_agency",
-        "berlin_rentals.dim_agent",
-        "berlin_rentals.fact_flats",
-    ]
+    assert merges == driver.MERGE_ORDER
     last_update = [sql for sql, _ in statements if sql.lstrip().upper().startswith("UPDATE")][-2]
     assert "status = 'loaded'" in last_update
     creates = [sql for sql, _ in statements if sql.lstrip().upper().startswith("CREATE")]
