@@ -4,6 +4,12 @@ moto's server keeps S3 and SQS in memory; the warehouse and Prefect's database a
 saves S3 and the queued messages to `<root>/s3/`, `up` puts them back before the bridge starts and
 before the raw bucket notifies anyone, so a restart starts no ingest run. `reset` deletes the state.
 
+After the restart the sample is rerun in the UI, in a headless Chromium, as docs/operations.md tells a
+person to: the run the upload's event started, ⋮ → Copy to new run, force on, Submit. The copy names
+the event's version id, which the restore could not keep (moto cannot keep version ids); the
+run reads the key's current version, which has the same ETag, and its message says so. Screenshots
+land in .local/screenshots/ (printed with `pytest -s`).
+
 The slow tests share one stack of their own (every service, as `make up` starts it, in a temporary
 root, driven through the CLI) and change it: pytest runs them in file order.
 """
@@ -24,6 +30,8 @@ import pytest
 from berlin_rentals.config import read_env_file
 from berlin_rentals.synthetic import SAMPLE_ZIP, read_sample_records, zip_lines
 from devstack.local_stack import DEFAULTS, REPO
+from tests.browser import chromium, log_in, require_browser, screenshot, wait_for_text
+from tests.browser import wait_for as wait_on_page
 from tests.helpers import aws_client, prefect_api, wait_for
 
 SESSION_KEYS = {
@@ -39,6 +47,8 @@ SESSION_KEYS = {
 EVENT_LINE = "event aws.s3.object.created for"
 REJECTS = "immobilienscout24_berlin_20190113_16.zip"  # a later hour: 5 good lines, 3 rejected
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+NO_API = "Can't connect to Server API"  # the UI's banner when its API does not answer
+UI_SECONDS = 60
 
 
 def cli(root: Path | None, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -89,6 +99,97 @@ def event_lines(root: Path) -> int:
 def rejects_batch() -> bytes:
     good = [json.dumps(record).encode() for record in read_sample_records()[:5]]
     return zip_lines(REJECTS.replace(".zip", ".json"), good + [b"not json", b'{"ok": false}', b"[1, 2]"])
+
+
+def _choose_from_run_menu(browser, label: str) -> None:
+    """Open the ⋮ menu at the top right of a flow run's page and choose `label`, as a person does.
+
+    The ⋮ is the one button of the page's heading with an icon and no text (Retry and the run's date
+    have text); its items are links and buttons known by their visible text."""
+    from selenium.webdriver.common.by import By
+
+    menu = wait_on_page(
+        browser,
+        lambda b: b.execute_script(
+            "const icons = [...document.querySelectorAll('header button')]"
+            ".filter(x => x.offsetParent !== null && !x.innerText.trim());"
+            "return icons.length ? icons[icons.length - 1] : null;"
+        ),
+        "no ⋮ button (one with an icon and no text) in the heading of the run's page",
+        timeout=UI_SECONDS,
+    )
+    menu.click()
+    item = wait_on_page(
+        browser,
+        lambda b: next(
+            (
+                e
+                for e in b.find_elements(
+                    By.XPATH,
+                    f"//*[self::a or self::button or @role='button' or @role='menuitem'][normalize-space(.)='{label}']",
+                )
+                if e.is_displayed()
+            ),
+            None,
+        ),
+        f"no {label!r} in the run's ⋮ menu",
+        timeout=UI_SECONDS,
+    )
+    item.click()
+
+
+def _switch_on(browser, parameter: str) -> None:
+    """Switch on the toggle (role=switch) of the form field labelled `parameter` (shown as 'force (Optional)')."""
+    find = """
+        for (const label of document.querySelectorAll('label')) {
+            const name = label.innerText.trim();
+            if (name !== arguments[0] && !name.startsWith(arguments[0] + ' ')) continue;
+            let field = label.parentElement;  // up to the field's box: the first that holds a switch
+            while (field && !field.querySelector('[role=switch]')) field = field.parentElement;
+            // and only its own: a box holding a second field's label is the whole form
+            if (field && field.querySelectorAll('label[for]').length === 1) return field.querySelector('[role=switch]');
+        }
+        return null;"""
+    toggle = wait_on_page(
+        browser,
+        lambda b: b.execute_script(find, parameter),
+        f"no on/off switch (role=switch) for the form's {parameter!r} parameter",
+        timeout=UI_SECONDS,
+    )
+    # In the middle of the window: the screenshot after shows the fields around it (etag, version_id) too.
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", toggle)
+    if toggle.get_attribute("aria-checked") != "true":
+        toggle.click()
+    # On, and done sliding: a screenshot taken mid-transition shows the switch neither on nor off.
+    settled = (
+        "return arguments[0].getAttribute('aria-checked') === 'true'"
+        " && !arguments[0].getAnimations({subtree: true}).some(a => a.playState === 'running')"
+    )
+    wait_on_page(
+        browser,
+        lambda b: b.execute_script(settled, b.execute_script(find, parameter)),
+        f"the {parameter!r} switch did not turn on when clicked",
+        timeout=10,
+    )
+
+
+def _click_button(browser, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    button = wait_on_page(
+        browser,
+        lambda b: next(
+            (
+                e
+                for e in b.find_elements(By.XPATH, f"//button[normalize-space(.)='{text}']")
+                if e.is_displayed() and e.is_enabled()
+            ),
+            None,
+        ),
+        f"no {text!r} button on the form",
+        timeout=UI_SECONDS,
+    )
+    button.click()
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +243,7 @@ def loaded(stack):
 @pytest.mark.slow
 def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(loaded):
     root, child_env, objects = loaded
+    require_browser()  # the rerun below is the UI's: without a browser, fail now rather than after the restart
     env = read_env_file(root / "env")
     s3 = aws_client("s3", env)
     # A multipart object (its ETag is not an MD5 of the bytes) in a bucket of no pipeline's.
@@ -205,22 +307,67 @@ def test_a_restart_keeps_s3_as_the_warehouse_remembers_it_and_starts_no_run(load
     assert len(ingest_runs(env)) == runs_before
     assert ledger(env) == ledger_before
 
-    # A rerun with force=true reads the object again and reloads it (docs/operations.md: Reruns).
+    # The rerun a person does in the UI (docs/operations.md: Reruns): the run the upload's event started,
+    # ⋮ → Copy to new run, force on, Submit. The copy carries the event's version id, which the restore
+    # replaced, so the run must read the key's current version (same ETag) and say so.
     key = env["ETL_RAW_PREFIX"] + SAMPLE_ZIP.name
-    deployment = prefect_api(env, "/deployments/name/ingest-file/ingest-file")
-    run = prefect_api(
-        env,
-        f"/deployments/{deployment['id']}/create_flow_run",
-        {"parameters": {"bucket": env["ETL_RAW_BUCKET"], "key": key, "force": True}},
-    )
+    event_runs = [
+        r
+        for r in ingest_runs(env)
+        if r["id"] in run_ids_before and r["parameters"].get("key") == key and r["parameters"].get("version_id")
+    ]
+    assert len(event_runs) == 1, f"the event's ingest-file run of {key}: {event_runs}"
+    event_run = event_runs[0]
+    gone_version = event_run["parameters"]["version_id"]
+    ui_url = env["PREFECT_UI_URL"].rstrip("/")
+    with chromium() as browser:
+        log_in(browser, ui_url, env["PREFECT_API_AUTH_STRING"])
+        browser.get(f"{ui_url}/runs/flow-run/{event_run['id']}")
+        wait_for_text(browser, event_run["name"], timeout=UI_SECONDS, refuse=(NO_API,))
+        _choose_from_run_menu(browser, "Copy to new run")
+        # The form fills in the copied parameters after it renders: the switch is set once they are in,
+        # so that filling-in cannot turn it off again.
+        wait_on_page(
+            browser,
+            lambda b: b.execute_script(
+                "return [...document.querySelectorAll('textarea, input')].some(f => f.value === arguments[0])",
+                gone_version,
+            ),
+            f"the Copy to new run form does not show the event's version_id {gone_version}",
+            timeout=UI_SECONDS,
+        )
+        _switch_on(browser, "force")
+        screenshot(browser, "restart-rerun-form")
+        _click_button(browser, "Submit")
+        # The UI's toast "<run> scheduled to start now": the run was created.
+        wait_for_text(browser, "scheduled to start", timeout=UI_SECONDS, refuse=(NO_API,))
+        screenshot(browser, "restart-rerun-submitted")
+
+    def new_run() -> dict | None:
+        try:
+            runs = [r for r in ingest_runs(env) if r["id"] not in run_ids_before and r["parameters"].get("key") == key]
+        except TimeoutError:  # the API slow to answer under load: ask again
+            return None
+        return max(runs, key=lambda r: r["created"], default=None)
+
+    run = wait_for(new_run, 60, f"a new ingest-file run of {key} after Submit")
     started = time.monotonic()
-    done = wait_for(
-        lambda: (r := prefect_api(env, f"/flow_runs/{run['id']}"))["state_type"] in FINAL and r,
-        180,
-        "the forced rerun finished",
-    )
-    print(f"forced rerun through the worker: {time.monotonic() - started:.1f} s")
-    assert done["state_type"] == "COMPLETED", done["state"]
+
+    def final() -> dict | None:
+        try:
+            current = prefect_api(env, f"/flow_runs/{run['id']}")
+        except TimeoutError:
+            return None
+        return current if current["state_type"] in FINAL else None
+
+    done = wait_for(final, 180, "the rerun copied in the UI finished")
+    print(f"UI rerun through the worker: {time.monotonic() - started:.1f} s")
+    message = done["state"]["message"] or ""
+    assert done["state_type"] == "COMPLETED", f"{done['state']['name']}: {message}"
+    assert done["parameters"].get("force") is True, done["parameters"]
+    # A copy of the event's run, so it asked for the version the restore replaced: the fallback was taken.
+    assert done["parameters"].get("version_id") == gone_version, done["parameters"]
+    assert f"version {gone_version} is gone" in message and "was read instead" in message, message
     status, run_id, finished = ledger(env)[(key, objects[key])]
     assert (status, run_id) == ("loaded", run["id"]) and finished > ledger_before[(key, objects[key])][2]
     assert len(ingest_runs(env)) == runs_before + 1  # that rerun, and nothing else
