@@ -100,9 +100,10 @@ class SourceObject:
         """What a person should know about which version was read (the run's message says it)."""
         if self.stood_in_for is None:
             return None
+        current = f"version {self.version_id}" if self.version_id else "object (it has no version id)"
         return (
-            f"version {self.stood_in_for} is gone; the key's current version {self.version_id} has the same "
-            f"ETag {self.etag} (the same bytes) and was read instead"
+            f"version {self.stood_in_for} is gone; the key's current {current} has the same ETag {self.etag} "
+            "(the same bytes) and was read instead"
         )
 
     @property

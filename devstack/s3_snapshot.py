@@ -12,8 +12,9 @@ a replay, SQS receives and deletes included, which is not a state). So `make dow
 An object gets the ETag it had: a single-part ETag is the MD5 of the bytes, so the same put gives the
 same ETag; a multipart ETag (MD5 of the parts' MD5s, "-N") is rebuilt by uploading the same parts
 (their sizes come from HEAD with PartNumber). A restored ETag that differs anyway is reported.
-LastModified is the restore's time (S3 sets it; the original is in the manifest), version ids are new,
-and only the current version of an object is kept.
+LastModified is the restore's time (S3 sets it; the original is in the manifest), version ids are not
+kept (a restored object's HEAD shows none: its listing says 'null'), and only the current version of an
+object is kept.
 
 Objects are restored before the raw bucket's notification is configured, so a restore announces
 nothing on the queue: the bridge starts no ingest run for an object the ledger already knows. The

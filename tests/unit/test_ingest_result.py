@@ -102,6 +102,8 @@ def test_a_version_that_stood_in_for_a_gone_one_is_said_in_the_closing_line():
     stood_in = replace(SOURCE, version_id="new", stood_in_for="old")
     sentence = closing_sentence(replace(loaded(), source=stood_in))
     assert sentence.startswith(closing_sentence(loaded()))
+    unversioned = closing_sentence(replace(loaded(), source=replace(stood_in, version_id=None)))
+    assert "the key's current object (it has no version id) has the same ETag" in unversioned
     assert sentence.endswith(
         f"Note: version old is gone; the key's current version new has the same ETag {SOURCE.etag} "
         "(the same bytes) and was read instead."
