@@ -88,9 +88,12 @@ browser:
 		     "Install them with: sudo apt-get install chromium chromium-driver"; \
 	fi
 
-# Two pytest workers (pytest-xdist), a test file each at a time: the stack tests mostly wait (on runs, the
-# worker's polls, the server), so each worker starts a local stack of its own and both cores stay busy.
-TEST_WORKERS ?= 2
+# Three pytest workers (pytest-xdist) on two cores, a test file each at a time: each starts a local stack of
+# its own, and a stack test often waits (on runs, the worker's polls, the server), so two workers left the
+# cores idle part of the time. Measured on this 2-core machine, one after the other: 581 s with 3, about
+# 770 s with 2 (docs/testing.md). The stack-free tier is CPU-bound: two workers (35 s) beat three (40 s).
+TEST_WORKERS ?= 3
+FAST_WORKERS ?= 2
 
 test: env browser
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
@@ -98,7 +101,7 @@ test: env browser
 # The stack-free tests, tests/unit/: no service is started (tests/conftest.py fails one that tries, and fails
 # the collection of a test whose folder does not match what it needs).
 test-fast: env
-	ETL_TEST_TIER=fast $(PY) -m pytest -n $(TEST_WORKERS) tests/unit -q
+	ETL_TEST_TIER=fast $(PY) -m pytest -n $(FAST_WORKERS) tests/unit -q
 
 lint: env
 	$(VENV)/bin/ruff check .
