@@ -95,7 +95,7 @@ def head_source(
 
 def _same_bytes_as_gone_version(s3, bucket: str, key: str, etag: str | None, version_id: str | None) -> dict | None:
     """The key's current version's HEAD when it has the ETag of the named version that is gone: the same
-    bytes, as after a restore of the local stack under new version ids. None when nothing can stand in."""
+    bytes, as after a restore of the local stack, which keeps no version ids. None when nothing can stand in."""
     if not (version_id and etag):
         return None
     try:
