@@ -8,7 +8,11 @@ import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
 from berlin_rentals.warehouse.access import Access, create_access
+from berlin_rentals.warehouse.sql import statements
 from berlin_rentals.warehouse.tables import warehouse_metadata
+
+# PostgreSQL's indexes beside the primary keys (Redshift has none), created if missing: on new and old warehouses.
+INDEXES = "postgresql/create_source_key_indexes.sql"
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -32,6 +36,9 @@ def create_warehouse(url: str, schema: str, access: Access | None = None) -> lis
             metadata = warehouse_metadata(schema)
             metadata.create_all(conn, checkfirst=True)
             added = add_missing_columns(conn, metadata)
+            if conn.dialect.name != "redshift":
+                for stmt in statements(INDEXES, schema):
+                    conn.execute(stmt)
             if access is not None:
                 create_access(conn, access)
             return added
@@ -70,7 +77,9 @@ def ddl_statements(dialect: str, schema: str = "berlin_rentals") -> list[str]:
         from sqlalchemy.dialects import postgresql
 
         target = postgresql.dialect()
-    return [str(CreateTable(t).compile(dialect=target)).strip() for t in warehouse_metadata(schema).sorted_tables]
+    tables = [str(CreateTable(t).compile(dialect=target)).strip() for t in warehouse_metadata(schema).sorted_tables]
+    indexes = [] if dialect == "redshift" else [str(stmt).strip() for stmt in statements(INDEXES, schema)]
+    return tables + indexes
 
 
 def main() -> None:

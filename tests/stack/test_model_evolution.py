@@ -83,3 +83,32 @@ def test_an_old_warehouse_gains_the_new_model_and_a_forced_reload_fills_its_rows
     }
     assert {r.city for r in rows} == {"Berlin"}
     assert scalar(settings, "SELECT COUNT(*) FROM {schema}.dim_agent") == 10
+
+
+def test_the_loads_lookups_by_source_key_are_indexed_on_an_old_warehouse_too(settings):
+    """A load finds its keys' facts, snapshots and rejects by source_key; without an index each of those
+    read the whole table once a load, so every load got slower as the warehouse grew. A warehouse made
+    before the indexes gets them from create_warehouse (make up, provisioning) like a new one."""
+    schema = settings.warehouse_schema
+    tables = ("fact_flats", "flat_snapshots", "rejected_records")
+
+    def indexed() -> set[str]:
+        rows = query(
+            settings,
+            "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = :schema AND tablename = ANY(:tables)",
+            schema=schema,
+            tables=list(tables),
+        )
+        # an index whose first column is source_key serves a lookup by it
+        return {r.tablename for r in rows if "(source_key" in r.indexdef}
+
+    create_warehouse(settings.warehouse_url, schema)
+    assert indexed() == set(tables)
+    engine = make_engine(settings.warehouse_url)
+    with engine.begin() as conn:
+        for table in tables:
+            conn.execute(sa.text(f"DROP INDEX {schema}.{table}_source_key"))
+    engine.dispose()
+    assert indexed() == set()  # as a warehouse made before them
+    create_warehouse(settings.warehouse_url, schema)
+    assert indexed() == set(tables)

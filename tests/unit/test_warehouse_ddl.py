@@ -12,8 +12,8 @@ from berlin_rentals.warehouse.sql import SQL_DIR
 def _ddl(dialect: str) -> dict[str, str]:
     out = {}
     for stmt in ddl_statements(dialect):
-        name = re.search(r"CREATE TABLE berlin_rentals\.(\w+)", stmt).group(1)
-        out[name] = stmt
+        if table := re.search(r"CREATE TABLE berlin_rentals\.(\w+)", stmt):
+            out[table.group(1)] = stmt
     return out
 
 
@@ -48,3 +48,12 @@ def test_every_staged_column_reaches_its_target_table_through_the_merge_sql():
         for column in column_names(table):
             assert re.search(rf"\b{column}\b", body), f"{column} of {table} is not written by {file}"
     assert set(merge_files) == set(STAGED_TABLES)
+
+
+def test_postgresql_indexes_the_source_key_of_every_table_a_load_replaces_by_key_and_redshift_has_none():
+    postgresql = [s for s in ddl_statements("postgresql") if s.startswith("CREATE INDEX")]
+    assert postgresql == [
+        f"CREATE INDEX IF NOT EXISTS {t}_source_key ON berlin_rentals.{t} (source_key)"
+        for t in ("fact_flats", "flat_snapshots", "rejected_records")
+    ]
+    assert not [s for s in ddl_statements("redshift") if "INDEX" in s.upper()]
