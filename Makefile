@@ -90,8 +90,9 @@ browser:
 
 # Three pytest workers (pytest-xdist) on two cores, a test file each at a time: each starts a local stack of
 # its own, and a stack test often waits (on runs, the worker's polls, the server), so two workers left the
-# cores idle part of the time. Measured on this 2-core machine, one after the other: 581 s with 3, about
-# 770 s with 2 (docs/testing.md). The stack-free tier is CPU-bound: two workers (35 s) beat three (40 s).
+# cores idle part of the time. Measured on this 2-core machine (docs/testing.md): 581 s with 3 (541 s in a
+# fresh clone's CI run), 768 s with 2 (not on a quiet machine: a helper session's stack tests ran beside it).
+# The stack-free tier is CPU-bound: two workers (35 s) beat three (40 s).
 TEST_WORKERS ?= 3
 FAST_WORKERS ?= 2
 
