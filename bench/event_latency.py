@@ -1,6 +1,7 @@
 """Upload → rows visible, through the whole event path, on the local stack (`make up` first).
 
-Each upload is a fresh hourly batch (13 listings), put to the raw prefix and timed until its ledger
+Each upload is a fresh hourly batch of `--listings` real-shaped listings (300; bench/generate.py, with the
+keys the model does not read at their real shares), put to the raw prefix and timed until its ledger
 row says loaded (the row commits with the data). Uploads go one at a time, each once the previous
 file's run has finished (not just loaded: its lineage, artifacts and final state), so each figure is
 one file's latency, not queueing behind another run's tail.
@@ -152,21 +153,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--uploads", type=int, default=20, help="uploads per configuration")
     parser.add_argument("--configs", default="old,new", help=f"comma-separated subset of {','.join(CONFIGS)}")
+    parser.add_argument("--listings", type=int, default=300, help="real-shaped listings per upload")
     args = parser.parse_args()
     configs = [name for name in args.configs.split(",") if name]
     if not configs or set(configs) - set(CONFIGS):
         raise SystemExit(f"--configs takes a subset of {','.join(CONFIGS)}")
     load_stack_env()
+    from bench.generate import RecordFactory
     from berlin_rentals.config import Settings
     from berlin_rentals.s3 import s3_client
     from berlin_rentals.source import normalize_etag
-    from berlin_rentals.synthetic import batch_name, derived_batch, read_sample_records
+    from berlin_rentals.synthetic import batch_name, zip_lines
     from tasks.common import warehouse_engine
 
     settings = Settings.from_env()
     s3, engine, api = s3_client(settings), warehouse_engine(settings.warehouse_url), Api()
     deployment = api.get("/deployments/name/ingest-file/ingest-file")
-    records, folder = read_sample_records(), f"bench-{uuid.uuid4().hex[:6]}"
+    folder = f"bench-{uuid.uuid4().hex[:6]}"
+    factory = RecordFactory(seed=uuid.uuid4().int % 1000)
+    # Listing ids of their own for this run: every upload's listings are new ones, as a fresh hour's mostly are.
+    first_id = 900_000_000 + (uuid.uuid4().int % 1000) * 1_000_000
     base = datetime(2032, 1, 1, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 1000)
     uploads: dict[str, list[tuple[str, float, float]]] = {name: [] for name in configs}
     n, current, load_before = 0, None, os.getloadavg()[1]
@@ -178,7 +184,9 @@ def main() -> None:
                     current = name
                 wait_until_idle()
                 hour = base + timedelta(hours=n)
-                body = derived_batch(records, hour, rent_factor=1 + n / 100, modified=hour, seed=n, new_listings=2)
+                ids = range(first_id + n * args.listings, first_id + (n + 1) * args.listings)
+                lines = [json.dumps(factory.record(i, hour), ensure_ascii=False).encode() for i in ids]
+                body = zip_lines(batch_name(hour) + ".json", lines)
                 key = f"{settings.raw_prefix}{folder}/{batch_name(hour)}.zip"
                 n += 1
                 uploaded, t0 = time.time(), time.perf_counter()
