@@ -17,7 +17,7 @@ from berlin_rentals.warehouse.attempts import AttemptPolicy, Failure, attempt_id
 from berlin_rentals.warehouse.attempts import begin_attempt as count_attempt
 from berlin_rentals.warehouse.attempts import end_attempt as mark_attempt_ended
 from berlin_rentals.warehouse.attempts import record_failure as record_attempt_failure
-from berlin_rentals.warehouse.engines import _IAM_ROLE, target_for
+from berlin_rentals.warehouse.engines import IAM_ROLE, target_for
 from berlin_rentals.warehouse.load import LoadReport, file_status, load_staged_batch
 from tasks.common import io_step, warehouse_engine
 
@@ -127,7 +127,7 @@ def begin_attempt(settings: Settings, source: SourceObject, attempt: str, force:
     the version has none left (every earlier attempt died without a word: parked now), else None. `force`
     releases it first. A setting the load will need is checked first: its absence is not the file's fault."""
     if target_for(settings.warehouse_url, settings.warehouse_schema).name == "redshift":
-        if not _IAM_ROLE.fullmatch(settings.redshift_iam_role_arn or ""):
+        if not IAM_ROLE.fullmatch(settings.redshift_iam_role_arn or ""):
             raise ConfigError(
                 f"REDSHIFT_IAM_ROLE_ARN={settings.redshift_iam_role_arn or ''!r} is not an IAM role ARN "
                 "(arn:aws:iam::<account>:role/<name>): Redshift's COPY reads the staged Parquet with it"

@@ -26,7 +26,7 @@ from berlin_rentals.staging import StagedBatch
 from berlin_rentals.warehouse.sql import statement, statements
 from berlin_rentals.warehouse.tables import staging_table
 
-_IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*()/=-]{1,1024}$")
 _COPY_ROWS = 5000
 _STAGED_NAMES = frozenset(STAGED_TABLES)
@@ -146,7 +146,7 @@ class RedshiftTarget:
 
     def _role(self) -> str:
         role = self.iam_role_arn or ""
-        if not _IAM_ROLE.fullmatch(role):
+        if not IAM_ROLE.fullmatch(role):
             raise ValueError("REDSHIFT_IAM_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
         return role
 
