@@ -40,7 +40,7 @@ from berlin_rentals.ingest_result import (
 from berlin_rentals.s3 import s3_client
 from berlin_rentals.source import InvalidSource, SourceObject, Version, normalize_etag
 from berlin_rentals.staging import is_staged
-from berlin_rentals.warehouse.attempts import attempt_id
+from berlin_rentals.warehouse.attempts import Failure, attempt_id
 from tasks.alerts import emit_file_parked, emit_rejects_above_ratio, reject_ratio
 from tasks.extract import extract, inspect_source
 from tasks.lineage import record_lineage
@@ -235,16 +235,12 @@ class _FileIngest:
         if is_config_error(exc):
             if on is not None:
                 try:
-                    self.step(record_failure, self.settings, on, error, False, self.attempt, False)
+                    self.step(record_failure, self.settings, on, Failure(error, counted=False), self.attempt)
                 except Exception as unrecorded:  # noqa: BLE001 - the warehouse may be what is misconfigured
                     self.logger.warning("the attempt's configuration error was not recorded: %r", unrecorded)
             return self.failed(exc if isinstance(exc, ConfigError) else ConfigError(error), None, **fields)
-        stats = fields.get("stats")
-        recorded = (
-            self.step(record_failure, self.settings, on, error, not is_retryable(exc), self.attempt, True, stats)
-            if on
-            else None
-        )
+        failure = Failure(error, terminal=not is_retryable(exc), stats=fields.get("stats"))
+        recorded = self.step(record_failure, self.settings, on, failure, self.attempt) if on else None
         return self.failed(exc, recorded, **fields)
 
     def failed(self, exc: Exception, recorded: tuple[str, int] | None, **fields: Any) -> IngestFailed:

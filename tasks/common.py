@@ -50,6 +50,10 @@ def warehouse_engine(url: str) -> sa.Engine:
     return make_engine(url)
 
 
+# Prefect 3.8's run_flow logs this for every failed run it raises out of, with the exception.
+PREFECT_ENGINE_EXIT = "Engine execution exited with unexpected exception"
+
+
 class ExpectedErrorTracebacks(logging.Filter):
     """Drop the traceback from Prefect's log records of an expected data or configuration error (a file
     that is not a zip, an object that is gone, a setting that is missing): the message already names the
@@ -66,9 +70,6 @@ class ExpectedErrorTracebacks(logging.Filter):
                 return False
             record.exc_info = record.exc_text = None
         return True
-
-
-PREFECT_ENGINE_EXIT = "Engine execution exited with unexpected exception"
 
 
 def quiet_expected_tracebacks() -> None:

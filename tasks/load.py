@@ -149,22 +149,15 @@ def end_attempt(settings: Settings, source: SourceObject, attempt: str, outcome:
 # Retried, and safe to retry: the attempt is counted once per run (berlin_rentals.warehouse.attempts).
 @io_step(name="record-failure")
 def record_failure(
-    settings: Settings,
-    version: Version,
-    error: str,
-    terminal: bool,
-    flow_run_id: str | None,
-    counted: bool = True,
-    stats: TransformStats | None = None,
+    settings: Settings, version: Version, failure: Failure, flow_run_id: str | None
 ) -> tuple[str | None, int]:
     """End this run's attempt as failed (parked when terminal or the last); without a run id, an attempt of its
-    own. `counted=False`: a configuration error, not held against the file. `stats`: the file's counts, when
-    the transform ran (a file parked for its rejects)."""
+    own (attempts.Failure says what the ledger records)."""
     return record_attempt_failure(
         warehouse_engine(settings.warehouse_url),
         warehouse_target(settings),
         version,
-        Failure(error, terminal, counted, stats),
+        failure,
         run_id=attempt_id(flow_run_id),
         policy=attempt_policy(settings),
     )

@@ -23,6 +23,7 @@ from berlin_rentals.catch_up import RawObject
 from berlin_rentals.config import Settings
 from berlin_rentals.ingest_result import FAILED, IngestFailed, IngestResult
 from berlin_rentals.source import Version
+from berlin_rentals.warehouse.attempts import Failure
 from tasks.alerts import emit_file_parked
 from tasks.load import record_failure
 
@@ -130,7 +131,9 @@ def record_process_death(settings: Settings, obj: RawObject, attempt: str, exc: 
     is parked only after its attempts, as any other failure."""
     began = datetime.now(UTC)
     error = f"{type(exc).__name__}: {exc}"
-    ledger, attempts = record_failure(settings, Version(settings.raw_bucket, obj.key, obj.etag), error, False, attempt)
+    ledger, attempts = record_failure(
+        settings, Version(settings.raw_bucket, obj.key, obj.etag), Failure(error), attempt
+    )
     result = IngestResult(
         FAILED,
         settings.raw_bucket,
